@@ -1,0 +1,260 @@
+import Foundation
+import Logging
+
+/// A bad configuration value: names the variable, never echoes a secret.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let variable: String
+    public let reason: String
+    public var description: String { "configuration: \(variable): \(reason)" }
+}
+
+/// Where the memories live, from `ENGRAM_DATABASE_URL`.
+public enum DatabaseLocation: Sendable, Equatable {
+    case sqlite(path: String)
+    case postgres(url: String)
+
+    public static func parse(_ raw: String, variable: String = "ENGRAM_DATABASE_URL") throws -> DatabaseLocation {
+        if raw.hasPrefix("sqlite://") {
+            // sqlite://./rel/path and sqlite:///abs/path
+            let path = String(raw.dropFirst("sqlite://".count))
+            guard !path.isEmpty else { throw ConfigurationError(variable: variable, reason: "sqlite URL has no path") }
+            return .sqlite(path: path)
+        }
+        if raw.hasPrefix("postgres://") || raw.hasPrefix("postgresql://") {
+            return .postgres(url: raw)
+        }
+        throw ConfigurationError(variable: variable, reason: "expected sqlite://PATH or postgres://user:pw@host:port/db")
+    }
+}
+
+/// Redis address, from `ENGRAM_REDIS_URL`.
+public struct RedisEndpoint: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var database: Int
+    public var password: String?
+
+    public init(host: String = "127.0.0.1", port: Int = 6379, database: Int = 0, password: String? = nil) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.password = password
+    }
+
+    public static func parse(_ raw: String, variable: String = "ENGRAM_REDIS_URL") throws -> RedisEndpoint {
+        if raw.hasPrefix("rediss://") {
+            throw ConfigurationError(
+                variable: variable,
+                reason: "rediss:// (TLS) is not supported by hiredis 0.14; put Redis on a private network or a TLS tunnel")
+        }
+        guard raw.hasPrefix("redis://"), let url = URLComponents(string: raw), let host = url.host, !host.isEmpty else {
+            throw ConfigurationError(variable: variable, reason: "expected redis://[:password@]host[:port][/db]")
+        }
+        var database = 0
+        let path = url.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        if !path.isEmpty {
+            guard let db = Int(path), db >= 0 else { throw ConfigurationError(variable: variable, reason: "database must be a number") }
+            database = db
+        }
+        let password = url.password.flatMap { $0.isEmpty ? nil : $0 }
+        return RedisEndpoint(host: host, port: url.port ?? 6379, database: database, password: password)
+    }
+}
+
+/// Which extractor or embedder to use.
+public enum ProviderKind: String, Sendable { case openai, local }
+
+/// What to do when the LLM keeps failing.
+public enum LLMFailurePolicy: String, Sendable {
+    case retryThenLocal = "retry-then-local"
+    case retry
+}
+
+/// Tenant consent modes.
+public enum ConsentMode: String, Sendable, Codable {
+    case implicit, explicit, off
+}
+
+/// Engram's whole configuration: one typed value read once from the environment.
+public struct EngramConfiguration: Sendable {
+    public var httpHost = "127.0.0.1"
+    public var httpPort = 8080
+    public var database = DatabaseLocation.sqlite(path: "./data/engram.sqlite")
+    public var redis = RedisEndpoint()
+    public var redisTimeout: Duration = .seconds(2)
+    public var queuePrefix = "engram:"
+    public var webhookSecret: String?
+    public var webhookSecretPrevious: String?
+    public var publicBaseURL = "http://127.0.0.1:8080"
+    public var apiKey: String?
+    public var adminKey: String?
+    public var masterKey: MasterKey?
+    public var extractor = ProviderKind.local
+    public var embedder = ProviderKind.local
+    public var openAIKey: String?
+    public var llmBaseURL = "https://api.openai.com/v1"
+    public var llmModel = "gpt-4o-mini"
+    public var embeddingModel = "text-embedding-3-small"
+    public var llmTimeout: Duration = .seconds(30)
+    public var llmFailurePolicy = LLMFailurePolicy.retryThenLocal
+    public var consentMode = ConsentMode.implicit
+    public var metricsPort = 9464
+    public var logLevel = Logger.Level.info
+    /// Largest post-call body kept in memory; larger bodies are hashed and dropped.
+    public var maxBodyBytes = 2 * 1024 * 1024
+    /// Largest body read at all (audio webhooks can be tens of MB).
+    public var maxStreamBytes = 256 * 1024 * 1024
+    public var maxToolBodyBytes = 64 * 1024
+    public var signatureTolerancePast: Duration = .seconds(30 * 60)
+    public var signatureToleranceFuture: Duration = .seconds(5 * 60)
+    public var dedupeTTLSeconds = 7 * 24 * 3600
+    public var precallBudget: Duration = .milliseconds(800)
+    public var precallContextChars = 1200
+    public var precallIncludeSensitive = false
+    public var firstMessageTemplate: String?
+    public var promptTemplate: String?
+    public var maxAttempts = 5
+    public var retryBase: Duration = .seconds(2)
+    public var retryMax: Duration = .seconds(600)
+    public var heartbeatTTL: Duration = .seconds(15)
+    public var reaperInterval: Duration = .seconds(5)
+    public var sweepInterval: Duration = .seconds(3600)
+    public var workerID = EngramConfiguration.defaultWorkerID()
+    public var spoolDirectory = "./data/spool"
+    public var reinforcementFlushInterval: Duration = .seconds(2)
+
+    public init() {}
+
+    public static func defaultWorkerID() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
+        return "\(host)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    /// Reads the environment. Optional values stay nil; `require` checks what an executable needs.
+    public static func fromEnvironment(_ environment: [String: String] = EngramConfiguration.environmentWithDevFile()) throws -> EngramConfiguration {
+        let reader = EnvironmentReader(environment)
+        var c = EngramConfiguration()
+        c.httpHost = reader.string("ENGRAM_HTTP_HOST") ?? c.httpHost
+        c.httpPort = try reader.int("ENGRAM_HTTP_PORT", range: 0...65535) ?? c.httpPort
+        if let raw = reader.string("ENGRAM_DATABASE_URL") { c.database = try DatabaseLocation.parse(raw) }
+        if let raw = reader.string("ENGRAM_REDIS_URL") { c.redis = try RedisEndpoint.parse(raw) }
+        c.redisTimeout = try reader.milliseconds("ENGRAM_REDIS_TIMEOUT_MS") ?? c.redisTimeout
+        c.queuePrefix = reader.string("ENGRAM_QUEUE_PREFIX") ?? c.queuePrefix
+        c.webhookSecret = reader.string("ENGRAM_WEBHOOK_SECRET")
+        c.webhookSecretPrevious = reader.string("ENGRAM_WEBHOOK_SECRET_PREVIOUS")
+        c.publicBaseURL = reader.string("ENGRAM_PUBLIC_BASE_URL") ?? c.publicBaseURL
+        c.apiKey = reader.string("ENGRAM_API_KEY")
+        c.adminKey = reader.string("ENGRAM_ADMIN_KEY")
+        if let raw = reader.string("ENGRAM_MASTER_KEY") {
+            guard let key = MasterKey(base64: raw) else {
+                throw ConfigurationError(variable: "ENGRAM_MASTER_KEY", reason: "must be 32 bytes, base64-encoded")
+            }
+            c.masterKey = key
+        }
+        c.openAIKey = reader.string("OPENAI_API_KEY")
+        let providerDefault: ProviderKind = c.openAIKey == nil ? .local : .openai
+        c.extractor = try reader.enumValue("ENGRAM_EXTRACTOR", ProviderKind.self) ?? providerDefault
+        c.embedder = try reader.enumValue("ENGRAM_EMBEDDER", ProviderKind.self) ?? providerDefault
+        c.llmBaseURL = reader.string("ENGRAM_LLM_BASE_URL") ?? c.llmBaseURL
+        c.llmModel = reader.string("ENGRAM_LLM_MODEL") ?? c.llmModel
+        c.embeddingModel = reader.string("ENGRAM_EMBEDDING_MODEL") ?? c.embeddingModel
+        c.llmTimeout = try reader.milliseconds("ENGRAM_LLM_TIMEOUT_MS") ?? c.llmTimeout
+        c.llmFailurePolicy = try reader.enumValue("ENGRAM_LLM_FAILURE_POLICY", LLMFailurePolicy.self) ?? c.llmFailurePolicy
+        c.consentMode = try reader.enumValue("ENGRAM_CONSENT_MODE", ConsentMode.self) ?? c.consentMode
+        c.metricsPort = try reader.int("ENGRAM_METRICS_PORT", range: 0...65535) ?? c.metricsPort
+        if let raw = reader.string("ENGRAM_LOG_LEVEL") {
+            guard let level = Logger.Level(rawValue: raw.lowercased()) else {
+                throw ConfigurationError(variable: "ENGRAM_LOG_LEVEL", reason: "expected trace, debug, info, notice, warning, error or critical")
+            }
+            c.logLevel = level
+        }
+        c.maxBodyBytes = try reader.int("ENGRAM_MAX_BODY_BYTES", range: 1024...(512 * 1024 * 1024)) ?? c.maxBodyBytes
+        c.maxStreamBytes = try reader.int("ENGRAM_MAX_STREAM_BYTES", range: 1024...(4 * 1024 * 1024 * 1024)) ?? c.maxStreamBytes
+        c.maxToolBodyBytes = try reader.int("ENGRAM_MAX_TOOL_BODY_BYTES", range: 256...(16 * 1024 * 1024)) ?? c.maxToolBodyBytes
+        c.dedupeTTLSeconds = try reader.int("ENGRAM_DEDUPE_TTL_SECONDS", range: 60...(90 * 86400)) ?? c.dedupeTTLSeconds
+        c.precallBudget = try reader.milliseconds("ENGRAM_PRECALL_BUDGET_MS") ?? c.precallBudget
+        c.precallContextChars = try reader.int("ENGRAM_PRECALL_CONTEXT_CHARS", range: 0...100_000) ?? c.precallContextChars
+        c.precallIncludeSensitive = try reader.bool("ENGRAM_PRECALL_INCLUDE_SENSITIVE") ?? c.precallIncludeSensitive
+        c.firstMessageTemplate = reader.string("ENGRAM_FIRST_MESSAGE_TEMPLATE")
+        c.promptTemplate = reader.string("ENGRAM_PROMPT_TEMPLATE")
+        c.maxAttempts = try reader.int("ENGRAM_MAX_ATTEMPTS", range: 1...100) ?? c.maxAttempts
+        c.retryBase = try reader.milliseconds("ENGRAM_RETRY_BASE_MS") ?? c.retryBase
+        c.retryMax = try reader.milliseconds("ENGRAM_RETRY_MAX_MS") ?? c.retryMax
+        c.heartbeatTTL = try reader.milliseconds("ENGRAM_HEARTBEAT_TTL_MS") ?? c.heartbeatTTL
+        c.reaperInterval = try reader.milliseconds("ENGRAM_REAPER_INTERVAL_MS") ?? c.reaperInterval
+        c.sweepInterval = try reader.milliseconds("ENGRAM_SWEEP_INTERVAL_MS") ?? c.sweepInterval
+        c.workerID = reader.string("ENGRAM_WORKER_ID") ?? c.workerID
+        c.spoolDirectory = reader.string("ENGRAM_SPOOL_DIR") ?? c.spoolDirectory
+        c.reinforcementFlushInterval = try reader.milliseconds("ENGRAM_REINFORCEMENT_FLUSH_MS") ?? c.reinforcementFlushInterval
+        if c.extractor == .openai || c.embedder == .openai, c.openAIKey == nil {
+            throw ConfigurationError(variable: "OPENAI_API_KEY", reason: "required when ENGRAM_EXTRACTOR or ENGRAM_EMBEDDER is openai")
+        }
+        return c
+    }
+
+    /// Fails with the variable's name when a value an executable needs is missing.
+    public func require<T>(_ keyPath: KeyPath<EngramConfiguration, T?>, _ variable: String) throws -> T {
+        guard let value = self[keyPath: keyPath] else {
+            throw ConfigurationError(variable: variable, reason: "required")
+        }
+        return value
+    }
+
+    /// The process environment, with `./data/dev.env` filling variables that are not set.
+    public static func environmentWithDevFile(path: String = "./data/dev.env") -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return environment }
+        for line in text.split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.hasPrefix("#"), let equals = trimmed.firstIndex(of: "=") else { continue }
+            var key = String(trimmed[..<equals]).trimmingCharacters(in: .whitespaces)
+            if key.hasPrefix("export ") { key = String(key.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+            var value = String(trimmed[trimmed.index(after: equals)...]).trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.first == value.last, value.first == "\"" || value.first == "'" {
+                value = String(value.dropFirst().dropLast())
+            }
+            if environment[key] == nil { environment[key] = value }
+        }
+        return environment
+    }
+}
+
+/// Typed reads of environment variables; empty values count as unset.
+struct EnvironmentReader {
+    let environment: [String: String]
+    init(_ environment: [String: String]) { self.environment = environment }
+
+    func string(_ name: String) -> String? {
+        guard let value = environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    func int(_ name: String, range: ClosedRange<Int>) throws -> Int? {
+        guard let raw = string(name) else { return nil }
+        guard let value = Int(raw), range.contains(value) else {
+            throw ConfigurationError(variable: name, reason: "expected an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    func milliseconds(_ name: String) throws -> Duration? {
+        try int(name, range: 0...(7 * 86_400_000)).map { .milliseconds($0) }
+    }
+
+    func bool(_ name: String) throws -> Bool? {
+        guard let raw = string(name)?.lowercased() else { return nil }
+        switch raw {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ConfigurationError(variable: name, reason: "expected true or false")
+        }
+    }
+
+    func enumValue<E: RawRepresentable>(_ name: String, _ type: E.Type) throws -> E? where E.RawValue == String {
+        guard let raw = string(name) else { return nil }
+        guard let value = E(rawValue: raw.lowercased()) else {
+            throw ConfigurationError(variable: name, reason: "unknown value")
+        }
+        return value
+    }
+}

@@ -1,0 +1,56 @@
+@preconcurrency import Crypto
+import Foundation
+
+/// A user's data key, unwrapped: encrypts their memory content and keys their term index.
+public struct UserDataKey: Sendable {
+    public let key: SymmetricKey
+
+    public init(key: SymmetricKey) { self.key = key }
+
+    public static func generate() -> UserDataKey { UserDataKey(key: SymmetricKey(size: .bits256)) }
+
+    public var cipher: FieldCipher { FieldCipher(key: key) }
+
+    /// Keyed hash of a normalised term: the keyword index never holds words.
+    public var termKey: SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Data("engram-terms-v1".utf8), outputByteCount: 32)
+    }
+
+    public var rawBytes: Data { key.withUnsafeBytes { Data($0) } }
+}
+
+/// Wraps and unwraps per-user data keys and tenant secrets with the master key, and holds the
+/// envelope key for the queue. Keys made under an older master key are readable while that key
+/// is listed in `previous` (rotation).
+public struct KeyRing: Sendable {
+    public let master: MasterKey
+    public let previous: [MasterKey]
+
+    public init(master: MasterKey, previous: [MasterKey] = []) {
+        self.master = master
+        self.previous = previous
+    }
+
+    /// Encrypts queue envelopes' bodies.
+    public var envelopeCipher: FieldCipher { FieldCipher(key: master.derived("engram-envelope-v1")) }
+
+    public func wrap(_ secret: Data, context: String) throws -> (wrapped: Data, keyID: String) {
+        (try FieldCipher(key: master.derived("engram-wrap-v1")).seal(secret, context: context), master.id)
+    }
+
+    public func unwrap(_ wrapped: Data, keyID: String, context: String) throws -> Data {
+        let candidates = [master] + previous
+        guard let key = candidates.first(where: { $0.id == keyID }) else {
+            throw CipherError(description: "data key wrapped by unknown master key id \(keyID)")
+        }
+        return try FieldCipher(key: key.derived("engram-wrap-v1")).open(wrapped, context: context)
+    }
+
+    public func wrapDataKey(_ dataKey: UserDataKey, tenant: String, user: String) throws -> (wrapped: Data, keyID: String) {
+        try wrap(dataKey.rawBytes, context: "user:\(tenant):\(user)")
+    }
+
+    public func unwrapDataKey(_ wrapped: Data, keyID: String, tenant: String, user: String) throws -> UserDataKey {
+        UserDataKey(key: SymmetricKey(data: try unwrap(wrapped, keyID: keyID, context: "user:\(tenant):\(user)")))
+    }
+}

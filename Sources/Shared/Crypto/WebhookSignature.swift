@@ -1,0 +1,125 @@
+@preconcurrency import Crypto
+import Foundation
+
+/// Why a webhook signature was refused. No secret or body in the description.
+public enum SignatureError: Error, Equatable, Sendable {
+    case missingHeader
+    case malformedHeader
+    case expired
+    case fromTheFuture
+    case mismatch
+}
+
+/// ElevenLabs' `ElevenLabs-Signature: t=<unix seconds>,v0=<hex>` header, parsed.
+public struct SignatureHeader: Sendable, Equatable {
+    public let timestamp: Int64
+    public let signatures: [Data]
+
+    public init(parsing header: String?) throws(SignatureError) {
+        guard let header, !header.isEmpty else { throw .missingHeader }
+        var timestamp: Int64?
+        var signatures: [Data] = []
+        for part in header.split(separator: ",") {
+            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2 else { continue }
+            switch pair[0] {
+            case "t": timestamp = Int64(pair[1])
+            case "v0": if let bytes = Data(hex: pair[1]), bytes.count == 32 { signatures.append(bytes) }
+            default: continue
+            }
+        }
+        guard let timestamp, !signatures.isEmpty else { throw .malformedHeader }
+        self.timestamp = timestamp
+        self.signatures = signatures
+    }
+
+    /// Checks the timestamp window: 30 minutes in the past (the SDKs' tolerance), 5 in the future.
+    public func checkFreshness(now: Date, past: Duration, future: Duration) throws(SignatureError) {
+        let age = now.timeIntervalSince1970 - Double(timestamp)
+        if age > past.seconds { throw .expired }
+        if -age > future.seconds { throw .fromTheFuture }
+    }
+}
+
+/// Verifies a body against the header while the body streams in: feed chunks, then `finish`.
+/// One HMAC per configured secret (current and previous, for rotation).
+public struct StreamingSignatureVerifier {
+    private var macs: [HMAC<SHA256>]
+    private let header: SignatureHeader
+
+    public init(header: SignatureHeader, secrets: [String]) {
+        self.header = header
+        macs = secrets.map { secret in
+            var mac = HMAC<SHA256>(key: SymmetricKey(data: Data(secret.utf8)))
+            mac.update(data: Data("\(header.timestamp).".utf8))
+            return mac
+        }
+    }
+
+    public mutating func update<Bytes: ContiguousBytes>(_ chunk: Bytes) {
+        chunk.withUnsafeBytes { buffer in
+            for index in macs.indices { macs[index].update(data: buffer) }
+        }
+    }
+
+    /// Accepts if any `v0` matches any secret; every comparison is constant-time.
+    public func finish() throws(SignatureError) {
+        var matched = false
+        for mac in macs {
+            let expected = Data(mac.finalize())
+            for candidate in header.signatures where constantTimeEquals(expected, candidate) {
+                matched = true
+            }
+        }
+        guard matched else { throw .mismatch }
+    }
+}
+
+/// Signs bodies the way ElevenLabs does (tests, the benchmark and the evaluation use it).
+public enum WebhookSigner {
+    public static func header(body: Data, secret: String, timestamp: Int64) -> String {
+        var mac = HMAC<SHA256>(key: SymmetricKey(data: Data(secret.utf8)))
+        mac.update(data: Data("\(timestamp).".utf8))
+        mac.update(data: body)
+        return "t=\(timestamp),v0=\(Data(mac.finalize()).hexString)"
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+public func constantTimeEquals(_ a: Data, _ b: Data) -> Bool {
+    guard a.count == b.count else { return false }
+    var difference: UInt8 = 0
+    for (x, y) in zip(a, b) { difference |= x ^ y }
+    return difference == 0
+}
+
+/// Compares secrets (API keys) without leaking their length or content through timing.
+public func secretsEqual(_ presented: String, _ expected: String) -> Bool {
+    constantTimeEquals(Data(SHA256.hash(data: Data(presented.utf8))), Data(SHA256.hash(data: Data(expected.utf8))))
+}
+
+extension Data {
+    public init?(hex: String) {
+        guard hex.count % 2 == 0 else { return nil }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(hex.count / 2)
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2)
+            guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        self.init(bytes)
+    }
+
+    public var hexString: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+extension Duration {
+    /// Whole and fractional seconds as a Double.
+    public var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}

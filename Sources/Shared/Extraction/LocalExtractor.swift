@@ -1,0 +1,252 @@
+import Foundation
+
+/// Offline extraction (MEMORY-MODEL.md): the call summary, data-collection results as slot
+/// facts, every substantive turn as an episodic memory citing its index, and pattern facts
+/// (name, likes, allergies, family, work, places, contact preferences) from the caller's words.
+public struct LocalExtractor: Extractor {
+    public let id = "local-v1"
+
+    public init() {}
+
+    public func extract(_ conversation: Conversation) async throws -> Extraction { extractNow(conversation) }
+
+    public func extractNow(_ conversation: Conversation) -> Extraction {
+        let day = Self.dayFormatter.string(from: conversation.startedAt)
+        var memories: [ExtractedMemory] = []
+        var userName: String?
+
+        if let summary = conversation.summary {
+            memories.append(ExtractedMemory(
+                content: "Call on \(day): \(summary)", sector: .episodic, importance: 0.7,
+                validFrom: conversation.startedAt, sourceTurns: [], kind: "summary"))
+        }
+        for (key, value) in conversation.dataCollection.sorted(by: { $0.key < $1.key }) where key != "memory_consent" {
+            let label = key.replacingOccurrences(of: "_", with: " ")
+            memories.append(ExtractedMemory(
+                content: "The caller's \(label): \(value) (as of \(day)).", sector: .semantic, slot: key,
+                importance: 0.6, validFrom: conversation.startedAt, sourceTurns: [], kind: "data_collection"))
+        }
+        for turn in conversation.turns {
+            let text = RelativeDates.annotate(turn.text, callStart: conversation.startedAt)
+            let sensitive = Self.isSensitive(text)
+            switch turn.speaker {
+            case .caller:
+                if Self.isSubstantive(text) {
+                    memories.append(ExtractedMemory(
+                        content: "On \(day) the caller said: \(Self.clip(text))", sector: Self.sector(of: text),
+                        importance: 0.5, validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: sensitive))
+                }
+                for fact in PatternFacts.find(in: turn.text) {
+                    if fact.slot == "name" { userName = fact.value }
+                    memories.append(ExtractedMemory(
+                        content: fact.sentence, sector: fact.sector, slot: fact.slot, importance: fact.importance,
+                        validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: fact.sensitive || sensitive))
+                }
+            case .agent:
+                let statements = Self.statements(text)
+                if Self.isSubstantive(statements) {
+                    memories.append(ExtractedMemory(
+                        content: "On \(day) the agent said: \(Self.clip(statements))", sector: .episodic,
+                        importance: 0.35, validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: sensitive))
+                }
+            }
+        }
+        return Extraction(memories: memories, summary: conversation.summary, userName: userName, extractor: id)
+    }
+
+    static let dayFormatter: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "d MMMM yyyy"
+        return f
+    }()
+
+    static func clip(_ text: String, limit: Int = 700) -> String {
+        text.count <= limit ? text : String(text.prefix(limit)) + "…"
+    }
+
+    private static let pleasantries: Set<String> = [
+        "thank", "thanks", "bye", "goodbye", "ok", "okay", "yes", "no", "sure", "great", "hello", "hi", "hey",
+        "cool", "awesome", "nice", "wow", "right", "alright", "perfect", "welcome", "cheer", "cheers",
+    ]
+
+    /// More than pleasantries: at least three content words, or two with a specific (a number, a name).
+    static func isSubstantive(_ text: String) -> Bool {
+        let terms = TextNormalizer.terms(text).filter { !pleasantries.contains($0) }
+        return terms.count >= 3 || (terms.count >= 1 && !TextNormalizer.specifics(text).isEmpty)
+    }
+
+    /// The agent's sentences that state something: questions dropped.
+    static func statements(_ text: String) -> String {
+        var kept: [String] = []
+        var current = ""
+        for character in text {
+            current.append(character)
+            if ".!?".contains(character) {
+                if character != "?" { kept.append(current.trimmingCharacters(in: .whitespaces)) }
+                current = ""
+            }
+        }
+        let tail = current.trimmingCharacters(in: .whitespaces)
+        if !tail.isEmpty { kept.append(tail) }
+        return kept.joined(separator: " ")
+    }
+
+    static func sector(of text: String) -> Sector {
+        let words = Set(TextNormalizer.words(text))
+        if !words.isDisjoint(with: emotionWords) { return .emotional }
+        if !words.isDisjoint(with: procedureWords) { return .procedural }
+        return .episodic
+    }
+
+    static func isSensitive(_ text: String) -> Bool {
+        !Set(TextNormalizer.words(text)).isDisjoint(with: sensitiveWords)
+    }
+
+    static let emotionWords: Set<String> = [
+        "frustrated", "frustrating", "angry", "upset", "annoyed", "worried", "anxious", "scared", "afraid",
+        "sad", "happy", "excited", "thrilled", "disappointed", "stressed", "furious", "nervous", "grateful",
+        "love", "hate", "lonely", "proud", "relieved",
+    ]
+    static let procedureWords: Set<String> = ["always", "never", "prefer", "rather", "please", "usually", "instead"]
+    static let sensitiveWords: Set<String> = [
+        "diagnosed", "diagnosis", "diabetes", "diabetic", "cancer", "pregnant", "pregnancy", "medication",
+        "medications", "prescription", "surgery", "therapy", "therapist", "depression", "depressed", "hiv",
+        "allergic", "allergy", "allergies", "asthma", "disease", "disorder", "chemo", "insulin", "psychiatrist",
+        "debt", "debts", "bankrupt", "bankruptcy", "loan", "mortgage", "salary", "overdraft", "lawsuit",
+        "lawyer", "attorney", "arrested", "court", "divorce", "custody", "probation", "ssn", "password",
+    ]
+}
+
+/// A fact recognised by a pattern in the caller's words.
+struct PatternFact {
+    var sentence: String
+    var sector: Sector
+    var slot: String?
+    var importance: Double
+    var sensitive: Bool
+    var value: String
+}
+
+/// Regular-expression patterns for facts callers state about themselves.
+enum PatternFacts {
+    /// NSRegularExpression is immutable and thread-safe once built.
+    private struct Rule: @unchecked Sendable {
+        let regex: NSRegularExpression
+        let make: @Sendable ([String]) -> PatternFact?
+    }
+
+    private static func rule(_ pattern: String, caseInsensitive: Bool = true, _ make: @escaping @Sendable ([String]) -> PatternFact?) -> Rule {
+        let options: NSRegularExpression.Options = caseInsensitive ? [.caseInsensitive] : []
+        return Rule(regex: try! NSRegularExpression(pattern: pattern, options: options), make: make)
+    }
+
+    private static let phrase = "([^.!?,;]{2,60})"
+    private static let notNames: Set<String> = [
+        "Just", "So", "Not", "Really", "Sorry", "Calling", "Here", "Fine", "Good", "Great", "Glad", "Happy",
+        "Looking", "Going", "Trying", "Still", "Very", "Also", "Back", "Ready", "Sure", "Okay", "Ok", "The",
+    ]
+
+    private static let rules: [Rule] = [
+        rule(#"\b(?:my name is|this is|call me)\s+([A-Z][a-z]+)"#, caseInsensitive: false) { m in
+            guard !notNames.contains(m[1]) else { return nil }
+            return PatternFact(sentence: "The caller's name is \(m[1]).", sector: .semantic, slot: "name", importance: 0.9, sensitive: false, value: m[1])
+        },
+        rule(#"\b(?:I'm|I am)\s+([A-Z][a-z]+)\b(?!\s+[a-z])"#, caseInsensitive: false) { m in
+            guard !notNames.contains(m[1]) else { return nil }
+            return PatternFact(sentence: "The caller's name is \(m[1]).", sector: .semantic, slot: "name", importance: 0.9, sensitive: false, value: m[1])
+        },
+        rule(#"\bmy (?:favou?rite) (\w+) is (?:now )?\#(phrase)"#) { m in
+            let thing = m[1].lowercased()
+            let value = m[2].replacingOccurrences(of: " now", with: "")
+            return PatternFact(sentence: "The caller's favourite \(thing) is \(value).", sector: .semantic, slot: "favourite.\(thing)", importance: 0.6, sensitive: false, value: value)
+        },
+        rule(#"\bI (?:really |also )?(?:love|like|enjoy|adore)\s+\#(phrase)"#) { m in
+            PatternFact(sentence: "The caller likes \(m[1]).", sector: .semantic, slot: nil, importance: 0.55, sensitive: false, value: m[1])
+        },
+        rule(#"\bI (?:really )?(?:hate|dislike|can't stand|cannot stand|don't like|do not like)\s+\#(phrase)"#) { m in
+            PatternFact(sentence: "The caller dislikes \(m[1]).", sector: .semantic, slot: nil, importance: 0.55, sensitive: false, value: m[1])
+        },
+        rule(#"\bI (?:would |'d )?prefer\s+\#(phrase)"#) { m in
+            PatternFact(sentence: "The caller prefers \(m[1]).", sector: .procedural, slot: nil, importance: 0.6, sensitive: false, value: m[1])
+        },
+        rule(#"\ballergic to\s+\#(phrase)"#) { m in
+            PatternFact(sentence: "The caller is allergic to \(m[1]).", sector: .semantic, slot: nil, importance: 0.9, sensitive: true, value: m[1])
+        },
+        rule(#"\bmy (wife|husband|partner|son|daughter|mom|mother|dad|father|sister|brother|dog|cat|puppy|kitten)(?:'s name is| is called| is named| named| called)\s+([A-Z][a-z]+)"#) { m in
+            PatternFact(sentence: "The caller's \(m[1].lowercased()) is called \(m[2]).", sector: .semantic, slot: "family.\(m[1].lowercased())", importance: 0.7, sensitive: false, value: m[2])
+        },
+        rule(#"\bI (?:work|am working) (?:at|for|as)\s+\#(phrase)"#) { m in
+            PatternFact(sentence: "The caller works \(m[0].lowercased().contains(" as ") ? "as" : "at") \(m[1]).", sector: .semantic, slot: "work", importance: 0.6, sensitive: false, value: m[1])
+        },
+        rule(#"\bI (?:live|moved|am moving|'m moving) (?:in|to)\s+([A-Z][A-Za-z .'-]{1,40}?)(?=[.!?,;]| with| and| because|$)"#) { m in
+            PatternFact(sentence: "The caller lives in \(m[1]).", sector: .semantic, slot: "home.city", importance: 0.6, sensitive: false, value: m[1])
+        },
+        rule(#"\b(?:call|reach|contact) me (?:in the |on |at |during the )?(mornings?|afternoons?|evenings?|weekends?|weekdays?|after \d{1,2}(?::\d\d)? ?(?:am|pm)?|before \d{1,2}(?::\d\d)? ?(?:am|pm)?)"#) { m in
+            PatternFact(sentence: "The caller prefers to be contacted \(m[1].lowercased()).", sector: .procedural, slot: "preferred_contact_time", importance: 0.7, sensitive: false, value: m[1])
+        },
+    ]
+
+    static func find(in text: String) -> [PatternFact] {
+        let range = NSRange(text.startIndex..., in: text)
+        var facts: [PatternFact] = []
+        for rule in rules {
+            for match in rule.regex.matches(in: text, range: range) {
+                let groups = (0..<match.numberOfRanges).map { i -> String in
+                    guard let r = Range(match.range(at: i), in: text) else { return "" }
+                    return String(text[r]).trimmingCharacters(in: .whitespaces)
+                }
+                if let fact = rule.make(groups), !facts.contains(where: { $0.sentence == fact.sentence }) { facts.append(fact) }
+            }
+        }
+        return facts
+    }
+}
+
+/// Resolves "yesterday", "tomorrow", "next Friday" against the call's start, by annotation:
+/// "next Friday" → "next Friday (28 November 2025)".
+enum RelativeDates {
+    private static let weekdays = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
+    private static let regex = try! NSRegularExpression(
+        pattern: #"\b(yesterday|today|tomorrow|last week|next week|(?:next|this|last|on) (?:sunday|monday|tuesday|wednesday|thursday|friday|saturday))\b"#,
+        options: [.caseInsensitive])
+
+    static func annotate(_ text: String, callStart: Date) -> String {
+        let ns = text as NSString
+        let matches = regex.matches(in: text, range: NSRange(location: 0, length: ns.length))
+        guard !matches.isEmpty else { return text }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        var result = text
+        for match in matches.reversed() {
+            let phrase = ns.substring(with: match.range).lowercased()
+            guard let date = resolve(phrase, from: callStart, calendar: calendar),
+                  let range = Range(match.range, in: result) else { continue }
+            result.replaceSubrange(range, with: "\(result[range]) (\(LocalExtractor.dayFormatter.string(from: date)))")
+        }
+        return result
+    }
+
+    static func resolve(_ phrase: String, from start: Date, calendar: Calendar) -> Date? {
+        let day = 86_400.0
+        switch phrase {
+        case "yesterday": return start.addingTimeInterval(-day)
+        case "today": return start
+        case "tomorrow": return start.addingTimeInterval(day)
+        case "last week": return start.addingTimeInterval(-7 * day)
+        case "next week": return start.addingTimeInterval(7 * day)
+        default: break
+        }
+        let parts = phrase.split(separator: " ")
+        guard parts.count == 2, let target = weekdays.firstIndex(of: String(parts[1])) else { return nil }
+        let today = calendar.component(.weekday, from: start) - 1
+        var delta = (target - today + 7) % 7
+        switch parts[0] {
+        case "next", "on": if delta == 0 { delta = 7 }
+        case "last": delta = delta == 0 ? -7 : delta - 7
+        default: break  // "this"
+        }
+        return start.addingTimeInterval(Double(delta) * day)
+    }
+}

@@ -1,0 +1,264 @@
+@preconcurrency import Crypto
+import Foundation
+
+/// One search result, decrypted, with the parts of its score.
+public struct SearchHit: Sendable {
+    public var memory: Memory
+    public var breakdown: ScoreBreakdown
+}
+
+/// A tenant as the services use it: its record and the deriver of its user keys.
+public struct TenantContext: Sendable {
+    public let record: TenantRecord
+    public let userKeys: UserKeyDeriver
+    public var id: String { record.id }
+}
+
+/// Encrypts, indexes and finds memories over any `MemoryStore`: the part of the store layer that
+/// is the same for every backend (per-user data keys, keyed term hashes, hybrid search, the
+/// conflict rules applied to a write).
+public struct MemoryVault: Sendable {
+    public let store: any MemoryStore
+    public let keyRing: KeyRing
+    public let embedder: any Embedder
+    public let vectorCache: VectorCache
+    public let clock: WallClock
+
+    public init(store: any MemoryStore, keyRing: KeyRing, embedder: any Embedder, vectorCache: VectorCache = VectorCache(), clock: WallClock = .system) {
+        self.store = store
+        self.keyRing = keyRing
+        self.embedder = embedder
+        self.vectorCache = vectorCache
+        self.clock = clock
+    }
+
+    // MARK: tenants and users
+
+    /// Loads a tenant, creating it (with a fresh pseudonym secret) if `create` and missing.
+    public func tenant(_ id: String, create: Bool = false, consentMode: ConsentMode = .implicit) async throws -> TenantContext? {
+        var record = try await store.tenant(id: id)
+        if record == nil, create {
+            let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+            let wrapped = try keyRing.wrap(secret, context: "tenant:\(id)")
+            record = try await store.ensureTenant(TenantRecord(
+                id: id, name: id, pseudonymSecretWrapped: wrapped.wrapped, keyID: wrapped.keyID, consentMode: consentMode,
+                allowSensitivePrecall: false, createdAt: clock.now()))
+        }
+        guard let record else { return nil }
+        let secret = try keyRing.unwrap(record.pseudonymSecretWrapped, keyID: record.keyID, context: "tenant:\(id)")
+        return TenantContext(record: record, userKeys: UserKeyDeriver(tenantSecret: secret))
+    }
+
+    public func dataKey(of user: UserRecord) throws -> UserDataKey {
+        try keyRing.unwrapDataKey(user.dataKeyWrapped, keyID: user.keyID, tenant: user.tenant, user: user.user.rawValue)
+    }
+
+    /// The user's row and key, creating both on first write.
+    public func userForWriting(tenant: String, user: UserKey) async throws -> (UserRecord, UserDataKey) {
+        if let existing = try await store.user(tenant: tenant, user: user) { return (existing, try dataKey(of: existing)) }
+        let key = UserDataKey.generate()
+        let wrapped = try keyRing.wrapDataKey(key, tenant: tenant, user: user.rawValue)
+        let record = try await store.ensureUser(UserRecord(tenant: tenant, user: user, dataKeyWrapped: wrapped.wrapped, keyID: wrapped.keyID, createdAt: clock.now()))
+        return (record, try dataKey(of: record))
+    }
+
+    // MARK: crypto helpers
+
+    static func contentContext(_ tenant: String, _ user: UserKey, _ id: String) -> String { "memory:\(tenant):\(user.rawValue):\(id)" }
+
+    public func decrypt(_ row: MemoryRow, key: UserDataKey) throws -> Memory {
+        let content = try key.cipher.openString(row.sealedContent, context: Self.contentContext(row.tenant, row.user, row.id))
+        return Memory(
+            id: row.id, tenant: row.tenant, user: row.user, sector: row.sector, content: content, slot: row.slot,
+            importance: row.importance, salience0: row.salience0, reinforcedAt: row.reinforcedAt, sensitive: row.sensitive,
+            validFrom: row.validFrom, validTo: row.validTo, supersededBy: row.supersededBy, status: row.status,
+            sources: row.sources, createdAt: row.createdAt, lastRecalledAt: row.lastRecalledAt, needsReextraction: row.needsReextraction)
+    }
+
+    /// Keyed hashes of normalised terms with their frequencies: the index never holds words.
+    public static func termHashes(_ text: String, key: UserDataKey) -> [Data: Int] {
+        let termKey = key.termKey
+        var counts: [Data: Int] = [:]
+        for term in TextNormalizer.terms(text) {
+            let mac = Data(HMAC<SHA256>.authenticationCode(for: Data(term.utf8), using: termKey)).prefix(16)
+            counts[Data(mac), default: 0] += 1
+        }
+        return counts
+    }
+
+    // MARK: reads
+
+    /// Current memories of a user, decrypted (or all, with history).
+    public func memories(tenant: String, user: UserKey, includeHistory: Bool = false) async throws -> [Memory] {
+        guard let record = try await store.user(tenant: tenant, user: user) else { return [] }
+        let key = try dataKey(of: record)
+        return try await store.memories(tenant: tenant, user: user, includeHistory: includeHistory).map { try decrypt($0, key: key) }
+    }
+
+    /// Hybrid search: top vector and top BM25 candidates fused by the scoring formula, near-duplicates collapsed.
+    public func search(tenant: String, user: UserKey, query: String, limit: Int, includeSensitive: Bool = true) async throws -> [SearchHit] {
+        guard let record = try await store.user(tenant: tenant, user: user) else { return [] }
+        let key = try dataKey(of: record)
+        let now = clock.now()
+
+        // Vector candidates; an unavailable query embedding falls back to keywords only.
+        var cosine: [String: Double] = [:]
+        let entry = try await vectorEntry(record)
+        if let queryVector = try? await embedder.embed([query]).first {
+            for (id, similarity) in entry.nearest(queryVector, k: MemoryModelConstants.vectorCandidates) {
+                cosine[id] = Double(similarity)
+            }
+        }
+
+        // Keyword candidates over keyed term hashes.
+        var bm25: [String: Double] = [:]
+        let queryTerms = Array(Self.termHashes(query, key: key).keys)
+        if !queryTerms.isEmpty {
+            let postings = try await store.postings(tenant: tenant, user: user, terms: queryTerms)
+            if !postings.isEmpty {
+                let stats = try await store.termStatistics(tenant: tenant, user: user)
+                var documentFrequency: [Data: Int] = [:]
+                var perMemory: [String: [(Data, Int)]] = [:]
+                for posting in postings {
+                    documentFrequency[posting.term, default: 0] += 1
+                    perMemory[posting.memoryID, default: []].append((posting.term, posting.frequency))
+                }
+                let lengths = try await termCounts(tenant: tenant, user: user, ids: Array(perMemory.keys))
+                var raw: [(String, Double)] = perMemory.map { id, terms in
+                    let tfs = terms.map { (tf: $0.1, df: documentFrequency[$0.0] ?? 1) }
+                    return (id, Scoring.bm25(termFrequencies: tfs, documentLength: lengths[id] ?? 1, averageLength: stats.averageLength, documentCount: stats.documentCount))
+                }
+                raw.sort { $0.1 > $1.1 }
+                let top = raw.prefix(MemoryModelConstants.keywordCandidates)
+                let best = top.first?.1 ?? 1
+                for (id, score) in top { bm25[id] = best > 0 ? score / best : 0 }
+            }
+        }
+
+        let candidateIDs = Array(Set(cosine.keys).union(bm25.keys))
+        let rows = try await store.memories(tenant: tenant, user: user, ids: candidateIDs)
+        var hits: [SearchHit] = []
+        for row in rows where row.status == .active && row.validTo == nil && (includeSensitive || !row.sensitive) {
+            let memory = try decrypt(row, key: key)
+            let breakdown = Scoring.score(
+                cosine: cosine[row.id] ?? 0, bm25: bm25[row.id] ?? 0, salience: Salience.of(memory, at: now),
+                eventDate: memory.validFrom, now: now)
+            hits.append(SearchHit(memory: memory, breakdown: breakdown))
+        }
+        hits.sort { $0.breakdown.score > $1.breakdown.score || ($0.breakdown.score == $1.breakdown.score && $0.memory.id > $1.memory.id) }
+        return collapse(hits, entry: entry, limit: limit)
+    }
+
+    /// Near-duplicates among the results (cosine above the embedder's threshold) collapse to the newest.
+    func collapse(_ hits: [SearchHit], entry: VectorCache.Entry, limit: Int) -> [SearchHit] {
+        var kept: [SearchHit] = []
+        var keptVectors: [[Float]?] = []
+        for hit in hits {
+            if kept.count >= limit { break }
+            let vector = entry.vector(for: hit.memory.id)
+            if let vector, let index = keptVectors.firstIndex(where: { other in
+                other.map { VectorMath.dot($0, vector) > embedder.collapseThreshold } ?? false
+            }) {
+                if hit.memory.validFrom > kept[index].memory.validFrom {
+                    kept[index] = SearchHit(memory: hit.memory, breakdown: kept[index].breakdown)
+                }
+                continue
+            }
+            kept.append(hit)
+            keptVectors.append(vector)
+        }
+        return kept
+    }
+
+    func vectorEntry(_ record: UserRecord) async throws -> VectorCache.Entry {
+        let store = self.store
+        let embedderID = embedder.id
+        return try await vectorCache.entry(
+            tenant: record.tenant, user: record.user, embedder: embedderID, dimension: embedder.dimension, version: record.memoryVersion
+        ) {
+            try await store.vectors(tenant: record.tenant, user: record.user, embedder: embedderID)
+        }
+    }
+
+    private func termCounts(tenant: String, user: UserKey, ids: [String]) async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for row in try await store.memories(tenant: tenant, user: user, ids: ids) { counts[row.id] = row.termCount }
+        return counts
+    }
+
+    // MARK: writes
+
+    /// Builds the write for one extraction: embeds, applies the conflict rules against the
+    /// user's current memories, seals content and hashes terms. The caller applies it.
+    public func prepareWrite(
+        tenant: String, user: UserKey, extraction: Extraction, conversationID: String?, callAt: Date?,
+        idempotencyKey: String, eventID: String, eventType: String
+    ) async throws -> WriteBatch {
+        let now = clock.now()
+        let (record, key) = try await userForWriting(tenant: tenant, user: user)
+        var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
+        guard !extraction.memories.isEmpty else { return batch }
+
+        let existingRows = try await store.memories(tenant: tenant, user: user, includeHistory: false)
+        let entry = try await vectorEntry(record)
+        var candidates: [ResolutionCandidate] = []
+        var existingByID: [String: Memory] = [:]
+        for row in existingRows {
+            let memory = try decrypt(row, key: key)
+            existingByID[row.id] = memory
+            candidates.append(ResolutionCandidate(id: row.id, sector: row.sector, slot: row.slot, content: memory.content, vector: entry.vector(for: row.id)))
+        }
+
+        let vectors = try await embedder.embed(extraction.memories.map(\.content))
+        var pendingIndex: [String: Int] = [:]  // new memory id → index in batch.inserts
+        var reinforcedNow: [String: Double] = [:]
+        for (extracted, vector) in zip(extraction.memories, vectors) {
+            let id = UUIDv7.make(at: now)
+            let source = MemorySource(conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
+            let candidate = ResolutionCandidate(id: id, sector: extracted.sector, slot: extracted.slot, content: extracted.content, vector: vector)
+            switch ConflictResolution.resolve(candidate, against: candidates, duplicateThreshold: embedder.duplicateThreshold) {
+            case .reinforce(let existingID):
+                if let index = pendingIndex[existingID] {
+                    if !batch.inserts[index].sources.contains(source) { batch.inserts[index].sources.append(source) }
+                } else if let memory = existingByID[existingID] {
+                    var current = memory
+                    if let s = reinforcedNow[existingID] { current.salience0 = s; current.reinforcedAt = now }
+                    let salience = Salience.reinforced(current, at: now)
+                    reinforcedNow[existingID] = salience
+                    batch.reinforcements.append((existingID, salience, source))
+                }
+                continue
+            case .supersede(let existingID):
+                let validFrom = extracted.validFrom ?? callAt ?? now
+                if let index = pendingIndex[existingID] {
+                    batch.inserts[index].validTo = validFrom
+                    batch.inserts[index].supersededBy = id
+                } else {
+                    batch.supersessions.append((existingID, validFrom, id))
+                }
+                candidates.removeAll { $0.id == existingID }
+            case .insert:
+                break
+            }
+            let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(tenant, user, id))
+            let terms = Self.termHashes(extracted.content, key: key)
+            batch.inserts.append(MemoryRow(
+                id: id, tenant: tenant, user: user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,
+                importance: extracted.importance, salience0: MemoryModelConstants.initialSalience(importance: extracted.importance),
+                reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
+                supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
+                needsReextraction: extraction.isFallback, termCount: terms.values.reduce(0, +)))
+            pendingIndex[id] = batch.inserts.count - 1
+            batch.vectors.append(VectorRow(memoryID: id, embedder: embedder.id, vector: vector))
+            batch.postings.append(contentsOf: terms.map { TermPosting(term: $0.key, memoryID: id, frequency: $0.value) })
+            candidates.append(candidate)
+        }
+        // A memory superseded within this batch is not current either.
+        batch.inserts = batch.inserts.map { row in
+            var row = row
+            if row.validTo != nil, row.supersededBy != nil { row.validTo = max(row.validTo!, row.validFrom) }
+            return row
+        }
+        return batch
+    }
+}

@@ -1,0 +1,85 @@
+/// Per-user vectors in memory, contiguous Float32, for exact SIMD search. An entry is valid for
+/// one `memory_version` of its user, which every process bumps when it changes the searchable
+/// set, so a cache in one process never serves another process's stale rows.
+public actor VectorCache {
+    public struct Entry: Sendable {
+        public let version: Int64
+        public let ids: [String]
+        public let flat: [Float]
+        public let dimension: Int
+        public let positions: [String: Int]
+
+        init(version: Int64, ids: [String], flat: [Float], dimension: Int) {
+            self.version = version
+            self.ids = ids
+            self.flat = flat
+            self.dimension = dimension
+            var positions: [String: Int] = [:]
+            positions.reserveCapacity(ids.count)
+            for (i, id) in ids.enumerated() { positions[id] = i }
+            self.positions = positions
+        }
+
+        public func vector(for id: String) -> [Float]? {
+            guard let i = positions[id] else { return nil }
+            return Array(flat[(i * dimension)..<((i + 1) * dimension)])
+        }
+
+        /// Top `k` ids by dot product with a unit query.
+        public func nearest(_ query: [Float], k: Int) -> [(id: String, similarity: Float)] {
+            guard query.count == dimension, !ids.isEmpty else { return [] }
+            var scores = [Float](repeating: 0, count: ids.count)
+            flat.withUnsafeBufferPointer { base in
+                query.withUnsafeBufferPointer { q in
+                    for i in 0..<ids.count {
+                        scores[i] = VectorMath.dot(base.baseAddress! + i * dimension, q.baseAddress!, count: dimension)
+                    }
+                }
+            }
+            let order = scores.indices.sorted { scores[$0] > scores[$1] }.prefix(k)
+            return order.map { (ids[$0], scores[$0]) }
+        }
+    }
+
+    private var entries: [String: Entry] = [:]
+    private var useOrder: [String] = []
+    private let maxFloats: Int
+    private var floats = 0
+
+    public init(maxFloats: Int = 64 * 1024 * 1024) { self.maxFloats = maxFloats }
+
+    public func entry(
+        tenant: String, user: UserKey, embedder: String, dimension: Int, version: Int64,
+        load: @Sendable () async throws -> (ids: [String], flat: [Float])
+    ) async throws -> Entry {
+        let key = "\(tenant)|\(user.rawValue)|\(embedder)"
+        if let entry = entries[key], entry.version == version {
+            touch(key)
+            return entry
+        }
+        let loaded = try await load()
+        let entry = Entry(version: version, ids: loaded.ids, flat: loaded.flat, dimension: dimension)
+        if let old = entries[key] { floats -= old.flat.count }
+        entries[key] = entry
+        floats += entry.flat.count
+        touch(key)
+        while floats > maxFloats, let oldest = useOrder.first, oldest != key {
+            useOrder.removeFirst()
+            if let evicted = entries.removeValue(forKey: oldest) { floats -= evicted.flat.count }
+        }
+        return entry
+    }
+
+    public func invalidate(tenant: String, user: UserKey) {
+        let prefix = "\(tenant)|\(user.rawValue)|"
+        for key in entries.keys where key.hasPrefix(prefix) {
+            if let evicted = entries.removeValue(forKey: key) { floats -= evicted.flat.count }
+            useOrder.removeAll { $0 == key }
+        }
+    }
+
+    private func touch(_ key: String) {
+        if let i = useOrder.lastIndex(of: key) { useOrder.remove(at: i) }
+        useOrder.append(key)
+    }
+}

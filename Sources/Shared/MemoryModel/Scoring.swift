@@ -1,0 +1,34 @@
+import Foundation
+
+/// The parts of one memory's search score, kept so every answer can explain itself.
+public struct ScoreBreakdown: Codable, Sendable, Equatable {
+    public var cosine: Double
+    public var bm25: Double
+    public var salience: Double
+    public var recency: Double
+    public var score: Double
+}
+
+/// Hybrid scoring: `0.55 cosine_norm + 0.25 bm25_norm + 0.12 salience + 0.08 recency`.
+public enum Scoring {
+    /// `cosine` is the raw similarity (clamped at 0); `bm25` is already normalised to 0...1.
+    public static func score(cosine: Double, bm25: Double, salience: Double, eventDate: Date, now: Date) -> ScoreBreakdown {
+        let c = min(1, max(0, cosine))
+        let recency = exp(-Salience.days(from: eventDate, to: now) / MemoryModelConstants.recencyDays)
+        let total = MemoryModelConstants.weightCosine * c + MemoryModelConstants.weightBM25 * bm25
+            + MemoryModelConstants.weightSalience * salience + MemoryModelConstants.weightRecency * recency
+        return ScoreBreakdown(cosine: c, bm25: bm25, salience: salience, recency: recency, score: total)
+    }
+
+    /// Okapi BM25 for one document, given per-term document frequencies.
+    public static func bm25(termFrequencies: [(tf: Int, df: Int)], documentLength: Int, averageLength: Double, documentCount: Int) -> Double {
+        let k1 = MemoryModelConstants.bm25K1, b = MemoryModelConstants.bm25B
+        var total = 0.0
+        for (tf, df) in termFrequencies where tf > 0 {
+            let idf = log(1 + (Double(documentCount) - Double(df) + 0.5) / (Double(df) + 0.5))
+            let norm = Double(tf) * (k1 + 1) / (Double(tf) + k1 * (1 - b + b * Double(documentLength) / max(averageLength, 1)))
+            total += idf * norm
+        }
+        return total
+    }
+}

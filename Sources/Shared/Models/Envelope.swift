@@ -1,0 +1,69 @@
+import Foundation
+
+/// What travels on the queue: `{id, tenant, type, received_at, attempt, trace, body}`, the body
+/// being the raw webhook (or tool event) encrypted with the envelope key.
+public struct Envelope: Codable, Sendable, Equatable {
+    public var id: String
+    public var tenant: String
+    public var type: String
+    /// Unix seconds with fractions.
+    public var receivedAt: Double
+    public var attempt: Int
+    /// W3C `traceparent` of the request that produced it, if tracing is on.
+    public var trace: String?
+    /// Base64 of AES-GCM(nonce | ciphertext | tag).
+    public var body: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, tenant, type, receivedAt = "received_at", attempt, trace, body
+    }
+
+    public init(id: String = UUIDv7.make(), tenant: String, type: String, receivedAt: Date, attempt: Int = 0, trace: String? = nil, body: String) {
+        self.id = id
+        self.tenant = tenant
+        self.type = type
+        self.receivedAt = receivedAt.timeIntervalSince1970
+        self.attempt = attempt
+        self.trace = trace
+        self.body = body
+    }
+
+    /// Seals a raw body for the queue.
+    public static func seal(_ raw: Data, tenant: String, type: String, receivedAt: Date, cipher: FieldCipher, id: String = UUIDv7.make()) throws -> Envelope {
+        let sealed = try cipher.seal(raw, context: "envelope:\(tenant):\(type)")
+        return Envelope(id: id, tenant: tenant, type: type, receivedAt: receivedAt, body: sealed.base64EncodedString())
+    }
+
+    public func openBody(cipher: FieldCipher) throws -> Data {
+        guard let sealed = Data(base64Encoded: body) else { throw CipherError(description: "envelope body is not base64") }
+        return try cipher.open(sealed, context: "envelope:\(tenant):\(type)")
+    }
+
+    public func encoded() throws -> Data { try JSONEncoder().encode(self) }
+
+    public static func decode(_ data: Data) throws -> Envelope { try JSONDecoder().decode(Envelope.self, from: data) }
+}
+
+/// Event types on the queue.
+public enum EventType {
+    public static let postCallTranscription = "post_call_transcription"
+    public static let callInitiationFailure = "call_initiation_failure"
+    public static let remember = "tool_remember"
+}
+
+/// The body of a `remember` tool event (encrypted inside its envelope like any other).
+public struct RememberEvent: Codable, Sendable {
+    public var user: String
+    public var fact: String
+    public var conversationID: String?
+    public var saidAt: Double
+
+    public init(user: UserKey, fact: String, conversationID: String?, saidAt: Date) {
+        self.user = user.rawValue
+        self.fact = fact
+        self.conversationID = conversationID
+        self.saidAt = saidAt.timeIntervalSince1970
+    }
+
+    enum CodingKeys: String, CodingKey { case user, fact, conversationID = "conversation_id", saidAt = "said_at" }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+
+/// What became of one event.
+public enum IngestOutcome: Sendable, Equatable {
+    case stored(memories: Int, reinforced: Int, superseded: Int)
+    case duplicate
+    case noUser
+    case noConsent
+    case tombstoned
+    case recorded
+    case ignored
+}
+
+/// An event that must not be retried: it can never succeed (bad bytes, wrong key).
+public struct PermanentEventError: Error, CustomStringConvertible, Sendable {
+    public let errorClass: String
+    public let message: String
+    public var description: String { "\(errorClass): \(message)" }
+}
+
+/// Turns one queued event into stored memories: decrypt, decode, resolve the caller, check
+/// tombstone and consent, extract (with the failure policy), resolve conflicts, write once.
+public struct EventIngestor: Sendable {
+    public let vault: MemoryVault
+    public let extractor: any Extractor
+    public let fallback: LocalExtractor
+    public let policy: LLMFailurePolicy
+    public let maxAttempts: Int
+    public let envelopeCipher: FieldCipher
+    public let defaultConsentMode: ConsentMode
+
+    public init(vault: MemoryVault, extractor: any Extractor, policy: LLMFailurePolicy, maxAttempts: Int, envelopeCipher: FieldCipher, defaultConsentMode: ConsentMode = .implicit) {
+        self.vault = vault
+        self.extractor = extractor
+        self.fallback = LocalExtractor()
+        self.policy = policy
+        self.maxAttempts = maxAttempts
+        self.envelopeCipher = envelopeCipher
+        self.defaultConsentMode = defaultConsentMode
+    }
+
+    public func ingest(_ envelope: Envelope, logger: Logger) async throws -> IngestOutcome {
+        let body: Data
+        do {
+            body = try envelope.openBody(cipher: envelopeCipher)
+        } catch {
+            throw PermanentEventError(errorClass: "DecryptionError", message: "envelope body cannot be decrypted with the current key")
+        }
+        guard let tenant = try await vault.tenant(envelope.tenant, create: envelope.tenant == "default", consentMode: defaultConsentMode) else {
+            throw PermanentEventError(errorClass: "UnknownTenant", message: "tenant does not exist")
+        }
+        switch envelope.type {
+        case EventType.postCallTranscription, EventType.callInitiationFailure:
+            let webhook: PostCallWebhook
+            do {
+                webhook = try JSONDecoder().decode(PostCallWebhook.self, from: body)
+            } catch {
+                throw PermanentEventError(errorClass: "DecodingError", message: "post-call body is not a valid event")
+            }
+            guard let data = webhook.data, let conversationID = data.conversationID else {
+                throw PermanentEventError(errorClass: "DecodingError", message: "post-call body has no conversation id")
+            }
+            let key = "\(webhook.type):\(conversationID)"
+            if envelope.type == EventType.callInitiationFailure {
+                // Recorded only: the attempt is counted, nothing about the caller is kept.
+                _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: key, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
+                return .recorded
+            }
+            return try await ingestTranscript(data, conversationID: conversationID, idempotencyKey: key, envelope: envelope, tenant: tenant, logger: logger)
+        case EventType.remember:
+            let event: RememberEvent
+            do {
+                event = try JSONDecoder().decode(RememberEvent.self, from: body)
+            } catch {
+                throw PermanentEventError(errorClass: "DecodingError", message: "remember event is not valid")
+            }
+            guard let user = UserKey(event.user) else { throw PermanentEventError(errorClass: "DecodingError", message: "bad user key") }
+            let saidAt = Date(timeIntervalSince1970: event.saidAt)
+            let extraction = Extraction(
+                memories: [ExtractedMemory(
+                    content: event.fact, sector: LocalExtractor.sector(of: event.fact), importance: 0.7, validFrom: saidAt,
+                    sourceTurns: [], sensitive: LocalExtractor.isSensitive(event.fact), kind: "tool")],
+                summary: nil, userName: nil, extractor: "tool")
+            return try await write(extraction, tenant: tenant, user: user, conversationID: event.conversationID, callAt: nil,
+                                   idempotencyKey: "event:\(envelope.id)", envelope: envelope, consentFromCall: nil)
+        default:
+            _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: "event:\(envelope.id)", eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
+            return .ignored
+        }
+    }
+
+    /// The caller, in the contract's order: `data.user_id`, the `user_id` dynamic variable, the phone number.
+    public static func identity(of data: PostCallData) -> CallerIdentity? {
+        if let identity = CallerReference.fromUserID(data.userID) { return identity }
+        if let identity = CallerReference.fromUserID(data.initiation?.dynamicVariables["user_id"]?.stringValue) { return identity }
+        return PhoneNumber.normalize(data.callerNumber).map { .phone($0) }
+    }
+
+    private func ingestTranscript(
+        _ data: PostCallData, conversationID: String, idempotencyKey: String, envelope: Envelope, tenant: TenantContext, logger: Logger
+    ) async throws -> IngestOutcome {
+        guard let identity = Self.identity(of: data) else {
+            _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
+            return .noUser
+        }
+        let user = tenant.userKeys.key(for: identity)
+        if try await vault.store.isProcessed(tenant: tenant.id, idempotencyKey: idempotencyKey) { return .duplicate }
+
+        let received = Date(timeIntervalSince1970: envelope.receivedAt)
+        let conversation = Conversation(data, fallbackStart: received)
+        let consentFromCall = data.analysis?.dataCollectionResults["memory_consent"]?.value.flatMap { value -> Bool? in
+            switch value {
+            case .bool(let b): return b
+            case .string(let s): return ["true", "yes", "1"].contains(s.lowercased()) ? true : (["false", "no", "0"].contains(s.lowercased()) ? false : nil)
+            case .number(let n): return n != 0
+            }
+        }
+        let extraction = try await extract(conversation, attempt: envelope.attempt, logger: logger)
+        return try await write(extraction, tenant: tenant, user: user, conversationID: conversationID, callAt: conversation.startedAt,
+                               idempotencyKey: idempotencyKey, envelope: envelope, consentFromCall: consentFromCall)
+    }
+
+    /// The configured extractor; on failure, retry via the queue, and on the last attempt
+    /// (policy `retry-then-local`) the local extractor, its memories marked re-extractable.
+    func extract(_ conversation: Conversation, attempt: Int, logger: Logger) async throws -> Extraction {
+        do {
+            return try await extractor.extract(conversation)
+        } catch {
+            let lastAttempt = attempt + 1 >= maxAttempts
+            guard policy == .retryThenLocal, lastAttempt, extractor.id != fallback.id else { throw error }
+            logger.warning("extractor failed on the last attempt; extracting locally", metadata: ["error_class": "\(type(of: error))"])
+            var local = fallback.extractNow(conversation)
+            local.isFallback = true
+            local.extractor = fallback.id + "-fallback"
+            return local
+        }
+    }
+
+    private func write(
+        _ extraction: Extraction, tenant: TenantContext, user: UserKey, conversationID: String?, callAt: Date?,
+        idempotencyKey: String, envelope: Envelope, consentFromCall: Bool?
+    ) async throws -> IngestOutcome {
+        let store = vault.store
+        let now = vault.clock.now()
+        let received = Date(timeIntervalSince1970: envelope.receivedAt)
+        let existing = try await store.user(tenant: tenant.id, user: user)
+
+        if let erasedAt = try await store.tombstone(tenant: tenant.id, user: user) {
+            // Erased: only consent given after the erasure, to an event received after it, brings the caller back.
+            let reconsented = existing?.consent == true && (existing?.consentAt ?? .distantPast) > erasedAt
+                && received >= (existing?.consentAt ?? .distantFuture)
+            if !reconsented {
+                _ = try await store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
+                return .tombstoned
+            }
+        }
+        let mode = tenant.record.consentMode
+        var allowed: Bool
+        switch mode {
+        case .off: allowed = false
+        case .implicit: allowed = existing?.consent != false && consentFromCall != false
+        case .explicit: allowed = existing?.consent == true || consentFromCall == true
+        }
+        if consentFromCall == true, existing?.consent != true {
+            _ = try await vault.userForWriting(tenant: tenant.id, user: user)
+            try await store.setConsent(tenant: tenant.id, user: user, granted: true, at: now)
+            allowed = mode != .off
+        }
+        guard allowed else {
+            _ = try await store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
+            return .noConsent
+        }
+        let batch = try await vault.prepareWrite(
+            tenant: tenant.id, user: user, extraction: extraction, conversationID: conversationID, callAt: callAt,
+            idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type)
+        guard try await store.apply(batch) else { return .duplicate }
+        return .stored(memories: batch.inserts.count, reinforced: batch.reinforcements.count, superseded: batch.supersessions.count)
+    }
+}

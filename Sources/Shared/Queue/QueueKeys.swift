@@ -1,0 +1,16 @@
+/// Every Redis key Engram uses, from one place. The prefix is `engram:` in production and
+/// unique per test.
+public struct QueueKeys: Sendable {
+    public let prefix: String
+
+    public init(prefix: String = "engram:") { self.prefix = prefix }
+
+    public var events: String { prefix + "events" }
+    public var retry: String { prefix + "retry" }
+    public var dead: String { prefix + "dead" }
+    public var processingPattern: String { prefix + "processing:*" }
+    public func processing(_ worker: String) -> String { prefix + "processing:" + worker }
+    public func heartbeat(_ worker: String) -> String { prefix + "worker:" + worker }
+    public func seen(_ hash: String) -> String { prefix + "seen:" + hash }
+    public func rateLimit(_ bucket: String) -> String { prefix + "rate:" + bucket }
+}

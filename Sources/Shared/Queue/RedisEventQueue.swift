@@ -1,0 +1,170 @@
+import Foundation
+
+/// `EventQueue` on Redis lists. Multi-step moves are single Lua scripts, so they are atomic.
+public struct RedisEventQueue: EventQueue {
+    public let client: RedisClient
+    /// A separate connection for BLMOVE, so a blocked take never holds up other commands.
+    public let blockingClient: RedisClient
+    public let keys: QueueKeys
+
+    public init(client: RedisClient, blockingClient: RedisClient? = nil, keys: QueueKeys = QueueKeys()) {
+        self.client = client
+        self.blockingClient = blockingClient ?? client
+        self.keys = keys
+    }
+
+    public init(endpoint: RedisEndpoint, timeout: Duration, keys: QueueKeys = QueueKeys(), connections: Int = 4) {
+        self.init(
+            client: RedisClient(endpoint: endpoint, timeout: timeout, connections: connections),
+            blockingClient: RedisClient(endpoint: endpoint, timeout: timeout, connections: 1), keys: keys)
+    }
+
+    static let enqueueScript = """
+        for i = 2, #KEYS do
+            if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+        end
+        for i = 2, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[2]) end
+        redis.call('LPUSH', KEYS[1], ARGV[1])
+        return 1
+        """
+
+    public func enqueue(_ envelope: Envelope, dedupe: [String], ttlSeconds: Int) async throws -> Bool {
+        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.enqueueScript), RedisArgument(String(1 + dedupe.count)), RedisArgument(keys.events)]
+        arguments += dedupe.map { RedisArgument(keys.seen($0)) }
+        arguments += [RedisArgument(try envelope.encoded()), RedisArgument(String(ttlSeconds))]
+        return try await client.command(arguments).int == 1
+    }
+
+    public func take(worker: String, timeout: Duration) async throws -> TakenEvent? {
+        let seconds = String(format: "%.3f", max(0.01, timeout.seconds))
+        let reply = try await blockingClient.command(
+            ["BLMOVE", RedisArgument(keys.events), RedisArgument(keys.processing(worker)), "RIGHT", "LEFT", RedisArgument(seconds)],
+            blockingFor: timeout)
+        guard let raw = reply.data else { return nil }
+        do {
+            return TakenEvent(raw: raw, envelope: try Envelope.decode(raw), decodeError: nil)
+        } catch {
+            return TakenEvent(raw: raw, envelope: nil, decodeError: String(describing: type(of: error)))
+        }
+    }
+
+    public func ack(worker: String, raw: Data) async throws {
+        try await client.command(["LREM", RedisArgument(keys.processing(worker)), "1", RedisArgument(raw)])
+    }
+
+    static let retryScript = """
+        redis.call('LREM', KEYS[1], 1, ARGV[1])
+        redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+        return 1
+        """
+
+    public func scheduleRetry(worker: String, raw: Data, next: Envelope, dueAt: Date) async throws {
+        try await client.command([
+            "EVAL", RedisArgument(Self.retryScript), "2", RedisArgument(keys.processing(worker)), RedisArgument(keys.retry),
+            RedisArgument(raw), RedisArgument(try next.encoded()), RedisArgument(String(format: "%.3f", dueAt.timeIntervalSince1970)),
+        ])
+    }
+
+    static let deadScript = """
+        redis.call('LREM', KEYS[1], 1, ARGV[1])
+        redis.call('LPUSH', KEYS[2], ARGV[2])
+        return 1
+        """
+
+    public func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws {
+        try await client.command([
+            "EVAL", RedisArgument(Self.deadScript), "2", RedisArgument(keys.processing(worker)), RedisArgument(keys.dead),
+            RedisArgument(raw), RedisArgument(try JSONEncoder().encode(letter)),
+        ])
+    }
+
+    static let giveBackScript = """
+        local n = redis.call('LREM', KEYS[1], 1, ARGV[1])
+        if n > 0 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+        return n
+        """
+
+    public func giveBack(worker: String, raw: Data) async throws {
+        try await client.command([
+            "EVAL", RedisArgument(Self.giveBackScript), "2", RedisArgument(keys.processing(worker)), RedisArgument(keys.events), RedisArgument(raw),
+        ])
+    }
+
+    public func heartbeat(worker: String, ttl: Duration) async throws {
+        let millis = max(100, Int(ttl.seconds * 1000))
+        try await client.command(["SET", RedisArgument(keys.heartbeat(worker)), RedisArgument(String(Date().timeIntervalSince1970)), "PX", RedisArgument(String(millis))])
+    }
+
+    public func clearHeartbeat(worker: String) async throws {
+        try await client.command(["DEL", RedisArgument(keys.heartbeat(worker))])
+    }
+
+    static let reapScript = """
+        if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+        local n = 0
+        while redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'RIGHT') do n = n + 1 end
+        return n
+        """
+
+    public func reap() async throws -> Int {
+        var moved = 0
+        for key in try await scan(keys.processingPattern) {
+            let worker = String(key.dropFirst(keys.processing("").count))
+            let reply = try await client.command([
+                "EVAL", RedisArgument(Self.reapScript), "3", RedisArgument(key), RedisArgument(keys.heartbeat(worker)), RedisArgument(keys.events),
+            ])
+            moved += max(0, Int(reply.int ?? 0))
+        }
+        return moved
+    }
+
+    static let promoteScript = """
+        local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+        for _, item in ipairs(items) do
+            redis.call('ZREM', KEYS[1], item)
+            redis.call('LPUSH', KEYS[2], item)
+        end
+        return #items
+        """
+
+    public func promoteDueRetries(now: Date, limit: Int = 100) async throws -> Int {
+        let reply = try await client.command([
+            "EVAL", RedisArgument(Self.promoteScript), "2", RedisArgument(keys.retry), RedisArgument(keys.events),
+            RedisArgument(String(format: "%.3f", now.timeIntervalSince1970)), RedisArgument(String(limit)),
+        ])
+        return Int(reply.int ?? 0)
+    }
+
+    public func stats() async throws -> QueueStats {
+        let pending = try await client.command("LLEN", RedisArgument(keys.events)).int ?? 0
+        var processing: Int64 = 0
+        for key in try await scan(keys.processingPattern) {
+            processing += try await client.command("LLEN", RedisArgument(key)).int ?? 0
+        }
+        let retry = try await client.command("ZCARD", RedisArgument(keys.retry)).int ?? 0
+        let dead = try await client.command("LLEN", RedisArgument(keys.dead)).int ?? 0
+        return QueueStats(pending: Int(pending), processing: Int(processing), retry: Int(retry), dead: Int(dead))
+    }
+
+    public func ping() async throws { try await client.ping() }
+
+    /// Dead letters, newest first.
+    public func deadLetters(limit: Int = 100) async throws -> [DeadLetter] {
+        let reply = try await client.command("LRANGE", RedisArgument(keys.dead), "0", RedisArgument(String(limit - 1)))
+        return (reply.array ?? []).compactMap { $0.data.flatMap { try? JSONDecoder().decode(DeadLetter.self, from: $0) } }
+    }
+
+    func scan(_ pattern: String) async throws -> [String] {
+        var cursor = "0"
+        var found: [String] = []
+        repeat {
+            let reply = try await client.command("SCAN", RedisArgument(cursor), "MATCH", RedisArgument(pattern), "COUNT", "200")
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].data else { break }
+            cursor = String(decoding: next, as: UTF8.self)
+            for item in parts[1].array ?? [] {
+                if let data = item.data { found.append(String(decoding: data, as: UTF8.self)) }
+            }
+        } while cursor != "0"
+        return found
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Owns the SQLite `DatabasePool` (WAL, foreign keys, busy timeout, secure_delete) and runs the
+/// migrator under an exclusive file lock, so gateway and worker can start together on a new file.
+public struct AppDatabase: Sendable {
+    public let pool: DatabasePool
+    public let path: String
+
+    public init(path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            // Freed pages are zeroed: an erased user's wrapped key does not linger in the file.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+        }
+        pool = try AppDatabase.withMigrationLock(path: path) {
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            try AppDatabase.migrator.migrate(pool)
+            return pool
+        }
+    }
+
+    /// `flock` on a side file: one process migrates, the others wait for it.
+    static func withMigrationLock<T>(path: String, _ body: () throws -> T) throws -> T {
+        let fd = open(path + ".migrate.lock", O_CREAT | O_RDWR, 0o600)
+        guard fd >= 0 else { throw StoreError.unsupported("cannot open migration lock next to the database") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw StoreError.unsupported("cannot take the migration lock") }
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
+    /// Migrations are never edited once shipped: add v2, v3...
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE tenants (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    pseudonym_secret_wrapped BLOB NOT NULL,
+                    key_id TEXT NOT NULL,
+                    consent_mode TEXT NOT NULL DEFAULT 'implicit',
+                    allow_sensitive_precall INTEGER NOT NULL DEFAULT 0,
+                    created_at REAL NOT NULL
+                );
+                CREATE TABLE users (
+                    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                    user_key TEXT NOT NULL,
+                    data_key_wrapped BLOB NOT NULL,
+                    key_id TEXT NOT NULL,
+                    consent INTEGER,
+                    consent_at REAL,
+                    created_at REAL NOT NULL,
+                    last_call_at REAL,
+                    memory_version INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (tenant_id, user_key)
+                );
+                CREATE TABLE processed_events (
+                    tenant_id TEXT NOT NULL,
+                    idempotency_key TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    user_key TEXT,
+                    processed_at REAL NOT NULL,
+                    PRIMARY KEY (tenant_id, idempotency_key)
+                );
+                CREATE TABLE memories (
+                    id TEXT PRIMARY KEY,
+                    tenant_id TEXT NOT NULL,
+                    user_key TEXT NOT NULL,
+                    sector TEXT NOT NULL,
+                    content BLOB NOT NULL,
+                    slot TEXT,
+                    importance REAL NOT NULL,
+                    salience0 REAL NOT NULL,
+                    reinforced_at REAL NOT NULL,
+                    sensitive INTEGER NOT NULL DEFAULT 0,
+                    valid_from REAL NOT NULL,
+                    valid_to REAL,
+                    superseded_by TEXT,
+                    status TEXT NOT NULL DEFAULT 'active',
+                    sources TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    last_recalled_at REAL,
+                    needs_reextraction INTEGER NOT NULL DEFAULT 0,
+                    term_count INTEGER NOT NULL DEFAULT 0,
+                    FOREIGN KEY (tenant_id, user_key) REFERENCES users(tenant_id, user_key) ON DELETE CASCADE
+                );
+                CREATE INDEX memories_by_user ON memories(tenant_id, user_key, status);
+                CREATE TABLE memory_vectors (
+                    memory_id TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+                    embedder TEXT NOT NULL,
+                    tenant_id TEXT NOT NULL,
+                    user_key TEXT NOT NULL,
+                    vector BLOB NOT NULL,
+                    PRIMARY KEY (memory_id, embedder)
+                );
+                CREATE INDEX memory_vectors_by_user ON memory_vectors(tenant_id, user_key, embedder);
+                CREATE TABLE memory_terms (
+                    tenant_id TEXT NOT NULL,
+                    user_key TEXT NOT NULL,
+                    term BLOB NOT NULL,
+                    memory_id TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+                    frequency INTEGER NOT NULL,
+                    PRIMARY KEY (tenant_id, user_key, term, memory_id)
+                ) WITHOUT ROWID;
+                CREATE INDEX memory_terms_by_memory ON memory_terms(memory_id);
+                CREATE TABLE tombstones (
+                    tenant_id TEXT NOT NULL,
+                    user_key TEXT NOT NULL,
+                    erased_at REAL NOT NULL,
+                    PRIMARY KEY (tenant_id, user_key)
+                );
+                """)
+        }
+        return migrator
+    }
+}

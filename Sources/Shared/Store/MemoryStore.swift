@@ -1,0 +1,45 @@
+import Foundation
+
+/// Persistence for tenants, users, memories, vectors, the term index, processed events and
+/// tombstones. Backends store sealed content only; `MemoryVault` does the crypto above them.
+/// Every method is scoped by tenant (and user where it applies).
+public protocol MemoryStore: Sendable {
+    func ping() async throws
+
+    func ensureTenant(_ tenant: TenantRecord) async throws -> TenantRecord
+    func tenant(id: String) async throws -> TenantRecord?
+    func tenants() async throws -> [TenantRecord]
+
+    /// Inserts the user unless present; returns the stored row either way.
+    func ensureUser(_ user: UserRecord) async throws -> UserRecord
+    func user(tenant: String, user: UserKey) async throws -> UserRecord?
+    func setConsent(tenant: String, user: UserKey, granted: Bool, at: Date) async throws
+
+    func isProcessed(tenant: String, idempotencyKey: String) async throws -> Bool
+    /// Records an event that wrote nothing (no user, no consent, failure notice). False if already recorded.
+    func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool
+    /// Applies a batch with its idempotency key in one transaction. False if the key was already there.
+    func apply(_ batch: WriteBatch) async throws -> Bool
+
+    /// Memories of one user; `includeHistory` adds superseded and archived ones.
+    func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow]
+    func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow]
+    /// Current memories (active, not closed) with a slot, and the most salient others, for pre-call.
+    func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int
+
+    /// All vectors of one embedder for the user's active memories: ids and a flat row-major array.
+    func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float])
+    func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting]
+    func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics
+
+    /// Reinforcement from recall: new salience0 and reinforced_at per memory (batched).
+    func reinforce(tenant: String, _ updates: [(id: String, salience0: Double, at: Date)]) async throws
+    /// Archives the given active memories; bumps the users' memory versions.
+    func archive(tenant: String, ids: [String]) async throws
+    /// Active memories of all users of a tenant, for the sweep.
+    func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow]
+
+    func tombstone(tenant: String, user: UserKey) async throws -> Date?
+    /// Destroys the data key first, then every row of the user, and leaves a tombstone.
+    func erase(tenant: String, user: UserKey, at: Date) async throws
+}

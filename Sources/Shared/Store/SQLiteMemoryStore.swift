@@ -1,0 +1,331 @@
+import Foundation
+import GRDB
+
+/// The embedded default backend: one SQLite file in WAL mode.
+public struct SQLiteMemoryStore: MemoryStore {
+    public let database: AppDatabase
+    private var pool: DatabasePool { database.pool }
+
+    public init(database: AppDatabase) { self.database = database }
+
+    public init(path: String) throws { database = try AppDatabase(path: path) }
+
+    public func ping() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: tenants
+
+    public func ensureTenant(_ tenant: TenantRecord) async throws -> TenantRecord {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO tenants (id, name, pseudonym_secret_wrapped, key_id, consent_mode, allow_sensitive_precall, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
+                    """,
+                arguments: [tenant.id, tenant.name, tenant.pseudonymSecretWrapped, tenant.keyID, tenant.consentMode.rawValue, tenant.allowSensitivePrecall, tenant.createdAt.timeIntervalSince1970])
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tenants WHERE id = ?", arguments: [tenant.id]) else {
+                throw StoreError.notFound("tenant")
+            }
+            return Self.tenant(row)
+        }
+    }
+
+    public func tenant(id: String) async throws -> TenantRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM tenants WHERE id = ?", arguments: [id]).map(Self.tenant)
+        }
+    }
+
+    public func tenants() async throws -> [TenantRecord] {
+        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tenants ORDER BY id").map(Self.tenant) }
+    }
+
+    static func tenant(_ row: Row) -> TenantRecord {
+        TenantRecord(
+            id: row["id"], name: row["name"], pseudonymSecretWrapped: row["pseudonym_secret_wrapped"], keyID: row["key_id"],
+            consentMode: ConsentMode(rawValue: row["consent_mode"]) ?? .implicit,
+            allowSensitivePrecall: row["allow_sensitive_precall"],
+            createdAt: Date(timeIntervalSince1970: row["created_at"]))
+    }
+
+    // MARK: users
+
+    public func ensureUser(_ user: UserRecord) async throws -> UserRecord {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO users (tenant_id, user_key, data_key_wrapped, key_id, consent, consent_at, created_at, last_call_at, memory_version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT(tenant_id, user_key) DO NOTHING
+                    """,
+                arguments: [user.tenant, user.user.rawValue, user.dataKeyWrapped, user.keyID, user.consent, user.consentAt?.timeIntervalSince1970, user.createdAt.timeIntervalSince1970, user.lastCallAt?.timeIntervalSince1970])
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM users WHERE tenant_id = ? AND user_key = ?", arguments: [user.tenant, user.user.rawValue]) else {
+                throw StoreError.notFound("user")
+            }
+            return Self.user(row)
+        }
+    }
+
+    public func user(tenant: String, user: UserKey) async throws -> UserRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue]).map(Self.user)
+        }
+    }
+
+    public func setConsent(tenant: String, user: UserKey, granted: Bool, at: Date) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE users SET consent = ?, consent_at = ? WHERE tenant_id = ? AND user_key = ?",
+                arguments: [granted, at.timeIntervalSince1970, tenant, user.rawValue])
+        }
+    }
+
+    static func user(_ row: Row) -> UserRecord {
+        UserRecord(
+            tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]), dataKeyWrapped: row["data_key_wrapped"],
+            keyID: row["key_id"], consent: row["consent"],
+            consentAt: (row["consent_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            lastCallAt: (row["last_call_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            memoryVersion: row["memory_version"])
+    }
+
+    // MARK: events
+
+    public func isProcessed(tenant: String, idempotencyKey: String) async throws -> Bool {
+        try await pool.read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?", arguments: [tenant, idempotencyKey]) ?? false
+        }
+    }
+
+    public func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
+                    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    """,
+                arguments: [tenant, idempotencyKey, eventID, eventType, user?.rawValue, at.timeIntervalSince1970])
+            return db.changesCount > 0
+        }
+    }
+
+    public func apply(_ batch: WriteBatch) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
+                    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    """,
+                arguments: [batch.tenant, batch.idempotencyKey, batch.eventID, batch.eventType, batch.user.rawValue, batch.processedAt.timeIntervalSince1970])
+            guard db.changesCount > 0 else { return false }
+            let encoder = JSONEncoder()
+            for row in batch.inserts {
+                try db.execute(
+                    sql: """
+                        INSERT INTO memories (id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at,
+                            sensitive, valid_from, valid_to, superseded_by, status, sources, created_at, last_recalled_at,
+                            needs_reextraction, term_count)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        row.id, row.tenant, row.user.rawValue, row.sector.rawValue, row.sealedContent, row.slot, row.importance,
+                        row.salience0, row.reinforcedAt.timeIntervalSince1970, row.sensitive, row.validFrom.timeIntervalSince1970,
+                        row.validTo?.timeIntervalSince1970, row.supersededBy, row.status.rawValue,
+                        String(decoding: try encoder.encode(row.sources), as: UTF8.self), row.createdAt.timeIntervalSince1970,
+                        row.lastRecalledAt?.timeIntervalSince1970, row.needsReextraction, row.termCount,
+                    ])
+            }
+            for vector in batch.vectors {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO memory_vectors (memory_id, embedder, tenant_id, user_key, vector) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [vector.memoryID, vector.embedder, batch.tenant, batch.user.rawValue, Data(VectorMath.toBytes(vector.vector))])
+            }
+            for posting in batch.postings {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO memory_terms (tenant_id, user_key, term, memory_id, frequency) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [batch.tenant, batch.user.rawValue, posting.term, posting.memoryID, posting.frequency])
+            }
+            for closing in batch.supersessions {
+                try db.execute(
+                    sql: "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND tenant_id = ? AND user_key = ?",
+                    arguments: [closing.validTo.timeIntervalSince1970, closing.by, closing.id, batch.tenant, batch.user.rawValue])
+            }
+            for reinforcement in batch.reinforcements {
+                guard let raw = try String.fetchOne(
+                    db, sql: "SELECT sources FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?",
+                    arguments: [reinforcement.id, batch.tenant, batch.user.rawValue])
+                else { continue }
+                var sources = (try? JSONDecoder().decode([MemorySource].self, from: Data(raw.utf8))) ?? []
+                if !sources.contains(reinforcement.source) { sources.append(reinforcement.source) }
+                try db.execute(
+                    sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, sources = ? WHERE id = ?",
+                    arguments: [reinforcement.salience0, batch.processedAt.timeIntervalSince1970,
+                                String(decoding: try encoder.encode(sources), as: UTF8.self), reinforcement.id])
+            }
+            try db.execute(
+                sql: """
+                    UPDATE users SET memory_version = memory_version + 1,
+                        last_call_at = MAX(COALESCE(last_call_at, 0), COALESCE(?, 0))
+                    WHERE tenant_id = ? AND user_key = ?
+                    """,
+                arguments: [batch.callAt?.timeIntervalSince1970, batch.tenant, batch.user.rawValue])
+            return true
+        }
+    }
+
+    // MARK: reads
+
+    public func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow] {
+        try await pool.read { db in
+            let filter = includeHistory ? "" : "AND status = 'active' AND valid_to IS NULL"
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND user_key = ? \(filter) ORDER BY valid_from, id",
+                arguments: [tenant, user.rawValue]).map(Self.memory)
+        }
+    }
+
+    public func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] {
+        guard !ids.isEmpty else { return [] }
+        return try await pool.read { db in
+            let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
+            var arguments: [any DatabaseValueConvertible] = [tenant, user.rawValue]
+            arguments.append(contentsOf: ids)
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND user_key = ? AND id IN (\(marks))",
+                arguments: StatementArguments(arguments)).map(Self.memory)
+        }
+    }
+
+    public func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM memories WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL",
+                arguments: [tenant, user.rawValue]) ?? 0
+        }
+    }
+
+    public func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) {
+        try await pool.read { db in
+            let rows = try Row.fetchCursor(
+                db, sql: """
+                    SELECT v.memory_id, v.vector FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
+                    WHERE v.tenant_id = ? AND v.user_key = ? AND v.embedder = ? AND m.status = 'active' AND m.valid_to IS NULL
+                    """,
+                arguments: [tenant, user.rawValue, embedder])
+            var ids: [String] = []
+            var flat: [Float] = []
+            while let row = try rows.next() {
+                ids.append(row["memory_id"])
+                let blob: Data = row["vector"]
+                flat.append(contentsOf: VectorMath.fromBytes([UInt8](blob)))
+            }
+            return (ids, flat)
+        }
+    }
+
+    public func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting] {
+        guard !terms.isEmpty else { return [] }
+        return try await pool.read { db in
+            let marks = Array(repeating: "?", count: terms.count).joined(separator: ",")
+            var arguments: [any DatabaseValueConvertible] = [tenant, user.rawValue]
+            arguments.append(contentsOf: terms)
+            return try Row.fetchAll(
+                db, sql: """
+                    SELECT t.term, t.memory_id, t.frequency FROM memory_terms t JOIN memories m ON m.id = t.memory_id
+                    WHERE t.tenant_id = ? AND t.user_key = ? AND t.term IN (\(marks)) AND m.status = 'active' AND m.valid_to IS NULL
+                    """,
+                arguments: StatementArguments(arguments)
+            ).map { TermPosting(term: $0["term"], memoryID: $0["memory_id"], frequency: $0["frequency"]) }
+        }
+    }
+
+    public func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics {
+        try await pool.read { db in
+            let row = try Row.fetchOne(
+                db, sql: """
+                    SELECT COUNT(*) AS n, AVG(term_count) AS avg FROM memories
+                    WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL
+                    """,
+                arguments: [tenant, user.rawValue])
+            return TermStatistics(documentCount: row?["n"] ?? 0, averageLength: row?["avg"] ?? 0)
+        }
+    }
+
+    // MARK: maintenance
+
+    public func reinforce(tenant: String, _ updates: [(id: String, salience0: Double, at: Date)]) async throws {
+        guard !updates.isEmpty else { return }
+        try await pool.write { db in
+            for update in updates {
+                try db.execute(
+                    sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, last_recalled_at = ? WHERE id = ? AND tenant_id = ? AND status = 'active'",
+                    arguments: [update.salience0, update.at.timeIntervalSince1970, update.at.timeIntervalSince1970, update.id, tenant])
+            }
+        }
+    }
+
+    public func archive(tenant: String, ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
+        try await pool.write { db in
+            for id in ids {
+                try db.execute(
+                    sql: """
+                        UPDATE users SET memory_version = memory_version + 1 WHERE (tenant_id, user_key) IN
+                            (SELECT tenant_id, user_key FROM memories WHERE id = ? AND tenant_id = ? AND status = 'active')
+                        """,
+                    arguments: [id, tenant])
+                try db.execute(sql: "UPDATE memories SET status = 'archived' WHERE id = ? AND tenant_id = ? AND status = 'active'", arguments: [id, tenant])
+            }
+        }
+    }
+
+    public func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND status = 'active' AND id > ? ORDER BY id LIMIT ?",
+                arguments: [tenant, after ?? "", limit]).map(Self.memory)
+        }
+    }
+
+    public func tombstone(tenant: String, user: UserKey) async throws -> Date? {
+        try await pool.read { db in
+            try Double.fetchOne(db, sql: "SELECT erased_at FROM tombstones WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
+                .map(Date.init(timeIntervalSince1970:))
+        }
+    }
+
+    public func erase(tenant: String, user: UserKey, at: Date) async throws {
+        try await pool.write { db in
+            // The key first: even a row missed below is unreadable once it is gone.
+            try db.execute(
+                sql: "UPDATE users SET data_key_wrapped = zeroblob(length(data_key_wrapped)) WHERE tenant_id = ? AND user_key = ?",
+                arguments: [tenant, user.rawValue])
+            try db.execute(sql: "DELETE FROM memory_terms WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
+            try db.execute(sql: "DELETE FROM memory_vectors WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
+            try db.execute(sql: "DELETE FROM memories WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
+            try db.execute(sql: "DELETE FROM users WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
+            try db.execute(
+                sql: "INSERT INTO tombstones (tenant_id, user_key, erased_at) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET erased_at = excluded.erased_at",
+                arguments: [tenant, user.rawValue, at.timeIntervalSince1970])
+        }
+        // Checkpoint so the WAL does not keep the old pages either.
+        try await pool.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
+    static func memory(_ row: Row) -> MemoryRow {
+        let rawSources: String = row["sources"]
+        return MemoryRow(
+            id: row["id"], tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]),
+            sector: Sector(rawValue: row["sector"]) ?? .episodic, sealedContent: row["content"], slot: row["slot"],
+            importance: row["importance"], salience0: row["salience0"],
+            reinforcedAt: Date(timeIntervalSince1970: row["reinforced_at"]), sensitive: row["sensitive"],
+            validFrom: Date(timeIntervalSince1970: row["valid_from"]),
+            validTo: (row["valid_to"] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row["superseded_by"],
+            status: MemoryStatus(rawValue: row["status"]) ?? .active,
+            sources: (try? JSONDecoder().decode([MemorySource].self, from: Data(rawSources.utf8))) ?? [],
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            lastRecalledAt: (row["last_recalled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            needsReextraction: row["needs_reextraction"], termCount: row["term_count"])
+    }
+}

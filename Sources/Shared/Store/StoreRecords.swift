@@ -1,0 +1,172 @@
+import Foundation
+
+/// A tenant row: one business. Its pseudonym secret (for user keys) is stored wrapped.
+public struct TenantRecord: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var pseudonymSecretWrapped: Data
+    public var keyID: String
+    public var consentMode: ConsentMode
+    public var allowSensitivePrecall: Bool
+    public var createdAt: Date
+
+    public init(id: String, name: String, pseudonymSecretWrapped: Data, keyID: String, consentMode: ConsentMode, allowSensitivePrecall: Bool, createdAt: Date) {
+        self.id = id
+        self.name = name
+        self.pseudonymSecretWrapped = pseudonymSecretWrapped
+        self.keyID = keyID
+        self.consentMode = consentMode
+        self.allowSensitivePrecall = allowSensitivePrecall
+        self.createdAt = createdAt
+    }
+}
+
+/// A user row: pseudonymous key, wrapped data key, consent, and a version that changes whenever
+/// the set of searchable memories changes (so caches in other processes know to reload).
+public struct UserRecord: Sendable, Equatable {
+    public var tenant: String
+    public var user: UserKey
+    public var dataKeyWrapped: Data
+    public var keyID: String
+    /// nil = never asked; true = granted; false = withdrawn.
+    public var consent: Bool?
+    public var consentAt: Date?
+    public var createdAt: Date
+    public var lastCallAt: Date?
+    public var memoryVersion: Int64
+
+    public init(tenant: String, user: UserKey, dataKeyWrapped: Data, keyID: String, consent: Bool? = nil, consentAt: Date? = nil, createdAt: Date, lastCallAt: Date? = nil, memoryVersion: Int64 = 0) {
+        self.tenant = tenant
+        self.user = user
+        self.dataKeyWrapped = dataKeyWrapped
+        self.keyID = keyID
+        self.consent = consent
+        self.consentAt = consentAt
+        self.createdAt = createdAt
+        self.lastCallAt = lastCallAt
+        self.memoryVersion = memoryVersion
+    }
+}
+
+/// A memory row as stored: content sealed with the user's data key.
+public struct MemoryRow: Sendable, Equatable {
+    public var id: String
+    public var tenant: String
+    public var user: UserKey
+    public var sector: Sector
+    public var sealedContent: Data
+    public var slot: String?
+    public var importance: Double
+    public var salience0: Double
+    public var reinforcedAt: Date
+    public var sensitive: Bool
+    public var validFrom: Date
+    public var validTo: Date?
+    public var supersededBy: String?
+    public var status: MemoryStatus
+    public var sources: [MemorySource]
+    public var createdAt: Date
+    public var lastRecalledAt: Date?
+    public var needsReextraction: Bool
+    public var termCount: Int
+
+    public init(id: String, tenant: String, user: UserKey, sector: Sector, sealedContent: Data, slot: String?, importance: Double, salience0: Double, reinforcedAt: Date, sensitive: Bool, validFrom: Date, validTo: Date?, supersededBy: String?, status: MemoryStatus, sources: [MemorySource], createdAt: Date, lastRecalledAt: Date?, needsReextraction: Bool, termCount: Int) {
+        self.id = id
+        self.tenant = tenant
+        self.user = user
+        self.sector = sector
+        self.sealedContent = sealedContent
+        self.slot = slot
+        self.importance = importance
+        self.salience0 = salience0
+        self.reinforcedAt = reinforcedAt
+        self.sensitive = sensitive
+        self.validFrom = validFrom
+        self.validTo = validTo
+        self.supersededBy = supersededBy
+        self.status = status
+        self.sources = sources
+        self.createdAt = createdAt
+        self.lastRecalledAt = lastRecalledAt
+        self.needsReextraction = needsReextraction
+        self.termCount = termCount
+    }
+}
+
+/// A memory's vector from one embedder.
+public struct VectorRow: Sendable {
+    public var memoryID: String
+    public var embedder: String
+    public var vector: [Float]
+    public init(memoryID: String, embedder: String, vector: [Float]) {
+        self.memoryID = memoryID
+        self.embedder = embedder
+        self.vector = vector
+    }
+}
+
+/// One keyed term hash in one memory, with its frequency.
+public struct TermPosting: Sendable, Equatable {
+    public var term: Data
+    public var memoryID: String
+    public var frequency: Int
+    public init(term: Data, memoryID: String, frequency: Int) {
+        self.term = term
+        self.memoryID = memoryID
+        self.frequency = frequency
+    }
+}
+
+/// Everything one processed event writes, applied in one transaction together with its
+/// idempotency key: either all of it lands once, or (a redelivery) none of it.
+public struct WriteBatch: Sendable {
+    public var tenant: String
+    public var user: UserKey
+    public var idempotencyKey: String
+    public var eventID: String
+    public var eventType: String
+    public var processedAt: Date
+    public var callAt: Date?
+    public var inserts: [MemoryRow] = []
+    public var vectors: [VectorRow] = []
+    public var postings: [TermPosting] = []
+    /// Old memory id → (closing time, the memory that replaces it).
+    public var supersessions: [(id: String, validTo: Date, by: String)] = []
+    /// Existing memory id → new salience0 at `processedAt`, plus the source to add.
+    public var reinforcements: [(id: String, salience0: Double, source: MemorySource)] = []
+
+    public init(tenant: String, user: UserKey, idempotencyKey: String, eventID: String, eventType: String, processedAt: Date, callAt: Date?) {
+        self.tenant = tenant
+        self.user = user
+        self.idempotencyKey = idempotencyKey
+        self.eventID = eventID
+        self.eventType = eventType
+        self.processedAt = processedAt
+        self.callAt = callAt
+    }
+}
+
+/// Per-user keyword statistics for BM25.
+public struct TermStatistics: Sendable {
+    public var documentCount: Int
+    public var averageLength: Double
+    public init(documentCount: Int, averageLength: Double) {
+        self.documentCount = documentCount
+        self.averageLength = averageLength
+    }
+}
+
+/// Store failures, free of HTTP and of personal data.
+public enum StoreError: Error, CustomStringConvertible, Sendable {
+    case notFound(String)
+    case unsupported(String)
+    case corrupt(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let what): return "not found: \(what)"
+        case .unsupported(let what): return "unsupported: \(what)"
+        case .corrupt(let what): return "corrupt: \(what)"
+        }
+    }
+}

@@ -1,0 +1,2 @@
+import Shared
+@main struct Main { static func main() { print(Engram.version) } }
