@@ -95,9 +95,11 @@ public struct EngramConfiguration: Sendable {
     public var llmBaseURL = "https://api.openai.com/v1"
     public var llmModel = "gpt-4o-mini"
     public var embeddingModel = "text-embedding-3-small"
+    public var embeddingDimension = 1536
     public var llmTimeout: Duration = .seconds(30)
     public var llmFailurePolicy = LLMFailurePolicy.retryThenLocal
     public var consentMode = ConsentMode.implicit
+    public var metricsHost = "127.0.0.1"
     public var metricsPort = 9464
     public var logLevel = Logger.Level.info
     /// Largest post-call body kept in memory; larger bodies are hashed and dropped.
@@ -158,9 +160,11 @@ public struct EngramConfiguration: Sendable {
         c.llmBaseURL = reader.string("ENGRAM_LLM_BASE_URL") ?? c.llmBaseURL
         c.llmModel = reader.string("ENGRAM_LLM_MODEL") ?? c.llmModel
         c.embeddingModel = reader.string("ENGRAM_EMBEDDING_MODEL") ?? c.embeddingModel
+        c.embeddingDimension = try reader.int("ENGRAM_EMBEDDING_DIMENSIONS", range: 8...8192) ?? c.embeddingDimension
         c.llmTimeout = try reader.milliseconds("ENGRAM_LLM_TIMEOUT_MS") ?? c.llmTimeout
         c.llmFailurePolicy = try reader.enumValue("ENGRAM_LLM_FAILURE_POLICY", LLMFailurePolicy.self) ?? c.llmFailurePolicy
         c.consentMode = try reader.enumValue("ENGRAM_CONSENT_MODE", ConsentMode.self) ?? c.consentMode
+        c.metricsHost = reader.string("ENGRAM_METRICS_HOST") ?? c.metricsHost
         c.metricsPort = try reader.int("ENGRAM_METRICS_PORT", range: 0...65535) ?? c.metricsPort
         if let raw = reader.string("ENGRAM_LOG_LEVEL") {
             guard let level = Logger.Level(rawValue: raw.lowercased()) else {

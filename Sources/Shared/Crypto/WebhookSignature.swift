@@ -15,8 +15,8 @@ public struct SignatureHeader: Sendable, Equatable {
     public let timestamp: Int64
     public let signatures: [Data]
 
-    public init(parsing header: String?) throws(SignatureError) {
-        guard let header, !header.isEmpty else { throw .missingHeader }
+    public init(parsing header: String?) throws {
+        guard let header, !header.isEmpty else { throw SignatureError.missingHeader }
         var timestamp: Int64?
         var signatures: [Data] = []
         for part in header.split(separator: ",") {
@@ -28,16 +28,16 @@ public struct SignatureHeader: Sendable, Equatable {
             default: continue
             }
         }
-        guard let timestamp, !signatures.isEmpty else { throw .malformedHeader }
+        guard let timestamp, !signatures.isEmpty else { throw SignatureError.malformedHeader }
         self.timestamp = timestamp
         self.signatures = signatures
     }
 
     /// Checks the timestamp window: 30 minutes in the past (the SDKs' tolerance), 5 in the future.
-    public func checkFreshness(now: Date, past: Duration, future: Duration) throws(SignatureError) {
+    public func checkFreshness(now: Date, past: Duration, future: Duration) throws {
         let age = now.timeIntervalSince1970 - Double(timestamp)
-        if age > past.seconds { throw .expired }
-        if -age > future.seconds { throw .fromTheFuture }
+        if age > past.seconds { throw SignatureError.expired }
+        if -age > future.seconds { throw SignatureError.fromTheFuture }
     }
 }
 
@@ -63,7 +63,7 @@ public struct StreamingSignatureVerifier {
     }
 
     /// Accepts if any `v0` matches any secret; every comparison is constant-time.
-    public func finish() throws(SignatureError) {
+    public func finish() throws {
         var matched = false
         for mac in macs {
             let expected = Data(mac.finalize())
@@ -71,7 +71,7 @@ public struct StreamingSignatureVerifier {
                 matched = true
             }
         }
-        guard matched else { throw .mismatch }
+        guard matched else { throw SignatureError.mismatch }
     }
 }
 

@@ -36,34 +36,34 @@ public struct PostCallIntake: Sendable {
     }
 
     /// Parses the header and checks its timestamp before a byte of the body is read.
-    public func begin(header: String?) throws(SignatureError) -> StreamingSignatureVerifier {
+    public func begin(header: String?) throws -> StreamingSignatureVerifier {
         let parsed = try SignatureHeader(parsing: header)
         try parsed.checkFreshness(now: clock.now(), past: tolerancePast, future: toleranceFuture)
         return StreamingSignatureVerifier(header: parsed, secrets: secrets)
     }
 
     /// Classifies a verified body. `kept` is at most `maxBodyBytes`; `oversize` says more came.
-    public func classify(kept: Data, oversize: Bool, tenant: String, signatureHeader: String) throws(IntakeError) -> IntakeDecision {
+    public func classify(kept: Data, oversize: Bool, tenant: String, signatureHeader: String) throws -> IntakeDecision {
         if oversize {
             // Audio is sent whole and can be tens of MB: acknowledged and dropped, never kept.
             if Self.declaresType("post_call_audio", in: kept) { return .ignore(reason: "audio_oversize") }
-            throw .tooLarge
+            throw IntakeError.tooLarge
         }
-        guard let object = (try? JSONSerialization.jsonObject(with: kept)) as? [String: Any] else { throw .malformedJSON }
-        guard let type = object["type"] as? String, !type.isEmpty else { throw .missingField("type") }
+        guard let object = (try? JSONSerialization.jsonObject(with: kept)) as? [String: Any] else { throw IntakeError.malformedJSON }
+        guard let type = object["type"] as? String, !type.isEmpty else { throw IntakeError.missingField("type") }
         let data = object["data"] as? [String: Any]
         switch type {
         case EventType.postCallTranscription, EventType.callInitiationFailure:
-            guard let data else { throw .missingField("data") }
+            guard let data else { throw IntakeError.missingField("data") }
             guard let conversation = data["conversation_id"] as? String, !conversation.isEmpty else {
-                throw .missingField("data.conversation_id")
+                throw IntakeError.missingField("data.conversation_id")
             }
             let now = clock.now()
             let envelope: Envelope
             do {
                 envelope = try Envelope.seal(kept, tenant: tenant, type: type, receivedAt: now, cipher: cipher)
             } catch {
-                throw .malformedJSON  // sealing cannot fail for valid input; keep the error domain closed
+                throw IntakeError.malformedJSON  // sealing cannot fail for valid input; keep the error domain closed
             }
             return .enqueue(envelope, dedupe: [
                 Self.digest("event|\(tenant)|\(type)|\(conversation)"),

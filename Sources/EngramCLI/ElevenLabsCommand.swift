@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+struct ElevenLabsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "elevenlabs", abstract: "ElevenLabs agent configuration.", subcommands: [Config.self])
+
+    struct Config: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the tool definitions, webhook URLs and dynamic variable placeholders to paste into an ElevenLabs agent.")
+        @Option(help: "Public https base URL of the gateway (default ENGRAM_PUBLIC_BASE_URL).") var baseURL: String?
+        @Option(help: "Id of the ElevenLabs workspace secret whose value is 'Bearer <ENGRAM_API_KEY>'.") var secretID = "engram_api_key"
+
+        func run() async throws {
+            let environment = EngramConfiguration.environmentWithDevFile()
+            var base = baseURL ?? environment["ENGRAM_PUBLIC_BASE_URL"] ?? EngramConfiguration().publicBaseURL
+            while base.hasSuffix("/") { base.removeLast() }
+            try printJSON(ElevenLabsAgentConfiguration.make(baseURL: base, secretID: secretID))
+        }
+    }
+}
+
+/// The document `engram elevenlabs config` prints.
+enum ElevenLabsAgentConfiguration {
+    static func make(baseURL: String, secretID: String) -> JSONValue {
+        let auth: JSONValue = .object(["Authorization": .object(["secret_id": .string(secretID)])])
+        func callerProperties(_ extra: [String: JSONValue]) -> JSONValue {
+            var properties = extra
+            properties["caller_id"] = .object(["type": "string", "dynamic_variable": "system__caller_id"])
+            properties["conversation_id"] = .object(["type": "string", "dynamic_variable": "system__conversation_id"])
+            return .object(properties)
+        }
+        func tool(_ name: String, _ description: String, path: String, required: [String], properties: [String: JSONValue]) -> JSONValue {
+            .object([
+                "type": "webhook", "name": .string(name), "description": .string(description), "response_timeout_secs": .number(10),
+                "api_schema": .object([
+                    "url": .string(baseURL + path), "method": "POST", "request_headers": auth,
+                    "request_body_schema": .object([
+                        "type": "object", "required": .array(required.map(JSONValue.string)), "properties": callerProperties(properties),
+                    ]),
+                ]),
+            ])
+        }
+        let neutral = PrecallVariables.neutral
+        return .object([
+            "tools": .array([
+                tool("search_memory", "Look up what is remembered about this caller from earlier calls. Use when the caller refers to past interactions or you need a fact about them.",
+                     path: "/v1/tools/search-memory", required: ["query"],
+                     properties: ["query": .object(["type": "string", "description": "What to look up, in a few words"])]),
+                tool("remember", "Store one fact the caller just told you that should be remembered for future calls.",
+                     path: "/v1/tools/remember", required: ["fact"],
+                     properties: ["fact": .object(["type": "string", "description": "The fact, as one short self-contained sentence"])]),
+                tool("forget_me", "Erase everything remembered about this caller. Use only when the caller explicitly asks to be forgotten.",
+                     path: "/v1/tools/forget-me", required: [], properties: [:]),
+            ]),
+            "webhooks": .object([
+                "post_call": .object([
+                    "url": .string(baseURL + "/v1/elevenlabs/post-call"),
+                    "note": "Workspace settings → Webhooks: add this URL with HMAC authentication; put the shared secret in ENGRAM_WEBHOOK_SECRET. Enable transcript events.",
+                ]),
+                "conversation_initiation": .object([
+                    "url": .string(baseURL + "/v1/elevenlabs/conversation-init"), "method": "POST", "request_headers": auth,
+                    "note": "Agent → Security: enable 'Fetch initiation client data from webhook' (Twilio/SIP calls).",
+                ]),
+            ]),
+            "dynamic_variable_placeholders": .object([
+                "memory_context": .string(neutral.memoryContext), "user_name": .string(neutral.userName),
+                "is_returning_caller": .bool(neutral.isReturningCaller), "last_call_summary": .string(neutral.lastCallSummary),
+                "days_since_last_call": .number(Double(neutral.daysSinceLastCall)), "memory_count": .number(Double(neutral.memoryCount)),
+            ]),
+        ])
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+/// `engram`: the operator CLI. Every subcommand reads `./data/dev.env` when present and needs
+/// only the variables it uses.
+@main
+struct EngramCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engram",
+        abstract: "Operate Engram: memories, queue, ElevenLabs configuration, evaluation.",
+        subcommands: [MemoriesCommand.self, QueueCommand.self, ElevenLabsCommand.self, VariablesCommand.self, MigrateCommand.self])
+}
+
+/// Shared option: the tenant a command acts on.
+struct TenantOption: ParsableArguments {
+    @Option(help: "Tenant id.") var tenant = "default"
+}
+
+enum CLIError: Error, CustomStringConvertible {
+    case invalidUser
+    case unknownTenant(String)
+    var description: String {
+        switch self {
+        case .invalidUser: return "--user must be a u_ key, a +E.164 phone number or ext:<id>"
+        case .unknownTenant(let id): return "no tenant named \(id)"
+        }
+    }
+}
+
+/// Opens what a data command needs: configuration, vault, tenant.
+struct CLIContext {
+    let configuration: EngramConfiguration
+    let vault: MemoryVault
+
+    init() throws {
+        configuration = try EngramConfiguration.fromEnvironment()
+        let master = try configuration.require(\.masterKey, "ENGRAM_MASTER_KEY")
+        vault = MemoryVault(
+            store: try StoreFactory.open(configuration.database), keyRing: KeyRing(master: master),
+            embedder: try ProviderFactory.embedder(configuration))
+    }
+
+    func tenant(_ id: String) async throws -> TenantContext {
+        guard let tenant = try await vault.tenant(id, create: id == "default", consentMode: configuration.consentMode) else {
+            throw CLIError.unknownTenant(id)
+        }
+        return tenant
+    }
+
+    func user(_ raw: String, tenant: TenantContext) throws -> UserKey {
+        guard let identity = CallerReference.parse(raw) else { throw CLIError.invalidUser }
+        return tenant.userKeys.key(for: identity)
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+let isoDay: DateFormatter = {
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone(identifier: "UTC")
+    f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+    return f
+}()

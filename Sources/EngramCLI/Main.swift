@@ -1,2 +1,0 @@
-import Shared
-@main struct Main { static func main() { print(Engram.version) } }

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+struct MemoriesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "memories", abstract: "Inspect a caller's memories.", subcommands: [List.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a caller's memories, decrypted, for an operator.")
+        @Option(help: "Phone number (+E.164), u_ key or ext:<id>.") var user: String
+        @OptionGroup var tenant: TenantOption
+        @Flag(help: "Include superseded and archived memories.") var history = false
+        @Flag(help: "One JSON array.") var json = false
+
+        struct Row: Encodable {
+            var id: String
+            var content: String
+            var sector: String
+            var slot: String?
+            var salience: Double
+            var status: String
+            var sensitive: Bool
+            var validFrom: String
+            var validTo: String?
+            var supersededBy: String?
+            var sourceTurns: [Int]
+            var conversationIDs: [String]
+            var extractor: String?
+            enum CodingKeys: String, CodingKey {
+                case id, content, sector, slot, salience, status, sensitive, validFrom = "valid_from", validTo = "valid_to"
+                case supersededBy = "superseded_by", sourceTurns = "source_turns", conversationIDs = "conversation_ids", extractor
+            }
+        }
+
+        func run() async throws {
+            let context = try CLIContext()
+            let tenant = try await context.tenant(self.tenant.tenant)
+            let key = try context.user(user, tenant: tenant)
+            let now = Date()
+            let rows = try await context.vault.memories(tenant: tenant.id, user: key, includeHistory: history).map { memory in
+                Row(
+                    id: memory.id, content: memory.content, sector: memory.sector.rawValue, slot: memory.slot,
+                    salience: (Salience.of(memory, at: now) * 1000).rounded() / 1000, status: memory.status.rawValue,
+                    sensitive: memory.sensitive, validFrom: isoDay.string(from: memory.validFrom),
+                    validTo: memory.validTo.map(isoDay.string), supersededBy: memory.supersededBy, sourceTurns: memory.sourceTurns,
+                    conversationIDs: Array(Set(memory.sources.compactMap(\.conversationID))).sorted(),
+                    extractor: memory.sources.first?.extractor)
+            }
+            if json { return try printJSON(rows) }
+            if rows.isEmpty { print("no memories for this user (\(key.rawValue))"); return }
+            print("user \(key.rawValue): \(rows.count) memories")
+            for row in rows {
+                let validity = row.validTo.map { "\(row.validFrom) → \($0)" } ?? "since \(row.validFrom)"
+                print("- [\(row.sector)\(row.slot.map { "/\($0)" } ?? "")] \(row.content)")
+                print("    salience \(row.salience)  \(row.status)  \(validity)  turns \(row.sourceTurns)  \(row.id)")
+            }
+        }
+    }
+}
+
+struct VariablesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "variables", abstract: "Print the pre-call dynamic variables for a caller (for outbound calls).")
+    @Option(help: "Phone number (+E.164), u_ key or ext:<id>.") var user: String
+    @OptionGroup var tenant: TenantOption
+
+    func run() async throws {
+        let context = try CLIContext()
+        let tenant = try await context.tenant(self.tenant.tenant)
+        let key = try context.user(user, tenant: tenant)
+        let builder = PrecallContextBuilder(vault: context.vault, characterBudget: context.configuration.precallContextChars)
+        let (variables, _) = try await builder.variables(
+            tenant: tenant, user: key, includeSensitive: tenant.record.allowSensitivePrecall || context.configuration.precallIncludeSensitive)
+        struct Output: Encodable {
+            var dynamicVariables: PrecallVariables
+            var userID: String
+            enum CodingKeys: String, CodingKey { case dynamicVariables = "dynamic_variables", userID = "user_id" }
+        }
+        try printJSON(Output(dynamicVariables: variables, userID: key.rawValue))
+    }
+}
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Apply database migrations (also done at start).")
+    func run() async throws {
+        let configuration = try EngramConfiguration.fromEnvironment()
+        _ = try StoreFactory.open(configuration.database)
+        print("migrations applied")
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// Builds the gateway from configuration: store, queue, controllers, middleware.
+func buildApplication(configuration: EngramConfiguration, clock: WallClock = .system, logger: Logger? = nil) async throws -> some ApplicationProtocol {
+    let logger = logger ?? Logging.Logger(label: "engram-gateway")
+    let masterKey = try configuration.require(\.masterKey, "ENGRAM_MASTER_KEY")
+    _ = try configuration.require(\.apiKey, "ENGRAM_API_KEY")
+    let webhookSecret = try configuration.require(\.webhookSecret, "ENGRAM_WEBHOOK_SECRET")
+    let keyRing = KeyRing(master: masterKey)
+    let store = try StoreFactory.open(configuration.database)
+    let embedder = try ProviderFactory.embedder(configuration)
+    let vault = MemoryVault(store: store, keyRing: keyRing, embedder: embedder, clock: clock)
+    guard let defaultTenant = try await vault.tenant("default", create: true, consentMode: configuration.consentMode) else {
+        throw StoreError.notFound("default tenant")
+    }
+    let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
+    let intake = PostCallIntake(
+        secrets: [webhookSecret] + (configuration.webhookSecretPrevious.map { [$0] } ?? []),
+        tolerancePast: configuration.signatureTolerancePast, toleranceFuture: configuration.signatureToleranceFuture,
+        maxBodyBytes: configuration.maxBodyBytes, cipher: keyRing.envelopeCipher, clock: clock)
+    let reinforcement = ReinforcementBuffer(store: store)
+    let services = GatewayServices(
+        configuration: configuration, vault: vault, queue: queue, intake: intake,
+        precall: PrecallContextBuilder(vault: vault, characterBudget: configuration.precallContextChars),
+        reinforcement: reinforcement, defaultTenant: defaultTenant, clock: clock)
+
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: RequestLogMiddleware())
+    router.add(middleware: ErrorMiddleware())
+    HealthController(services: services).addRoutes(to: router)
+    PostCallController(services: services).addRoutes(to: router)
+    ConversationInitController(services: services).addRoutes(to: router)
+    ToolsController(services: services).addRoutes(to: router)
+
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
+        services: [ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger)],
+        logger: logger)
+}

@@ -1,0 +1,63 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Shared
+
+/// `POST /v1/elevenlabs/post-call`: verify the signature on the raw body as it streams, keep at
+/// most the configured prefix, classify, enqueue durably, answer 200 in milliseconds.
+struct PostCallController {
+    let services: GatewayServices
+    static let signatureField = HTTPField.Name("ElevenLabs-Signature")!
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/elevenlabs/post-call") { request, context in
+            try await receive(request, context: context, tenant: services.defaultTenant)
+        }
+    }
+
+    func receive(_ request: Request, context: BasicRequestContext, tenant: TenantContext) async throws -> Response {
+        let header = request.headers[Self.signatureField]
+        var verifier: StreamingSignatureVerifier
+        do {
+            verifier = try services.intake.begin(header: header)
+        } catch let error as SignatureError {
+            throw APIError.from(error)
+        }
+        let limit = services.configuration.maxBodyBytes
+        var kept = ByteBuffer()
+        var total = 0
+        for try await chunk in request.body {
+            total += chunk.readableBytes
+            if total > services.configuration.maxStreamBytes { throw APIError.tooLarge }
+            chunk.withUnsafeReadableBytes { verifier.update($0) }
+            if kept.readableBytes < limit {
+                kept.writeImmutableBuffer(chunk.getSlice(at: chunk.readerIndex, length: min(chunk.readableBytes, limit - kept.readableBytes))!)
+            }
+        }
+        do {
+            try verifier.finish()
+        } catch let error as SignatureError {
+            throw APIError.from(error)
+        }
+        let decision: IntakeDecision
+        do {
+            decision = try services.intake.classify(kept: Data(buffer: kept), oversize: total > limit, tenant: tenant.id, signatureHeader: header ?? "")
+        } catch let error as IntakeError {
+            throw APIError.from(error)
+        }
+        switch decision {
+        case .ignore(let reason):
+            context.logger.info("post-call event acknowledged and dropped", metadata: ["reason": "\(reason)"])
+        case .enqueue(let envelope, let dedupe):
+            do {
+                let fresh = try await services.queue.enqueue(envelope, dedupe: dedupe, ttlSeconds: services.configuration.dedupeTTLSeconds)
+                context.logger.info("post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "duplicate": "\(!fresh)"])
+            } catch {
+                context.logger.error("enqueue failed", metadata: ["error_class": "\(type(of: error))"])
+                throw APIError(status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the event right now; retry", headers: [.retryAfter: "5"])
+            }
+        }
+        return try Response.json(["status": "accepted"])
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Hummingbird
+import Logging
+import Shared
+
+/// ElevenLabs server tools, called by the agent's LLM mid-call. Answers are short and plain: the
+/// LLM reads them verbatim.
+struct ToolsController {
+    let services: GatewayServices
+
+    struct SearchRequest: Decodable {
+        var query: String
+        var callerID: String?
+        var userID: String?
+        var conversationID: String?
+        var limit: Int?
+        var explain: Bool?
+        enum CodingKeys: String, CodingKey {
+            case query, callerID = "caller_id", userID = "user_id", conversationID = "conversation_id", limit, explain
+        }
+    }
+
+    struct SearchResult: Encodable {
+        var text: String
+        var when: String
+        var sector: String
+        var id: String?
+        var score: ScoreBreakdown?
+    }
+
+    struct RememberRequest: Decodable {
+        var fact: String
+        var callerID: String?
+        var userID: String?
+        var conversationID: String?
+        enum CodingKeys: String, CodingKey { case fact, callerID = "caller_id", userID = "user_id", conversationID = "conversation_id" }
+    }
+
+    struct CallerRequest: Decodable {
+        var callerID: String?
+        var userID: String?
+        var conversationID: String?
+        enum CodingKeys: String, CodingKey { case callerID = "caller_id", userID = "user_id", conversationID = "conversation_id" }
+    }
+
+    static let maxQueryCharacters = 1_000
+    static let maxFactCharacters = 2_000
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/v1/tools/search-memory") { request, context in
+            try BearerAuth.require(request, key: services.configuration.apiKey)
+            let body = try await request.decodeJSON(SearchRequest.self, limit: services.configuration.maxToolBodyBytes)
+            let query = body.query.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !query.isEmpty else { throw APIError.badRequest("missing_field", "query must not be empty") }
+            guard query.count <= Self.maxQueryCharacters else { throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryCharacters) characters") }
+            let limit = min(20, max(1, body.limit ?? 5))
+            let tenant = services.defaultTenant
+            guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
+                return try Response.json(["memories": [SearchResult]()])
+            }
+            let hits = try await services.vault.search(tenant: tenant.id, user: user, query: query, limit: limit)
+            await services.reinforcement.reinforce(hits.map(\.memory), at: services.clock.now())
+            let explain = body.explain ?? false
+            let results = hits.map { hit in
+                SearchResult(
+                    text: hit.memory.content, when: Self.day(hit.memory.validFrom), sector: hit.memory.sector.rawValue,
+                    id: explain ? hit.memory.id : nil, score: explain ? hit.breakdown : nil)
+            }
+            return try Response.json(["memories": results])
+        }
+
+        router.post("/v1/tools/remember") { request, context in
+            try BearerAuth.require(request, key: services.configuration.apiKey)
+            let body = try await request.decodeJSON(RememberRequest.self, limit: services.configuration.maxToolBodyBytes)
+            let fact = body.fact.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !fact.isEmpty else { throw APIError.badRequest("missing_field", "fact must not be empty") }
+            guard fact.count <= Self.maxFactCharacters else { throw APIError.badRequest("field_too_long", "fact is longer than \(Self.maxFactCharacters) characters") }
+            let tenant = services.defaultTenant
+            guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
+                return try Response.json(["status": "skipped", "message": "The caller is unknown, so this was not remembered."])
+            }
+            let event = RememberEvent(user: user, fact: fact, conversationID: body.conversationID, saidAt: services.clock.now())
+            let envelope = try Envelope.seal(
+                try JSONEncoder().encode(event), tenant: tenant.id, type: EventType.remember, receivedAt: services.clock.now(),
+                cipher: services.vault.keyRing.envelopeCipher)
+            do {
+                _ = try await services.queue.enqueue(envelope, dedupe: [], ttlSeconds: services.configuration.dedupeTTLSeconds)
+            } catch {
+                context.logger.error("enqueue failed", metadata: ["error_class": "\(type(of: error))"])
+                throw APIError(status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the fact right now", headers: [.retryAfter: "5"])
+            }
+            return try Response.json(["status": "remembered", "message": "Noted. I will remember that."])
+        }
+
+        router.post("/v1/tools/forget-me") { request, context in
+            try BearerAuth.require(request, key: services.configuration.apiKey)
+            let body = try await request.decodeJSON(CallerRequest.self, limit: services.configuration.maxToolBodyBytes)
+            let tenant = services.defaultTenant
+            guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
+                return try Response.json(["status": "skipped", "message": "I could not identify the caller, so nothing was erased."])
+            }
+            try await services.vault.store.erase(tenant: tenant.id, user: user, at: services.clock.now())
+            await services.vault.vectorCache.invalidate(tenant: tenant.id, user: user)
+            context.logger.info("caller erased by tool", metadata: ["tenant": "\(tenant.id)"])
+            return try Response.json(["status": "erased", "message": "Everything remembered about this caller has been erased."])
+        }
+    }
+
+    static let dayFormatter: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd"
+        return f
+    }()
+
+    static func day(_ date: Date) -> String { dayFormatter.string(from: date) }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Hummingbird
+import Shared
+
+/// An error answered as `{"error":{"code","message"}}` with its status. The one place where
+/// domain errors become HTTP.
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let code: String
+    let message: String
+    var headers: HTTPFields = [:]
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        let body = try JSONEncoder().encode(["error": ["code": code, "message": message]])
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func unauthorized(_ message: String = "missing or invalid credentials") -> APIError {
+        APIError(status: .unauthorized, code: "unauthorized", message: message, headers: [.wwwAuthenticate: "Bearer"])
+    }
+
+    static func badRequest(_ code: String, _ message: String) -> APIError { APIError(status: .badRequest, code: code, message: message) }
+
+    static let tooLarge = APIError(status: .contentTooLarge, code: "body_too_large", message: "request body exceeds the limit")
+
+    static func from(_ error: SignatureError) -> APIError {
+        switch error {
+        case .missingHeader: return .unauthorized("missing ElevenLabs-Signature header")
+        case .malformedHeader: return .unauthorized("malformed ElevenLabs-Signature header")
+        case .expired: return APIError(status: .unauthorized, code: "timestamp_expired", message: "signature timestamp is too old")
+        case .fromTheFuture: return APIError(status: .unauthorized, code: "timestamp_in_future", message: "signature timestamp is in the future")
+        case .mismatch: return .unauthorized("signature does not match")
+        }
+    }
+
+    static func from(_ error: IntakeError) -> APIError {
+        switch error {
+        case .malformedJSON: return .badRequest("invalid_json", "body is not a JSON object")
+        case .missingField(let field): return .badRequest("missing_field", "required field missing: \(field)")
+        case .tooLarge: return .tooLarge
+        }
+    }
+}
+
+/// Maps every error to the JSON error shape; an unmapped error is a 500 and one log line with
+/// its type only (descriptions can carry data).
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return try error.response(from: request, context: context)
+        } catch let error as HTTPError {
+            let code = error.status == .contentTooLarge ? "body_too_large" : (error.status == .notFound ? "not_found" : "http_error")
+            return try APIError(status: error.status, code: code, message: error.status.reasonPhrase, headers: error.headers)
+                .response(from: request, context: context)
+        } catch is DecodingError {
+            return try APIError.badRequest("invalid_json", "body does not match the expected JSON shape").response(from: request, context: context)
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error_class": "\(type(of: error))", "route": "\(context.endpointPath ?? "-")"])
+            return try APIError(status: .internalServerError, code: "internal", message: "internal error").response(from: request, context: context)
+        }
+    }
+}
+
+/// One log line per request: route template (never the raw path, which can hold a phone
+/// number), status and duration.
+struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = ContinuousClock.now - start
+        context.logger.info("request", metadata: [
+            "method": "\(request.method.rawValue)", "route": "\(context.endpointPath ?? "unmatched")",
+            "status": "\(response.status.code)", "duration_ms": "\(String(format: "%.2f", elapsed.seconds * 1000))",
+        ])
+        return response
+    }
+}
+
+/// Bearer tokens, compared in constant time.
+enum BearerAuth {
+    static func token(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else { return nil }
+        return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+    }
+
+    static func require(_ request: Request, key: String?) throws {
+        guard let key, let presented = token(request), secretsEqual(presented, key) else { throw APIError.unauthorized() }
+    }
+}
+
+extension Response {
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+}
+
+extension Request {
+    /// Decodes a JSON body of at most `limit` bytes: 413 beyond it, 400 when it is not the shape.
+    func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
+        let buffer = try await body.collect(upTo: limit)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+        } catch {
+            throw APIError.badRequest("invalid_json", "body is not valid JSON of the expected shape")
+        }
+    }
+}

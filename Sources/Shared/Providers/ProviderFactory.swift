@@ -1,0 +1,35 @@
+/// Picks the extractor, embedder and store that the configuration names.
+public enum ProviderFactory {
+    public static func client(_ configuration: EngramConfiguration, breakerName: String) throws -> OpenAIClient {
+        OpenAIClient(
+            baseURL: configuration.llmBaseURL, apiKey: try configuration.require(\.openAIKey, "OPENAI_API_KEY"),
+            timeout: configuration.llmTimeout, breaker: CircuitBreaker(name: breakerName))
+    }
+
+    public static func extractor(_ configuration: EngramConfiguration) throws -> any Extractor {
+        switch configuration.extractor {
+        case .local: return LocalExtractor()
+        case .openai: return OpenAIExtractor(client: try client(configuration, breakerName: "llm"), model: configuration.llmModel)
+        }
+    }
+
+    public static func embedder(_ configuration: EngramConfiguration) throws -> any Embedder {
+        switch configuration.embedder {
+        case .local: return LocalEmbedder()
+        case .openai:
+            return OpenAIEmbedder(
+                client: try client(configuration, breakerName: "embedding"), model: configuration.embeddingModel,
+                dimension: configuration.embeddingDimension)
+        }
+    }
+}
+
+/// Opens the configured store backend.
+public enum StoreFactory {
+    public static func open(_ location: DatabaseLocation) throws -> any MemoryStore {
+        switch location {
+        case .sqlite(let path): return try SQLiteMemoryStore(path: path)
+        case .postgres: throw StoreError.unsupported("the PostgreSQL backend is not built yet; use sqlite://")
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// pop → decrypt → extract → embed → resolve → store → ack. Failures go to the retry schedule
+/// with backoff, or to the dead letters with their error class once attempts run out or the
+/// event can never succeed.
+struct EventProcessor: Service {
+    let queue: any EventQueue
+    let ingestor: EventIngestor
+    let worker: String
+    let maxAttempts: Int
+    let retryBase: Duration
+    let retryMax: Duration
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            _ = await processNext(wait: .seconds(1))
+        }
+    }
+
+    /// Takes and handles one event; false when none came within `wait` or the queue failed.
+    @discardableResult
+    func processNext(wait: Duration) async -> Bool {
+        let taken: TakenEvent?
+        do {
+            taken = try await queue.take(worker: worker, timeout: wait)
+        } catch {
+            logger.error("cannot take from the queue", metadata: ["error_class": "\(type(of: error))"])
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            return false
+        }
+        guard let taken else { return false }
+        await handle(taken)
+        return true
+    }
+
+    func handle(_ taken: TakenEvent) async {
+        guard let envelope = taken.envelope else {
+            await deadLetter(taken.raw, id: "unknown", errorClass: taken.decodeError ?? "DecodingError", message: "queue item is not a valid envelope")
+            return
+        }
+        var logger = self.logger
+        logger[metadataKey: "event_id"] = "\(envelope.id)"
+        logger[metadataKey: "tenant"] = "\(envelope.tenant)"
+        let started = ContinuousClock.now
+        do {
+            let outcome = try await ingestor.ingest(envelope, logger: logger)
+            try await withRetries { try await queue.ack(worker: worker, raw: taken.raw) }
+            let lag = Date().timeIntervalSince1970 - envelope.receivedAt
+            logger.info("event processed", metadata: [
+                "outcome": "\(outcome)", "attempt": "\(envelope.attempt)",
+                "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))",
+                "lag_ms": "\(String(format: "%.1f", lag * 1000))",
+            ])
+        } catch let error as PermanentEventError {
+            await deadLetter(taken.raw, id: envelope.id, errorClass: error.errorClass, message: error.message)
+        } catch {
+            let errorClass = String(describing: type(of: error))
+            let message = (error as? ExtractionError)?.description ?? (error as? RedisError)?.description ?? errorClass
+            if envelope.attempt + 1 >= maxAttempts {
+                await deadLetter(taken.raw, id: envelope.id, errorClass: errorClass, message: message)
+                return
+            }
+            var next = envelope
+            next.attempt += 1
+            var retryAfter: Double?
+            if case .rateLimited(let after)? = error as? ExtractionError { retryAfter = after }
+            let delay = RetryScheduler.delay(attempt: envelope.attempt, base: retryBase, cap: retryMax, retryAfter: retryAfter)
+            do {
+                try await withRetries { try await queue.scheduleRetry(worker: worker, raw: taken.raw, next: next, dueAt: Date().addingTimeInterval(delay.seconds)) }
+                logger.warning("event failed; retry scheduled", metadata: ["error_class": "\(errorClass)", "attempt": "\(envelope.attempt)", "delay_ms": "\(Int(delay.seconds * 1000))"])
+            } catch {
+                logger.error("cannot schedule retry; the reaper will return the event", metadata: ["error_class": "\(type(of: error))"])
+            }
+        }
+    }
+
+    private func deadLetter(_ raw: Data, id: String, errorClass: String, message: String) async {
+        let letter = DeadLetter(
+            id: id, envelope: String(decoding: raw, as: UTF8.self), errorClass: errorClass, errorMessage: message,
+            failedAt: Date().timeIntervalSince1970, worker: worker)
+        do {
+            try await withRetries { try await queue.deadLetter(worker: worker, raw: raw, letter: letter) }
+            logger.error("event dead-lettered", metadata: ["event_id": "\(id)", "error_class": "\(errorClass)"])
+        } catch {
+            logger.error("cannot dead-letter; the reaper will return the event", metadata: ["error_class": "\(type(of: error))"])
+        }
+    }
+
+    /// Queue bookkeeping after the work is done is retried briefly: losing an ack only means a
+    /// harmless redelivery, but it is better avoided.
+    private func withRetries(_ body: () async throws -> Void) async throws {
+        var attempt = 0
+        while true {
+            do { return try await body() } catch {
+                attempt += 1
+                if attempt >= 5 { throw error }
+                try? await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// Returns the in-flight events of workers whose heartbeat expired to the pending list.
+enum Reaper {
+    static func job(queue: any EventQueue, interval: Duration, logger: Logger) -> PeriodicJob {
+        PeriodicJob(name: "reaper", interval: interval, logger: logger) {
+            let moved = try await queue.reap()
+            if moved > 0 { logger.warning("requeued events of a dead worker", metadata: ["count": "\(moved)"]) }
+        }
+    }
+}
+
+/// Keeps this worker's heartbeat key alive; cleared at shutdown, after the processor stopped.
+struct Heartbeat: Service {
+    let queue: any EventQueue
+    let worker: String
+    let ttl: Duration
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do { try await queue.heartbeat(worker: worker, ttl: ttl) } catch {
+                logger.error("heartbeat failed", metadata: ["error_class": "\(type(of: error))"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: ttl / 3) }
+        }
+        try? await queue.clearHeartbeat(worker: worker)
+    }
+}

@@ -1,0 +1,21 @@
+import Foundation
+import Logging
+import Shared
+
+/// Moves retries whose time has come back to the pending list.
+enum RetryScheduler {
+    static func job(queue: any EventQueue, interval: Duration, logger: Logger) -> PeriodicJob {
+        PeriodicJob(name: "retry-scheduler", interval: interval, logger: logger) {
+            _ = try await queue.promoteDueRetries(now: Date(), limit: 500)
+        }
+    }
+
+    /// Exponential backoff with jitter: base · 2^attempt, capped, drawn from its upper half;
+    /// never sooner than a provider's `Retry-After`.
+    static func delay(attempt: Int, base: Duration, cap: Duration, retryAfter: Double? = nil) -> Duration {
+        let exponential = min(cap.seconds, base.seconds * pow(2, Double(attempt)))
+        var seconds = Double.random(in: (exponential / 2)...max(exponential, 0.001))
+        if let retryAfter { seconds = max(seconds, retryAfter) }
+        return .milliseconds(Int(seconds * 1000))
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// The worker's parts, built from configuration; tests drive `processor` directly.
+struct WorkerRuntime {
+    let processor: EventProcessor
+    let queue: any EventQueue
+    let vault: MemoryVault
+    let services: [any Service]
+}
+
+/// Services in dependency order: the heartbeat first (stopped last), then the processor, then
+/// the periodic jobs.
+func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system, extractor: (any Extractor)? = nil, logger: Logger) throws -> WorkerRuntime {
+    let masterKey = try configuration.require(\.masterKey, "ENGRAM_MASTER_KEY")
+    let keyRing = KeyRing(master: masterKey)
+    let store = try StoreFactory.open(configuration.database)
+    let vault = MemoryVault(store: store, keyRing: keyRing, embedder: try ProviderFactory.embedder(configuration), clock: clock)
+    let ingestor = EventIngestor(
+        vault: vault, extractor: try extractor ?? ProviderFactory.extractor(configuration), policy: configuration.llmFailurePolicy,
+        maxAttempts: configuration.maxAttempts, envelopeCipher: keyRing.envelopeCipher, defaultConsentMode: configuration.consentMode)
+    let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
+    var processorLogger = logger
+    processorLogger[metadataKey: "worker"] = "\(configuration.workerID)"
+    let processor = EventProcessor(
+        queue: queue, ingestor: ingestor, worker: configuration.workerID, maxAttempts: configuration.maxAttempts,
+        retryBase: configuration.retryBase, retryMax: configuration.retryMax, logger: processorLogger)
+    let services: [any Service] = [
+        Heartbeat(queue: queue, worker: configuration.workerID, ttl: configuration.heartbeatTTL, logger: logger),
+        processor,
+        Reaper.job(queue: queue, interval: configuration.reaperInterval, logger: logger),
+        RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
+        Sweeper.job(store: store, clock: clock, interval: configuration.sweepInterval, logger: logger),
+    ]
+    return WorkerRuntime(processor: processor, queue: queue, vault: vault, services: services)
+}

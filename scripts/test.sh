@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# `make test` (and `.ci/run`): installs what is missing, starts a throwaway
+# Redis on a free loopback port, runs `swift test` against it, and stops it.
+#
+#   scripts/test.sh                    # all tests
+#   scripts/test.sh --filter Queue     # extra arguments go to `swift test`
+#
+# Tests find the server in ENGRAM_TEST_REDIS_URL. If that variable is already
+# set (e.g. a CI service container), no Redis is started.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+started_at=$SECONDS
+bash scripts/deps.sh
+require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
+
+tmpdir=""
+redis_pid=""
+
+# shellcheck disable=SC2329 # called from the traps below
+cleanup() {
+  if [[ -n "$redis_pid" ]]; then
+    stop_pid "$redis_pid" redis-server 10
+    redis_pid=""
+  fi
+  if [[ -n "$tmpdir" ]]; then
+    rm -rf -- "$tmpdir"
+    tmpdir=""
+  fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+if [[ -z "${ENGRAM_TEST_REDIS_URL:-}" ]]; then
+  require_cmd redis-server
+  require_cmd redis-cli
+  tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/engram-test.XXXXXX")
+  # A port picked by the kernel can be taken before Redis binds it: retry.
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    spawn redis-server --port "$port" --bind 127.0.0.1 \
+      --save '' --appendonly no --dir "$tmpdir" --daemonize no \
+      --logfile "$tmpdir/redis.log"
+    redis_pid=$!
+    if wait_for_redis "$port" "$redis_pid" "$tmpdir/redis.log" 10; then
+      break
+    fi
+    stop_pid "$redis_pid" redis-server 5
+    redis_pid=""
+    ((attempt < 3)) || die "could not start a test Redis (log: see above)"
+    log "retrying with another port"
+  done
+  export ENGRAM_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+  log "test Redis: $ENGRAM_TEST_REDIS_URL (pid $redis_pid)"
+else
+  log "test Redis: $(redact_url "$ENGRAM_TEST_REDIS_URL") (from the environment)"
+fi
+
+set +e
+swift test "$@"
+status=$?
+set -e
+
+elapsed=$((SECONDS - started_at))
+log "swift test exited with $status after $((elapsed / 60))m$((elapsed % 60))s"
+exit "$status"
