@@ -39,7 +39,10 @@ struct EventProcessor: Service {
 
     func handle(_ taken: TakenEvent) async {
         guard let envelope = taken.envelope else {
-            await deadLetter(taken.raw, id: "unknown", errorClass: taken.decodeError ?? "DecodingError", message: "queue item is not a valid envelope")
+            // Not an envelope: its bytes are not known to be encrypted, so only their digest is kept.
+            await deadLetter(taken.raw, id: "unknown", errorClass: taken.decodeError ?? "DecodingError",
+                             message: "queue item is not a valid envelope (sha256 prefix \(PostCallIntake.digest(String(decoding: taken.raw, as: UTF8.self))))",
+                             keepBytes: false)
             return
         }
         var logger = self.logger
@@ -78,9 +81,9 @@ struct EventProcessor: Service {
         }
     }
 
-    private func deadLetter(_ raw: Data, id: String, errorClass: String, message: String) async {
+    private func deadLetter(_ raw: Data, id: String, errorClass: String, message: String, keepBytes: Bool = true) async {
         let letter = DeadLetter(
-            id: id, envelope: String(decoding: raw, as: UTF8.self), errorClass: errorClass, errorMessage: message,
+            id: id, envelope: keepBytes ? String(decoding: raw, as: UTF8.self) : "", errorClass: errorClass, errorMessage: message,
             failedAt: Date().timeIntervalSince1970, worker: worker)
         do {
             try await withRetries { try await queue.deadLetter(worker: worker, raw: raw, letter: letter) }

@@ -81,9 +81,12 @@ public struct LocalExtractor: Extractor {
     static func statements(_ text: String) -> String {
         var kept: [String] = []
         var current = ""
-        for character in text {
+        let characters = Array(text)
+        for (i, character) in characters.enumerated() {
             current.append(character)
-            if ".!?".contains(character) {
+            // A sentence ends at . ! ? followed by a space or the end ("a.m." stays whole).
+            let atBoundary = ".!?".contains(character) && (i + 1 == characters.count || characters[i + 1].isWhitespace)
+            if atBoundary {
                 if character != "?" { kept.append(current.trimmingCharacters(in: .whitespaces)) }
                 current = ""
             }

@@ -58,5 +58,7 @@ public protocol EventQueue: Sendable {
     /// Moves due retries back to the pending list. Returns how many moved.
     func promoteDueRetries(now: Date, limit: Int) async throws -> Int
     func stats() async throws -> QueueStats
+    /// Dead letters, newest first.
+    func deadLetters(limit: Int) async throws -> [DeadLetter]
     func ping() async throws
 }

@@ -1,0 +1,118 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+@testable import Gateway
+@testable import Shared
+@testable import Worker
+
+@Suite("Signed post-call → Redis → worker → SQLite")
+struct PostCallPipelineTests {
+    @Test("the fixture, signed, becomes memories that cite its turns, readable by phone number")
+    func fixtureBecomesMemories() async throws {
+        let env = try TestEnvironment()
+        let configuration = env.configuration()
+        let app = try await buildApplication(configuration: configuration, logger: testLogger)
+        let worker = try buildWorker(configuration: configuration, logger: testLogger)
+        let body = try fixtureTranscript()
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) {
+                #expect($0.status == .ok)
+            }
+        }
+        try await worker.drain()
+        let user = try await worker.userKey(phone: Fixtures.fixturePhone)
+        let memories = try await worker.vault.memories(tenant: "default", user: user)
+        #expect(memories.contains { $0.content.contains("Friday slot") && $0.sourceTurns == [1] })
+        #expect(memories.contains { $0.content.contains("Friday at 10 a.m.") && $0.sourceTurns == [4] })
+        #expect(memories.contains { $0.sources.first?.kind == "summary" })
+        #expect(memories.contains { $0.slot == "reason" })
+        #expect(memories.allSatisfy { $0.status == .active && $0.validFrom == Date(timeIntervalSince1970: 1763759979) })
+        let stats = try await worker.queue.stats()
+        #expect(stats == QueueStats(pending: 0, processing: 0, retry: 0, dead: 0))
+        await env.cleanUp()
+    }
+
+    @Test("the same event delivered three times past the dedupe marks yields one set of memories")
+    func redeliveryIsANoOp() async throws {
+        let env = try TestEnvironment()
+        let configuration = env.configuration()
+        let worker = try buildWorker(configuration: configuration, logger: testLogger)
+        let cipher = KeyRing(master: env.masterKey).envelopeCipher
+        let body = try fixtureTranscript()
+        for _ in 0..<3 {
+            let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+            #expect(try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
+        }
+        try await worker.drain()
+        let user = try await worker.userKey(phone: Fixtures.fixturePhone)
+        let memories = try await worker.vault.memories(tenant: "default", user: user, includeHistory: true)
+        let once = LocalExtractor().extractNow(Conversation(try JSONDecoder().decode(PostCallWebhook.self, from: body).data!, fallbackStart: Date()))
+        #expect(memories.count == once.memories.count)
+        #expect(try await worker.queue.stats().dead == 0)
+        await env.cleanUp()
+    }
+
+    @Test("an event taken by a worker that died is returned by the reaper and processed exactly once by another")
+    func deadWorkerIsReaped() async throws {
+        let env = try TestEnvironment()
+        var configuration = env.configuration()
+        configuration.workerID = "survivor"
+        let survivor = try buildWorker(configuration: configuration, logger: testLogger)
+        let cipher = KeyRing(master: env.masterKey).envelopeCipher
+        let body = try fixtureTranscript()
+        let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+        #expect(try await survivor.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
+
+        // The victim takes the event, heartbeats once, then dies: its heartbeat expires.
+        let queue = env.queue()
+        try await queue.heartbeat(worker: "victim", ttl: .milliseconds(200))
+        let taken = try #require(try await queue.take(worker: "victim", timeout: .seconds(1)))
+        #expect(taken.envelope?.id == envelope.id)
+        #expect(try await queue.reap() == 0)  // still alive: nothing moves
+        try await waitUntil("victim's heartbeat expires") { try await queue.reap() == 1 }
+
+        try await survivor.drain()
+        let user = try await survivor.userKey(phone: Fixtures.fixturePhone)
+        let first = try await survivor.vault.memories(tenant: "default", user: user, includeHistory: true)
+        #expect(!first.isEmpty)
+
+        // Died after storing but before the ack: the redelivery changes nothing.
+        let again = try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
+        #expect(again)
+        try await survivor.drain()
+        #expect(try await survivor.vault.memories(tenant: "default", user: user, includeHistory: true).count == first.count)
+        #expect(try await queue.stats() == QueueStats(pending: 0, processing: 0, retry: 0, dead: 0))
+        await env.cleanUp()
+    }
+
+    @Test("a caller with a withheld number is acknowledged and nothing is stored", arguments: ["anonymous", "Restricted", "", "0000000"])
+    func withheldCaller(_ number: String) async throws {
+        let env = try TestEnvironment()
+        let worker = try buildWorker(configuration: env.configuration(), logger: testLogger)
+        let body = try fixtureTranscript(phone: number)
+        let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
+        _ = try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
+        try await worker.drain()
+        let store = worker.vault.store as! SQLiteMemoryStore
+        let count = try await store.database.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM memories") }
+        #expect(count == 0)
+        #expect(try await worker.queue.stats() == QueueStats(pending: 0, processing: 0, retry: 0, dead: 0))
+        await env.cleanUp()
+    }
+
+    @Test("a queue item that is not an envelope is dead-lettered with its error class, never its bytes")
+    func garbageEnvelope() async throws {
+        let env = try TestEnvironment()
+        let worker = try buildWorker(configuration: env.configuration(), logger: testLogger)
+        try await env.redisClient().command("LPUSH", RedisArgument(env.keys.events), "not an envelope: secret words")
+        try await worker.drain()
+        let letters = try await worker.queue.deadLetters(limit: 10)
+        #expect(letters.count == 1)
+        #expect(letters.first?.errorClass.isEmpty == false)
+        #expect(letters.first?.errorMessage.contains("secret words") == false)
+        #expect(letters.first?.envelope.contains("secret words") == false)
+        await env.cleanUp()
+    }
+}
