@@ -5,13 +5,14 @@ import ServiceLifecycle
 import Shared
 
 /// Builds the gateway from configuration: store, queue, controllers, middleware.
-func buildApplication(configuration: EngramConfiguration, clock: WallClock = .system, logger: Logger? = nil) async throws -> some ApplicationProtocol {
+/// `store` replaces the configured backend (tests wrap the real store to stall it).
+func buildApplication(configuration: EngramConfiguration, clock: WallClock = .system, store: (any MemoryStore)? = nil, logger: Logger? = nil) async throws -> some ApplicationProtocol {
     let logger = logger ?? Logging.Logger(label: "engram-gateway")
     let masterKey = try configuration.require(\.masterKey, "ENGRAM_MASTER_KEY")
     _ = try configuration.require(\.apiKey, "ENGRAM_API_KEY")
     let webhookSecret = try configuration.require(\.webhookSecret, "ENGRAM_WEBHOOK_SECRET")
     let keyRing = KeyRing(master: masterKey)
-    let store = try StoreFactory.open(configuration.database)
+    let store = try store ?? StoreFactory.open(configuration.database)
     let embedder = try ProviderFactory.embedder(configuration)
     let vault = MemoryVault(store: store, keyRing: keyRing, embedder: embedder, clock: clock)
     guard let defaultTenant = try await vault.tenant("default", create: true, consentMode: configuration.consentMode) else {

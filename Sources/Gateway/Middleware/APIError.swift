@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import Shared
 
 /// An error answered as `{"error":{"code","message"}}` with its status. The one place where
@@ -103,7 +104,12 @@ extension Response {
 extension Request {
     /// Decodes a JSON body of at most `limit` bytes: 413 beyond it, 400 when it is not the shape.
     func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
-        let buffer = try await body.collect(upTo: limit)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.tooLarge
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
         } catch {

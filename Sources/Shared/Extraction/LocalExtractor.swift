@@ -43,6 +43,12 @@ public struct LocalExtractor: Extractor {
                         validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: fact.sensitive || sensitive))
                 }
             case .agent:
+                if let name = PatternFacts.greetedName(in: turn.text) {
+                    userName = userName ?? name
+                    memories.append(ExtractedMemory(
+                        content: "The caller's name is \(name).", sector: .semantic, slot: "name", importance: 0.6,
+                        validFrom: conversation.startedAt, sourceTurns: [turn.index]))
+                }
                 let statements = Self.statements(text)
                 if Self.isSubstantive(statements) {
                     memories.append(ExtractedMemory(
@@ -190,6 +196,17 @@ enum PatternFacts {
             PatternFact(sentence: "The caller prefers to be contacted \(m[1].lowercased()).", sector: .procedural, slot: "preferred_contact_time", importance: 0.7, sensitive: false, value: m[1])
         },
     ]
+
+    private static let greeting = try! NSRegularExpression(pattern: #"^(?:hi|hello|hey|thanks|thank you|good (?:morning|afternoon|evening)),?\s+([A-Z][a-z]+)\b"#, options: [.caseInsensitive])
+
+    /// The name an agent greets the caller by ("Hi Dana, welcome back!").
+    static func greetedName(in text: String) -> String? {
+        let ns = text as NSString
+        guard let match = greeting.firstMatch(in: text, range: NSRange(location: 0, length: ns.length)) else { return nil }
+        let name = ns.substring(with: match.range(at: 1))
+        guard name.first?.isUppercase == true, !notNames.contains(name), !["There", "Again", "Everyone", "All"].contains(name) else { return nil }
+        return name
+    }
 
     static func find(in text: String) -> [PatternFact] {
         let range = NSRange(text.startIndex..., in: text)
