@@ -60,8 +60,10 @@ else
   log "test Redis: $(redact_url "$ENGRAM_TEST_REDIS_URL") (from the environment)"
 fi
 
+# Build everything first: the process tests start the real engram-gateway and engram-worker.
+swift build --build-tests
 set +e
-swift test "$@"
+swift test --skip-build "$@"
 status=$?
 set -e
 

@@ -1,0 +1,63 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A free TCP port on 127.0.0.1, chosen by the kernel.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw TestSetupError.timeout("no free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// The directory of the built executables (next to the test bundle).
+var productsDirectory: URL {
+    let fromArguments = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    if FileManager.default.fileExists(atPath: fromArguments.appendingPathComponent("engram-gateway").path) { return fromArguments }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/debug")
+}
+
+/// A started Engram executable with its output captured to a file.
+final class ServiceProcess: @unchecked Sendable {
+    let process = Process()
+    let logURL: URL
+
+    init(_ name: String, environment: [String: String], directory: URL) throws {
+        process.executableURL = productsDirectory.appendingPathComponent(name)
+        process.environment = environment
+        process.currentDirectoryURL = directory
+        logURL = directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).log")
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then the exit status (or nil if it did not exit within the deadline; then SIGKILL).
+    func terminate(within deadline: Duration = .seconds(15)) async -> Int32? {
+        guard process.isRunning else { return process.terminationStatus }
+        kill(process.processIdentifier, SIGTERM)
+        let end = ContinuousClock.now + deadline
+        while process.isRunning && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    func kill9() { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+}
