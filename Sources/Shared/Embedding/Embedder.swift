@@ -8,5 +8,11 @@ public protocol Embedder: Sendable {
     var duplicateThreshold: Float { get }
     /// Cosine above which two search results collapse into the newest.
     var collapseThreshold: Float { get }
+    /// The weights of the hybrid score with this embedder's cosine.
+    var scoringWeights: ScoringWeights { get }
     func embed(_ texts: [String]) async throws -> [[Float]]
+}
+
+extension Embedder {
+    public var scoringWeights: ScoringWeights { .standard }
 }

@@ -5,6 +5,7 @@ public struct LocalEmbedder: Embedder {
     public let dimension = 384
     public let duplicateThreshold: Float = 0.92
     public let collapseThreshold: Float = 0.95
+    public var scoringWeights: ScoringWeights { MemoryModelConstants.localEmbedderWeights }
 
     public init() {}
 

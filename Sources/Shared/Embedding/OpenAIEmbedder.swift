@@ -31,7 +31,7 @@ public struct OpenAIEmbedder: Embedder {
             let batch = Array(texts[start..<min(texts.count, start + batchSize)])
             let reply = try await client.post("/embeddings", body: Request(model: model, input: batch), as: Reply.self)
             let sorted = reply.data.sorted { $0.index < $1.index }
-            guard sorted.count == batch.count, sorted.allSatisfy({ $0.embedding.count == dimension }) else {
+            guard sorted.map(\.index) == Array(0..<batch.count), sorted.allSatisfy({ $0.embedding.count == dimension }) else {
                 throw ExtractionError.malformedResponse("embedding count or dimension does not match")
             }
             out.append(contentsOf: sorted.map { VectorMath.normalized($0.embedding) })

@@ -26,15 +26,21 @@ public struct LocalExtractor: Extractor {
                 content: "The caller's \(label): \(value) (as of \(day)).", sector: .semantic, slot: key,
                 importance: 0.6, validFrom: conversation.startedAt, sourceTurns: [], kind: "data_collection"))
         }
-        for turn in conversation.turns {
+        let turns = conversation.turns
+        for (position, turn) in turns.enumerated() {
             let text = RelativeDates.annotate(turn.text, callStart: conversation.startedAt)
+            // A turn alone is rarely self-contained on the phone ("Friday works."): the turns
+            // around it travel with it, and the memory cites them too.
+            let before = position > 0 ? turns[position - 1] : nil
+            let after = position + 1 < turns.count ? turns[position + 1] : nil
             let sensitive = Self.isSensitive(text)
             switch turn.speaker {
             case .caller:
                 if Self.isSubstantive(text) {
                     memories.append(ExtractedMemory(
-                        content: "On \(day) the caller said: \(Self.clip(text))", sector: Self.sector(of: text),
-                        importance: 0.5, validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: sensitive))
+                        content: Self.episode(day: day, speaker: turn.speaker, text: text, before: before, after: after, start: conversation.startedAt),
+                        sector: Self.sector(of: text), importance: 0.5, validFrom: conversation.startedAt,
+                        sourceTurns: Self.cited(turn, before, after), sensitive: sensitive))
                 }
                 for fact in PatternFacts.find(in: turn.text) {
                     if fact.slot == "name" { userName = fact.value }
@@ -52,8 +58,9 @@ public struct LocalExtractor: Extractor {
                 let statements = Self.statements(text)
                 if Self.isSubstantive(statements) {
                     memories.append(ExtractedMemory(
-                        content: "On \(day) the agent said: \(Self.clip(statements))", sector: .episodic,
-                        importance: 0.35, validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: sensitive))
+                        content: Self.episode(day: day, speaker: turn.speaker, text: statements, before: before, after: after, start: conversation.startedAt),
+                        sector: .episodic, importance: 0.35, validFrom: conversation.startedAt,
+                        sourceTurns: Self.cited(turn, before, after), sensitive: sensitive || Self.isSensitive(before?.text ?? "") || Self.isSensitive(after?.text ?? "")))
                 }
             }
         }
@@ -67,6 +74,22 @@ public struct LocalExtractor: Extractor {
         f.dateFormat = "d MMMM yyyy"
         return f
     }()
+
+    /// "On 21 November 2025 the caller said: "…" (after the agent said: "…"; the agent replied: "…")"
+    static func episode(day: String, speaker: Conversation.Speaker, text: String, before: Conversation.Turn?, after: Conversation.Turn?, start: Date) -> String {
+        var content = "On \(day) the \(speaker.rawValue) said: \"\(clip(text))\""
+        var context: [String] = []
+        if let before { context.append("after the \(before.speaker.rawValue) said: \"\(clip(RelativeDates.annotate(before.text, callStart: start), limit: contextLimit))\"") }
+        if let after { context.append("the \(after.speaker.rawValue) replied: \"\(clip(RelativeDates.annotate(after.text, callStart: start), limit: contextLimit))\"") }
+        if !context.isEmpty { content += " (" + context.joined(separator: "; ") + ")" }
+        return content
+    }
+
+    static let contextLimit = 300
+
+    static func cited(_ turn: Conversation.Turn, _ before: Conversation.Turn?, _ after: Conversation.Turn?) -> [Int] {
+        [before?.index, turn.index, after?.index].compactMap { $0 }
+    }
 
     static func clip(_ text: String, limit: Int = 700) -> String {
         text.count <= limit ? text : String(text.prefix(limit)) + "…"

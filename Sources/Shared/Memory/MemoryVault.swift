@@ -142,7 +142,7 @@ public struct MemoryVault: Sendable {
             let memory = try decrypt(row, key: key)
             let breakdown = Scoring.score(
                 cosine: cosine[row.id] ?? 0, bm25: bm25[row.id] ?? 0, salience: Salience.of(memory, at: now),
-                eventDate: memory.validFrom, now: now)
+                eventDate: memory.validFrom, now: now, weights: embedder.scoringWeights)
             hits.append(SearchHit(memory: memory, breakdown: breakdown))
         }
         hits.sort { $0.breakdown.score > $1.breakdown.score || ($0.breakdown.score == $1.breakdown.score && $0.memory.id > $1.memory.id) }

@@ -10,13 +10,32 @@ public struct ScoreBreakdown: Codable, Sendable, Equatable {
 }
 
 /// Hybrid scoring: `0.55 cosine_norm + 0.25 bm25_norm + 0.12 salience + 0.08 recency`.
+/// How much each part counts. The documented default suits a semantic embedder; an embedder
+/// whose cosine is a weak signal (the local hashed one) carries its own, measured weights.
+public struct ScoringWeights: Sendable, Equatable {
+    public var cosine: Double
+    public var bm25: Double
+    public var salience: Double
+    public var recency: Double
+
+    public init(cosine: Double, bm25: Double, salience: Double, recency: Double) {
+        self.cosine = cosine
+        self.bm25 = bm25
+        self.salience = salience
+        self.recency = recency
+    }
+
+    public static let standard = ScoringWeights(
+        cosine: MemoryModelConstants.weightCosine, bm25: MemoryModelConstants.weightBM25,
+        salience: MemoryModelConstants.weightSalience, recency: MemoryModelConstants.weightRecency)
+}
+
 public enum Scoring {
     /// `cosine` is the raw similarity (clamped at 0); `bm25` is already normalised to 0...1.
-    public static func score(cosine: Double, bm25: Double, salience: Double, eventDate: Date, now: Date) -> ScoreBreakdown {
+    public static func score(cosine: Double, bm25: Double, salience: Double, eventDate: Date, now: Date, weights: ScoringWeights = .standard) -> ScoreBreakdown {
         let c = min(1, max(0, cosine))
         let recency = exp(-Salience.days(from: eventDate, to: now) / MemoryModelConstants.recencyDays)
-        let total = MemoryModelConstants.weightCosine * c + MemoryModelConstants.weightBM25 * bm25
-            + MemoryModelConstants.weightSalience * salience + MemoryModelConstants.weightRecency * recency
+        let total = weights.cosine * c + weights.bm25 * bm25 + weights.salience * salience + weights.recency * recency
         return ScoreBreakdown(cosine: c, bm25: bm25, salience: salience, recency: recency, score: total)
     }
 

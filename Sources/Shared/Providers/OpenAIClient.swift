@@ -69,8 +69,8 @@ public struct OpenAIClient: Sendable {
             bytes = try await response.body.collect(upTo: 32 * 1024 * 1024)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw ExtractionError.timeout
-        } catch is CancellationError {
-            throw ExtractionError.timeout
+        } catch let error as CancellationError {
+            throw error  // shutdown, not a provider failure
         } catch let error as ExtractionError {
             throw error
         } catch {

@@ -24,8 +24,9 @@ struct PostCallPipelineTests {
         try await worker.drain()
         let user = try await worker.userKey(phone: Fixtures.fixturePhone)
         let memories = try await worker.vault.memories(tenant: "default", user: user)
-        #expect(memories.contains { $0.content.contains("Friday slot") && $0.sourceTurns == [1] })
-        #expect(memories.contains { $0.content.contains("Friday at 10 a.m.") && $0.sourceTurns == [4] })
+        // Each episode is the turn with the turns around it (tool turns 2 and 3 carry no words).
+        #expect(memories.contains { $0.content.hasPrefix("On 21 November 2025 the caller said: \"Yeah, can you check if I still have the Friday slot?\"") && $0.sourceTurns == [0, 1, 4] })
+        #expect(memories.contains { $0.content.hasPrefix("On 21 November 2025 the agent said: \"Yes, you're booked for Friday at 10 a.m.\"") && $0.sourceTurns == [1, 4] })
         #expect(memories.contains { $0.sources.first?.kind == "summary" })
         #expect(memories.contains { $0.slot == "reason" })
         #expect(memories.allSatisfy { $0.status == .active && $0.validFrom == Date(timeIntervalSince1970: 1763759979) })

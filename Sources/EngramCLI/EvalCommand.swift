@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Shared
+
+struct EvalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Recall evaluations.", subcommands: [LoCoMo.self])
+
+    struct LoCoMo: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "locomo", abstract: "Recall@k on LoCoMo through the real post-call and search paths (self-contained, offline).")
+        @Option(help: "Path of the LoCoMo JSON (e.g. ../shared/eval/locomo-dev.json); read in place, never copied.") var data: String
+        @Option(help: "Evaluate only the first N conversations.") var conversations: Int?
+        @Flag(help: "One JSON object.") var json = false
+
+        func run() async throws {
+            var logger = Logger(label: "engram-eval")
+            logger.logLevel = .warning
+            let report = try await LoCoMoEvaluation(dataURL: URL(fileURLWithPath: data), limitConversations: conversations).run(logger: logger)
+            if json { return try printJSON(report) }
+            print("LoCoMo recall (\(report.questions) questions, \(report.memoriesStored) memories, \(String(format: "%.1f", report.seconds)) s)")
+            print("category       @5     @10    @25    questions")
+            for name in ["single-hop", "multi-hop", "temporal", "open-domain"] {
+                if let r = report.byCategory[name] { print(row(name, r)) }
+            }
+            print(row("overall", report.overall))
+            print("mean characters in the top 10: \(Int(report.meanCharsAt10))")
+        }
+
+        func row(_ name: String, _ r: LoCoMoEvaluation.Report.Recall) -> String {
+            name.padding(toLength: 14, withPad: " ", startingAt: 0)
+                + [r.recallAt5, r.recallAt10, r.recallAt25].map { String(format: "%5.1f  ", $0) }.joined() + "\(r.questions)"
+        }
+    }
+}
