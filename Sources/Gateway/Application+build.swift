@@ -24,8 +24,9 @@ func buildApplication(configuration: EngramConfiguration, clock: WallClock = .sy
         tolerancePast: configuration.signatureTolerancePast, toleranceFuture: configuration.signatureToleranceFuture,
         maxBodyBytes: configuration.maxBodyBytes, cipher: keyRing.envelopeCipher, clock: clock)
     let reinforcement = ReinforcementBuffer(store: store)
+    let ingest = DurableIngest(queue: queue, spool: try Spool(directory: configuration.spoolDirectory, logger: logger), ttlSeconds: configuration.dedupeTTLSeconds)
     let services = GatewayServices(
-        configuration: configuration, vault: vault, queue: queue, intake: intake,
+        configuration: configuration, vault: vault, queue: queue, ingest: ingest, intake: intake,
         precall: PrecallContextBuilder(vault: vault, characterBudget: configuration.precallContextChars),
         reinforcement: reinforcement, defaultTenant: defaultTenant, clock: clock)
 
@@ -40,6 +41,9 @@ func buildApplication(configuration: EngramConfiguration, clock: WallClock = .sy
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
-        services: [ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger)],
+        services: [
+            ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
+            SpoolDrainer(ingest: ingest, logger: logger),
+        ],
         logger: logger)
 }

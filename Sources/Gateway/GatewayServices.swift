@@ -7,6 +7,7 @@ struct GatewayServices: Sendable {
     let configuration: EngramConfiguration
     let vault: MemoryVault
     let queue: any EventQueue
+    let ingest: DurableIngest
     let intake: PostCallIntake
     let precall: PrecallContextBuilder
     let reinforcement: ReinforcementBuffer

@@ -11,8 +11,13 @@ struct HealthController {
             var checks: [String: String] = [:]
             do { try await withTimeout(.seconds(2)) { try await services.vault.store.ping() }; checks["database"] = "ok" } catch { checks["database"] = "unavailable" }
             do { try await withTimeout(.seconds(2)) { try await services.queue.ping() }; checks["redis"] = "ok" } catch { checks["redis"] = "unavailable" }
-            let ready = checks.values.allSatisfy { $0 == "ok" }
-            return try Response.json(["status": ready ? "ready" : "not_ready", "database": checks["database"]!, "redis": checks["redis"]!], status: ready ? .ok : .serviceUnavailable)
+            // A Redis outage does not take the gateway out of rotation while the spool can keep events.
+            let spool = services.ingest.spool
+            checks["spool"] = spool.isWritable ? "ok" : "unwritable"
+            checks["spool_depth"] = String(spool.depth)
+            let ready = checks["database"] == "ok" && (checks["redis"] == "ok" || checks["spool"] == "ok")
+            checks["status"] = ready ? "ready" : "not_ready"
+            return try Response.json(checks, status: ready ? .ok : .serviceUnavailable)
         }
     }
 }

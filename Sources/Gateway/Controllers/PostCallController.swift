@@ -51,10 +51,11 @@ struct PostCallController {
             context.logger.info("post-call event acknowledged and dropped", metadata: ["reason": "\(reason)"])
         case .enqueue(let envelope, let dedupe):
             do {
-                let fresh = try await services.queue.enqueue(envelope, dedupe: dedupe, ttlSeconds: services.configuration.dedupeTTLSeconds)
-                context.logger.info("post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "duplicate": "\(!fresh)"])
+                let outcome = try await services.ingest.accept(envelope, dedupe: dedupe, logger: context.logger)
+                context.logger.info("post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "outcome": "\(outcome.rawValue)"])
             } catch {
-                context.logger.error("enqueue failed", metadata: ["error_class": "\(type(of: error))"])
+                // Neither Redis nor the spool can keep it: only then is the sender asked to retry.
+                context.logger.error("event could not be made durable", metadata: ["error_class": "\(type(of: error))"])
                 throw APIError(status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the event right now; retry", headers: [.retryAfter: "5"])
             }
         }

@@ -84,7 +84,7 @@ struct ToolsController {
                 try JSONEncoder().encode(event), tenant: tenant.id, type: EventType.remember, receivedAt: services.clock.now(),
                 cipher: services.vault.keyRing.envelopeCipher)
             do {
-                _ = try await services.queue.enqueue(envelope, dedupe: [], ttlSeconds: services.configuration.dedupeTTLSeconds)
+                _ = try await services.ingest.accept(envelope, dedupe: [], logger: context.logger)
             } catch {
                 context.logger.error("enqueue failed", metadata: ["error_class": "\(type(of: error))"])
                 throw APIError(status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the fact right now", headers: [.retryAfter: "5"])

@@ -1,0 +1,42 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import Shared
+
+/// A Redis server of the test's own, for tests that stop and restart it.
+final class OwnRedis: @unchecked Sendable {
+    let port: Int
+    let directory: URL
+    private var process: Process?
+
+    init(directory: URL) throws {
+        port = try freePort()
+        self.directory = directory
+    }
+
+    var endpoint: RedisEndpoint { RedisEndpoint(host: "127.0.0.1", port: port) }
+
+    func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", directory.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let client = RedisClient(endpoint: endpoint, timeout: .milliseconds(500), connections: 1)
+        try await waitUntil("own redis answers") { (try? await client.ping()) != nil }
+    }
+
+    /// kill -9 (what an outage looks like), then wait until the port stops answering.
+    func stop() async {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGKILL)
+        self.process = nil
+        let client = RedisClient(endpoint: endpoint, timeout: .milliseconds(200), connections: 1)
+        try? await waitUntil("own redis is gone") { (try? await client.ping()) == nil }
+    }
+
+    deinit { if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
