@@ -10,6 +10,7 @@ struct App {
         do {
             let configuration = try EngramConfiguration.fromEnvironment()
             EngramLogging.bootstrap(service: "engram-gateway", level: configuration.logLevel)
+            MetricsExport.bootstrap()
             let app = try await buildApplication(configuration: configuration)
             try await app.runService()
         } catch {

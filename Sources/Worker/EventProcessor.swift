@@ -53,16 +53,19 @@ struct EventProcessor: Service {
             let outcome = try await ingestor.ingest(envelope, logger: logger)
             try await withRetries { try await queue.ack(worker: worker, raw: taken.raw) }
             let lag = Date().timeIntervalSince1970 - envelope.receivedAt
+            EngramMetrics.eventProcessed(outcome: Self.label(outcome), lag: lag)
             logger.info("event processed", metadata: [
                 "outcome": "\(outcome)", "attempt": "\(envelope.attempt)",
                 "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))",
                 "lag_ms": "\(String(format: "%.1f", lag * 1000))",
             ])
         } catch let error as PermanentEventError {
+            EngramMetrics.eventProcessed(outcome: "dead_letter", lag: nil)
             await deadLetter(taken.raw, id: envelope.id, errorClass: error.errorClass, message: error.message)
         } catch {
             let errorClass = String(describing: type(of: error))
             let message = (error as? ExtractionError)?.description ?? (error as? RedisError)?.description ?? errorClass
+            EngramMetrics.eventProcessed(outcome: "failed", lag: nil)
             if envelope.attempt + 1 >= maxAttempts {
                 await deadLetter(taken.raw, id: envelope.id, errorClass: errorClass, message: message)
                 return
@@ -78,6 +81,18 @@ struct EventProcessor: Service {
             } catch {
                 logger.error("cannot schedule retry; the reaper will return the event", metadata: ["error_class": "\(type(of: error))"])
             }
+        }
+    }
+
+    static func label(_ outcome: IngestOutcome) -> String {
+        switch outcome {
+        case .stored: return "stored"
+        case .duplicate: return "duplicate"
+        case .noUser: return "no_user"
+        case .noConsent: return "no_consent"
+        case .tombstoned: return "tombstoned"
+        case .recorded: return "recorded"
+        case .ignored: return "ignored"
         }
     }
 

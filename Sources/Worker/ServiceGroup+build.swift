@@ -33,6 +33,12 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
         Reaper.job(queue: queue, interval: configuration.reaperInterval, logger: logger),
         RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
         Sweeper.job(store: store, clock: clock, interval: configuration.sweepInterval, logger: logger),
+        MetricsServer.sampler(queue: queue, store: store, logger: logger),
     ]
     return WorkerRuntime(processor: processor, queue: queue, vault: vault, services: services)
+}
+
+/// The production service list: the runtime's services and the metrics endpoint.
+func workerServices(_ runtime: WorkerRuntime, configuration: EngramConfiguration, logger: Logger) -> [any Service] {
+    runtime.services + [MetricsServer.application(host: configuration.metricsHost, port: configuration.metricsPort, logger: logger)]
 }

@@ -10,10 +10,11 @@ struct Worker {
         do {
             let configuration = try EngramConfiguration.fromEnvironment()
             EngramLogging.bootstrap(service: "engram-worker", level: configuration.logLevel)
+            MetricsExport.bootstrap()
             let logger = Logger(label: "engram-worker")
             let runtime = try buildWorker(configuration: configuration, logger: logger)
             let group = ServiceGroup(configuration: .init(
-                services: runtime.services.map { .init(service: $0) },
+                services: workerServices(runtime, configuration: configuration, logger: logger).map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("worker started", metadata: ["worker": "\(configuration.workerID)"])
             try await group.run()

@@ -77,6 +77,7 @@ struct ConversationInitController {
     func variables(tenant: TenantContext, user: UserKey?, logger: Logger) async -> PrecallVariables {
         guard let user else {
             logger.info("pre-call answered with defaults", metadata: ["reason": "no_caller"])
+            EngramMetrics.precallFallback(reason: "no_caller")
             return .neutral
         }
         let builder = services.precall
@@ -88,7 +89,9 @@ struct ConversationInitController {
             await services.reinforcement.reinforce(injected, at: services.clock.now())
             return variables
         } catch {
-            logger.warning("pre-call answered with defaults", metadata: ["reason": "\(error is TimeoutError ? "budget" : "store_error")"])
+            let reason = error is TimeoutError ? "budget" : "store_error"
+            logger.warning("pre-call answered with defaults", metadata: ["reason": "\(reason)"])
+            EngramMetrics.precallFallback(reason: reason)
             return .neutral
         }
     }

@@ -17,6 +17,7 @@ struct PostCallController {
     }
 
     func receive(_ request: Request, context: BasicRequestContext, tenant: TenantContext) async throws -> Response {
+        let started = ContinuousClock.now
         let header = request.headers[Self.signatureField]
         var verifier: StreamingSignatureVerifier
         do {
@@ -49,10 +50,12 @@ struct PostCallController {
         switch decision {
         case .ignore(let reason):
             context.logger.info("post-call event acknowledged and dropped", metadata: ["reason": "\(reason)"])
+            EngramMetrics.postCallAcknowledged(outcome: "ignored_\(reason)", duration: ContinuousClock.now - started)
         case .enqueue(let envelope, let dedupe):
             do {
                 let outcome = try await services.ingest.accept(envelope, dedupe: dedupe, logger: context.logger)
                 context.logger.info("post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "outcome": "\(outcome.rawValue)"])
+                EngramMetrics.postCallAcknowledged(outcome: outcome.rawValue, duration: ContinuousClock.now - started)
             } catch {
                 // Neither Redis nor the spool can keep it: only then is the sender asked to retry.
                 context.logger.error("event could not be made durable", metadata: ["error_class": "\(type(of: error))"])

@@ -73,6 +73,7 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
         let start = ContinuousClock.now
         let response = try await next(request, context)
         let elapsed = ContinuousClock.now - start
+        EngramMetrics.httpRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: Int(response.status.code), duration: elapsed)
         context.logger.info("request", metadata: [
             "method": "\(request.method.rawValue)", "route": "\(context.endpointPath ?? "unmatched")",
             "status": "\(response.status.code)", "duration_ms": "\(String(format: "%.2f", elapsed.seconds * 1000))",

@@ -261,4 +261,37 @@ public struct MemoryVault: Sendable {
         }
         return batch
     }
+
+    /// Builds the rows of a bulk load (the benchmark's seeder) exactly as `prepareWrite` does
+    /// (sealed content, keyed term postings, the embedder's vectors, initial salience) but
+    /// WITHOUT the conflict-resolution pass: the caller guarantees the memories are distinct
+    /// (no repeated slot, no near-duplicates). One call is one `WriteBatch`: keep it to a few
+    /// hundred memories.
+    public func prepareBulkInsert(
+        tenant: String, user: UserKey, extraction: Extraction, conversationID: String?, callAt: Date?,
+        idempotencyKey: String, eventID: String, eventType: String
+    ) async throws -> WriteBatch {
+        let now = clock.now()
+        let (_, key) = try await userForWriting(tenant: tenant, user: user)
+        var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
+        guard !extraction.memories.isEmpty else { return batch }
+        let vectors = try await embedder.embed(extraction.memories.map(\.content))
+        batch.inserts.reserveCapacity(extraction.memories.count)
+        batch.vectors.reserveCapacity(extraction.memories.count)
+        for (extracted, vector) in zip(extraction.memories, vectors) {
+            let id = UUIDv7.make(at: now)
+            let source = MemorySource(conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
+            let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(tenant, user, id))
+            let terms = Self.termHashes(extracted.content, key: key)
+            batch.inserts.append(MemoryRow(
+                id: id, tenant: tenant, user: user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,
+                importance: extracted.importance, salience0: MemoryModelConstants.initialSalience(importance: extracted.importance),
+                reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
+                supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
+                needsReextraction: extraction.isFallback, termCount: terms.values.reduce(0, +)))
+            batch.vectors.append(VectorRow(memoryID: id, embedder: embedder.id, vector: vector))
+            batch.postings.append(contentsOf: terms.map { TermPosting(term: $0.key, memoryID: id, frequency: $0.value) })
+        }
+        return batch
+    }
 }

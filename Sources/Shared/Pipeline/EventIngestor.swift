@@ -124,9 +124,13 @@ public struct EventIngestor: Sendable {
     /// The configured extractor; on failure, retry via the queue, and on the last attempt
     /// (policy `retry-then-local`) the local extractor, its memories marked re-extractable.
     func extract(_ conversation: Conversation, attempt: Int, logger: Logger) async throws -> Extraction {
+        let started = ContinuousClock.now
         do {
-            return try await extractor.extract(conversation)
+            let extraction = try await extractor.extract(conversation)
+            EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: nil)
+            return extraction
         } catch {
+            EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: "\(type(of: error))")
             let lastAttempt = attempt + 1 >= maxAttempts
             guard policy == .retryThenLocal, lastAttempt, extractor.id != fallback.id else { throw error }
             logger.warning("extractor failed on the last attempt; extracting locally", metadata: ["error_class": "\(type(of: error))"])

@@ -35,9 +35,11 @@ public struct OpenAIClient: Sendable {
             do {
                 let reply = try await once(path, payload: payload, as: Reply.self)
                 await breaker.record(success: true)
+                EngramMetrics.breakerState(breaker.name, await breaker.state)
                 return reply
             } catch let error as ExtractionError {
                 await breaker.record(success: !error.countsAsFailure)
+                EngramMetrics.breakerState(breaker.name, await breaker.state)
                 guard error.isTransient, attempt < maxRetries else { throw error }
                 var wait = Self.backoff(attempt: attempt)
                 if case .rateLimited(let after?) = error {

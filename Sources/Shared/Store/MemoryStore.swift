@@ -39,6 +39,9 @@ public protocol MemoryStore: Sendable {
     /// Active memories of all users of a tenant, for the sweep.
     func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow]
 
+    /// Memory rows per status across tenants (metrics).
+    func memoryCountsByStatus() async throws -> [String: Int]
+
     func tombstone(tenant: String, user: UserKey) async throws -> Date?
     /// Destroys the data key first, then every row of the user, and leaves a tombstone.
     func erase(tenant: String, user: UserKey, at: Date) async throws

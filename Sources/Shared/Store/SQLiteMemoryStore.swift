@@ -288,6 +288,14 @@ public struct SQLiteMemoryStore: MemoryStore {
         }
     }
 
+    public func memoryCountsByStatus() async throws -> [String: Int] {
+        try await pool.read { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM memories GROUP BY status") { counts[row["status"]] = row["n"] }
+            return counts
+        }
+    }
+
     public func tombstone(tenant: String, user: UserKey) async throws -> Date? {
         try await pool.read { db in
             try Double.fetchOne(db, sql: "SELECT erased_at FROM tombstones WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])

@@ -66,12 +66,13 @@ struct PostCallPipelineTests {
         let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
         #expect(try await survivor.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
 
-        // The victim takes the event, heartbeats once, then dies: its heartbeat expires.
+        // The victim takes the event while its heartbeat is alive, then dies: the heartbeat key expires.
         let queue = env.queue()
-        try await queue.heartbeat(worker: "victim", ttl: .milliseconds(200))
+        try await queue.heartbeat(worker: "victim", ttl: .seconds(30))
         let taken = try #require(try await queue.take(worker: "victim", timeout: .seconds(1)))
         #expect(taken.envelope?.id == envelope.id)
         #expect(try await queue.reap() == 0)  // still alive: nothing moves
+        try await queue.heartbeat(worker: "victim", ttl: .milliseconds(100))  // its last beat
         try await waitUntil("victim's heartbeat expires") { try await queue.reap() == 1 }
 
         try await survivor.drain()

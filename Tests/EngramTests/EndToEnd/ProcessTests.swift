@@ -16,6 +16,8 @@ struct ProcessTests {
         environment["ENGRAM_WEBHOOK_SECRET"] = env.webhookSecret
         environment["ENGRAM_HTTP_PORT"] = String(port)
         environment["ENGRAM_HEARTBEAT_TTL_MS"] = "1000"
+        environment["ENGRAM_METRICS_PORT"] = String((try? freePort()) ?? 0)
+        environment["ENGRAM_SPOOL_DIR"] = env.directory.appendingPathComponent("spool").path
         return environment
     }
 

@@ -113,6 +113,23 @@ struct PostCallRouteTests {
         }
     }
 
+    @Test("/metrics exposes request, acknowledgement and spool series after a small run")
+    func metrics() async throws {
+        MetricsExport.bootstrap()
+        try await withGateway { client, env in
+            let body = try fixtureTranscript()
+            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains("engram_http_requests_total"))
+                #expect(text.contains(#"route="/v1/elevenlabs/post-call""#))
+                #expect(text.contains("engram_postcall_ack_seconds_bucket"))
+                #expect(text.contains("engram_spool_depth"))
+                #expect(!text.contains("2523960448"))
+            }
+        }
+    }
+
     @Test("liveness and readiness answer")
     func health() async throws {
         try await withGateway { client, _ in

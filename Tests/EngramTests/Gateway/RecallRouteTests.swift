@@ -36,6 +36,7 @@ struct StalledStore: MemoryStore {
     func archive(tenant: String, ids: [String]) async throws { try await base.archive(tenant: tenant, ids: ids) }
     func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] { try await base.sweepCandidates(tenant: tenant, limit: limit, after: after) }
     func tombstone(tenant: String, user: UserKey) async throws -> Date? { try await base.tombstone(tenant: tenant, user: user) }
+    func memoryCountsByStatus() async throws -> [String: Int] { try await base.memoryCountsByStatus() }
     func erase(tenant: String, user: UserKey, at: Date) async throws { try await base.erase(tenant: tenant, user: user, at: at) }
 }
 

@@ -1,0 +1,23 @@
+import Hummingbird
+import Logging
+import Shared
+
+/// The worker's Prometheus endpoint (`ENGRAM_METRICS_HOST`:`ENGRAM_METRICS_PORT`), plus a
+/// sampler that records queue depths and memory counts every few seconds.
+enum MetricsServer {
+    static func application(host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
+        let router = Router()
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: MetricsExport.render())))
+        }
+        router.get("/health/live") { _, _ in "ok" }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "engram-worker-metrics"), logger: logger)
+    }
+
+    static func sampler(queue: any EventQueue, store: any MemoryStore, logger: Logger) -> PeriodicJob {
+        PeriodicJob(name: "metrics-sampler", interval: .seconds(5), logger: logger) {
+            EngramMetrics.queueDepth(try await queue.stats())
+            for (status, count) in try await store.memoryCountsByStatus() { EngramMetrics.memories(status: status, count: count) }
+        }
+    }
+}
