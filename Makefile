@@ -1,5 +1,5 @@
 # The scripts hold the logic; see scripts/*.sh.
-.PHONY: run test build clean
+.PHONY: run test bench build clean
 
 # make test ARGS="--filter Queue" passes arguments to `swift test`.
 ARGS ?=
@@ -9,6 +9,11 @@ run:
 
 test:
 	bash scripts/test.sh $(ARGS)
+
+# Load benchmark against throwaway services (standard profile, under 5 minutes on 2 cores);
+# make bench ARGS="--duration 5 --no-find-max-postcall" passes arguments to `engram bench`.
+bench:
+	bash scripts/bench.sh $(ARGS)
 
 build:
 	bash scripts/deps.sh
