@@ -26,6 +26,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Signed post-call webhooks per second.") var ratePostcall = 200.0
     @Option(help: "Pre-call (conversation-init) webhooks per second.") var ratePrecall = 50.0
     @Option(help: "search-memory tool calls per second.") var rateSearch = 50.0
+    @Option(help: "Share of conversation-init and search-memory requests for the heavy caller (0...1).") var heavyShare = 0.1
     @Option(help: "Base URL of the running gateway (loopback only).") var gateway = "http://127.0.0.1:8080"
     @Option(help: "Seed of the generated data and of the request mix.") var seed: UInt64 = 42
     @Option(help: "Seconds per step of --find-max-postcall.") var stepDuration = 5.0
@@ -48,6 +49,7 @@ struct BenchCommand: AsyncParsableCommand {
         for (name, rate) in [("--rate-postcall", ratePostcall), ("--rate-precall", ratePrecall), ("--rate-search", rateSearch)] {
             guard rate >= 0, rate <= 20_000 else { throw ValidationError("\(name) must be in 0...20000 per second") }
         }
+        guard heavyShare >= 0, heavyShare <= 1 else { throw ValidationError("--heavy-share must be in 0...1") }
         guard !(seedOnly && skipSeed) else { throw ValidationError("--seed-only and --skip-seed exclude each other") }
         guard let url = URLComponents(string: gateway), url.scheme == "http", let host = url.host, Self.isLoopback(host) else {
             throw ValidationError("--gateway must be an http:// URL on this machine (127.0.0.0/8, localhost or [::1])")
@@ -89,10 +91,10 @@ struct BenchCommand: AsyncParsableCommand {
         let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
-        clientConfiguration.timeout = .init(connect: .seconds(2), read: .seconds(10))
+        clientConfiguration.timeout = .init(connect: .seconds(10), read: .seconds(10))  // waiting for a pooled connection counts as connecting
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let base = gateway.hasSuffix("/") ? String(gateway.dropLast()) : gateway
-        let load = LoadGenerator(client: client, base: base, apiKey: apiKey, secret: secret, seeder: seeder, seed: seed, runID: Self.runID())
+        let load = LoadGenerator(client: client, base: base, apiKey: apiKey, secret: secret, seeder: seeder, seed: seed, heavyShare: heavyShare, runID: Self.runID())
         do {
             try await load.checkReady()
             try await load.warmUp()
@@ -199,6 +201,7 @@ struct LoadGenerator: Sendable {
     let secret: String
     let seeder: BenchSeeder
     let seed: UInt64
+    let heavyShare: Double
     let runID: String
 
     /// One request, ready to send.
@@ -237,10 +240,10 @@ struct LoadGenerator: Sendable {
         for i in 0..<5 { _ = await send(prepare(.postCall, id: "warm-\(i)", rng: &rng, heavy: false)) }
     }
 
-    /// The request for `path`: a seeded caller (10% the heavy one, for reads), seeded content.
+    /// The request for `path`: a seeded caller (`heavyShare` the heavy one, for reads), seeded content.
     func prepare(_ path: BenchPath, id: String, rng: inout SplitMix64, heavy forceHeavy: Bool? = nil) -> Prepared {
         let profile = seeder.profile
-        let useHeavy = forceHeavy ?? (profile.heavyMemories > 0 && rng.below(10) == 0)
+        let useHeavy = forceHeavy ?? (profile.heavyMemories > 0 && rng.unit() < heavyShare)
         let phone = useHeavy ? BenchSeeder.heavyPhone : BenchSeeder.phone(caller: rng.below(profile.callers))
         switch path {
         case .postCall:
@@ -323,7 +326,7 @@ struct LoadGenerator: Sendable {
                     let sent = ContinuousClock.now
                     let outcome = await send(prepared)
                     let done = ContinuousClock.now
-                    recorder.record(outcome, latency: done - due, at: done)
+                    recorder.record(outcome, latency: done - due, sendDelay: sent - due, at: done)
                     if case .ok = outcome, let key = prepared.eventKey, let tracker {
                         await tracker.acknowledged(key: key, sent: sent)
                     }
@@ -387,15 +390,18 @@ extension Duration {
 final class PathRecorder: @unchecked Sendable {
     private let lock = NSLock()
     private var histogram = latencyHistogram()
+    /// How late the generator sent each request (its own floor, included in the latencies).
+    private var sendDelays = latencyHistogram()
     private var ok = 0
     private var degraded = 0
     private var errorKinds: [String: Int] = [:]
     private var lastCompletion: ContinuousClock.Instant?
 
-    func record(_ outcome: LoadGenerator.Outcome, latency: Duration, at: ContinuousClock.Instant) {
+    func record(_ outcome: LoadGenerator.Outcome, latency: Duration, sendDelay: Duration, at: ContinuousClock.Instant) {
         lock.lock()
         defer { lock.unlock() }
         lastCompletion = max(lastCompletion ?? at, at)
+        _ = sendDelays.record(min(sendDelay.microseconds, sendDelays.highestTrackableValue))
         switch outcome {
         case .ok(let wasDegraded):
             ok += 1
@@ -413,16 +419,22 @@ final class PathRecorder: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let span = lastCompletion.map { max(0.001, ($0 - start).seconds) } ?? 0
-        return PathResult(
+        var result = PathResult(
             path: path, offeredRate: offered, achievedRate: span > 0 ? Double(ok) / span : 0, requests: ok + errorKinds.values.reduce(0, +),
             ok: ok, errors: errorKinds.values.reduce(0, +), errorKinds: errorKinds, degraded: degraded, histogram: histogram, targetMs: targetMs)
+        if sendDelays.totalCount > 0 {
+            result.sendDelayP50Ms = Double(sendDelays.valueAtPercentile(50)) / 1000
+            result.sendDelayP99Ms = Double(sendDelays.valueAtPercentile(99)) / 1000
+        }
+        return result
     }
 }
 
 /// Extraction lag seen from the store: every acknowledged post-call is outstanding until its
 /// processed-event row (written in the same transaction as its memories) appears. Polled every
 /// 20 ms, oldest first (the queue is FIFO), so a lag is exact to the polling interval plus the
-/// time one poll takes: it may read up to ~20 ms high, never low.
+/// time one poll takes: it may read up to ~20 ms high, never low. The lag counts from when the
+/// bench sent the request, so it includes the acknowledgement and the time in the queue.
 actor LagTracker {
     let store: any MemoryStore
     let tenant: String
@@ -430,7 +442,8 @@ actor LagTracker {
     private var histogram = latencyHistogram()
     private var stored = 0
     private var lastSeen: ContinuousClock.Instant?
-    static let window = 128
+    static let window = 256
+    static let maxMisses = 16
 
     init(store: any MemoryStore, tenant: String) {
         self.store = store
@@ -449,9 +462,13 @@ actor LagTracker {
         await check()
     }
 
+    /// Oldest first; stops after a few consecutive misses (workers take events in order, so a
+    /// long run of unprocessed ones means the rest are not done either), which keeps each poll
+    /// cheap when a backlog builds up.
     private func check() async {
         let window = Array(outstanding.prefix(Self.window))
         var seen = Set<String>()
+        var misses = 0
         for item in window {
             if (try? await store.isProcessed(tenant: tenant, idempotencyKey: item.key)) == true {
                 let now = ContinuousClock.now
@@ -459,6 +476,10 @@ actor LagTracker {
                 stored += 1
                 lastSeen = now
                 seen.insert(item.key)
+                misses = 0
+            } else {
+                misses += 1
+                if misses >= Self.maxMisses { break }
             }
         }
         if !seen.isEmpty { outstanding.removeAll { seen.contains($0.key) } }
@@ -491,10 +512,14 @@ struct PathResult: Encodable {
     var maxMs: Double
     var targetP95Ms: Double
     var verdict: String
+    /// How late the generator itself sent requests (part of every latency above).
+    var sendDelayP50Ms: Double?
+    var sendDelayP99Ms: Double?
 
     enum CodingKeys: String, CodingKey {
         case path, offeredRate = "offered_rate", achievedRate = "achieved_rate", requests, ok, errors, errorKinds = "error_kinds", degraded
         case p50Ms = "p50_ms", p95Ms = "p95_ms", p99Ms = "p99_ms", maxMs = "max_ms", targetP95Ms = "target_p95_ms", verdict
+        case sendDelayP50Ms = "send_delay_p50_ms", sendDelayP99Ms = "send_delay_p99_ms"
     }
 
     init(path: String, offeredRate: Double, achievedRate: Double, requests: Int, ok: Int, errors: Int, errorKinds: [String: Int], degraded: Int, histogram: Histogram<UInt64>, targetMs: Double) {
@@ -547,10 +572,11 @@ struct BenchReport: Encodable {
         var seed: UInt64
         var durationSeconds: Double
         var gateway: String
+        var heavyShare: Double
         var cores: Int
         enum CodingKeys: String, CodingKey {
             case callers, memoriesPerCaller = "memories_per_caller", heavyMemories = "heavy_memories", totalMemories = "total_memories"
-            case seed, durationSeconds = "duration_seconds", gateway, cores
+            case seed, durationSeconds = "duration_seconds", gateway, heavyShare = "heavy_share", cores
         }
         init(_ command: BenchCommand, profile: BenchSeeder.Profile) {
             callers = profile.callers
@@ -560,6 +586,7 @@ struct BenchReport: Encodable {
             seed = profile.seed
             durationSeconds = command.duration
             gateway = command.gateway
+            heavyShare = command.heavyShare
             cores = ProcessInfo.processInfo.activeProcessorCount
         }
     }
@@ -581,7 +608,7 @@ struct BenchReport: Encodable {
     var notes = [
         "open loop: latency counts from each request's due time (coordinated omission corrected); percentiles over successful answers",
         "extraction lag: acknowledged post-call → its processed-event row seen by a 20 ms poll (reads up to ~20 ms high)",
-        "post-calls come from regular seeded callers; conversation-init and search-memory pick the heavy caller 10% of the time",
+        "post-calls come from regular seeded callers; conversation-init and search-memory pick the heavy caller with --heavy-share (default 10%)",
         "post-call target is p95 < 5 ms at 1,000 req/s; the verdict here is at the offered rate",
     ]
 
@@ -595,7 +622,7 @@ struct BenchReport: Encodable {
         lines.append("Engram load benchmark: \(profile.totalMemories) memories (\(profile.callers) callers × \(profile.memoriesPerCaller) + heavy caller \(profile.heavyMemories)), \(profile.cores) cores, gateway \(profile.gateway)")
         lines.append("seeding: \(seeding.status)" + (seeding.memoriesWritten > 0 ? ", \(seeding.memoriesWritten) memories in \(String(format: "%.1f", seeding.seconds)) s" : ""))
         guard !paths.isEmpty else { return lines.joined(separator: "\n") }
-        lines.append("load: \(Int(profile.durationSeconds)) s, open loop, latency from each request's due time (ms)")
+        lines.append("load: \(Int(profile.durationSeconds)) s, open loop, heavy caller in \(Int((profile.heavyShare * 100).rounded()))% of reads, latency from each request's due time (ms)")
         lines.append("")
         func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
             s.count >= n ? s : (left ? s + String(repeating: " ", count: n - s.count) : String(repeating: " ", count: n - s.count) + s)
@@ -612,6 +639,8 @@ struct BenchReport: Encodable {
             if p.degraded > 0 { detail.append("answered with the neutral set (budget or store error): \(p.degraded)") }
             lines.append("  \(p.path): " + detail.joined(separator: "; "))
         }
+        let delays = paths.compactMap { p in p.sendDelayP99Ms.map { "\(p.path) p50 \(f(p.sendDelayP50Ms ?? 0)) / p99 \(f($0))" } }
+        if !delays.isEmpty { lines.append("generator send delay after due time (ms, included above): " + delays.joined(separator: "; ")) }
         if let queueDrained, let drainSeconds {
             lines.append("queue: " + (queueDrained ? "drained \(f(drainSeconds, 1)) s after the load" : "NOT drained within \(f(drainSeconds, 0)) s")
                 + (deadLettersAdded.map { ", \($0) new dead letters" } ?? "") + (retriesPending.map { ", \($0) retries pending" } ?? ""))

@@ -9,7 +9,7 @@ struct EngramCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engram",
         abstract: "Operate Engram: memories, queue, ElevenLabs configuration, evaluation.",
-        subcommands: [MemoriesCommand.self, QueueCommand.self, ElevenLabsCommand.self, VariablesCommand.self, MigrateCommand.self, EvalCommand.self, BenchCommand.self])
+        subcommands: [MemoriesCommand.self, QueueCommand.self, ElevenLabsCommand.self, VariablesCommand.self, MigrateCommand.self, EvalCommand.self, TenantCommand.self, KeysCommand.self, BenchCommand.self])
 }
 
 /// Shared option: the tenant a command acts on.
@@ -35,9 +35,8 @@ struct CLIContext {
 
     init() throws {
         configuration = try EngramConfiguration.fromEnvironment()
-        let master = try configuration.require(\.masterKey, "ENGRAM_MASTER_KEY")
         vault = MemoryVault(
-            store: try StoreFactory.open(configuration.database), keyRing: KeyRing(master: master),
+            store: try StoreFactory.open(configuration.database), keyRing: try configuration.keyRing(),
             embedder: try ProviderFactory.embedder(configuration))
     }
 

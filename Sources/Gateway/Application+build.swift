@@ -8,14 +8,13 @@ import Shared
 /// `store` replaces the configured backend (tests wrap the real store to stall it).
 func buildApplication(configuration: EngramConfiguration, clock: WallClock = .system, store: (any MemoryStore)? = nil, logger: Logger? = nil) async throws -> some ApplicationProtocol {
     let logger = logger ?? Logging.Logger(label: "engram-gateway")
-    let masterKey = try configuration.require(\.masterKey, "ENGRAM_MASTER_KEY")
     _ = try configuration.require(\.apiKey, "ENGRAM_API_KEY")
     let webhookSecret = try configuration.require(\.webhookSecret, "ENGRAM_WEBHOOK_SECRET")
-    let keyRing = KeyRing(master: masterKey)
+    let keyRing = try configuration.keyRing()
     let store = try store ?? StoreFactory.open(configuration.database)
     let embedder = try ProviderFactory.embedder(configuration)
     let vault = MemoryVault(store: store, keyRing: keyRing, embedder: embedder, clock: clock)
-    guard let defaultTenant = try await vault.tenant("default", create: true, consentMode: configuration.consentMode) else {
+    guard let defaultTenant = try await vault.defaultTenant(consentMode: configuration.consentMode) else {
         throw StoreError.notFound("default tenant")
     }
     let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
@@ -28,7 +27,11 @@ func buildApplication(configuration: EngramConfiguration, clock: WallClock = .sy
     let services = GatewayServices(
         configuration: configuration, vault: vault, queue: queue, ingest: ingest, intake: intake,
         precall: PrecallContextBuilder(vault: vault, characterBudget: configuration.precallContextChars),
-        reinforcement: reinforcement, defaultTenant: defaultTenant, clock: clock)
+        reinforcement: reinforcement, defaultTenant: defaultTenant, clock: clock,
+        rateLimiter: RateLimiter(
+            client: RedisClient(endpoint: configuration.redis, timeout: configuration.redisTimeout, connections: 2),
+            keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
+        hasStoredDefaultWebhookSecret: try await store.tenantWebhookSecrets(tenant: defaultTenant.id)?.current != nil)
 
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
@@ -37,6 +40,7 @@ func buildApplication(configuration: EngramConfiguration, clock: WallClock = .sy
     PostCallController(services: services).addRoutes(to: router)
     ConversationInitController(services: services).addRoutes(to: router)
     ToolsController(services: services).addRoutes(to: router)
+    ManagementController(services: services).addRoutes(to: router)
 
     return Application(
         router: router,

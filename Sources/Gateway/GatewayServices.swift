@@ -13,6 +13,11 @@ struct GatewayServices: Sendable {
     let reinforcement: ReinforcementBuffer
     let defaultTenant: TenantContext
     let clock: WallClock
+    let rateLimiter: RateLimiter
+    /// The default tenant also has secrets stored with `engram tenant set-webhook-secret default`.
+    let hasStoredDefaultWebhookSecret: Bool
+
+    var authenticator: Authenticator { Authenticator(services: self) }
 
     /// The caller's user key from tool or pre-call arguments: user_id first, then the phone number.
     func userKey(tenant: TenantContext, userID: String?, callerID: String?) -> UserKey? {

@@ -14,13 +14,13 @@ struct WorkerRuntime {
 /// Services in dependency order: the heartbeat first (stopped last), then the processor, then
 /// the periodic jobs.
 func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system, extractor: (any Extractor)? = nil, logger: Logger) throws -> WorkerRuntime {
-    let masterKey = try configuration.require(\.masterKey, "ENGRAM_MASTER_KEY")
-    let keyRing = KeyRing(master: masterKey)
+    let keyRing = try configuration.keyRing()
     let store = try StoreFactory.open(configuration.database)
     let vault = MemoryVault(store: store, keyRing: keyRing, embedder: try ProviderFactory.embedder(configuration), clock: clock)
-    let ingestor = EventIngestor(
+    var ingestor = EventIngestor(
         vault: vault, extractor: try extractor ?? ProviderFactory.extractor(configuration), policy: configuration.llmFailurePolicy,
         maxAttempts: configuration.maxAttempts, envelopeCipher: keyRing.envelopeCipher, defaultConsentMode: configuration.consentMode)
+    ingestor.previousEnvelopeCiphers = Array(keyRing.envelopeCiphers.dropFirst())
     let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
     var processorLogger = logger
     processorLogger[metadataKey: "worker"] = "\(configuration.workerID)"

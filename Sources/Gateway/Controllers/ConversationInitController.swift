@@ -42,17 +42,23 @@ struct ConversationInitController {
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/elevenlabs/conversation-init") { request, context in
-            try BearerAuth.require(request, key: services.configuration.apiKey)
+            let caller = try await services.authenticator.authenticate(request, scope: .tool)
             // A malformed body is still a ringing phone: answer the neutral set.
             let body = try? await request.decodeJSON(InitRequest.self, limit: services.configuration.maxToolBodyBytes)
-            let tenant = services.defaultTenant
+            let tenant = caller.tenant
             let user = services.userKey(tenant: tenant, userID: body?.userID, callerID: body?.callerID)
+            // Over its rate limit a call still gets 200: the neutral set, never a 429.
+            guard await services.rateLimiter.check(caller.keyID).allowed else {
+                EngramMetrics.precallFallback(reason: "rate_limited")
+                return try Response.json(response(.neutral, user: user))
+            }
             let variables = await variables(tenant: tenant, user: user, logger: context.logger)
             return try Response.json(response(variables, user: user))
         }
         router.get("/v1/users/{user}/variables") { request, context in
-            try BearerAuth.require(request, key: services.configuration.apiKey)
-            let tenant = services.defaultTenant
+            let caller = try await services.authenticator.authenticate(request, scope: .tool)
+            try await services.authenticator.enforceRateLimit(caller)
+            let tenant = caller.tenant
             guard let raw = context.parameters.get("user"), let identity = CallerReference.parse(raw) else {
                 throw APIError.badRequest("invalid_user", "user must be a u_ key, a +E.164 phone number or ext:<id>")
             }

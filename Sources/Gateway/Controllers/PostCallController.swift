@@ -14,14 +14,36 @@ struct PostCallController {
         router.post("/v1/elevenlabs/post-call") { request, context in
             try await receive(request, context: context, tenant: services.defaultTenant)
         }
+        router.post("/v1/elevenlabs/{tenant}/post-call") { request, context in
+            guard let id = context.parameters.get("tenant"), id.count <= 64, let tenant = try await services.vault.tenant(id) else {
+                throw APIError.unauthorized("unknown tenant")  // no oracle for which tenants exist beyond 401
+            }
+            return try await receive(request, context: context, tenant: tenant)
+        }
+    }
+
+    /// The tenant's HMAC secrets: stored ones (wrapped), and for the default tenant the environment's.
+    func intake(for tenant: TenantContext) async throws -> PostCallIntake {
+        var secrets: [String] = []
+        if tenant.id == services.defaultTenant.id { secrets = services.intake.secrets }
+        if let stored = try await services.vault.store.tenantWebhookSecrets(tenant: tenant.id) {
+            for wrapped in [stored.current, stored.previous].compactMap({ $0 }) {
+                let secret = try services.vault.keyRing.unwrap(wrapped, keyID: stored.keyID, context: "webhook:\(tenant.id)")
+                secrets.append(String(decoding: secret, as: UTF8.self))
+            }
+        }
+        guard !secrets.isEmpty else { throw APIError.unauthorized("no webhook secret is configured for this tenant") }
+        let base = services.intake
+        return PostCallIntake(secrets: secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock)
     }
 
     func receive(_ request: Request, context: BasicRequestContext, tenant: TenantContext) async throws -> Response {
         let started = ContinuousClock.now
         let header = request.headers[Self.signatureField]
+        let intake = tenant.id == services.defaultTenant.id && !services.hasStoredDefaultWebhookSecret ? services.intake : try await self.intake(for: tenant)
         var verifier: StreamingSignatureVerifier
         do {
-            verifier = try services.intake.begin(header: header)
+            verifier = try intake.begin(header: header)
         } catch let error as SignatureError {
             throw APIError.from(error)
         }
@@ -43,7 +65,7 @@ struct PostCallController {
         }
         let decision: IntakeDecision
         do {
-            decision = try services.intake.classify(kept: Data(buffer: kept), oversize: total > limit, tenant: tenant.id, signatureHeader: header ?? "")
+            decision = try intake.classify(kept: Data(buffer: kept), oversize: total > limit, tenant: tenant.id, signatureHeader: header ?? "")
         } catch let error as IntakeError {
             throw APIError.from(error)
         }

@@ -43,18 +43,26 @@ struct ToolsController {
         enum CodingKeys: String, CodingKey { case callerID = "caller_id", userID = "user_id", conversationID = "conversation_id" }
     }
 
+    struct ConsentRequest: Decodable {
+        var granted: Bool
+        var callerID: String?
+        var userID: String?
+        enum CodingKeys: String, CodingKey { case granted, callerID = "caller_id", userID = "user_id" }
+    }
+
     static let maxQueryCharacters = 1_000
     static let maxFactCharacters = 2_000
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/tools/search-memory") { request, context in
-            try BearerAuth.require(request, key: services.configuration.apiKey)
+            let caller = try await services.authenticator.authenticate(request, scope: .tool)
+            try await services.authenticator.enforceRateLimit(caller)
             let body = try await request.decodeJSON(SearchRequest.self, limit: services.configuration.maxToolBodyBytes)
             let query = body.query.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !query.isEmpty else { throw APIError.badRequest("missing_field", "query must not be empty") }
             guard query.count <= Self.maxQueryCharacters else { throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryCharacters) characters") }
             let limit = min(20, max(1, body.limit ?? 5))
-            let tenant = services.defaultTenant
+            let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
                 return try Response.json(["memories": [SearchResult]()])
             }
@@ -70,12 +78,13 @@ struct ToolsController {
         }
 
         router.post("/v1/tools/remember") { request, context in
-            try BearerAuth.require(request, key: services.configuration.apiKey)
+            let caller = try await services.authenticator.authenticate(request, scope: .tool)
+            try await services.authenticator.enforceRateLimit(caller)
             let body = try await request.decodeJSON(RememberRequest.self, limit: services.configuration.maxToolBodyBytes)
             let fact = body.fact.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !fact.isEmpty else { throw APIError.badRequest("missing_field", "fact must not be empty") }
             guard fact.count <= Self.maxFactCharacters else { throw APIError.badRequest("field_too_long", "fact is longer than \(Self.maxFactCharacters) characters") }
-            let tenant = services.defaultTenant
+            let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
                 return try Response.json(["status": "skipped", "message": "The caller is unknown, so this was not remembered."])
             }
@@ -93,16 +102,34 @@ struct ToolsController {
         }
 
         router.post("/v1/tools/forget-me") { request, context in
-            try BearerAuth.require(request, key: services.configuration.apiKey)
+            let caller = try await services.authenticator.authenticate(request, scope: .tool)
+            try await services.authenticator.enforceRateLimit(caller)
             let body = try await request.decodeJSON(CallerRequest.self, limit: services.configuration.maxToolBodyBytes)
-            let tenant = services.defaultTenant
+            let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
                 return try Response.json(["status": "skipped", "message": "I could not identify the caller, so nothing was erased."])
             }
             try await services.vault.store.erase(tenant: tenant.id, user: user, at: services.clock.now())
             await services.vault.vectorCache.invalidate(tenant: tenant.id, user: user)
+            try await services.vault.store.audit(AuditEntry(tenant: tenant.id, actor: caller.keyID, action: "tool.forget_me", user: user, at: services.clock.now()))
             context.logger.info("caller erased by tool", metadata: ["tenant": "\(tenant.id)"])
             return try Response.json(["status": "erased", "message": "Everything remembered about this caller has been erased."])
+        }
+
+        router.post("/v1/tools/set-consent") { request, context in
+            let caller = try await services.authenticator.authenticate(request, scope: .tool)
+            try await services.authenticator.enforceRateLimit(caller)
+            let body = try await request.decodeJSON(ConsentRequest.self, limit: services.configuration.maxToolBodyBytes)
+            let tenant = caller.tenant
+            guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
+                return try Response.json(["status": "skipped", "message": "I could not identify the caller, so their choice was not recorded."])
+            }
+            _ = try await services.vault.userForWriting(tenant: tenant.id, user: user)
+            try await services.vault.store.setConsent(tenant: tenant.id, user: user, granted: body.granted, at: services.clock.now())
+            try await services.vault.store.audit(AuditEntry(tenant: tenant.id, actor: caller.keyID, action: body.granted ? "tool.consent_granted" : "tool.consent_withdrawn", user: user, at: services.clock.now()))
+            return try Response.json(body.granted
+                ? ["status": "granted", "message": "Thanks, I will remember what we talk about for next time."]
+                : ["status": "withdrawn", "message": "Understood, I will not keep anything from our calls."])
         }
     }
 

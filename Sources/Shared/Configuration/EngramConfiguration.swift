@@ -6,6 +6,11 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
     public let variable: String
     public let reason: String
     public var description: String { "configuration: \(variable): \(reason)" }
+
+    public init(variable: String, reason: String) {
+        self.variable = variable
+        self.reason = reason
+    }
 }
 
 /// Where the memories live, from `ENGRAM_DATABASE_URL`.
@@ -89,6 +94,10 @@ public struct EngramConfiguration: Sendable {
     public var apiKey: String?
     public var adminKey: String?
     public var masterKey: MasterKey?
+    /// Still accepted for reading while a master-key rotation completes.
+    public var previousMasterKey: MasterKey?
+    public var rateLimitPerMinute = 600
+    public var rateLimitBurst = 60
     public var extractor = ProviderKind.local
     public var embedder = ProviderKind.local
     public var openAIKey: String?
@@ -127,6 +136,11 @@ public struct EngramConfiguration: Sendable {
 
     public init() {}
 
+    /// The key ring: the master key, and the previous one while a rotation completes.
+    public func keyRing() throws -> KeyRing {
+        KeyRing(master: try require(\.masterKey, "ENGRAM_MASTER_KEY"), previous: previousMasterKey.map { [$0] } ?? [])
+    }
+
     public static func defaultWorkerID() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
         return "\(host)-\(ProcessInfo.processInfo.processIdentifier)"
@@ -153,6 +167,14 @@ public struct EngramConfiguration: Sendable {
             }
             c.masterKey = key
         }
+        if let raw = reader.string("ENGRAM_MASTER_KEY_PREVIOUS") {
+            guard let key = MasterKey(base64: raw) else {
+                throw ConfigurationError(variable: "ENGRAM_MASTER_KEY_PREVIOUS", reason: "must be 32 bytes, base64-encoded")
+            }
+            c.previousMasterKey = key
+        }
+        c.rateLimitPerMinute = try reader.int("ENGRAM_RATE_LIMIT_PER_MINUTE", range: 1...1_000_000) ?? c.rateLimitPerMinute
+        c.rateLimitBurst = try reader.int("ENGRAM_RATE_LIMIT_BURST", range: 1...100_000) ?? c.rateLimitBurst
         c.openAIKey = reader.string("OPENAI_API_KEY")
         let providerDefault: ProviderKind = c.openAIKey == nil ? .local : .openai
         c.extractor = try reader.enumValue("ENGRAM_EXTRACTOR", ProviderKind.self) ?? providerDefault

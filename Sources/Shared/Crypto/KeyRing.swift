@@ -34,6 +34,9 @@ public struct KeyRing: Sendable {
     /// Encrypts queue envelopes' bodies.
     public var envelopeCipher: FieldCipher { FieldCipher(key: master.derived("engram-envelope-v1")) }
 
+    /// Envelope ciphers to try when opening: the current one, then previous master keys'.
+    public var envelopeCiphers: [FieldCipher] { ([master] + previous).map { FieldCipher(key: $0.derived("engram-envelope-v1")) } }
+
     public func wrap(_ secret: Data, context: String) throws -> (wrapped: Data, keyID: String) {
         (try FieldCipher(key: master.derived("engram-wrap-v1")).seal(secret, context: context), master.id)
     }

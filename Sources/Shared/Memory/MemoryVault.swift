@@ -49,6 +49,16 @@ public struct MemoryVault: Sendable {
         return TenantContext(record: record, userKeys: UserKeyDeriver(tenantSecret: secret))
     }
 
+    /// The default tenant, created on first start; its consent mode follows `ENGRAM_CONSENT_MODE`.
+    public func defaultTenant(consentMode: ConsentMode) async throws -> TenantContext? {
+        guard let tenant = try await tenant("default", create: true, consentMode: consentMode) else { return nil }
+        if tenant.record.consentMode != consentMode {
+            try await store.setTenantConsentMode(tenant: "default", mode: consentMode, allowSensitivePrecall: tenant.record.allowSensitivePrecall)
+            return try await self.tenant("default")
+        }
+        return tenant
+    }
+
     public func dataKey(of user: UserRecord) throws -> UserDataKey {
         try keyRing.unwrapDataKey(user.dataKeyWrapped, keyID: user.keyID, tenant: user.tenant, user: user.user.rawValue)
     }
@@ -174,7 +184,7 @@ public struct MemoryVault: Sendable {
         let store = self.store
         let embedderID = embedder.id
         return try await vectorCache.entry(
-            tenant: record.tenant, user: record.user, embedder: embedderID, dimension: embedder.dimension, version: record.memoryVersion
+            tenant: record.tenant, user: record.user, embedder: embedderID, dimension: embedder.dimension, version: "\(record.createdAt.timeIntervalSince1970):\(record.memoryVersion)"
         ) {
             try await store.vectors(tenant: record.tenant, user: record.user, embedder: embedderID)
         }
@@ -184,6 +194,24 @@ public struct MemoryVault: Sendable {
         var counts: [String: Int] = [:]
         for row in try await store.memories(tenant: tenant, user: user, ids: ids) { counts[row.id] = row.termCount }
         return counts
+    }
+
+    /// Writes an operator's correction: re-seals content and rebuilds its term hashes and vector.
+    public func replace(_ memory: Memory) async throws {
+        guard let record = try await store.user(tenant: memory.tenant, user: memory.user) else { throw StoreError.notFound("user") }
+        let key = try dataKey(of: record)
+        let sealed = try key.cipher.sealString(memory.content, context: Self.contentContext(memory.tenant, memory.user, memory.id))
+        let terms = Self.termHashes(memory.content, key: key)
+        let vector = try await embedder.embed([memory.content]).first ?? []
+        let row = MemoryRow(
+            id: memory.id, tenant: memory.tenant, user: memory.user, sector: memory.sector, sealedContent: sealed, slot: memory.slot,
+            importance: memory.importance, salience0: memory.salience0, reinforcedAt: memory.reinforcedAt, sensitive: memory.sensitive,
+            validFrom: memory.validFrom, validTo: memory.validTo, supersededBy: memory.supersededBy, status: memory.status,
+            sources: memory.sources, createdAt: memory.createdAt, lastRecalledAt: memory.lastRecalledAt,
+            needsReextraction: memory.needsReextraction, termCount: terms.values.reduce(0, +))
+        try await store.replaceMemory(
+            row, vectors: [VectorRow(memoryID: memory.id, embedder: embedder.id, vector: vector)],
+            postings: terms.map { TermPosting(term: $0.key, memoryID: memory.id, frequency: $0.value) })
     }
 
     // MARK: writes

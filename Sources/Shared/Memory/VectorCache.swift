@@ -3,13 +3,13 @@
 /// set, so a cache in one process never serves another process's stale rows.
 public actor VectorCache {
     public struct Entry: Sendable {
-        public let version: Int64
+        public let version: String
         public let ids: [String]
         public let flat: [Float]
         public let dimension: Int
         public let positions: [String: Int]
 
-        init(version: Int64, ids: [String], flat: [Float], dimension: Int) {
+        init(version: String, ids: [String], flat: [Float], dimension: Int) {
             self.version = version
             self.ids = ids
             self.flat = flat
@@ -49,7 +49,7 @@ public actor VectorCache {
     public init(maxFloats: Int = 64 * 1024 * 1024) { self.maxFloats = maxFloats }
 
     public func entry(
-        tenant: String, user: UserKey, embedder: String, dimension: Int, version: Int64,
+        tenant: String, user: UserKey, embedder: String, dimension: Int, version: String,
         load: @Sendable () async throws -> (ids: [String], flat: [Float])
     ) async throws -> Entry {
         let key = "\(tenant)|\(user.rawValue)|\(embedder)"

@@ -28,6 +28,8 @@ public struct EventIngestor: Sendable {
     public let policy: LLMFailurePolicy
     public let maxAttempts: Int
     public let envelopeCipher: FieldCipher
+    /// Ciphers of previous master keys (rotation): envelopes queued before the switch still open.
+    public var previousEnvelopeCiphers: [FieldCipher] = []
     public let defaultConsentMode: ConsentMode
 
     public init(vault: MemoryVault, extractor: any Extractor, policy: LLMFailurePolicy, maxAttempts: Int, envelopeCipher: FieldCipher, defaultConsentMode: ConsentMode = .implicit) {
@@ -41,10 +43,7 @@ public struct EventIngestor: Sendable {
     }
 
     public func ingest(_ envelope: Envelope, logger: Logger) async throws -> IngestOutcome {
-        let body: Data
-        do {
-            body = try envelope.openBody(cipher: envelopeCipher)
-        } catch {
+        guard let body = ([envelopeCipher] + previousEnvelopeCiphers).lazy.compactMap({ try? envelope.openBody(cipher: $0) }).first else {
             throw PermanentEventError(errorClass: "DecryptionError", message: "envelope body cannot be decrypted with the current key")
         }
         guard let tenant = try await vault.tenant(envelope.tenant, create: envelope.tenant == "default", consentMode: defaultConsentMode) else {

@@ -122,6 +122,30 @@ public struct AppDatabase: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE tenants ADD COLUMN webhook_secret_wrapped BLOB;
+                ALTER TABLE tenants ADD COLUMN webhook_secret_previous_wrapped BLOB;
+                CREATE TABLE api_keys (
+                    id TEXT PRIMARY KEY,
+                    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                    scope TEXT NOT NULL,
+                    key_hash BLOB NOT NULL UNIQUE,
+                    created_at REAL NOT NULL,
+                    revoked_at REAL
+                );
+                CREATE TABLE audit_log (
+                    id TEXT PRIMARY KEY,
+                    tenant_id TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    user_key TEXT,
+                    memory_id TEXT,
+                    at REAL NOT NULL
+                );
+                CREATE INDEX audit_log_by_tenant ON audit_log(tenant_id, at);
+                """)
+        }
         return migrator
     }
 }

@@ -42,6 +42,28 @@ public protocol MemoryStore: Sendable {
     /// Memory rows per status across tenants (metrics).
     func memoryCountsByStatus() async throws -> [String: Int]
 
+    func memory(tenant: String, id: String) async throws -> MemoryRow?
+    /// Replaces one memory's content and indexes (an operator's correction); bumps the user's version.
+    func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws
+    func deleteMemory(tenant: String, id: String) async throws -> Bool
+
+    func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws
+    /// The tenant's webhook secrets (current, previous), wrapped.
+    func setTenantWebhookSecrets(tenant: String, current: Data?, previous: Data?, keyID: String) async throws
+    func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)?
+
+    func insertAPIKey(_ key: APIKeyRecord) async throws
+    func apiKey(hash: Data) async throws -> APIKeyRecord?
+    func apiKeys(tenant: String) async throws -> [APIKeyRecord]
+    func revokeAPIKey(tenant: String, id: String, at: Date) async throws -> Bool
+
+    func audit(_ entry: AuditEntry) async throws
+    func auditEntries(tenant: String, limit: Int) async throws -> [AuditEntry]
+
+    func wrappedSecrets() async throws -> [WrappedSecret]
+    /// Replaces wrapped secrets (rotation) in one transaction.
+    func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws
+
     func tombstone(tenant: String, user: UserKey) async throws -> Date?
     /// Destroys the data key first, then every row of the user, and leaves a tombstone.
     func erase(tenant: String, user: UserKey, at: Date) async throws

@@ -296,6 +296,147 @@ public struct SQLiteMemoryStore: MemoryStore {
         }
     }
 
+    public func memory(tenant: String, id: String) async throws -> MemoryRow? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND id = ?", arguments: [tenant, id]).map(Self.memory)
+        }
+    }
+
+    public func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE memories SET content = ?, sensitive = ?, status = ?, term_count = ?, slot = ?, sector = ? WHERE id = ? AND tenant_id = ? AND user_key = ?",
+                arguments: [row.sealedContent, row.sensitive, row.status.rawValue, row.termCount, row.slot, row.sector.rawValue, row.id, row.tenant, row.user.rawValue])
+            guard db.changesCount > 0 else { throw StoreError.notFound("memory") }
+            try db.execute(sql: "DELETE FROM memory_terms WHERE memory_id = ?", arguments: [row.id])
+            try db.execute(sql: "DELETE FROM memory_vectors WHERE memory_id = ?", arguments: [row.id])
+            for vector in vectors {
+                try db.execute(
+                    sql: "INSERT INTO memory_vectors (memory_id, embedder, tenant_id, user_key, vector) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [row.id, vector.embedder, row.tenant, row.user.rawValue, Data(VectorMath.toBytes(vector.vector))])
+            }
+            for posting in postings {
+                try db.execute(
+                    sql: "INSERT INTO memory_terms (tenant_id, user_key, term, memory_id, frequency) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [row.tenant, row.user.rawValue, posting.term, row.id, posting.frequency])
+            }
+            try db.execute(sql: "UPDATE users SET memory_version = memory_version + 1 WHERE tenant_id = ? AND user_key = ?", arguments: [row.tenant, row.user.rawValue])
+        }
+    }
+
+    public func deleteMemory(tenant: String, id: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE users SET memory_version = memory_version + 1 WHERE (tenant_id, user_key) IN (SELECT tenant_id, user_key FROM memories WHERE id = ? AND tenant_id = ?)",
+                arguments: [id, tenant])
+            try db.execute(sql: "DELETE FROM memories WHERE id = ? AND tenant_id = ?", arguments: [id, tenant])
+            return db.changesCount > 0
+        }
+    }
+
+    public func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE tenants SET consent_mode = ?, allow_sensitive_precall = ? WHERE id = ?", arguments: [mode.rawValue, allowSensitivePrecall, tenant])
+        }
+    }
+
+    public func setTenantWebhookSecrets(tenant: String, current: Data?, previous: Data?, keyID: String) async throws {
+        try await pool.write { db in
+            // One key id covers the tenant's wrapped secrets: the pseudonym secret and these.
+            try db.execute(
+                sql: "UPDATE tenants SET webhook_secret_wrapped = ?, webhook_secret_previous_wrapped = ? WHERE id = ? AND key_id = ?",
+                arguments: [current, previous, tenant, keyID])
+            guard db.changesCount > 0 else { throw StoreError.corrupt("tenant secrets are wrapped by another master key; rotate first") }
+        }
+    }
+
+    public func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants WHERE id = ?", arguments: [tenant])
+                .map { ($0["webhook_secret_wrapped"], $0["webhook_secret_previous_wrapped"], $0["key_id"]) }
+        }
+    }
+
+    public func insertAPIKey(_ key: APIKeyRecord) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO api_keys (id, tenant_id, scope, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [key.id, key.tenant, key.scope.rawValue, key.keyHash, key.createdAt.timeIntervalSince1970, key.revokedAt?.timeIntervalSince1970])
+        }
+    }
+
+    public func apiKey(hash: Data) async throws -> APIKeyRecord? {
+        try await pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM api_keys WHERE key_hash = ?", arguments: [hash]).map(Self.apiKey) }
+    }
+
+    public func apiKeys(tenant: String) async throws -> [APIKeyRecord] {
+        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at", arguments: [tenant]).map(Self.apiKey) }
+    }
+
+    public func revokeAPIKey(tenant: String, id: String, at: Date) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL", arguments: [at.timeIntervalSince1970, tenant, id])
+            return db.changesCount > 0
+        }
+    }
+
+    static func apiKey(_ row: Row) -> APIKeyRecord {
+        APIKeyRecord(
+            id: row["id"], tenant: row["tenant_id"], scope: APIKeyRecord.Scope(rawValue: row["scope"]) ?? .tool, keyHash: row["key_hash"],
+            createdAt: Date(timeIntervalSince1970: row["created_at"]), revokedAt: (row["revoked_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+    }
+
+    public func audit(_ entry: AuditEntry) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO audit_log (id, tenant_id, actor, action, user_key, memory_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [entry.id, entry.tenant, entry.actor, entry.action, entry.user, entry.memoryID, entry.at.timeIntervalSince1970])
+        }
+    }
+
+    public func auditEntries(tenant: String, limit: Int) async throws -> [AuditEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY at DESC, id DESC LIMIT ?", arguments: [tenant, limit]).map { row in
+                var entry = AuditEntry(tenant: row["tenant_id"], actor: row["actor"], action: row["action"], user: (row["user_key"] as String?).flatMap(UserKey.init), memoryID: row["memory_id"], at: Date(timeIntervalSince1970: row["at"]))
+                entry.id = row["id"]
+                return entry
+            }
+        }
+    }
+
+    public func wrappedSecrets() async throws -> [WrappedSecret] {
+        try await pool.read { db in
+            var out: [WrappedSecret] = []
+            for row in try Row.fetchAll(db, sql: "SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
+                out.append(WrappedSecret(kind: .userDataKey, tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]), wrapped: row["data_key_wrapped"], keyID: row["key_id"]))
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants") {
+                out.append(WrappedSecret(kind: .tenantPseudonym, tenant: row["id"], user: nil, wrapped: row["pseudonym_secret_wrapped"], keyID: row["key_id"]))
+                if let w: Data = row["webhook_secret_wrapped"] { out.append(WrappedSecret(kind: .tenantWebhook, tenant: row["id"], user: nil, wrapped: w, keyID: row["key_id"])) }
+                if let w: Data = row["webhook_secret_previous_wrapped"] { out.append(WrappedSecret(kind: .tenantWebhookPrevious, tenant: row["id"], user: nil, wrapped: w, keyID: row["key_id"])) }
+            }
+            return out
+        }
+    }
+
+    public func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws {
+        try await pool.write { db in
+            for secret in secrets {
+                switch secret.kind {
+                case .userDataKey:
+                    try db.execute(sql: "UPDATE users SET data_key_wrapped = ?, key_id = ? WHERE tenant_id = ? AND user_key = ?", arguments: [secret.wrapped, secret.keyID, secret.tenant, secret.user?.rawValue])
+                case .tenantPseudonym:
+                    try db.execute(sql: "UPDATE tenants SET pseudonym_secret_wrapped = ?, key_id = ? WHERE id = ?", arguments: [secret.wrapped, secret.keyID, secret.tenant])
+                case .tenantWebhook:
+                    try db.execute(sql: "UPDATE tenants SET webhook_secret_wrapped = ? WHERE id = ?", arguments: [secret.wrapped, secret.tenant])
+                case .tenantWebhookPrevious:
+                    try db.execute(sql: "UPDATE tenants SET webhook_secret_previous_wrapped = ? WHERE id = ?", arguments: [secret.wrapped, secret.tenant])
+                }
+            }
+        }
+        try await pool.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
     public func tombstone(tenant: String, user: UserKey) async throws -> Date? {
         try await pool.read { db in
             try Double.fetchOne(db, sql: "SELECT erased_at FROM tombstones WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])

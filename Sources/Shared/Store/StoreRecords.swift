@@ -146,6 +146,67 @@ public struct WriteBatch: Sendable {
     }
 }
 
+/// An API key as stored: only its SHA-256, with its tenant and scope.
+public struct APIKeyRecord: Sendable, Equatable {
+    public enum Scope: String, Sendable, Codable { case tool, admin }
+    public var id: String
+    public var tenant: String
+    public var scope: Scope
+    public var keyHash: Data
+    public var createdAt: Date
+    public var revokedAt: Date?
+
+    public init(id: String, tenant: String, scope: Scope, keyHash: Data, createdAt: Date, revokedAt: Date? = nil) {
+        self.id = id
+        self.tenant = tenant
+        self.scope = scope
+        self.keyHash = keyHash
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// One management action: who, what, when, which user key; never content.
+public struct AuditEntry: Sendable, Codable, Equatable {
+    public var id: String
+    public var tenant: String
+    public var actor: String
+    public var action: String
+    public var user: String?
+    public var memoryID: String?
+    public var at: Date
+
+    public init(tenant: String, actor: String, action: String, user: UserKey?, memoryID: String? = nil, at: Date) {
+        id = UUIDv7.make(at: at)
+        self.tenant = tenant
+        self.actor = actor
+        self.action = action
+        self.user = user?.rawValue
+        self.memoryID = memoryID
+        self.at = at
+    }
+
+    enum CodingKeys: String, CodingKey { case id, tenant, actor, action, user = "user_key", memoryID = "memory_id", at }
+}
+
+/// A wrapped secret, for master-key rotation: which row, its bytes and the key id that wrapped them.
+public struct WrappedSecret: Sendable {
+    public enum Kind: String, Sendable { case userDataKey, tenantPseudonym, tenantWebhook, tenantWebhookPrevious }
+    public var kind: Kind
+    public var tenant: String
+    public var user: UserKey?
+    public var wrapped: Data
+    public var keyID: String
+
+    public init(kind: Kind, tenant: String, user: UserKey?, wrapped: Data, keyID: String) {
+        self.kind = kind
+        self.tenant = tenant
+        self.user = user
+        self.wrapped = wrapped
+        self.keyID = keyID
+    }
+}
+
 /// Per-user keyword statistics for BM25.
 public struct TermStatistics: Sendable {
     public var documentCount: Int

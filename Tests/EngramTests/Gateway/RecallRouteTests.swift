@@ -37,6 +37,20 @@ struct StalledStore: MemoryStore {
     func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] { try await base.sweepCandidates(tenant: tenant, limit: limit, after: after) }
     func tombstone(tenant: String, user: UserKey) async throws -> Date? { try await base.tombstone(tenant: tenant, user: user) }
     func memoryCountsByStatus() async throws -> [String: Int] { try await base.memoryCountsByStatus() }
+    func memory(tenant: String, id: String) async throws -> MemoryRow? { try await base.memory(tenant: tenant, id: id) }
+    func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws { try await base.replaceMemory(row, vectors: vectors, postings: postings) }
+    func deleteMemory(tenant: String, id: String) async throws -> Bool { try await base.deleteMemory(tenant: tenant, id: id) }
+    func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws { try await base.setTenantConsentMode(tenant: tenant, mode: mode, allowSensitivePrecall: allowSensitivePrecall) }
+    func setTenantWebhookSecrets(tenant: String, current: Data?, previous: Data?, keyID: String) async throws { try await base.setTenantWebhookSecrets(tenant: tenant, current: current, previous: previous, keyID: keyID) }
+    func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)? { try await base.tenantWebhookSecrets(tenant: tenant) }
+    func insertAPIKey(_ key: APIKeyRecord) async throws { try await base.insertAPIKey(key) }
+    func apiKey(hash: Data) async throws -> APIKeyRecord? { try await base.apiKey(hash: hash) }
+    func apiKeys(tenant: String) async throws -> [APIKeyRecord] { try await base.apiKeys(tenant: tenant) }
+    func revokeAPIKey(tenant: String, id: String, at: Date) async throws -> Bool { try await base.revokeAPIKey(tenant: tenant, id: id, at: at) }
+    func audit(_ entry: AuditEntry) async throws { try await base.audit(entry) }
+    func auditEntries(tenant: String, limit: Int) async throws -> [AuditEntry] { try await base.auditEntries(tenant: tenant, limit: limit) }
+    func wrappedSecrets() async throws -> [WrappedSecret] { try await base.wrappedSecrets() }
+    func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws { try await base.replaceWrappedSecrets(secrets) }
     func erase(tenant: String, user: UserKey, at: Date) async throws { try await base.erase(tenant: tenant, user: user, at: at) }
 }
 

@@ -1,0 +1,142 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import Shared
+
+/// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
+struct TenantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a tenant and print its API key, admin key and post-call URL (shown once).")
+        @Argument(help: "Tenant id: lowercase letters, digits and dashes.") var name: String
+        @Option(help: "Consent mode: implicit, explicit or off.") var consent = "implicit"
+
+        func validate() throws {
+            guard name.range(of: "^[a-z0-9][a-z0-9-]{0,62}$", options: .regularExpression) != nil else {
+                throw ValidationError("tenant id must be lowercase letters, digits and dashes (max 63)")
+            }
+            guard ConsentMode(rawValue: consent) != nil else { throw ValidationError("--consent must be implicit, explicit or off") }
+        }
+
+        func run() async throws {
+            let context = try CLIContext()
+            if try await context.vault.store.tenant(id: name) != nil { throw ValidationError("tenant \(name) exists already") }
+            guard let tenant = try await context.vault.tenant(name, create: true, consentMode: ConsentMode(rawValue: consent)!) else { throw CLIError.unknownTenant(name) }
+            let tool = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .tool)
+            let admin = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .admin)
+            var base = context.configuration.publicBaseURL
+            while base.hasSuffix("/") { base.removeLast() }
+            try printJSON([
+                "tenant": tenant.id, "api_key": tool.key, "api_key_id": tool.id, "admin_key": admin.key, "admin_key_id": admin.id,
+                "post_call_url": "\(base)/v1/elevenlabs/\(tenant.id)/post-call",
+                "next_step": "engram tenant set-webhook-secret \(tenant.id) < secret.txt  (the HMAC secret ElevenLabs shows for this webhook)",
+            ])
+        }
+    }
+
+    struct SetWebhookSecret: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-webhook-secret",
+            abstract: "Store a tenant's ElevenLabs HMAC secret, read from standard input; the old one stays valid as the previous secret.")
+        @Argument var name: String
+        @Flag(help: "Drop the previous secret (end of a rotation).") var dropPrevious = false
+
+        func run() async throws {
+            let context = try CLIContext()
+            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            let secret = (readLine(strippingNewline: true) ?? "").trimmingCharacters(in: .whitespaces)
+            guard secret.count >= 16, secret.count <= 256 else { throw ValidationError("the secret on standard input must be 16 to 256 characters") }
+            let keyRing = context.vault.keyRing
+            let stored = try await context.vault.store.tenantWebhookSecrets(tenant: name)
+            let previous: Data? = dropPrevious ? nil : try stored?.current.map { wrapped in
+                let plain = try keyRing.unwrap(wrapped, keyID: stored!.keyID, context: "webhook:\(name)")
+                return try keyRing.wrap(plain, context: "webhook:\(name)").wrapped
+            }
+            let current = try keyRing.wrap(Data(secret.utf8), context: "webhook:\(name)")
+            try await context.vault.store.setTenantWebhookSecrets(tenant: name, current: current.wrapped, previous: previous, keyID: current.keyID)
+            print("webhook secret stored for \(name)\(previous == nil ? "" : " (the previous one stays valid until --drop-previous)")")
+        }
+    }
+
+    struct SetConsentMode: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set-consent-mode", abstract: "Set a tenant's consent mode and whether pre-call context may include sensitive memories.")
+        @Argument var name: String
+        @Argument(help: "implicit, explicit or off") var mode: String
+        @Flag(help: "Allow sensitive memories in pre-call context (a spoofed caller id could hear them).") var allowSensitivePrecall = false
+
+        func run() async throws {
+            guard let consent = ConsentMode(rawValue: mode) else { throw ValidationError("mode must be implicit, explicit or off") }
+            let context = try CLIContext()
+            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            try await context.vault.store.setTenantConsentMode(tenant: name, mode: consent, allowSensitivePrecall: allowSensitivePrecall)
+            print("tenant \(name): consent \(consent.rawValue), sensitive pre-call \(allowSensitivePrecall ? "allowed" : "excluded")")
+        }
+    }
+}
+
+/// API keys: stored as SHA-256 only; two valid keys per scope during a rotation; revocable.
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys", abstract: "API keys and the master key.", subcommands: [Create.self, List.self, Revoke.self, RotateMaster.self])
+
+    static func issue(context: CLIContext, tenant: String, scope: APIKeyRecord.Scope) async throws -> (id: String, key: String) {
+        let raw = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.hexString
+        let key = (scope == .admin ? "eka_" : "ek_") + raw
+        let id = "key_" + String(UUIDv7.make().replacingOccurrences(of: "-", with: "").suffix(16))
+        try await context.vault.store.insertAPIKey(APIKeyRecord(
+            id: id, tenant: tenant, scope: scope, keyHash: Data(SHA256.hash(data: Data(key.utf8))), createdAt: Date()))
+        return (id, key)
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Issue a key (printed once). The old key keeps working until revoked: rotation with overlap.")
+        @OptionGroup var tenant: TenantOption
+        @Option(help: "tool (pre-call and tools) or admin (management API)") var scope = "tool"
+        func run() async throws {
+            guard let scope = APIKeyRecord.Scope(rawValue: scope) else { throw ValidationError("--scope must be tool or admin") }
+            let context = try CLIContext()
+            _ = try await context.tenant(tenant.tenant)
+            let issued = try await KeysCommand.issue(context: context, tenant: tenant.tenant, scope: scope)
+            try printJSON(["tenant": tenant.tenant, "scope": scope.rawValue, "id": issued.id, "key": issued.key])
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a tenant's keys (ids and state, never the keys).")
+        @OptionGroup var tenant: TenantOption
+        func run() async throws {
+            let context = try CLIContext()
+            for key in try await context.vault.store.apiKeys(tenant: tenant.tenant) {
+                print("\(key.id)  \(key.scope.rawValue)  created \(isoDay.string(from: key.createdAt))  \(key.revokedAt.map { "revoked " + isoDay.string(from: $0) } ?? "active")")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by id: it gets 401 from then on.")
+        @OptionGroup var tenant: TenantOption
+        @Argument var id: String
+        func run() async throws {
+            let context = try CLIContext()
+            guard try await context.vault.store.revokeAPIKey(tenant: tenant.tenant, id: id, at: Date()) else { throw ValidationError("no active key \(id) for tenant \(tenant.tenant)") }
+            print("revoked \(id)")
+        }
+    }
+
+    struct RotateMaster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rotate-master",
+            abstract: "Re-wrap every data key and tenant secret under the key in ENGRAM_MASTER_KEY_NEW; content is not touched.",
+            discussion: "Then set ENGRAM_MASTER_KEY to the new key and ENGRAM_MASTER_KEY_PREVIOUS to the old one, restart, and drop PREVIOUS once the queue holds no envelope from before the switch.")
+        func run() async throws {
+            let context = try CLIContext()
+            guard let raw = EngramConfiguration.environmentWithDevFile()["ENGRAM_MASTER_KEY_NEW"], let newKey = MasterKey(base64: raw) else {
+                throw ConfigurationError(variable: "ENGRAM_MASTER_KEY_NEW", reason: "required: 32 bytes, base64-encoded")
+            }
+            let count = try await MasterKeyRotation.rotate(store: context.vault.store, from: context.vault.keyRing, to: newKey)
+            print("re-wrapped \(count) secrets under master key \(newKey.id)")
+        }
+    }
+}
