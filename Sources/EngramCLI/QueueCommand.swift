@@ -3,7 +3,7 @@ import Foundation
 import Shared
 
 struct QueueCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "queue", abstract: "Inspect the event queue.", subcommands: [Stats.self, Dead.self])
+    static let configuration = CommandConfiguration(commandName: "queue", abstract: "Inspect the event queue.", subcommands: [Stats.self, Peek.self, Dead.self])
 
     static func open() throws -> RedisEventQueue {
         let configuration = try EngramConfiguration.fromEnvironment()
@@ -24,18 +24,75 @@ struct QueueCommand: AsyncParsableCommand {
         }
     }
 
-    struct Dead: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List dead letters (error class and message; payloads stay encrypted).")
-        @Option(help: "How many, newest first.") var limit = 20
-        @Flag(help: "JSON.") var json = false
+    struct Peek: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the next N pending envelopes (payloads stay encrypted unless --decrypt).")
+        @Argument var count = 10
+        @Flag(help: "Decrypt bodies with the master key (operators only; prints transcripts).") var decrypt = false
+        @Flag var json = false
 
         func run() async throws {
-            let letters = try await QueueCommand.open().deadLetters(limit: limit)
-            struct Row: Encodable { var id: String; var errorClass: String; var errorMessage: String; var failedAt: Double; var worker: String }
-            let rows = letters.map { Row(id: $0.id, errorClass: $0.errorClass, errorMessage: $0.errorMessage, failedAt: $0.failedAt, worker: $0.worker) }
+            let envelopes = try await QueueCommand.open().peek(max(1, min(count, 1000)))
+            let cipher = decrypt ? try EngramConfiguration.fromEnvironment().keyRing().envelopeCipher : nil
+            struct Row: Encodable { var id: String; var tenant: String; var type: String; var attempt: Int; var receivedAt: Double; var body: String }
+            let rows = envelopes.map { e in
+                Row(id: e.id, tenant: e.tenant, type: e.type, attempt: e.attempt, receivedAt: e.receivedAt,
+                    body: cipher.flatMap { try? e.openBody(cipher: $0) }.map { String(decoding: $0, as: UTF8.self) } ?? "<encrypted \(e.body.count) bytes>")
+            }
             if json { return try printJSON(rows) }
-            if rows.isEmpty { print("no dead letters") }
-            for row in rows { print("\(row.id)  \(isoDay.string(from: Date(timeIntervalSince1970: row.failedAt)))  \(row.errorClass): \(row.errorMessage)") }
+            if rows.isEmpty { print("queue is empty") }
+            for row in rows { print("\(row.id)  \(row.tenant)  \(row.type)  attempt \(row.attempt)  \(row.body)") }
+        }
+    }
+
+    struct Dead: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Dead letters: list, show, replay, purge.", subcommands: [List.self, Show.self, Replay.self, Purge.self], defaultSubcommand: List.self)
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Dead letters, newest first: error class and message only.")
+            @Option(help: "How many.") var limit = 20
+            @Flag var json = false
+
+            func run() async throws {
+                let letters = try await QueueCommand.open().deadLetters(limit: max(1, limit))
+                struct Row: Encodable { var id: String; var errorClass: String; var errorMessage: String; var failedAt: Double; var worker: String }
+                let rows = letters.map { Row(id: $0.id, errorClass: $0.errorClass, errorMessage: $0.errorMessage, failedAt: $0.failedAt, worker: $0.worker) }
+                if json { return try printJSON(rows) }
+                if rows.isEmpty { print("no dead letters") }
+                for row in rows { print("\(row.id)  \(isoDay.string(from: Date(timeIntervalSince1970: row.failedAt)))  \(row.errorClass): \(row.errorMessage)") }
+            }
+        }
+
+        struct Show: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "One dead letter; the payload stays encrypted unless --decrypt.")
+            @Argument var id: String
+            @Flag(help: "Decrypt the body with the master key (prints the transcript).") var decrypt = false
+
+            func run() async throws {
+                guard let letter = try await QueueCommand.open().deadLetters(limit: 100_000).first(where: { $0.id == id }) else {
+                    throw ValidationError("no dead letter \(id)")
+                }
+                print("id \(letter.id)\nerror \(letter.errorClass): \(letter.errorMessage)\nworker \(letter.worker)\nfailed \(isoDay.string(from: Date(timeIntervalSince1970: letter.failedAt)))")
+                if decrypt, let envelope = try? Envelope.decode(Data(letter.envelope.utf8)) {
+                    let body = try envelope.openBody(cipher: try EngramConfiguration.fromEnvironment().keyRing().envelopeCipher)
+                    print(String(decoding: body, as: UTF8.self))
+                }
+            }
+        }
+
+        struct Replay: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Return dead letters to the queue with a fresh attempt count (erased callers stay erased).")
+            @Argument var id: String?
+            @Flag var all = false
+            func validate() throws { if (id == nil) == !all { throw ValidationError("give an id or --all") } }
+            func run() async throws {
+                print("replayed \(try await QueueCommand.open().replayDead(id: all ? nil : id))")
+            }
+        }
+
+        struct Purge: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Delete every dead letter.")
+            func run() async throws { print("purged \(try await QueueCommand.open().purgeDead())") }
         }
     }
 }

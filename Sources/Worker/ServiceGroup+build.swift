@@ -34,8 +34,17 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
         RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
         Sweeper.job(store: store, clock: clock, interval: configuration.sweepInterval, logger: logger),
         MetricsServer.sampler(queue: queue, store: store, logger: logger),
-    ]
+    ] + backupJobs(store: store, configuration: configuration, logger: logger)
     return WorkerRuntime(processor: processor, queue: queue, vault: vault, services: services)
+}
+
+/// The scheduled SQLite backup (interval 0 turns it off).
+func backupJobs(store: any MemoryStore, configuration: EngramConfiguration, logger: Logger) -> [any Service] {
+    guard let sqlite = store as? SQLiteMemoryStore, configuration.backupInterval > .zero else { return [] }
+    return [PeriodicJob(name: "backup", interval: configuration.backupInterval, logger: logger) {
+        let url = try SQLiteBackup.create(from: sqlite.database, to: configuration.backupDirectory, keep: configuration.backupKeep)
+        logger.info("backup written and verified", metadata: ["file": "\(url.lastPathComponent)"])
+    }]
 }
 
 /// The production service list: the runtime's services and the metrics endpoint.

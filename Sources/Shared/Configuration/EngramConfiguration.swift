@@ -133,6 +133,9 @@ public struct EngramConfiguration: Sendable {
     public var workerID = EngramConfiguration.defaultWorkerID()
     public var spoolDirectory = "./data/spool"
     public var reinforcementFlushInterval: Duration = .seconds(2)
+    public var backupDirectory = "./data/backups"
+    public var backupInterval: Duration = .seconds(3600)
+    public var backupKeep = 24
 
     public init() {}
 
@@ -212,6 +215,9 @@ public struct EngramConfiguration: Sendable {
         c.workerID = reader.string("ENGRAM_WORKER_ID") ?? c.workerID
         c.spoolDirectory = reader.string("ENGRAM_SPOOL_DIR") ?? c.spoolDirectory
         c.reinforcementFlushInterval = try reader.milliseconds("ENGRAM_REINFORCEMENT_FLUSH_MS") ?? c.reinforcementFlushInterval
+        c.backupDirectory = reader.string("ENGRAM_BACKUP_DIR") ?? c.backupDirectory
+        c.backupInterval = try reader.milliseconds("ENGRAM_BACKUP_INTERVAL_MS") ?? c.backupInterval
+        c.backupKeep = try reader.int("ENGRAM_BACKUP_KEEP", range: 1...10_000) ?? c.backupKeep
         if c.extractor == .openai || c.embedder == .openai, c.openAIKey == nil {
             throw ConfigurationError(variable: "OPENAI_API_KEY", reason: "required when ENGRAM_EXTRACTOR or ENGRAM_EMBEDDER is openai")
         }

@@ -154,6 +154,48 @@ public struct RedisEventQueue: EventQueue {
         return (reply.array ?? []).compactMap { $0.data.flatMap { try? JSONDecoder().decode(DeadLetter.self, from: $0) } }
     }
 
+    /// The oldest `count` pending envelopes, next first (payloads stay encrypted).
+    public func peek(_ count: Int) async throws -> [Envelope] {
+        let reply = try await client.command("LRANGE", RedisArgument(keys.events), RedisArgument(String(-count)), "-1")
+        return (reply.array ?? []).reversed().compactMap { $0.data.flatMap { try? Envelope.decode($0) } }
+    }
+
+    static let replayScript = """
+        local n = redis.call('LREM', KEYS[1], 1, ARGV[1])
+        if n > 0 then redis.call('LPUSH', KEYS[2], ARGV[2]) end
+        return n
+        """
+
+    /// Moves dead letters back to the pending list with a fresh attempt count; `id` nil = all.
+    /// A replay cannot resurrect an erased caller: the worker checks tombstones.
+    public func replayDead(id: String?) async throws -> Int {
+        let reply = try await client.command("LRANGE", RedisArgument(keys.dead), "0", "-1")
+        var replayed = 0
+        for item in reply.array ?? [] {
+            guard let raw = item.data, let letter = try? JSONDecoder().decode(DeadLetter.self, from: raw), id == nil || letter.id == id,
+                  var envelope = try? Envelope.decode(Data(letter.envelope.utf8))
+            else { continue }
+            envelope.attempt = 0
+            let moved = try await client.command([
+                "EVAL", RedisArgument(Self.replayScript), "2", RedisArgument(keys.dead), RedisArgument(keys.events),
+                RedisArgument(raw), RedisArgument(try envelope.encoded()),
+            ])
+            replayed += Int(moved.int ?? 0)
+        }
+        return replayed
+    }
+
+    /// Workers whose heartbeat is alive.
+    public func liveWorkers() async throws -> [String] {
+        try await scan(keys.heartbeat("*")).map { String($0.dropFirst(keys.heartbeat("").count)) }
+    }
+
+    public func purgeDead() async throws -> Int {
+        let count = try await client.command("LLEN", RedisArgument(keys.dead)).int ?? 0
+        try await client.command("DEL", RedisArgument(keys.dead))
+        return Int(count)
+    }
+
     func scan(_ pattern: String) async throws -> [String] {
         var cursor = "0"
         var found: [String] = []

@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup", abstract: "SQLite online backups: create, verify, restore.", subcommands: [Create.self, Verify.self, Restore.self])
+
+    static func sqlite() throws -> (EngramConfiguration, AppDatabase) {
+        let configuration = try EngramConfiguration.fromEnvironment()
+        guard case .sqlite(let path) = configuration.database else {
+            throw ValidationError("backups here are for SQLite; on PostgreSQL use pg_dump / point-in-time recovery")
+        }
+        return (configuration, try AppDatabase(path: path))
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Copy the live database (online), check it, keep the last N.")
+        @Option(help: "Directory (default ENGRAM_BACKUP_DIR).") var to: String?
+        @Option(help: "How many backups to keep (default ENGRAM_BACKUP_KEEP).") var keep: Int?
+        func run() async throws {
+            let (configuration, database) = try BackupCommand.sqlite()
+            let url = try SQLiteBackup.create(from: database, to: to ?? configuration.backupDirectory, keep: keep ?? configuration.backupKeep)
+            print("backup written and verified: \(url.path)")
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Integrity-check a backup file.")
+        @Argument var file: String
+        func run() async throws {
+            try SQLiteBackup.verify(file)
+            print("ok: \(file)")
+        }
+    }
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a backup into the live database, re-applying every tombstone; refuses while workers are running unless --force.")
+        @Argument var file: String
+        @Flag(help: "Restore even though services may be writing.") var force = false
+        func run() async throws {
+            let (configuration, database) = try BackupCommand.sqlite()
+            if !force {
+                let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
+                guard let alive = try? await queue.liveWorkers() else {
+                    throw ValidationError("cannot reach Redis to check that no worker is running; stop the services or use --force")
+                }
+                if !alive.isEmpty { throw ValidationError("\(alive.count) worker(s) are running; stop the gateway and workers first, or use --force") }
+            }
+            let result = try await SQLiteBackup.restore(file, into: database)
+            print("restored \(result.restored) memories; re-applied \(result.tombstonesReapplied) erasures")
+        }
+    }
+}
