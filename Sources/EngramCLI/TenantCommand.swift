@@ -6,7 +6,20 @@ import Shared
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self])
+        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self])
+
+    struct SetRetention: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set-retention", abstract: "Delete a tenant's memories for good once older than DAYS (0 = keep forever).")
+        @Argument var name: String
+        @Argument var days: Int
+        func run() async throws {
+            guard days >= 0, days <= 36_500 else { throw ValidationError("days must be 0...36500") }
+            let context = try CLIContext()
+            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            try await context.vault.store.setRetention(tenant: name, days: days == 0 ? nil : days)
+            print(days == 0 ? "tenant \(name): memories kept until erased" : "tenant \(name): memories deleted after \(days) days by the worker's sweep")
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant and print its API key, admin key and post-call URL (shown once).")

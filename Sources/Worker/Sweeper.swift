@@ -15,6 +15,10 @@ enum Sweeper {
     static func sweep(store: any MemoryStore, now: Date) async throws -> Int {
         var archived = 0
         for tenant in try await store.tenants() {
+            if let days = tenant.retentionDays {
+                let deleted = try await store.deleteMemories(tenant: tenant.id, olderThan: now.addingTimeInterval(-Double(days) * 86_400))
+                archived += deleted
+            }
             var after: String?
             while true {
                 let page = try await store.sweepCandidates(tenant: tenant.id, limit: 1000, after: after)

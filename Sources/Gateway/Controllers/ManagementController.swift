@@ -144,7 +144,9 @@ struct ManagementController {
             _ = try await services.vault.userForWriting(tenant: caller.tenant.id, user: user)
             try await services.vault.store.setConsent(tenant: caller.tenant.id, user: user, granted: body.granted, at: services.clock.now())
             try await audit(caller, body.granted ? "consent.grant" : "consent.withdraw", user: user)
-            return try Response.json(["user_id": user.rawValue, "granted": body.granted ? "true" : "false"])
+            struct Recorded: Encodable { var userID: String; var granted: Bool
+                enum CodingKeys: String, CodingKey { case userID = "user_id", granted } }
+            return try Response.json(Recorded(userID: user.rawValue, granted: body.granted))
         }
 
         router.get("/v1/memories/{id}") { request, context in

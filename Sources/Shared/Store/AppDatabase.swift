@@ -146,6 +146,9 @@ public struct AppDatabase: Sendable {
                 CREATE INDEX audit_log_by_tenant ON audit_log(tenant_id, at);
                 """)
         }
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE tenants ADD COLUMN retention_days INTEGER")
+        }
         return migrator
     }
 }

@@ -47,6 +47,9 @@ public protocol MemoryStore: Sendable {
     func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws
     func deleteMemory(tenant: String, id: String) async throws -> Bool
 
+    func setRetention(tenant: String, days: Int?) async throws
+    /// Deletes for good the tenant's memories whose event time is before `cutoff` (retention).
+    func deleteMemories(tenant: String, olderThan cutoff: Date) async throws -> Int
     func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws
     /// The tenant's webhook secrets (current, previous), wrapped.
     func setTenantWebhookSecrets(tenant: String, current: Data?, previous: Data?, keyID: String) async throws

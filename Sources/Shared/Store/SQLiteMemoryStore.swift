@@ -46,7 +46,7 @@ public struct SQLiteMemoryStore: MemoryStore {
             id: row["id"], name: row["name"], pseudonymSecretWrapped: row["pseudonym_secret_wrapped"], keyID: row["key_id"],
             consentMode: ConsentMode(rawValue: row["consent_mode"]) ?? .implicit,
             allowSensitivePrecall: row["allow_sensitive_precall"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]))
+            createdAt: Date(timeIntervalSince1970: row["created_at"]), retentionDays: row["retention_days"])
     }
 
     // MARK: users
@@ -285,6 +285,20 @@ public struct SQLiteMemoryStore: MemoryStore {
             try Row.fetchAll(
                 db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND status = 'active' AND id > ? ORDER BY id LIMIT ?",
                 arguments: [tenant, after ?? "", limit]).map(Self.memory)
+        }
+    }
+
+    public func setRetention(tenant: String, days: Int?) async throws {
+        try await pool.write { db in try db.execute(sql: "UPDATE tenants SET retention_days = ? WHERE id = ?", arguments: [days, tenant]) }
+    }
+
+    public func deleteMemories(tenant: String, olderThan cutoff: Date) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE users SET memory_version = memory_version + 1 WHERE tenant_id = ? AND user_key IN (SELECT user_key FROM memories WHERE tenant_id = ? AND valid_from < ?)",
+                arguments: [tenant, tenant, cutoff.timeIntervalSince1970])
+            try db.execute(sql: "DELETE FROM memories WHERE tenant_id = ? AND valid_from < ?", arguments: [tenant, cutoff.timeIntervalSince1970])
+            return db.changesCount
         }
     }
 

@@ -9,8 +9,11 @@ public struct TenantRecord: Sendable, Equatable {
     public var consentMode: ConsentMode
     public var allowSensitivePrecall: Bool
     public var createdAt: Date
+    /// Memories older than this many days are deleted for good by the sweep; nil = kept.
+    public var retentionDays: Int? = nil
 
-    public init(id: String, name: String, pseudonymSecretWrapped: Data, keyID: String, consentMode: ConsentMode, allowSensitivePrecall: Bool, createdAt: Date) {
+    public init(id: String, name: String, pseudonymSecretWrapped: Data, keyID: String, consentMode: ConsentMode, allowSensitivePrecall: Bool, createdAt: Date, retentionDays: Int? = nil) {
+        self.retentionDays = retentionDays
         self.id = id
         self.name = name
         self.pseudonymSecretWrapped = pseudonymSecretWrapped

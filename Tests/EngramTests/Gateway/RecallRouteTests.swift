@@ -38,6 +38,8 @@ struct StalledStore: MemoryStore {
     func tombstone(tenant: String, user: UserKey) async throws -> Date? { try await base.tombstone(tenant: tenant, user: user) }
     func memoryCountsByStatus() async throws -> [String: Int] { try await base.memoryCountsByStatus() }
     func memory(tenant: String, id: String) async throws -> MemoryRow? { try await base.memory(tenant: tenant, id: id) }
+    func setRetention(tenant: String, days: Int?) async throws { try await base.setRetention(tenant: tenant, days: days) }
+    func deleteMemories(tenant: String, olderThan cutoff: Date) async throws -> Int { try await base.deleteMemories(tenant: tenant, olderThan: cutoff) }
     func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws { try await base.replaceMemory(row, vectors: vectors, postings: postings) }
     func deleteMemory(tenant: String, id: String) async throws -> Bool { try await base.deleteMemory(tenant: tenant, id: id) }
     func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws { try await base.setTenantConsentMode(tenant: tenant, mode: mode, allowSensitivePrecall: allowSensitivePrecall) }
@@ -325,6 +327,11 @@ struct SweepTests {
         #expect(all.first { $0.sector == .episodic }?.status == .archived)
         #expect(all.first { $0.sector == .semantic }?.status == .active)
         #expect(try await store.memories(tenant: "default", user: user, includeHistory: false).count == 1)
+
+        // Retention: with 30 days set, the sweep deletes for good what is older.
+        try await store.setRetention(tenant: "default", days: 30)
+        _ = try await Sweeper.sweep(store: store, now: t0.addingTimeInterval(31 * 86_400))
+        #expect(try await store.memories(tenant: "default", user: user, includeHistory: true).isEmpty)
         await env.cleanUp()
     }
 }
