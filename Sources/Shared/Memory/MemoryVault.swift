@@ -129,11 +129,12 @@ public struct MemoryVault: Sendable {
                 let stats = try await store.termStatistics(tenant: tenant, user: user)
                 var documentFrequency: [Data: Int] = [:]
                 var perMemory: [String: [(Data, Int)]] = [:]
+                var lengths: [String: Int] = [:]
                 for posting in postings {
                     documentFrequency[posting.term, default: 0] += 1
                     perMemory[posting.memoryID, default: []].append((posting.term, posting.frequency))
+                    lengths[posting.memoryID] = posting.documentLength
                 }
-                let lengths = try await termCounts(tenant: tenant, user: user, ids: Array(perMemory.keys))
                 var raw: [(String, Double)] = perMemory.map { id, terms in
                     let tfs = terms.map { (tf: $0.1, df: documentFrequency[$0.0] ?? 1) }
                     return (id, Scoring.bm25(termFrequencies: tfs, documentLength: lengths[id] ?? 1, averageLength: stats.averageLength, documentCount: stats.documentCount))
@@ -190,11 +191,6 @@ public struct MemoryVault: Sendable {
         }
     }
 
-    private func termCounts(tenant: String, user: UserKey, ids: [String]) async throws -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for row in try await store.memories(tenant: tenant, user: user, ids: ids) { counts[row.id] = row.termCount }
-        return counts
-    }
 
     /// Writes an operator's correction: re-seals content and rebuilds its term hashes and vector.
     public func replace(_ memory: Memory) async throws {

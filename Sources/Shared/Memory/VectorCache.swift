@@ -36,8 +36,15 @@ public actor VectorCache {
                     }
                 }
             }
-            let order = scores.indices.sorted { scores[$0] > scores[$1] }.prefix(k)
-            return order.map { (ids[$0], scores[$0]) }
+            // Keep a small sorted buffer of the best k: O(n log k), not a sort of every score.
+            var best: [(index: Int, score: Float)] = []
+            best.reserveCapacity(k + 1)
+            for (i, score) in scores.enumerated() where best.count < k || score > best[best.count - 1].score {
+                let at = best.firstIndex { $0.score < score } ?? best.count
+                best.insert((i, score), at: at)
+                if best.count > k { best.removeLast() }
+            }
+            return best.map { (ids[$0.index], $0.score) }
         }
     }
 

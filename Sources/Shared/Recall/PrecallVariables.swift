@@ -56,39 +56,47 @@ public struct PrecallContextBuilder: Sendable {
         guard let record = try await vault.store.user(tenant: tenant.id, user: user) else { return (.neutral, []) }
         let now = vault.clock.now()
         let key = try vault.dataKey(of: record)
-        let rows = try await vault.store.memories(tenant: tenant.id, user: user, includeHistory: false)
-        guard !rows.isEmpty else { return (.neutral, []) }
+        let heads = try await vault.store.memoryHeads(tenant: tenant.id, user: user)
+        guard !heads.isEmpty else { return (.neutral, []) }
 
-        let visible = rows.filter { includeSensitive || !$0.sensitive }
+        let visible = heads.filter { includeSensitive || !$0.sensitive }
         let slots = visible.filter { $0.slot != nil }.sorted { $0.importance > $1.importance || ($0.importance == $1.importance && $0.validFrom > $1.validFrom) }
-        let summaries = visible.filter { $0.sources.contains { $0.kind == "summary" } }.sorted { $0.validFrom > $1.validFrom }
-        let lastSummary = summaries.first
+        let lastSummary = visible.filter(\.isSummary).max { $0.validFrom < $1.validFrom }
         let others = visible.filter { $0.slot == nil && $0.id != lastSummary?.id }
             .map { ($0, Salience.at(now, salience0: $0.salience0, reinforcedAt: $0.reinforcedAt, sector: $0.sector)) }
             .sorted { $0.1 > $1.1 }.map(\.0)
+        let ordered = slots + (lastSummary.map { [$0] } ?? []) + others
 
         var lines: [String] = []
         var used = 0
         var injected: [Memory] = []
         var userName = ""
         var summaryText = ""
-        for row in slots + (lastSummary.map { [$0] } ?? []) + others {
-            let memory = try vault.decrypt(row, key: key)
-            if row.slot == "name", userName.isEmpty { userName = Self.nameValue(memory.content) }
-            if row.id == lastSummary?.id { summaryText = Self.stripCallPrefix(memory.content) }
-            let cost = memory.content.count + (lines.isEmpty ? 0 : 1)
-            if used + cost > characterBudget {
-                if row.slot == nil && row.id != lastSummary?.id { break }
-                continue
+        // Decrypt in small pages, in rank order, until the budget is spent.
+        var position = 0
+        fill: while position < ordered.count {
+            let page = Array(ordered[position..<min(ordered.count, position + 16)])
+            position += page.count
+            let rows = Dictionary(uniqueKeysWithValues: try await vault.store.memories(tenant: tenant.id, user: user, ids: page.map(\.id)).map { ($0.id, $0) })
+            for head in page {
+                guard let row = rows[head.id] else { continue }
+                let memory = try vault.decrypt(row, key: key)
+                if row.slot == "name", userName.isEmpty { userName = Self.nameValue(memory.content) }
+                if row.id == lastSummary?.id { summaryText = Self.stripCallPrefix(memory.content) }
+                let cost = memory.content.count + (lines.isEmpty ? 0 : 1)
+                if used + cost > characterBudget {
+                    if row.slot == nil && row.id != lastSummary?.id { break fill }
+                    continue
+                }
+                lines.append(memory.content)
+                used += cost
+                injected.append(memory)
             }
-            lines.append(memory.content)
-            used += cost
-            injected.append(memory)
         }
         let days = record.lastCallAt.map { Int(max(0, now.timeIntervalSince($0)) / 86_400) } ?? -1
         let variables = PrecallVariables(
             memoryContext: lines.joined(separator: "\n"), userName: userName, isReturningCaller: true,
-            lastCallSummary: summaryText, daysSinceLastCall: days, memoryCount: rows.count)
+            lastCallSummary: summaryText, daysSinceLastCall: days, memoryCount: heads.count)
         return (variables, injected)
     }
 

@@ -26,6 +26,8 @@ public protocol MemoryStore: Sendable {
     func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow]
     /// Current memories (active, not closed) with a slot, and the most salient others, for pre-call.
     func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int
+    /// The user's current memories without content (cheap for callers with thousands).
+    func memoryHeads(tenant: String, user: UserKey) async throws -> [MemoryHead]
 
     /// All vectors of one embedder for the user's active memories: ids and a flat row-major array.
     func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float])

@@ -205,6 +205,24 @@ public struct SQLiteMemoryStore: MemoryStore {
         }
     }
 
+    public func memoryHeads(tenant: String, user: UserKey) async throws -> [MemoryHead] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: """
+                    SELECT id, sector, slot, importance, salience0, reinforced_at, valid_from, sensitive,
+                        instr(sources, '"kind":"summary"') > 0 AS is_summary
+                    FROM memories WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL
+                    """,
+                arguments: [tenant, user.rawValue]
+            ).map { row in
+                MemoryHead(
+                    id: row["id"], sector: Sector(rawValue: row["sector"]) ?? .episodic, slot: row["slot"], importance: row["importance"],
+                    salience0: row["salience0"], reinforcedAt: Date(timeIntervalSince1970: row["reinforced_at"]),
+                    validFrom: Date(timeIntervalSince1970: row["valid_from"]), sensitive: row["sensitive"], isSummary: row["is_summary"])
+            }
+        }
+    }
+
     public func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) {
         try await pool.read { db in
             let rows = try Row.fetchCursor(
@@ -232,11 +250,11 @@ public struct SQLiteMemoryStore: MemoryStore {
             arguments.append(contentsOf: terms)
             return try Row.fetchAll(
                 db, sql: """
-                    SELECT t.term, t.memory_id, t.frequency FROM memory_terms t JOIN memories m ON m.id = t.memory_id
+                    SELECT t.term, t.memory_id, t.frequency, m.term_count FROM memory_terms t JOIN memories m ON m.id = t.memory_id
                     WHERE t.tenant_id = ? AND t.user_key = ? AND t.term IN (\(marks)) AND m.status = 'active' AND m.valid_to IS NULL
                     """,
                 arguments: StatementArguments(arguments)
-            ).map { TermPosting(term: $0["term"], memoryID: $0["memory_id"], frequency: $0["frequency"]) }
+            ).map { TermPosting(term: $0["term"], memoryID: $0["memory_id"], frequency: $0["frequency"], documentLength: $0["term_count"]) }
         }
     }
 

@@ -96,6 +96,31 @@ public struct MemoryRow: Sendable, Equatable {
     }
 }
 
+/// A current memory without its content: what pre-call ranking needs to choose what to decrypt.
+public struct MemoryHead: Sendable {
+    public var id: String
+    public var sector: Sector
+    public var slot: String?
+    public var importance: Double
+    public var salience0: Double
+    public var reinforcedAt: Date
+    public var validFrom: Date
+    public var sensitive: Bool
+    public var isSummary: Bool
+
+    public init(id: String, sector: Sector, slot: String?, importance: Double, salience0: Double, reinforcedAt: Date, validFrom: Date, sensitive: Bool, isSummary: Bool) {
+        self.id = id
+        self.sector = sector
+        self.slot = slot
+        self.importance = importance
+        self.salience0 = salience0
+        self.reinforcedAt = reinforcedAt
+        self.validFrom = validFrom
+        self.sensitive = sensitive
+        self.isSummary = isSummary
+    }
+}
+
 /// A memory's vector from one embedder.
 public struct VectorRow: Sendable {
     public var memoryID: String
@@ -113,10 +138,13 @@ public struct TermPosting: Sendable, Equatable {
     public var term: Data
     public var memoryID: String
     public var frequency: Int
-    public init(term: Data, memoryID: String, frequency: Int) {
+    /// The memory's term count (document length for BM25), filled when read back.
+    public var documentLength: Int
+    public init(term: Data, memoryID: String, frequency: Int, documentLength: Int = 0) {
         self.term = term
         self.memoryID = memoryID
         self.frequency = frequency
+        self.documentLength = documentLength
     }
 }
 

@@ -29,6 +29,7 @@ struct StalledStore: MemoryStore {
     func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow] { try await base.memories(tenant: tenant, user: user, includeHistory: includeHistory) }
     func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] { try await base.memories(tenant: tenant, user: user, ids: ids) }
     func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int { try await base.activeMemoryCount(tenant: tenant, user: user) }
+    func memoryHeads(tenant: String, user: UserKey) async throws -> [MemoryHead] { try await base.memoryHeads(tenant: tenant, user: user) }
     func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) { try await base.vectors(tenant: tenant, user: user, embedder: embedder) }
     func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting] { try await base.postings(tenant: tenant, user: user, terms: terms) }
     func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics { try await base.termStatistics(tenant: tenant, user: user) }
