@@ -100,6 +100,9 @@ export ENGRAM_ADMIN_KEY
 ENGRAM_ADMIN_KEY="eka_bench_$(rand_hex 20)"
 export ENGRAM_MASTER_KEY
 ENGRAM_MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+# The benchmark drives one key far past the production default rate limit (600/min).
+export ENGRAM_RATE_LIMIT_PER_MINUTE=10000000
+export ENGRAM_RATE_LIMIT_BURST=100000
 unset ENGRAM_WEBHOOK_SECRET_PREVIOUS ENGRAM_QUEUE_PREFIX OPENAI_API_KEY
 mkdir -p "$work/db"
 base_url="http://127.0.0.1:$ENGRAM_HTTP_PORT"
