@@ -264,17 +264,8 @@ public struct MemoryVault: Sendable {
             case .insert:
                 break
             }
-            let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(tenant, user, id))
-            let terms = Self.termHashes(extracted.content, key: key)
-            batch.inserts.append(MemoryRow(
-                id: id, tenant: tenant, user: user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,
-                importance: extracted.importance, salience0: MemoryModelConstants.initialSalience(importance: extracted.importance),
-                reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
-                supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
-                needsReextraction: extraction.isFallback, termCount: terms.values.reduce(0, +)))
+            try appendInsert(extracted, id: id, source: source, vector: vector, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
             pendingIndex[id] = batch.inserts.count - 1
-            batch.vectors.append(VectorRow(memoryID: id, embedder: embedder.id, vector: vector))
-            batch.postings.append(contentsOf: terms.map { TermPosting(term: $0.key, memoryID: id, frequency: $0.value) })
             candidates.append(candidate)
         }
         // A memory superseded within this batch is not current either.
@@ -305,17 +296,25 @@ public struct MemoryVault: Sendable {
         for (extracted, vector) in zip(extraction.memories, vectors) {
             let id = UUIDv7.make(at: now)
             let source = MemorySource(conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
-            let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(tenant, user, id))
-            let terms = Self.termHashes(extracted.content, key: key)
-            batch.inserts.append(MemoryRow(
-                id: id, tenant: tenant, user: user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,
-                importance: extracted.importance, salience0: MemoryModelConstants.initialSalience(importance: extracted.importance),
-                reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
-                supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
-                needsReextraction: extraction.isFallback, termCount: terms.values.reduce(0, +)))
-            batch.vectors.append(VectorRow(memoryID: id, embedder: embedder.id, vector: vector))
-            batch.postings.append(contentsOf: terms.map { TermPosting(term: $0.key, memoryID: id, frequency: $0.value) })
+            try appendInsert(extracted, id: id, source: source, vector: vector, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
         }
         return batch
+    }
+
+    /// One new memory as the store holds it: sealed content, its vector, its keyed term postings.
+    private func appendInsert(
+        _ extracted: ExtractedMemory, id: String, source: MemorySource, vector: [Float], key: UserDataKey, fallback: Bool,
+        callAt: Date?, now: Date, to batch: inout WriteBatch
+    ) throws {
+        let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(batch.tenant, batch.user, id))
+        let terms = Self.termHashes(extracted.content, key: key)
+        batch.inserts.append(MemoryRow(
+            id: id, tenant: batch.tenant, user: batch.user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,
+            importance: extracted.importance, salience0: MemoryModelConstants.initialSalience(importance: extracted.importance),
+            reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
+            supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
+            needsReextraction: fallback, termCount: terms.values.reduce(0, +)))
+        batch.vectors.append(VectorRow(memoryID: id, embedder: embedder.id, vector: vector))
+        batch.postings.append(contentsOf: terms.map { TermPosting(term: $0.key, memoryID: id, frequency: $0.value) })
     }
 }
