@@ -20,119 +20,126 @@ root=$PWD
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-standard_profile=(--callers 1000 --memories 100 --heavy 20000 --duration 20
-  --rate-postcall 200 --rate-precall 50 --rate-search 50 --find-max-postcall)
+# Everything runs inside main, called on the last line: bash has then read the whole file,
+# so editing it during a run cannot change the run.
+main() {
+  standard_profile=(--callers 1000 --memories 100 --heavy 20000 --duration 20
+    --rate-postcall 200 --rate-precall 50 --rate-search 50 --find-max-postcall)
 
-bash scripts/deps.sh
-require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
-require_cmd redis-server
-require_cmd redis-cli
-require_cmd curl
-command -v openssl >/dev/null 2>&1 || require_cmd python3 "needed to generate throwaway secrets"
+  bash scripts/deps.sh
+  require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
+  require_cmd redis-server
+  require_cmd redis-cli
+  require_cmd curl
+  command -v openssl >/dev/null 2>&1 || require_cmd python3 "needed to generate throwaway secrets"
 
-log "building (release)..."
-swift build -c release
-bin_dir=$(swift build -c release --show-bin-path)
-for exe in engram-gateway engram-worker engram; do
-  [[ -x "$bin_dir/$exe" ]] || die "$bin_dir/$exe was not built"
-done
+  log "building (release)..."
+  swift build -c release
+  bin_dir=$(swift build -c release --show-bin-path)
+  for exe in engram-gateway engram-worker engram; do
+    [[ -x "$bin_dir/$exe" ]] || die "$bin_dir/$exe was not built"
+  done
 
-work=${ENGRAM_BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/engram-bench.XXXXXX")}
-mkdir -p "$work"
-chmod 700 "$work"
-report="$work/bench-report.txt"
+  work=${ENGRAM_BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/engram-bench.XXXXXX")}
+  mkdir -p "$work"
+  chmod 700 "$work"
+  report="$work/bench-report.txt"
 
-redis_pid=""
-gateway_pid=""
-worker_pid=""
-# shellcheck disable=SC2329 # called from the traps below
-cleanup() {
-  trap '' INT TERM
-  [[ -z "$gateway_pid" ]] || terminate "$gateway_pid"
-  [[ -z "$worker_pid" ]] || terminate "$worker_pid"
-  [[ -z "$gateway_pid" ]] || await_exit "$gateway_pid" engram-gateway 20
-  [[ -z "$worker_pid" ]] || await_exit "$worker_pid" engram-worker 30
-  [[ -z "$redis_pid" ]] || stop_pid "$redis_pid" redis-server 10
-  gateway_pid="" worker_pid="" redis_pid=""
-  # The store holds only generated data, but it is large: keep the report and logs only.
-  rm -rf -- "$work/db" "$work/redis" "$work/spool"
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
-
-rand_hex() { # bytes
-  if command -v openssl >/dev/null 2>&1; then openssl rand -hex "$1"; else python3 -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))' "$1"; fi
-}
-
-# --- Redis (throwaway: no persistence) ---------------------------------------
-mkdir -p "$work/redis"
-for attempt in 1 2 3; do
-  redis_port=$(free_port)
-  spawn redis-server --port "$redis_port" --bind 127.0.0.1 --protected-mode yes \
-    --save '' --appendonly no --dir "$work/redis" --daemonize no \
-    --logfile "$work/redis.log"
-  redis_pid=$!
-  if wait_for_redis "$redis_port" "$redis_pid" "$work/redis.log" 10; then break; fi
-  stop_pid "$redis_pid" redis-server 5
   redis_pid=""
-  ((attempt < 3)) || die "could not start Redis for the benchmark"
-done
+  gateway_pid=""
+  worker_pid=""
+  # shellcheck disable=SC2329 # called from the traps below
+  cleanup() {
+    trap '' INT TERM
+    [[ -z "$gateway_pid" ]] || terminate "$gateway_pid"
+    [[ -z "$worker_pid" ]] || terminate "$worker_pid"
+    [[ -z "$gateway_pid" ]] || await_exit "$gateway_pid" engram-gateway 20
+    [[ -z "$worker_pid" ]] || await_exit "$worker_pid" engram-worker 30
+    [[ -z "$redis_pid" ]] || stop_pid "$redis_pid" redis-server 10
+    gateway_pid="" worker_pid="" redis_pid=""
+    # The store holds only generated data, but it is large: keep the report and logs only.
+    rm -rf -- "$work/db" "$work/redis" "$work/spool"
+  }
+  trap cleanup EXIT
+  trap 'cleanup; exit 130' INT
+  trap 'cleanup; exit 143' TERM
 
-# --- configuration (exported for the three processes; secrets never printed) --
-export ENGRAM_DATABASE_URL="sqlite://$work/db/engram.sqlite"
-export ENGRAM_REDIS_URL="redis://127.0.0.1:$redis_port/0"
-export ENGRAM_HTTP_HOST=127.0.0.1
-export ENGRAM_HTTP_PORT
-ENGRAM_HTTP_PORT=$(free_port)
-export ENGRAM_METRICS_HOST=127.0.0.1
-export ENGRAM_METRICS_PORT
-ENGRAM_METRICS_PORT=$(free_port)
-export ENGRAM_SPOOL_DIR="$work/spool"
-export ENGRAM_LOG_LEVEL=warning
-export ENGRAM_EXTRACTOR=local
-export ENGRAM_EMBEDDER=local
-export ENGRAM_WEBHOOK_SECRET
-ENGRAM_WEBHOOK_SECRET="wsec_bench_$(rand_hex 16)"
-export ENGRAM_API_KEY
-ENGRAM_API_KEY="ek_bench_$(rand_hex 20)"
-export ENGRAM_ADMIN_KEY
-ENGRAM_ADMIN_KEY="eka_bench_$(rand_hex 20)"
-export ENGRAM_MASTER_KEY
-ENGRAM_MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
-# The benchmark drives one key far past the production default rate limit (600/min).
-export ENGRAM_RATE_LIMIT_PER_MINUTE=10000000
-export ENGRAM_RATE_LIMIT_BURST=100000
-unset ENGRAM_WEBHOOK_SECRET_PREVIOUS ENGRAM_QUEUE_PREFIX OPENAI_API_KEY
-mkdir -p "$work/db"
-base_url="http://127.0.0.1:$ENGRAM_HTTP_PORT"
+  rand_hex() { # bytes
+    if command -v openssl >/dev/null 2>&1; then openssl rand -hex "$1"; else python3 -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))' "$1"; fi
+  }
 
-# The services and the CLI run from $work so that a ./data/dev.env of the
-# repository can never fill in a value.
-cd "$work"
-spawn "$bin_dir/engram-gateway" >"$work/gateway.log" 2>&1
-gateway_pid=$!
-spawn "$bin_dir/engram-worker" >"$work/worker.log" 2>&1
-worker_pid=$!
+  # --- Redis (throwaway: no persistence) ---------------------------------------
+  mkdir -p "$work/redis"
+  for attempt in 1 2 3; do
+    redis_port=$(free_port)
+    spawn redis-server --port "$redis_port" --bind 127.0.0.1 --protected-mode yes \
+      --save '' --appendonly no --dir "$work/redis" --daemonize no \
+      --logfile "$work/redis.log"
+    redis_pid=$!
+    if wait_for_redis "$redis_port" "$redis_pid" "$work/redis.log" 10; then break; fi
+    stop_pid "$redis_pid" redis-server 5
+    redis_pid=""
+    ((attempt < 3)) || die "could not start Redis for the benchmark"
+  done
 
-deadline=$((SECONDS + 60))
-until curl -fsS -o /dev/null --max-time 2 "$base_url/health/ready" 2>/dev/null; do
-  kill -0 "$gateway_pid" 2>/dev/null || { tail -n 20 "$work/gateway.log" >&2; die "engram-gateway exited (log: $work/gateway.log)"; }
-  kill -0 "$worker_pid" 2>/dev/null || { tail -n 20 "$work/worker.log" >&2; die "engram-worker exited (log: $work/worker.log)"; }
-  ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s (log: $work/gateway.log)"
-  sleep 0.2
-done
-log "gateway $base_url ready; worker running; redis 127.0.0.1:$redis_port; store $work/db"
+  # --- configuration (exported for the three processes; secrets never printed) --
+  export ENGRAM_DATABASE_URL="sqlite://$work/db/engram.sqlite"
+  export ENGRAM_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+  export ENGRAM_HTTP_HOST=127.0.0.1
+  export ENGRAM_HTTP_PORT
+  ENGRAM_HTTP_PORT=$(free_port)
+  export ENGRAM_METRICS_HOST=127.0.0.1
+  export ENGRAM_METRICS_PORT
+  ENGRAM_METRICS_PORT=$(free_port)
+  export ENGRAM_SPOOL_DIR="$work/spool"
+  export ENGRAM_LOG_LEVEL=warning
+  export ENGRAM_EXTRACTOR=local
+  export ENGRAM_EMBEDDER=local
+  export ENGRAM_WEBHOOK_SECRET
+  ENGRAM_WEBHOOK_SECRET="wsec_bench_$(rand_hex 16)"
+  export ENGRAM_API_KEY
+  ENGRAM_API_KEY="ek_bench_$(rand_hex 20)"
+  export ENGRAM_ADMIN_KEY
+  ENGRAM_ADMIN_KEY="eka_bench_$(rand_hex 20)"
+  export ENGRAM_MASTER_KEY
+  ENGRAM_MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+  # The benchmark drives one key far past the production default rate limit (600/min);
+  # 1,000,000/min is the largest value the configuration accepts.
+  export ENGRAM_RATE_LIMIT_PER_MINUTE=1000000
+  export ENGRAM_RATE_LIMIT_BURST=100000
+  unset ENGRAM_WEBHOOK_SECRET_PREVIOUS ENGRAM_QUEUE_PREFIX OPENAI_API_KEY
+  mkdir -p "$work/db"
+  base_url="http://127.0.0.1:$ENGRAM_HTTP_PORT"
 
-set +e
-# Bounded by the benchmark itself; the timeout is a last resort.
-timeout 900 "$bin_dir/engram" bench --gateway "$base_url" "${standard_profile[@]}" "$@" | tee "$report"
-status=${PIPESTATUS[0]}
-set -e
-cd "$root"
+  # The services and the CLI run from $work so that a ./data/dev.env of the
+  # repository can never fill in a value.
+  cd "$work"
+  spawn "$bin_dir/engram-gateway" >"$work/gateway.log" 2>&1
+  gateway_pid=$!
+  spawn "$bin_dir/engram-worker" >"$work/worker.log" 2>&1
+  worker_pid=$!
 
-cleanup
-log ""
-log "report: $report"
-log "logs:   $work/gateway.log, $work/worker.log, $work/redis.log"
-exit "$status"
+  deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null --max-time 2 "$base_url/health/ready" 2>/dev/null; do
+    kill -0 "$gateway_pid" 2>/dev/null || { tail -n 20 "$work/gateway.log" >&2; die "engram-gateway exited (log: $work/gateway.log)"; }
+    kill -0 "$worker_pid" 2>/dev/null || { tail -n 20 "$work/worker.log" >&2; die "engram-worker exited (log: $work/worker.log)"; }
+    ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s (log: $work/gateway.log)"
+    sleep 0.2
+  done
+  log "gateway $base_url ready; worker running; redis 127.0.0.1:$redis_port; store $work/db"
+
+  set +e
+  # Bounded by the benchmark itself; the timeout is a last resort.
+  timeout 900 "$bin_dir/engram" bench --gateway "$base_url" "${standard_profile[@]}" "$@" | tee "$report"
+  status=${PIPESTATUS[0]}
+  set -e
+  cd "$root"
+
+  cleanup
+  log ""
+  log "report: $report"
+  log "logs:   $work/gateway.log, $work/worker.log, $work/redis.log"
+  exit "$status"
+}
+
+main "$@"
