@@ -181,11 +181,23 @@ public struct MemoryVault: Sendable {
         return kept
     }
 
+    /// The cache version of a user: changes whenever the searchable set does, in any process.
+    static func cacheVersion(_ record: UserRecord) -> String { "\(record.createdAt.timeIntervalSince1970):\(record.memoryVersion)" }
+
+    /// The user's current memories without content, cached per version (pre-call ranking). Recall
+    /// reinforcement does not bump the version, so cached salience can lag until the next write.
+    public func heads(_ record: UserRecord) async throws -> [MemoryHead] {
+        let store = self.store
+        return try await vectorCache.heads(tenant: record.tenant, user: record.user, version: Self.cacheVersion(record)) {
+            try await store.memoryHeads(tenant: record.tenant, user: record.user)
+        }
+    }
+
     func vectorEntry(_ record: UserRecord) async throws -> VectorCache.Entry {
         let store = self.store
         let embedderID = embedder.id
         return try await vectorCache.entry(
-            tenant: record.tenant, user: record.user, embedder: embedderID, dimension: embedder.dimension, version: "\(record.createdAt.timeIntervalSince1970):\(record.memoryVersion)"
+            tenant: record.tenant, user: record.user, embedder: embedderID, dimension: embedder.dimension, version: Self.cacheVersion(record)
         ) {
             try await store.vectors(tenant: record.tenant, user: record.user, embedder: embedderID)
         }

@@ -48,6 +48,18 @@ public actor VectorCache {
         }
     }
 
+    private var heads: [String: (version: String, heads: [MemoryHead])] = [:]
+
+    /// A user's content-free memory heads, valid for one version of the user (like the vectors).
+    public func heads(tenant: String, user: UserKey, version: String, load: @Sendable () async throws -> [MemoryHead]) async throws -> [MemoryHead] {
+        let key = "\(tenant)|\(user.rawValue)"
+        if let cached = heads[key], cached.version == version { return cached.heads }
+        let loaded = try await load()
+        if heads.count > 10_000 { heads.removeAll(keepingCapacity: true) }
+        heads[key] = (version, loaded)
+        return loaded
+    }
+
     private var entries: [String: Entry] = [:]
     private var useOrder: [String] = []
     private let maxFloats: Int
@@ -78,6 +90,7 @@ public actor VectorCache {
     }
 
     public func invalidate(tenant: String, user: UserKey) {
+        heads.removeValue(forKey: "\(tenant)|\(user.rawValue)")
         let prefix = "\(tenant)|\(user.rawValue)|"
         for key in entries.keys where key.hasPrefix(prefix) {
             if let evicted = entries.removeValue(forKey: key) { floats -= evicted.flat.count }

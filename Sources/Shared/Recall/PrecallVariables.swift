@@ -56,7 +56,7 @@ public struct PrecallContextBuilder: Sendable {
         guard let record = try await vault.store.user(tenant: tenant.id, user: user) else { return (.neutral, []) }
         let now = vault.clock.now()
         let key = try vault.dataKey(of: record)
-        let heads = try await vault.store.memoryHeads(tenant: tenant.id, user: user)
+        let heads = try await vault.heads(record)
         guard !heads.isEmpty else { return (.neutral, []) }
 
         let visible = heads.filter { includeSensitive || !$0.sensitive }
