@@ -58,7 +58,7 @@ main() {
     [[ -z "$redis_pid" ]] || stop_pid "$redis_pid" redis-server 10
     gateway_pid="" worker_pid="" redis_pid=""
     # The store holds only generated data, but it is large: keep the report and logs only.
-    rm -rf -- "$work/db" "$work/redis" "$work/spool"
+    rm -rf -- "$work/db" "$work/redis" "$work/spool" "$work/backups"
   }
   trap cleanup EXIT
   trap 'cleanup; exit 130' INT
@@ -92,6 +92,9 @@ main() {
   export ENGRAM_METRICS_PORT
   ENGRAM_METRICS_PORT=$(free_port)
   export ENGRAM_SPOOL_DIR="$work/spool"
+  # No scheduled backup: copying the store mid-run would be measured as the service's latency.
+  export ENGRAM_BACKUP_INTERVAL_MS=0
+  export ENGRAM_BACKUP_DIR="$work/backups"
   export ENGRAM_LOG_LEVEL=warning
   export ENGRAM_EXTRACTOR=local
   export ENGRAM_EMBEDDER=local
