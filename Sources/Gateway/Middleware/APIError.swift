@@ -94,6 +94,29 @@ enum BearerAuth {
     }
 }
 
+/// Bounds on request JSON beyond its size.
+enum JSONLimits {
+    static let maxDepth = 16
+
+    /// The deepest nesting of objects and arrays, ignoring brackets inside strings.
+    static func depth(of data: Data) -> Int {
+        var depth = 0, deepest = 0, inString = false, escaped = false
+        for byte in data {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1; deepest = max(deepest, depth)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            default: break
+            }
+        }
+        return deepest
+    }
+}
+
 extension Response {
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
@@ -111,8 +134,12 @@ extension Request {
         } catch is NIOTooManyBytesError {
             throw APIError.tooLarge
         }
+        let data = Data(buffer: buffer)
+        guard JSONLimits.depth(of: data) <= JSONLimits.maxDepth else {
+            throw APIError.badRequest("json_too_deep", "JSON nesting deeper than \(JSONLimits.maxDepth) levels")
+        }
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+            return try JSONDecoder().decode(T.self, from: data)
         } catch {
             throw APIError.badRequest("invalid_json", "body is not valid JSON of the expected shape")
         }

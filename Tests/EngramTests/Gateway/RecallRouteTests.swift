@@ -263,6 +263,21 @@ struct RecallRouteTests {
         }
     }
 
+    @Test("JSON nested deeper than the limit is 400; brackets inside strings do not count")
+    func nestingDepth() async throws {
+        try await withIngested([]) { client, env, _ in
+            let deep = #"{"query":"x","extra":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}"
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: deep)) { response in
+                #expect(response.status == .badRequest)
+                #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "json_too_deep")
+            }
+            let quoted = #"{"query":"[[[[[[[[[[[[[[[[[[[[[[[[ {{{{ in a \" string","caller_id":"+14155550100"}"#
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: quoted)) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
     @Test("remember is written by the worker with provenance tool; forget-me erases the caller")
     func rememberAndForget() async throws {
         try await withIngested([try fixtureTranscript()]) { client, env, worker in
