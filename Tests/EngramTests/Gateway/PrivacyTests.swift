@@ -120,6 +120,22 @@ struct PrivacyTests {
         }
     }
 
+    @Test("sensitive memories stay out of tool answers (a spoofed caller id must not hear them); operators still see them")
+    func sensitiveOutOfTools() async throws {
+        try await run { client, h in
+            try await client.execute(uri: "/v1/tools/remember", method: .post, headers: bearer(h.env.apiKey),
+                                     body: json(["fact": "The caller is allergic to penicillin.", "caller_id": Fixtures.fixturePhone])) { #expect($0.status == .ok) }
+            try await h.worker.drain()
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "allergic penicillin", "caller_id": Fixtures.fixturePhone])) { response in
+                #expect(response.status == .ok)
+                #expect(!String(buffer: response.body).contains("penicillin"))
+            }
+            try await client.execute(uri: "/v1/users/%2B12523960448/memories/search", method: .post, headers: bearer(h.env.adminKey), body: json(["query": "allergic penicillin"])) { response in
+                #expect(String(buffer: response.body).contains("penicillin"))
+            }
+        }
+    }
+
     @Test("the raw database never holds the caller's number or a phrase of the transcript")
     func encryptedAtRest() async throws {
         try await run { client, h in
