@@ -56,8 +56,7 @@ struct ConversationInitController {
             return try Response.json(response(variables, user: user))
         }
         router.get("/v1/users/{user}/variables") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .tool)
-            try await services.authenticator.enforceRateLimit(caller)
+            let caller = try await services.authenticator.authorize(request, scope: .tool)
             let tenant = caller.tenant
             guard let raw = context.parameters.get("user"), let identity = CallerReference.parse(raw) else {
                 throw APIError.badRequest("invalid_user", "user must be a u_ key, a +E.164 phone number or ext:<id>")

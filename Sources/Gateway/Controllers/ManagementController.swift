@@ -181,16 +181,14 @@ struct ManagementController {
         }
 
         router.get("/v1/audit") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .admin)
-            try await services.authenticator.enforceRateLimit(caller)
+            let caller = try await services.authenticator.authorize(request, scope: .admin)
             let limit = min(1000, max(1, request.uri.queryParameters.get("limit", as: Int.self) ?? 100))
             return try Response.json(["entries": try await services.vault.store.auditEntries(tenant: caller.tenant.id, limit: limit)])
         }
     }
 
     func resolve(_ request: Request, _ context: BasicRequestContext) async throws -> (Caller, UserKey) {
-        let caller = try await services.authenticator.authenticate(request, scope: .admin)
-        try await services.authenticator.enforceRateLimit(caller)
+        let caller = try await services.authenticator.authorize(request, scope: .admin)
         guard let raw = context.parameters.get("user"), raw.count <= 300, let identity = CallerReference.parse(raw) else {
             throw APIError.badRequest("invalid_user", "user must be a u_ key, a +E.164 phone number or ext:<id>")
         }
@@ -198,8 +196,7 @@ struct ManagementController {
     }
 
     func loadMemory(_ request: Request, _ context: BasicRequestContext) async throws -> (Caller, Memory) {
-        let caller = try await services.authenticator.authenticate(request, scope: .admin)
-        try await services.authenticator.enforceRateLimit(caller)
+        let caller = try await services.authenticator.authorize(request, scope: .admin)
         // Another tenant's memory is indistinguishable from a missing one.
         guard let id = context.parameters.get("id"), id.count <= 64,
               let row = try await services.vault.store.memory(tenant: caller.tenant.id, id: id),

@@ -55,8 +55,7 @@ struct ToolsController {
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/tools/search-memory") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .tool)
-            try await services.authenticator.enforceRateLimit(caller)
+            let caller = try await services.authenticator.authorize(request, scope: .tool)
             let body = try await request.decodeJSON(SearchRequest.self, limit: services.configuration.maxToolBodyBytes)
             let query = body.query.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !query.isEmpty else { throw APIError.badRequest("missing_field", "query must not be empty") }
@@ -81,8 +80,7 @@ struct ToolsController {
         }
 
         router.post("/v1/tools/remember") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .tool)
-            try await services.authenticator.enforceRateLimit(caller)
+            let caller = try await services.authenticator.authorize(request, scope: .tool)
             let body = try await request.decodeJSON(RememberRequest.self, limit: services.configuration.maxToolBodyBytes)
             let fact = body.fact.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !fact.isEmpty else { throw APIError.badRequest("missing_field", "fact must not be empty") }
@@ -105,8 +103,7 @@ struct ToolsController {
         }
 
         router.post("/v1/tools/forget-me") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .tool)
-            try await services.authenticator.enforceRateLimit(caller)
+            let caller = try await services.authenticator.authorize(request, scope: .tool)
             let body = try await request.decodeJSON(CallerRequest.self, limit: services.configuration.maxToolBodyBytes)
             let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
@@ -120,8 +117,7 @@ struct ToolsController {
         }
 
         router.post("/v1/tools/set-consent") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .tool)
-            try await services.authenticator.enforceRateLimit(caller)
+            let caller = try await services.authenticator.authorize(request, scope: .tool)
             let body = try await request.decodeJSON(ConsentRequest.self, limit: services.configuration.maxToolBodyBytes)
             let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {

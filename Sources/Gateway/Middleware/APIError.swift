@@ -89,9 +89,6 @@ enum BearerAuth {
         return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
     }
 
-    static func require(_ request: Request, key: String?) throws {
-        guard let key, let presented = token(request), secretsEqual(presented, key) else { throw APIError.unauthorized() }
-    }
 }
 
 /// Bounds on request JSON beyond its size.

@@ -32,6 +32,13 @@ struct Authenticator: Sendable {
         return Caller(tenant: tenant, scope: scope, keyID: record.id)
     }
 
+    /// The caller of a tool or management route: authenticated, then held to its rate limit.
+    func authorize(_ request: Request, scope: APIKeyRecord.Scope) async throws -> Caller {
+        let caller = try await authenticate(request, scope: scope)
+        try await enforceRateLimit(caller)
+        return caller
+    }
+
     /// 429 with Retry-After when the key is over its budget.
     func enforceRateLimit(_ caller: Caller) async throws {
         let decision = await services.rateLimiter.check(caller.keyID)

@@ -49,8 +49,6 @@ public protocol EventQueue: Sendable {
     func ack(worker: String, raw: Data) async throws
     func scheduleRetry(worker: String, raw: Data, next: Envelope, dueAt: Date) async throws
     func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws
-    /// Puts an in-flight event back at the head of the pending list (shutdown).
-    func giveBack(worker: String, raw: Data) async throws
     func heartbeat(worker: String, ttl: Duration) async throws
     func clearHeartbeat(worker: String) async throws
     /// Returns the in-flight events of workers whose heartbeat expired. Returns how many moved.

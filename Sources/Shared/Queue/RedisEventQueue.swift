@@ -78,18 +78,6 @@ public struct RedisEventQueue: EventQueue {
         ])
     }
 
-    static let giveBackScript = """
-        local n = redis.call('LREM', KEYS[1], 1, ARGV[1])
-        if n > 0 then redis.call('RPUSH', KEYS[2], ARGV[1]) end
-        return n
-        """
-
-    public func giveBack(worker: String, raw: Data) async throws {
-        try await client.command([
-            "EVAL", RedisArgument(Self.giveBackScript), "2", RedisArgument(keys.processing(worker)), RedisArgument(keys.events), RedisArgument(raw),
-        ])
-    }
-
     public func heartbeat(worker: String, ttl: Duration) async throws {
         let millis = max(100, Int(ttl.seconds * 1000))
         try await client.command(["SET", RedisArgument(keys.heartbeat(worker)), RedisArgument(String(Date().timeIntervalSince1970)), "PX", RedisArgument(String(millis))])

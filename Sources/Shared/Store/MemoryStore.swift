@@ -24,7 +24,7 @@ public protocol MemoryStore: Sendable {
     /// Memories of one user; `includeHistory` adds superseded and archived ones.
     func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow]
     func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow]
-    /// Current memories (active, not closed) with a slot, and the most salient others, for pre-call.
+    /// How many current (active, not closed) memories the user has.
     func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int
     /// The user's current memories without content (cheap for callers with thousands).
     func memoryHeads(tenant: String, user: UserKey) async throws -> [MemoryHead]
