@@ -7,11 +7,18 @@
 #
 # Tests find the server in ENGRAM_TEST_REDIS_URL. If that variable is already
 # set (e.g. a CI service container), no Redis is started.
+#
+# It also starts a throwaway PostgreSQL with pgvector (scripts/postgres.sh) for
+# the store contract on the second backend; tests find it in
+# ENGRAM_TEST_POSTGRES_URL and create a database each. ENGRAM_TEST_POSTGRES=0
+# skips it, and with it the PostgreSQL cases (a quick local run only).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+# shellcheck source=scripts/postgres.sh
+. scripts/postgres.sh
 
 started_at=$SECONDS
 bash scripts/deps.sh
@@ -22,6 +29,7 @@ redis_pid=""
 
 # shellcheck disable=SC2329 # called from the traps below
 cleanup() {
+  stop_test_postgres
   if [[ -n "$redis_pid" ]]; then
     stop_pid "$redis_pid" redis-server 10
     redis_pid=""
@@ -58,6 +66,22 @@ if [[ -z "${ENGRAM_TEST_REDIS_URL:-}" ]]; then
   log "test Redis: $ENGRAM_TEST_REDIS_URL (pid $redis_pid)"
 else
   log "test Redis: $(redact_url "$ENGRAM_TEST_REDIS_URL") (from the environment)"
+fi
+
+if [[ -z "${ENGRAM_TEST_POSTGRES_URL:-}" && "${ENGRAM_TEST_POSTGRES:-1}" != 0 ]]; then
+  [[ -n "$tmpdir" ]] || tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/engram-test.XXXXXX")
+  chmod 755 "$tmpdir"
+  for attempt in 1 2 3; do
+    pg_port=$(free_port)
+    if start_test_postgres "$tmpdir/pg$attempt" "$pg_port"; then
+      break
+    fi
+    stop_test_postgres
+    ((attempt < 3)) || die "could not start a test PostgreSQL (log: see above)"
+    log "retrying PostgreSQL with another port"
+  done
+  export ENGRAM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
+  log "test PostgreSQL: $ENGRAM_TEST_POSTGRES_URL (pid $pg_pid, $("$PG_BIN/postgres" --version))"
 fi
 
 # Build everything first: the process tests start the real engram-gateway and engram-worker.

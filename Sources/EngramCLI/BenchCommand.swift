@@ -64,7 +64,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let context = try CLIContext()
+        let context = try await CLIContext()
         let configuration = context.configuration
         let tenant = try await context.tenant("default")
         let profile = BenchSeeder.Profile(callers: callers, memoriesPerCaller: memories, heavyMemories: heavy, seed: seed)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Shared
 
 /// `engram`: the operator CLI. Every subcommand reads `./data/dev.env` when present and needs
@@ -33,10 +34,10 @@ struct CLIContext {
     let configuration: EngramConfiguration
     let vault: MemoryVault
 
-    init() throws {
+    init() async throws {
         configuration = try EngramConfiguration.fromEnvironment()
         vault = MemoryVault(
-            store: try StoreFactory.open(configuration.database), keyRing: try configuration.keyRing(),
+            store: try await StoreFactory.open(configuration, logger: Logger(label: "engram-cli")), keyRing: try configuration.keyRing(),
             embedder: try ProviderFactory.embedder(configuration))
     }
 

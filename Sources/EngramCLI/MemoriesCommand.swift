@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Shared
 
 struct MemoriesCommand: AsyncParsableCommand {
@@ -33,7 +34,7 @@ struct MemoriesCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let context = try CLIContext()
+            let context = try await CLIContext()
             let tenant = try await context.tenant(self.tenant.tenant)
             let key = try context.user(user, tenant: tenant)
             let now = Date()
@@ -65,7 +66,7 @@ struct VariablesCommand: AsyncParsableCommand {
     @OptionGroup var tenant: TenantOption
 
     func run() async throws {
-        let context = try CLIContext()
+        let context = try await CLIContext()
         let tenant = try await context.tenant(self.tenant.tenant)
         let key = try context.user(user, tenant: tenant)
         let builder = PrecallContextBuilder(vault: context.vault, characterBudget: context.configuration.precallContextChars)
@@ -84,7 +85,7 @@ struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Apply database migrations (also done at start).")
     func run() async throws {
         let configuration = try EngramConfiguration.fromEnvironment()
-        _ = try StoreFactory.open(configuration.database)
+        _ = try await StoreFactory.open(configuration, logger: Logger(label: "engram-cli"))
         print("migrations applied")
     }
 }

@@ -14,7 +14,7 @@ struct TenantCommand: AsyncParsableCommand {
         @Argument var days: Int
         func run() async throws {
             guard days >= 0, days <= 36_500 else { throw ValidationError("days must be 0...36500") }
-            let context = try CLIContext()
+            let context = try await CLIContext()
             guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
             try await context.vault.store.setRetention(tenant: name, days: days == 0 ? nil : days)
             print(days == 0 ? "tenant \(name): memories kept until erased" : "tenant \(name): memories deleted after \(days) days by the worker's sweep")
@@ -34,7 +34,7 @@ struct TenantCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let context = try CLIContext()
+            let context = try await CLIContext()
             if try await context.vault.store.tenant(id: name) != nil { throw ValidationError("tenant \(name) exists already") }
             guard let tenant = try await context.vault.tenant(name, create: true, consentMode: ConsentMode(rawValue: consent)!) else { throw CLIError.unknownTenant(name) }
             let tool = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .tool)
@@ -57,7 +57,7 @@ struct TenantCommand: AsyncParsableCommand {
         @Flag(help: "Drop the previous secret (end of a rotation).") var dropPrevious = false
 
         func run() async throws {
-            let context = try CLIContext()
+            let context = try await CLIContext()
             guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
             let secret = (readLine(strippingNewline: true) ?? "").trimmingCharacters(in: .whitespaces)
             guard secret.count >= 16, secret.count <= 256 else { throw ValidationError("the secret on standard input must be 16 to 256 characters") }
@@ -81,7 +81,7 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let consent = ConsentMode(rawValue: mode) else { throw ValidationError("mode must be implicit, explicit or off") }
-            let context = try CLIContext()
+            let context = try await CLIContext()
             guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
             try await context.vault.store.setTenantConsentMode(tenant: name, mode: consent, allowSensitivePrecall: allowSensitivePrecall)
             print("tenant \(name): consent \(consent.rawValue), sensitive pre-call \(allowSensitivePrecall ? "allowed" : "excluded")")
@@ -109,7 +109,7 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(help: "tool (pre-call and tools) or admin (management API)") var scope = "tool"
         func run() async throws {
             guard let scope = APIKeyRecord.Scope(rawValue: scope) else { throw ValidationError("--scope must be tool or admin") }
-            let context = try CLIContext()
+            let context = try await CLIContext()
             _ = try await context.tenant(tenant.tenant)
             let issued = try await KeysCommand.issue(context: context, tenant: tenant.tenant, scope: scope)
             try printJSON(["tenant": tenant.tenant, "scope": scope.rawValue, "id": issued.id, "key": issued.key])
@@ -120,7 +120,7 @@ struct KeysCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List a tenant's keys (ids and state, never the keys).")
         @OptionGroup var tenant: TenantOption
         func run() async throws {
-            let context = try CLIContext()
+            let context = try await CLIContext()
             for key in try await context.vault.store.apiKeys(tenant: tenant.tenant) {
                 print("\(key.id)  \(key.scope.rawValue)  created \(isoDay.string(from: key.createdAt))  \(key.revokedAt.map { "revoked " + isoDay.string(from: $0) } ?? "active")")
             }
@@ -132,7 +132,7 @@ struct KeysCommand: AsyncParsableCommand {
         @OptionGroup var tenant: TenantOption
         @Argument var id: String
         func run() async throws {
-            let context = try CLIContext()
+            let context = try await CLIContext()
             guard try await context.vault.store.revokeAPIKey(tenant: tenant.tenant, id: id, at: Date()) else { throw ValidationError("no active key \(id) for tenant \(tenant.tenant)") }
             print("revoked \(id)")
         }
@@ -144,7 +144,7 @@ struct KeysCommand: AsyncParsableCommand {
             abstract: "Re-wrap every data key and tenant secret under the key in ENGRAM_MASTER_KEY_NEW; content is not touched.",
             discussion: "Then set ENGRAM_MASTER_KEY to the new key and ENGRAM_MASTER_KEY_PREVIOUS to the old one, restart, and drop PREVIOUS once the queue holds no envelope from before the switch.")
         func run() async throws {
-            let context = try CLIContext()
+            let context = try await CLIContext()
             guard let raw = EngramConfiguration.environmentWithDevFile()["ENGRAM_MASTER_KEY_NEW"], let newKey = MasterKey(base64: raw) else {
                 throw ConfigurationError(variable: "ENGRAM_MASTER_KEY_NEW", reason: "required: 32 bytes, base64-encoded")
             }

@@ -13,9 +13,9 @@ struct WorkerRuntime {
 
 /// Services in dependency order: the heartbeat first (stopped last), then the processor, then
 /// the periodic jobs.
-func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system, extractor: (any Extractor)? = nil, logger: Logger) throws -> WorkerRuntime {
+func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system, extractor: (any Extractor)? = nil, logger: Logger) async throws -> WorkerRuntime {
     let keyRing = try configuration.keyRing()
-    let store = try StoreFactory.open(configuration.database)
+    let store = try await StoreFactory.open(configuration, logger: logger)
     let vault = MemoryVault(store: store, keyRing: keyRing, embedder: try ProviderFactory.embedder(configuration), clock: clock)
     var ingestor = EventIngestor(
         vault: vault, extractor: try extractor ?? ProviderFactory.extractor(configuration), policy: configuration.llmFailurePolicy,

@@ -12,7 +12,7 @@ struct Worker {
             EngramLogging.bootstrap(service: "engram-worker", level: configuration.logLevel)
             MetricsExport.bootstrap()
             let logger = Logger(label: "engram-worker")
-            let runtime = try buildWorker(configuration: configuration, logger: logger)
+            let runtime = try await buildWorker(configuration: configuration, logger: logger)
             let group = ServiceGroup(configuration: .init(
                 services: workerServices(runtime, configuration: configuration, logger: logger).map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -1,3 +1,5 @@
+import Logging
+
 /// Picks the extractor, embedder and store that the configuration names.
 public enum ProviderFactory {
     public static func client(_ configuration: EngramConfiguration, breakerName: String) throws -> OpenAIClient {
@@ -24,12 +26,17 @@ public enum ProviderFactory {
     }
 }
 
-/// Opens the configured store backend.
+/// Opens the configured store backend and applies its migrations.
 public enum StoreFactory {
-    public static func open(_ location: DatabaseLocation) throws -> any MemoryStore {
+    public static func open(_ location: DatabaseLocation, embeddingDimension: Int? = nil, logger: Logger) async throws -> any MemoryStore {
         switch location {
         case .sqlite(let path): return try SQLiteMemoryStore(path: path)
-        case .postgres: throw StoreError.unsupported("the PostgreSQL backend is not built yet; use sqlite://")
+        case .postgres(let url):
+            return try await PostgresMemoryStore.connect(try PostgresSettings.parse(url), embeddingDimension: embeddingDimension, logger: logger)
         }
+    }
+
+    public static func open(_ configuration: EngramConfiguration, logger: Logger) async throws -> any MemoryStore {
+        try await open(configuration.database, embeddingDimension: configuration.embedder == .openai ? configuration.embeddingDimension : 384, logger: logger)
     }
 }

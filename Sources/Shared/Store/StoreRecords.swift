@@ -253,12 +253,15 @@ public enum StoreError: Error, CustomStringConvertible, Sendable {
     case notFound(String)
     case unsupported(String)
     case corrupt(String)
+    /// The backend could not be reached or set up (names the server, never a password).
+    case unavailable(String)
 
     public var description: String {
         switch self {
         case .notFound(let what): return "not found: \(what)"
         case .unsupported(let what): return "unsupported: \(what)"
         case .corrupt(let what): return "corrupt: \(what)"
+        case .unavailable(let what): return "unavailable: \(what)"
         }
     }
 }

@@ -9,12 +9,12 @@ import Testing
 
 @Suite("Signed post-call → Redis → worker → SQLite")
 struct PostCallPipelineTests {
-    @Test("the fixture, signed, becomes memories that cite its turns, readable by phone number")
-    func fixtureBecomesMemories() async throws {
-        let env = try TestEnvironment()
+    @Test("the fixture, signed, becomes memories that cite its turns, readable by phone number", arguments: Backend.available)
+    func fixtureBecomesMemories(backend: Backend) async throws {
+        let env = try await TestEnvironment.make(backend)
         let configuration = env.configuration()
         let app = try await buildApplication(configuration: configuration, logger: testLogger)
-        let worker = try buildWorker(configuration: configuration, logger: testLogger)
+        let worker = try await buildWorker(configuration: configuration, logger: testLogger)
         let body = try fixtureTranscript()
         try await app.test(.router) { client in
             try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) {
@@ -35,11 +35,11 @@ struct PostCallPipelineTests {
         await env.cleanUp()
     }
 
-    @Test("the same event delivered three times past the dedupe marks yields one set of memories")
-    func redeliveryIsANoOp() async throws {
-        let env = try TestEnvironment()
+    @Test("the same event delivered three times past the dedupe marks yields one set of memories", arguments: Backend.available)
+    func redeliveryIsANoOp(backend: Backend) async throws {
+        let env = try await TestEnvironment.make(backend)
         let configuration = env.configuration()
-        let worker = try buildWorker(configuration: configuration, logger: testLogger)
+        let worker = try await buildWorker(configuration: configuration, logger: testLogger)
         let cipher = KeyRing(master: env.masterKey).envelopeCipher
         let body = try fixtureTranscript()
         for _ in 0..<3 {
@@ -60,7 +60,7 @@ struct PostCallPipelineTests {
         let env = try TestEnvironment()
         var configuration = env.configuration()
         configuration.workerID = "survivor"
-        let survivor = try buildWorker(configuration: configuration, logger: testLogger)
+        let survivor = try await buildWorker(configuration: configuration, logger: testLogger)
         let cipher = KeyRing(master: env.masterKey).envelopeCipher
         let body = try fixtureTranscript()
         let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
@@ -92,7 +92,7 @@ struct PostCallPipelineTests {
     @Test("a caller with a withheld number is acknowledged and nothing is stored", arguments: ["anonymous", "Restricted", "", "0000000"])
     func withheldCaller(_ number: String) async throws {
         let env = try TestEnvironment()
-        let worker = try buildWorker(configuration: env.configuration(), logger: testLogger)
+        let worker = try await buildWorker(configuration: env.configuration(), logger: testLogger)
         let body = try fixtureTranscript(phone: number)
         let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
         _ = try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
@@ -107,7 +107,7 @@ struct PostCallPipelineTests {
     @Test("a queue item that is not an envelope is dead-lettered with its error class, never its bytes")
     func garbageEnvelope() async throws {
         let env = try TestEnvironment()
-        let worker = try buildWorker(configuration: env.configuration(), logger: testLogger)
+        let worker = try await buildWorker(configuration: env.configuration(), logger: testLogger)
         try await env.redisClient().command("LPUSH", RedisArgument(env.keys.events), "not an envelope: secret words")
         try await worker.drain()
         let letters = try await worker.queue.deadLetters(limit: 10)

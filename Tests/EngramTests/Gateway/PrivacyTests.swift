@@ -34,7 +34,7 @@ struct PrivacyTests {
         let env = try TestEnvironment()
         var configuration = env.configuration()
         configure(&configuration)
-        let worker = try buildWorker(configuration: configuration, logger: testLogger)
+        let worker = try await buildWorker(configuration: configuration, logger: testLogger)
         let app = try await buildApplication(configuration: configuration, logger: testLogger)
         let harness = Harness(env: env, worker: worker, store: worker.vault.store as! SQLiteMemoryStore)
         try await app.test(.router) { client in try await body(client, harness) }

@@ -60,12 +60,13 @@ struct StalledStore: MemoryStore {
 @Suite("Pre-call webhook and memory tools")
 struct RecallRouteTests {
     /// Ingests signed fixtures through the real gateway and worker, then runs `body` against the gateway.
-    func withIngested(_ bodies: [Data], store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil, configure: (inout EngramConfiguration) -> Void = { _ in },
+    func withIngested(_ bodies: [Data], backend: Backend = .sqlite, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
+                      configure: (inout EngramConfiguration) -> Void = { _ in },
                       _ body: @Sendable (any TestClientProtocol, TestEnvironment, WorkerRuntime) async throws -> Void) async throws {
-        let env = try TestEnvironment()
+        let env = try await TestEnvironment.make(backend)
         var configuration = env.configuration()
         configure(&configuration)
-        let worker = try buildWorker(configuration: configuration, logger: testLogger)
+        let worker = try await buildWorker(configuration: configuration, logger: testLogger)
         let app = try await buildApplication(configuration: configuration, store: try store?(env), logger: testLogger)
         try await app.test(.router) { client in
             for data in bodies {
@@ -97,9 +98,9 @@ struct RecallRouteTests {
         }
     }
 
-    @Test("a returning caller gets non-empty context; a new caller the neutral set")
-    func precallReturningAndNew() async throws {
-        try await withIngested([try fixtureTranscript()]) { client, env, _ in
+    @Test("a returning caller gets non-empty context; a new caller the neutral set", arguments: Backend.available)
+    func precallReturningAndNew(backend: Backend) async throws {
+        try await withIngested([try fixtureTranscript()], backend: backend) { client, env, _ in
             let (status, answer) = try await precall(client, env, caller: Fixtures.fixturePhone)
             #expect(status == .ok)
             #expect(answer["type"] as? String == "conversation_initiation_client_data")
@@ -172,14 +173,14 @@ struct RecallRouteTests {
         }
     }
 
-    @Test("search finds the Friday appointment; another caller never sees it")
-    func searchScoped() async throws {
+    @Test("search finds the Friday appointment; another caller never sees it", arguments: Backend.available)
+    func searchScoped(backend: Backend) async throws {
         try await withIngested([try fixtureTranscript(), try fixtureTranscript(phone: "+14155550199") { object in
             var data = object["data"] as! [String: Any]
             data["transcript"] = [["role": "user", "message": "I need a plumber for my kitchen sink on Monday."]]
             data["analysis"] = NSNull()
             object["data"] = data
-        }]) { client, env, _ in
+        }], backend: backend) { client, env, _ in
             let cleaning = try await search(client, env, "when is my cleaning")
             #expect(cleaning.first.map { ($0["text"] as? String ?? "").contains("Friday") } == true)
             let slot = try await search(client, env, "Friday slot")
@@ -199,8 +200,8 @@ struct RecallRouteTests {
         }
     }
 
-    @Test("a new value for the same slot supersedes the old one; history keeps it, closed at the second call")
-    func favouriteColour() async throws {
+    @Test("a new value for the same slot supersedes the old one; history keeps it, closed at the second call", arguments: Backend.available)
+    func favouriteColour(backend: Backend) async throws {
         let first = try fixtureTranscript { object in
             var data = object["data"] as! [String: Any]
             data["transcript"] = [["role": "user", "message": "My favourite colour is blue."]]
@@ -219,7 +220,7 @@ struct RecallRouteTests {
             data["metadata"] = metadata
             object["data"] = data
         }
-        try await withIngested([first, second]) { client, env, worker in
+        try await withIngested([first, second], backend: backend) { client, env, worker in
             let answer = try await search(client, env, "favourite colour")
             let texts = answer.compactMap { $0["text"] as? String }
             // The current fact comes first; the blue one is closed (the raw turn that said it stays as an episode).
@@ -278,9 +279,9 @@ struct RecallRouteTests {
         }
     }
 
-    @Test("remember is written by the worker with provenance tool; forget-me erases the caller")
-    func rememberAndForget() async throws {
-        try await withIngested([try fixtureTranscript()]) { client, env, worker in
+    @Test("remember is written by the worker with provenance tool; forget-me erases the caller", arguments: Backend.available)
+    func rememberAndForget(backend: Backend) async throws {
+        try await withIngested([try fixtureTranscript()], backend: backend) { client, env, worker in
             try await client.execute(uri: "/v1/tools/remember", method: .post, headers: bearer(env.apiKey),
                                      body: json(["fact": "The caller's parking spot is B12.", "caller_id": Fixtures.fixturePhone, "conversation_id": "conv_r"])) { response in
                 #expect(response.status == .ok)

@@ -18,7 +18,7 @@ struct SpoolTests {
         configuration.redis = redis.endpoint
         configuration.redisTimeout = .milliseconds(300)
         let app = try await buildApplication(configuration: configuration, logger: testLogger)
-        let worker = try buildWorker(configuration: configuration, logger: testLogger)
+        let worker = try await buildWorker(configuration: configuration, logger: testLogger)
         let bodies = try (0..<5).map { _ in try fixtureTranscript() }
         let spoolDirectory = configuration.spoolDirectory
         try await app.test(.router) { client in

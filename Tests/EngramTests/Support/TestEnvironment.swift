@@ -13,8 +13,19 @@ struct TestEnvironment {
     let webhookSecret = "wsec_test_" + UUID().uuidString.prefix(8)
     let apiKey = "ek_test_" + UUID().uuidString
     let adminKey = "eka_test_" + UUID().uuidString
+    let backend: Backend
+    /// The PostgreSQL database of this test (nil on SQLite), and its URL.
+    private(set) var postgres: (name: String, url: String)?
 
-    init() throws {
+    /// An environment on `backend`; PostgreSQL gets a database of its own.
+    static func make(_ backend: Backend) async throws -> TestEnvironment {
+        var env = try TestEnvironment(backend: backend)
+        if backend == .postgres { env.postgres = try await TestPostgres.createDatabase() }
+        return env
+    }
+
+    init(backend: Backend = .sqlite) throws {
+        self.backend = backend
         guard let url = ProcessInfo.processInfo.environment["ENGRAM_TEST_REDIS_URL"] else {
             Issue.record("ENGRAM_TEST_REDIS_URL is not set: run the tests with `make test`, which starts a throwaway Redis")
             throw TestSetupError.missingRedis
@@ -28,11 +39,21 @@ struct TestEnvironment {
 
     var databasePath: String { directory.appendingPathComponent("engram.sqlite").path }
 
+    var databaseLocation: DatabaseLocation {
+        if let postgres { return .postgres(url: postgres.url) }
+        return .sqlite(path: databasePath)
+    }
+
+    /// Opens this test's store on its backend (migrations applied).
+    func openStore() async throws -> any MemoryStore {
+        try await StoreFactory.open(databaseLocation, embeddingDimension: 384, logger: testLogger)
+    }
+
     /// A configuration pointing at this environment; tweak fields per test.
     func configuration() -> EngramConfiguration {
         var c = EngramConfiguration()
         c.httpPort = 0
-        c.database = .sqlite(path: databasePath)
+        c.database = databaseLocation
         c.redis = redis
         c.queuePrefix = prefix
         c.webhookSecret = webhookSecret
@@ -62,10 +83,11 @@ struct TestEnvironment {
             for key in keys { _ = try? await client.command("DEL", RedisArgument(key)) }
         }
         try? FileManager.default.removeItem(at: directory)
+        if let postgres { await TestPostgres.dropDatabase(postgres.name) }
     }
 }
 
-enum TestSetupError: Error { case missingRedis, missingFixture(String), timeout(String) }
+enum TestSetupError: Error { case missingRedis, missingPostgres, missingFixture(String), timeout(String) }
 
 /// Files of `../shared`, read where they are (never copied into the repository).
 enum Fixtures {

@@ -60,7 +60,7 @@ struct LLMFailurePolicyTests {
                 let client = OpenAIClient(
                     baseURL: server.baseURL, apiKey: "sk-test", timeout: .seconds(2), maxRetries: 0,
                     breaker: CircuitBreaker(name: "test", minimumCalls: 1_000))
-                let runtime = try buildWorker(
+                let runtime = try await buildWorker(
                     configuration: configuration, extractor: OpenAIExtractor(client: client, model: model), logger: testLogger)
                 try await body(Harness(env: env, server: server, runtime: runtime, queue: env.queue()))
             }

@@ -15,7 +15,7 @@ struct OperationsTests {
     @Test("backup → wipe → restore gives the same memories and answers; an erasure after the backup stays erased")
     func backupRestore() async throws {
         let env = try TestEnvironment()
-        let worker = try buildWorker(configuration: env.configuration(), logger: testLogger)
+        let worker = try await buildWorker(configuration: env.configuration(), logger: testLogger)
         let store = worker.vault.store as! SQLiteMemoryStore
         try await ingest(env, worker, try fixtureTranscript())
         try await ingest(env, worker, try fixtureTranscript(phone: "+14155550188"))
@@ -59,12 +59,12 @@ struct OperationsTests {
         }
         var failing = configuration
         failing.llmFailurePolicy = .retry
-        let broken = try buildWorker(configuration: failing, extractor: Broken(), logger: testLogger)
+        let broken = try await buildWorker(configuration: failing, extractor: Broken(), logger: testLogger)
         let bodies = [try fixtureTranscript(), try fixtureTranscript(phone: "+14155550177")]
         for body in bodies { try await ingest(env, broken, body) }
         #expect(try await queue.stats().dead == 2)
 
-        let healthy = try buildWorker(configuration: configuration, logger: testLogger)
+        let healthy = try await buildWorker(configuration: configuration, logger: testLogger)
         let erased = try await healthy.userKey(phone: "+14155550177")
         try await healthy.vault.store.erase(tenant: "default", user: erased, at: Date())
         #expect(try await queue.replayDead(id: nil) == 2)
