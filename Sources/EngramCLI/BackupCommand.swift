@@ -8,10 +8,24 @@ struct BackupCommand: AsyncParsableCommand {
 
     static func sqlite() throws -> (EngramConfiguration, AppDatabase) {
         let configuration = try EngramConfiguration.fromEnvironment()
-        guard case .sqlite(let path) = configuration.database else {
-            throw ValidationError("backups here are for SQLite; on PostgreSQL use pg_dump / point-in-time recovery")
+        switch configuration.database {
+        case .sqlite(let path):
+            return (configuration, try AppDatabase(path: path))
+        case .postgres(let url):
+            let settings = try PostgresSettings.parse(url)
+            throw ValidationError("""
+                engram backup is for the SQLite store. On PostgreSQL, back up with PostgreSQL's own tools:
+                a logical dump with pg_dump (use the client of the server's major version), e.g.
+
+                  PGPASSWORD=... pg_dump --format=custom --file=engram-$(date +%Y%m%dT%H%M%S).dump \\
+                      --host=\(settings.host) --port=\(settings.port) --username=\(settings.username) \(settings.database)
+
+                restored with `pg_restore --clean --dbname=...`, or continuous archiving with point-in-time
+                recovery (base backups + WAL archive, e.g. pgBackRest). Content in a dump stays sealed and keys
+                stay wrapped: keep ENGRAM_MASTER_KEY apart from the dumps. Erasures made after a dump are not
+                in it: after restoring one, erase those callers again (the audit log lists every user.erase).
+                """)
         }
-        return (configuration, try AppDatabase(path: path))
     }
 
     struct Create: AsyncParsableCommand {

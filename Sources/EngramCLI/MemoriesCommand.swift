@@ -82,10 +82,46 @@ struct VariablesCommand: AsyncParsableCommand {
 }
 
 struct MigrateCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Apply database migrations (also done at start).")
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Apply database migrations (also done at start), or copy an SQLite store into PostgreSQL.",
+        discussion: """
+            Without options: applies the migrations of ENGRAM_DATABASE_URL.
+            With --from sqlite://PATH --to postgres://...: copies every row into the (empty) PostgreSQL
+            database in one transaction and checks the row counts. Content stays sealed and keys stay
+            wrapped: run it with the same ENGRAM_MASTER_KEY, then point ENGRAM_DATABASE_URL at PostgreSQL.
+            Stop the gateway and workers first, so nothing is written to SQLite during the copy.
+            """)
+
+    @Option(help: "The SQLite store to copy from (sqlite://PATH).") var from: String?
+    @Option(help: "The PostgreSQL store to copy into (postgres://user:password@host:port/db).") var to: String?
+
+    func validate() throws {
+        if (from == nil) != (to == nil) { throw ValidationError("--from and --to go together") }
+    }
+
     func run() async throws {
-        let configuration = try EngramConfiguration.fromEnvironment()
-        _ = try await StoreFactory.open(configuration, logger: Logger(label: "engram-cli"))
-        print("migrations applied")
+        let logger = Logger(label: "engram-cli")
+        guard let from, let to else {
+            let configuration = try EngramConfiguration.fromEnvironment()
+            _ = try await StoreFactory.open(configuration, logger: logger)
+            print("migrations applied")
+            return
+        }
+        guard case .sqlite(let path) = try DatabaseLocation.parse(from, variable: "--from") else {
+            throw ValidationError("--from must be sqlite://PATH")
+        }
+        guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("--from: no SQLite file at \(path)") }
+        guard case .postgres(let url) = try DatabaseLocation.parse(to, variable: "--to") else {
+            throw ValidationError("--to must be postgres://user:password@host:port/database")
+        }
+        let source = try SQLiteMemoryStore(path: path)
+        let settings = try PostgresSettings.parse(url, variable: "--to")
+        let target = try await PostgresMemoryStore.connect(settings, logger: logger)
+        defer { target.close() }
+        let started = ContinuousClock.now
+        let report = try await StoreCopy.copy(from: source, to: target, logger: logger)
+        print("copied \(path) → \(settings.redacted) in \(ContinuousClock.now - started); row counts match:")
+        for table in report.tables { print("  \(table.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(table.rows)") }
     }
 }

@@ -13,6 +13,8 @@ struct PeriodicJob: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await body()
+            } catch is CancellationError {
+                break  // the group is stopping
             } catch {
                 logger.error("periodic job failed", metadata: ["job": "\(name)", "error_class": "\(type(of: error))"])
             }

@@ -15,15 +15,26 @@ public struct PostgresMemoryStore: MemoryStore {
     private let runner: Task<Void, Never>
     private let logger: Logger
 
-    public static func connect(_ settings: PostgresSettings, embeddingDimension: Int? = nil, logger: Logger) async throws -> PostgresMemoryStore {
-        var quiet = logger
+    public static func connect(
+        _ settings: PostgresSettings, embeddingDimension: Int? = nil, startTimeout: Duration = .seconds(20), logger: Logger
+    ) async throws -> PostgresMemoryStore {
+        var adjusted = logger
         // postgres-nio logs queries at debug with their binds: keep it above that.
-        if quiet.logLevel < .info { quiet.logLevel = .info }
+        if adjusted.logLevel < .info { adjusted.logLevel = .info }
+        let quiet = adjusted
         let client = PostgresClient(configuration: settings.clientConfiguration, backgroundLogger: quiet)
         let runner = Task { await client.run() }
+        // Let the pool start before the first lease (postgres-nio warns about a lease before run()).
+        for _ in 0..<3 { await Task.yield() }
         let store = PostgresMemoryStore(client: client, settings: settings, runner: runner, logger: quiet)
         do {
-            try await PostgresSchema.migrate(client, embeddingDimension: embeddingDimension, logger: quiet)
+            // An unreachable server would otherwise be retried for ever: fail the start clearly.
+            try await withTimeout(startTimeout) {
+                try await PostgresSchema.migrate(client, embeddingDimension: embeddingDimension, logger: quiet)
+            }
+        } catch is TimeoutError {
+            runner.cancel()
+            throw StoreError.unavailable("PostgreSQL at \(settings.redacted) did not answer within \(startTimeout)")
         } catch {
             runner.cancel()
             throw StoreError.unavailable("PostgreSQL at \(settings.redacted): \(PostgresMemoryStore.describe(error))")
@@ -50,7 +61,7 @@ public struct PostgresMemoryStore: MemoryStore {
     }
 
     /// A transaction whose own errors (a `StoreError` from inside it) come out unwrapped.
-    private func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         } catch let error as PostgresTransactionError {

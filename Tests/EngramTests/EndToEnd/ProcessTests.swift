@@ -8,7 +8,10 @@ import Testing
 struct ProcessTests {
     func environment(_ env: TestEnvironment, port: Int) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && $0.key != "OPENAI_API_KEY" }
-        environment["ENGRAM_DATABASE_URL"] = "sqlite://" + env.databasePath
+        switch env.databaseLocation {
+        case .sqlite(let path): environment["ENGRAM_DATABASE_URL"] = "sqlite://" + path
+        case .postgres(let url): environment["ENGRAM_DATABASE_URL"] = url
+        }
         environment["ENGRAM_REDIS_URL"] = "redis://\(env.redis.host):\(env.redis.port)/\(env.redis.database)"
         environment["ENGRAM_QUEUE_PREFIX"] = env.prefix
         environment["ENGRAM_MASTER_KEY"] = env.masterKey.base64
@@ -61,6 +64,64 @@ struct ProcessTests {
             #expect(!log.contains("Friday slot"))
             #expect(!log.contains(env.webhookSecret) && !log.contains(env.apiKey))
         }
+        await env.cleanUp()
+    }
+
+    @Test("three worker processes on one queue and one PostgreSQL: every event stored exactly once, through a kill -9 and duplicate deliveries",
+          .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
+    func threeWorkersExactlyOnce() async throws {
+        let env = try await TestEnvironment.make(.postgres)
+        let queue = env.queue()
+        let cipher = KeyRing(master: env.masterKey).envelopeCipher
+        // 40 callers, one call each; every call is delivered twice past the dedupe marks, so two
+        // workers may hold copies of the same event at once and only the database can tell.
+        let phones = (0..<40).map { String(format: "+1415555%04d", $0) }
+        var expected: [String: Int] = [:]
+        for phone in phones {
+            let body = try fixtureTranscript(phone: phone)
+            let webhook = try JSONDecoder().decode(PostCallWebhook.self, from: body)
+            expected[phone] = LocalExtractor().extractNow(Conversation(webhook.data!, fallbackStart: Date())).memories.count
+            for _ in 0..<2 {
+                let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+                #expect(try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
+            }
+        }
+
+        let environment = environment(env, port: 0)
+        // Each worker process has a metrics port of its own.
+        func startWorker() throws -> ServiceProcess {
+            var own = environment
+            own["ENGRAM_METRICS_PORT"] = String(try freePort())
+            return try ServiceProcess("engram-worker", environment: own, directory: env.directory)
+        }
+        var workers = try (0..<3).map { _ in try startWorker() }
+        defer { for worker in workers { worker.kill9() } }
+
+        let store = try #require(try await env.openStore() as? PostgresMemoryStore)
+        func processedCount() async throws -> Int {
+            let rows = try await store.client.query("SELECT count(*) FROM processed_events")
+            for try await (count) in rows.decode(Int.self) { return count }
+            return 0
+        }
+        // One worker dies mid-stream; its heartbeat lapses and the reaper hands its event to another.
+        try await waitUntil(timeout: .seconds(60), "the first events processed") { try await processedCount() >= 5 }
+        workers[0].kill9()
+        workers.append(try startWorker())
+
+        try await waitUntil(timeout: .seconds(90), "all events processed") {
+            let stats = try await queue.stats()
+            return try await processedCount() == phones.count && stats.pending == 0 && stats.processing == 0 && stats.retry == 0
+        }
+        #expect(try await queue.stats().dead == 0)
+
+        let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
+        let users = try #require(try await vault.tenant("default")).userKeys
+        for phone in phones {
+            let memories = try await vault.memories(tenant: "default", user: users.key(for: .phone(phone)), includeHistory: true)
+            #expect(memories.count == expected[phone], "memories of caller \(phone)")
+        }
+        for worker in workers.dropFirst() { #expect(await worker.terminate() == 0, "worker log: \(worker.output)") }
+        store.close()
         await env.cleanUp()
     }
 }

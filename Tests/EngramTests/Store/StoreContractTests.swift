@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Shared
+@testable import Worker
 
 /// The `MemoryStore` contract, run on every backend the test setup has: SQLite always, PostgreSQL
 /// with pgvector under `make test`. Rows are built by hand (the store only persists sealed bytes);
@@ -352,5 +353,52 @@ struct PostgresBackendTests {
         }
         #expect(try await store.nearest(tenant: f.tenant, user: f.user, embedder: "openai:text-embedding-3-small", query: query, limit: 2, exact: true).isEmpty)
         await f.finish()
+    }
+}
+
+@Suite("engram migrate --from sqlite --to postgres", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
+struct StoreCopyTests {
+    @Test("every row is copied sealed; the same master key reads the same memories and search answers")
+    func copySQLiteToPostgres() async throws {
+        let env = try await TestEnvironment.make(.sqlite)
+        let worker = try await buildWorker(configuration: env.configuration(), logger: testLogger)
+        let cipher = KeyRing(master: env.masterKey).envelopeCipher
+        let phones = [Fixtures.fixturePhone, "+14155550111", "+14155550122"]
+        for phone in phones {
+            let envelope = try Envelope.seal(try fixtureTranscript(phone: phone), tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+            #expect(try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
+        }
+        try await worker.drain()
+        let sqlite = try SQLiteMemoryStore(path: env.databasePath)
+        let erased = try await worker.userKey(phone: "+14155550122")
+        try await sqlite.erase(tenant: "default", user: erased, at: Date(timeIntervalSince1970: 1_764_000_000))
+        try await sqlite.insertAPIKey(APIKeyRecord(id: "key_1", tenant: "default", scope: .tool, keyHash: Data(repeating: 1, count: 32), createdAt: Date(timeIntervalSince1970: 1_764_000_000)))
+        try await sqlite.audit(AuditEntry(tenant: "default", actor: "key_1", action: "user.erase", user: erased, at: Date(timeIntervalSince1970: 1_764_000_000)))
+
+        let target = try await TestEnvironment.make(.postgres)
+        let postgres = try #require(try await target.openStore() as? PostgresMemoryStore)
+        let report = try await StoreCopy.copy(from: sqlite, to: postgres, logger: testLogger)
+        #expect(report.tables.first { $0.name == "memories" }?.rows ?? 0 > 0)
+        #expect(report.tables.first { $0.name == "tombstones" }?.rows == 1)
+        // A second copy into the same database is refused (it is no longer empty).
+        await #expect(throws: StoreError.self) { try await StoreCopy.copy(from: sqlite, to: postgres, logger: testLogger) }
+
+        let keyRing = KeyRing(master: env.masterKey)
+        let before = MemoryVault(store: sqlite, keyRing: keyRing, embedder: LocalEmbedder())
+        let after = MemoryVault(store: postgres, keyRing: keyRing, embedder: LocalEmbedder())
+        let user = try await worker.userKey(phone: Fixtures.fixturePhone)
+        let old = try await before.memories(tenant: "default", user: user, includeHistory: true)
+        let new = try await after.memories(tenant: "default", user: user, includeHistory: true)
+        #expect(!old.isEmpty)
+        #expect(new.map(\.id) == old.map(\.id))
+        #expect(new.map(\.content) == old.map(\.content))
+        let oldHits = try await before.search(tenant: "default", user: user, query: "when is my cleaning", limit: 5)
+        let newHits = try await after.search(tenant: "default", user: user, query: "when is my cleaning", limit: 5)
+        #expect(newHits.map(\.memory.id) == oldHits.map(\.memory.id))
+        #expect(try await postgres.tombstone(tenant: "default", user: erased) == Date(timeIntervalSince1970: 1_764_000_000))
+        #expect(try await postgres.apiKeys(tenant: "default").map(\.id) == ["key_1"])
+        postgres.close()
+        await env.cleanUp()
+        await target.cleanUp()
     }
 }

@@ -1,11 +1,13 @@
 import Foundation
 
 /// The work did not finish within its budget.
-struct TimeoutError: Error {}
+public struct TimeoutError: Error {
+    public init() {}
+}
 
 /// Runs `body`, answering after at most `budget`. Unstructured on purpose: a stalled database
 /// call cannot be interrupted, so the answer must not wait for it; it is cancelled and left.
-func withTimeout<T: Sendable>(_ budget: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+public func withTimeout<T: Sendable>(_ budget: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let claimed = ClaimFlag()
     return try await withCheckedThrowingContinuation { continuation in
         let work = Task {
@@ -27,10 +29,11 @@ func withTimeout<T: Sendable>(_ budget: Duration, _ body: @escaping @Sendable ()
 }
 
 /// Set once, by whichever of the racers finishes first.
-final class ClaimFlag: @unchecked Sendable {
+public final class ClaimFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var taken = false
-    func claim() -> Bool {
+    public init() {}
+    public func claim() -> Bool {
         lock.lock()
         defer { lock.unlock() }
         if taken { return false }
