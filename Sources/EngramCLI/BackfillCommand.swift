@@ -54,7 +54,7 @@ struct BackfillCommand: AsyncParsableCommand {
             envelopeCipher: try configuration.keyRing().envelopeCipher, dedupeTTLSeconds: configuration.dedupeTTLSeconds)
         let start = CLIDate.parse(since)!
         let end = until.flatMap(CLIDate.parse)
-        let items = try await backfill.run(tenant: tenant.id, agentID: agentID, since: start, until: end, dryRun: dryRun)
+        let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun)
 
         var counts: [String: Int] = [:]
         for outcome in BackfillOutcome.allCases { counts[outcome.rawValue] = 0 }

@@ -14,6 +14,8 @@ public enum BackfillOutcome: String, Sendable, Codable, CaseIterable {
     case skippedNotDone = "skipped_not_done"
     /// No resolvable caller (withheld number, widget call without `user_id`).
     case skippedNoCaller = "skipped_no_caller"
+    /// The caller was erased after this call: queuing it now must not bring the call back.
+    case skippedErased = "skipped_erased"
     /// The details could not be fetched (see the item's error).
     case failed
 }
@@ -57,7 +59,7 @@ public struct ConversationBackfill: Sendable {
     /// Conversations that started in `[since, until)`, newest first. A refused API key stops the
     /// run (`ElevenLabsAPIError.unauthorized`); a conversation whose details cannot be fetched is
     /// reported `failed` and the run goes on.
-    public func run(tenant: String, agentID: String?, since: Date, until: Date?, dryRun: Bool) async throws -> [BackfillItem] {
+    public func run(tenant: TenantContext, agentID: String?, since: Date, until: Date?, dryRun: Bool) async throws -> [BackfillItem] {
         let after = Int64(since.timeIntervalSince1970.rounded(.down))
         let before = until.map { Int64($0.timeIntervalSince1970.rounded(.up)) }
         var items: [BackfillItem] = []
@@ -79,14 +81,14 @@ public struct ConversationBackfill: Sendable {
         return items
     }
 
-    func reconcile(_ summary: ConversationSummary, tenant: String, dryRun: Bool) async throws -> BackfillItem {
+    func reconcile(_ summary: ConversationSummary, tenant: TenantContext, dryRun: Bool) async throws -> BackfillItem {
         var item = BackfillItem(
             conversationID: summary.conversationID, agentID: summary.agentID, startTimeUnixSecs: summary.startTimeUnixSecs,
             status: summary.status, outcome: .skippedNotDone)
         guard summary.status == "done" else { return item }
         let type = EventType.postCallTranscription
         let key = EventIngestor.idempotencyKey(type: type, conversationID: summary.conversationID)
-        if try await store.isProcessed(tenant: tenant, idempotencyKey: key) {
+        if try await store.isProcessed(tenant: tenant.id, idempotencyKey: key) {
             item.outcome = .alreadyProcessed
             return item
         }
@@ -104,8 +106,16 @@ public struct ConversationBackfill: Sendable {
             item.status = status
             return item
         }
-        guard let data, EventIngestor.identity(of: data) != nil else {
+        guard let data, let identity = EventIngestor.identity(of: data) else {
             item.outcome = .skippedNoCaller
+            return item
+        }
+        // The worker lets a caller erased and then re-consenting back in for events received
+        // after the consent; a backfilled event is received now, so the call's own time decides.
+        let startedAt = data.metadata?.startTimeUnixSecs ?? summary.startTimeUnixSecs
+        if let erasedAt = try await store.tombstone(tenant: tenant.id, user: tenant.userKeys.key(for: identity)),
+           startedAt.map({ Date(timeIntervalSince1970: TimeInterval($0)) < erasedAt }) ?? true {
+            item.outcome = .skippedErased
             return item
         }
         if dryRun {
@@ -114,8 +124,8 @@ public struct ConversationBackfill: Sendable {
         }
         let now = clock.now()
         let body = Self.webhookBody(details: details, eventTimestamp: Int64(now.timeIntervalSince1970))
-        let envelope = try Envelope.seal(body, tenant: tenant, type: type, receivedAt: now, cipher: envelopeCipher)
-        let mark = PostCallIntake.eventDedupeMark(tenant: tenant, type: type, conversationID: summary.conversationID)
+        let envelope = try Envelope.seal(body, tenant: tenant.id, type: type, receivedAt: now, cipher: envelopeCipher)
+        let mark = PostCallIntake.eventDedupeMark(tenant: tenant.id, type: type, conversationID: summary.conversationID)
         item.outcome = try await queue.enqueue(envelope, dedupe: [mark], ttlSeconds: dedupeTTLSeconds) ? .enqueued : .alreadyQueued
         return item
     }

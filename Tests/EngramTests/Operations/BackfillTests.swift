@@ -33,8 +33,9 @@ struct BackfillTests {
         }
 
         func run(since: Int64 = BackfillTests.base, until: Int64? = nil, dryRun: Bool = false, apiKey: String? = nil) async throws -> [BackfillItem] {
-            try await backfill(apiKey: apiKey).run(
-                tenant: "default", agentID: BackfillTests.agent, since: Date(timeIntervalSince1970: TimeInterval(since)),
+            let tenant = try #require(try await worker.vault.tenant("default", create: true))
+            return try await backfill(apiKey: apiKey).run(
+                tenant: tenant, agentID: BackfillTests.agent, since: Date(timeIntervalSince1970: TimeInterval(since)),
                 until: until.map { Date(timeIntervalSince1970: TimeInterval($0)) }, dryRun: dryRun)
         }
 
@@ -159,6 +160,28 @@ struct BackfillTests {
             }
             try await h.ingestDirectly(body)
             #expect(try await h.memories(Self.phones[0]) == stored)
+        }
+    }
+
+    @Test("a call from before the caller's erasure is not queued, even after the caller consented again")
+    func erasedCallerStaysErased() async throws {
+        try await Self.withHarness { h in
+            h.server.add(try .fixture(id: "conv_before_erasure", start: Self.base + 10, phone: Self.phones[0]))
+            let user = try await h.worker.userKey(phone: Self.phones[0])
+            let store = h.worker.vault.store
+            // Erased (forget-me) after that call, then consent given again: later calls are welcome,
+            // but the erased one must not come back through the backfill.
+            try await store.erase(tenant: "default", user: user, at: Date(timeIntervalSince1970: TimeInterval(Self.base + 3_600)))
+            _ = try await h.worker.vault.userForWriting(tenant: "default", user: user)
+            try await store.setConsent(tenant: "default", user: user, granted: true, at: Date())
+            h.server.add(try .fixture(id: "conv_after_consent", start: Self.base + 7_200, phone: Self.phones[0]))
+
+            let items = try await h.run()
+            #expect(h.outcomes(items) == ["conv_before_erasure": .skippedErased, "conv_after_consent": .enqueued])
+            try await h.worker.drain()
+            let memories = try await h.memories(Self.phones[0])
+            #expect(!memories.isEmpty)
+            #expect(memories.allSatisfy { $0.sources.allSatisfy { $0.conversationID == "conv_after_consent" } })
         }
     }
 
