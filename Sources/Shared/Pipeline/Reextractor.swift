@@ -17,6 +17,9 @@ public enum ReextractOutcome: String, Sendable, Codable, CaseIterable {
     case transcriptUnavailable = "transcript_unavailable"
     /// The memories name no conversation, so there is nothing to fetch.
     case noConversation = "no_conversation"
+    /// The caller withdrew consent (or the tenant's mode is `off`): the transcript is not sent
+    /// to the LLM again; the memories stay as they are until erased.
+    case skippedNoConsent = "skipped_no_consent"
 }
 
 /// One conversation of a reextract run: ids and counts only, never content.
@@ -79,6 +82,11 @@ public struct Reextractor: Sendable {
 
     private func reextract(_ group: Group, conversationID: String, tenant: TenantContext, item: ReextractItem, logger: Logger) async throws -> ReextractItem {
         var item = item
+        let consent = try await vault.store.user(tenant: tenant.id, user: group.user)?.consent
+        if tenant.record.consentMode == .off || consent == false {
+            item.outcome = .skippedNoConsent
+            return item
+        }
         let details: Data
         do {
             details = try await client.conversation(id: conversationID)

@@ -224,6 +224,19 @@ struct ReextractTests {
         }
     }
 
+    @Test("a caller who withdrew consent is not sent to the LLM again; the memories stay")
+    func withdrawnConsent() async throws {
+        try await Self.withHarness { h in
+            let before = try await h.memories()
+            h.openAI.setDefault(.ok)
+            try await h.store.setConsent(tenant: "default", user: try await h.user(), granted: false, at: Date())
+            #expect(try await h.run().map(\.outcome) == [.skippedNoConsent])
+            #expect(h.elevenLabs.requests.isEmpty)
+            #expect(h.openAI.requestCount == 1)
+            #expect(try await h.memories() == before)
+        }
+    }
+
     @Test("--user limits the run to that caller, and a dry run fetches and changes nothing")
     func userFilterAndDryRun() async throws {
         try await Self.withHarness { h in
