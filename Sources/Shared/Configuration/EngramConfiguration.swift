@@ -136,6 +136,9 @@ public struct EngramConfiguration: Sendable {
     public var backupDirectory = "./data/backups"
     public var backupInterval: Duration = .seconds(3600)
     public var backupKeep = 24
+    /// Read only by `engram backfill` and `engram reextract` (the Conversations API).
+    public var elevenLabsAPIKey: String?
+    public var elevenLabsBaseURL = ElevenLabsClient.defaultBaseURL
 
     public init() {}
 
@@ -218,10 +221,27 @@ public struct EngramConfiguration: Sendable {
         c.backupDirectory = reader.string("ENGRAM_BACKUP_DIR") ?? c.backupDirectory
         c.backupInterval = try reader.milliseconds("ENGRAM_BACKUP_INTERVAL_MS") ?? c.backupInterval
         c.backupKeep = try reader.int("ENGRAM_BACKUP_KEEP", range: 1...10_000) ?? c.backupKeep
+        c.elevenLabsAPIKey = reader.string("ELEVENLABS_API_KEY")
+        if let raw = reader.string("ELEVENLABS_API_BASE_URL") {
+            guard let url = URLComponents(string: raw), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
+                throw ConfigurationError(variable: "ELEVENLABS_API_BASE_URL", reason: "expected an http(s) URL such as https://api.elevenlabs.io")
+            }
+            c.elevenLabsBaseURL = raw
+        }
         if c.extractor == .openai || c.embedder == .openai, c.openAIKey == nil {
             throw ConfigurationError(variable: "OPENAI_API_KEY", reason: "required when ENGRAM_EXTRACTOR or ENGRAM_EMBEDDER is openai")
         }
         return c
+    }
+
+    /// The ElevenLabs Conversations API client; fails with a clear message without `ELEVENLABS_API_KEY`.
+    public func elevenLabsClient() throws -> ElevenLabsClient {
+        guard let key = elevenLabsAPIKey else {
+            throw ConfigurationError(
+                variable: "ELEVENLABS_API_KEY",
+                reason: "required: an ElevenLabs API key that can read Conversational AI conversations (ElevenLabs → Developers → API keys)")
+        }
+        return ElevenLabsClient(baseURL: elevenLabsBaseURL, apiKey: key)
     }
 
     /// Fails with the variable's name when a value an executable needs is missing.

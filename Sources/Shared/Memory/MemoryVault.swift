@@ -226,16 +226,20 @@ public struct MemoryVault: Sendable {
 
     /// Builds the write for one extraction: embeds, applies the conflict rules against the
     /// user's current memories, seals content and hashes terms. The caller applies it.
+    /// `replacing`: memories the write will delete (`MemoryStore.replaceExtraction`); the rules
+    /// then run against the memories as they will be without them.
     public func prepareWrite(
         tenant: String, user: UserKey, extraction: Extraction, conversationID: String?, callAt: Date?,
-        idempotencyKey: String, eventID: String, eventType: String
+        idempotencyKey: String, eventID: String, eventType: String, replacing: Set<String> = []
     ) async throws -> WriteBatch {
         let now = clock.now()
         let (record, key) = try await userForWriting(tenant: tenant, user: user)
         var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
         guard !extraction.memories.isEmpty else { return batch }
 
-        let existingRows = try await store.memories(tenant: tenant, user: user, includeHistory: false)
+        let existingRows = replacing.isEmpty
+            ? try await store.memories(tenant: tenant, user: user, includeHistory: false)
+            : Self.currentRows(removing: replacing, from: try await store.memories(tenant: tenant, user: user, includeHistory: true))
         let entry = try await vectorEntry(record)
         var candidates: [ResolutionCandidate] = []
         var existingByID: [String: Memory] = [:]
@@ -287,6 +291,20 @@ public struct MemoryVault: Sendable {
             return row
         }
         return batch
+    }
+
+    /// The current memories once `removed` are deleted: a memory one of them superseded takes
+    /// over its `valid_to` and `superseded_by`, as `MemoryStore.replaceExtraction` does.
+    static func currentRows(removing removed: Set<String>, from history: [MemoryRow]) -> [MemoryRow] {
+        var rows = Dictionary(history.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for id in removed.sorted() {
+            guard let gone = rows.removeValue(forKey: id) else { continue }
+            for (otherID, other) in rows where other.supersededBy == id {
+                rows[otherID]?.validTo = gone.validTo
+                rows[otherID]?.supersededBy = gone.supersededBy
+            }
+        }
+        return history.compactMap { rows[$0.id] }.filter { $0.status == .active && $0.validTo == nil }
     }
 
     /// Builds the rows of a bulk load (the benchmark's seeder) exactly as `prepareWrite` does

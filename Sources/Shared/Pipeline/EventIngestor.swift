@@ -60,7 +60,7 @@ public struct EventIngestor: Sendable {
             guard let data = webhook.data, let conversationID = data.conversationID else {
                 throw PermanentEventError(errorClass: "DecodingError", message: "post-call body has no conversation id")
             }
-            let key = "\(webhook.type):\(conversationID)"
+            let key = Self.idempotencyKey(type: webhook.type, conversationID: conversationID)
             if envelope.type == EventType.callInitiationFailure {
                 // Recorded only: the attempt is counted, nothing about the caller is kept.
                 _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: key, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
@@ -88,6 +88,9 @@ public struct EventIngestor: Sendable {
             return .ignored
         }
     }
+
+    /// The store's idempotency key of a webhook event: `<type>:<conversation_id>` (per tenant).
+    public static func idempotencyKey(type: String, conversationID: String) -> String { "\(type):\(conversationID)" }
 
     /// The caller, in the contract's order: `data.user_id`, the `user_id` dynamic variable, the phone number.
     public static func identity(of data: PostCallData) -> CallerIdentity? {

@@ -66,7 +66,7 @@ public struct PostCallIntake: Sendable {
                 throw IntakeError.malformedJSON  // sealing cannot fail for valid input; keep the error domain closed
             }
             return .enqueue(envelope, dedupe: [
-                Self.digest("event|\(tenant)|\(type)|\(conversation)"),
+                Self.eventDedupeMark(tenant: tenant, type: type, conversationID: conversation),
                 Self.digest("signature|\(tenant)|\(signatureHeader)"),
             ])
         case "post_call_audio":
@@ -83,6 +83,12 @@ public struct PostCallIntake: Sendable {
         let ns = text as NSString
         guard let match = regex.firstMatch(in: text, range: NSRange(location: 0, length: ns.length)) else { return false }
         return ns.substring(with: match.range(at: 1)) == value
+    }
+
+    /// The dedupe mark of one conversation's event: shared by the webhook and `engram backfill`,
+    /// so whichever comes second is a duplicate.
+    public static func eventDedupeMark(tenant: String, type: String, conversationID: String) -> String {
+        digest("event|\(tenant)|\(type)|\(conversationID)")
     }
 
     public static func digest(_ text: String) -> String {

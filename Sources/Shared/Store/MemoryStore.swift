@@ -21,6 +21,16 @@ public protocol MemoryStore: Sendable {
     /// Applies a batch with its idempotency key in one transaction. False if the key was already there.
     func apply(_ batch: WriteBatch) async throws -> Bool
 
+    /// Memories stored by the fallback extractor (`needs_reextraction`), any status, of the
+    /// tenant or of one user, ordered by user, then `valid_from`, then id.
+    func memoriesNeedingReextraction(tenant: String, user: UserKey?) async throws -> [MemoryRow]
+    /// `engram reextract`'s write, in one transaction: false (and nothing changed) if the batch's
+    /// idempotency key is already recorded. Otherwise deletes each listed memory of the batch's
+    /// user that still has `needs_reextraction` (with its vectors and term postings); a memory
+    /// it had superseded takes over its `valid_to` and `superseded_by` (so is current again if
+    /// it was); then applies the batch exactly as `apply`.
+    func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool
+
     /// Memories of one user; `includeHistory` adds superseded and archived ones.
     func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow]
     func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow]

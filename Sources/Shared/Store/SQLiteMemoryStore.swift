@@ -111,67 +111,103 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func apply(_ batch: WriteBatch) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
-                    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
-                    """,
-                arguments: [batch.tenant, batch.idempotencyKey, batch.eventID, batch.eventType, batch.user.rawValue, batch.processedAt.timeIntervalSince1970])
-            guard db.changesCount > 0 else { return false }
-            let encoder = JSONEncoder()
-            for row in batch.inserts {
-                try db.execute(
-                    sql: """
-                        INSERT INTO memories (id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at,
-                            sensitive, valid_from, valid_to, superseded_by, status, sources, created_at, last_recalled_at,
-                            needs_reextraction, term_count)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        row.id, row.tenant, row.user.rawValue, row.sector.rawValue, row.sealedContent, row.slot, row.importance,
-                        row.salience0, row.reinforcedAt.timeIntervalSince1970, row.sensitive, row.validFrom.timeIntervalSince1970,
-                        row.validTo?.timeIntervalSince1970, row.supersededBy, row.status.rawValue,
-                        String(decoding: try encoder.encode(row.sources), as: UTF8.self), row.createdAt.timeIntervalSince1970,
-                        row.lastRecalledAt?.timeIntervalSince1970, row.needsReextraction, row.termCount,
-                    ])
-            }
-            for vector in batch.vectors {
-                try db.execute(
-                    sql: "INSERT OR REPLACE INTO memory_vectors (memory_id, embedder, tenant_id, user_key, vector) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [vector.memoryID, vector.embedder, batch.tenant, batch.user.rawValue, Data(VectorMath.toBytes(vector.vector))])
-            }
-            for posting in batch.postings {
-                try db.execute(
-                    sql: "INSERT OR REPLACE INTO memory_terms (tenant_id, user_key, term, memory_id, frequency) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [batch.tenant, batch.user.rawValue, posting.term, posting.memoryID, posting.frequency])
-            }
-            for closing in batch.supersessions {
-                try db.execute(
-                    sql: "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND tenant_id = ? AND user_key = ?",
-                    arguments: [closing.validTo.timeIntervalSince1970, closing.by, closing.id, batch.tenant, batch.user.rawValue])
-            }
-            for reinforcement in batch.reinforcements {
-                guard let raw = try String.fetchOne(
-                    db, sql: "SELECT sources FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?",
-                    arguments: [reinforcement.id, batch.tenant, batch.user.rawValue])
-                else { continue }
-                var sources = (try? JSONDecoder().decode([MemorySource].self, from: Data(raw.utf8))) ?? []
-                if !sources.contains(reinforcement.source) { sources.append(reinforcement.source) }
-                try db.execute(
-                    sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, sources = ? WHERE id = ?",
-                    arguments: [reinforcement.salience0, batch.processedAt.timeIntervalSince1970,
-                                String(decoding: try encoder.encode(sources), as: UTF8.self), reinforcement.id])
-            }
-            try db.execute(
-                sql: """
-                    UPDATE users SET memory_version = memory_version + 1,
-                        last_call_at = MAX(COALESCE(last_call_at, 0), COALESCE(?, 0))
-                    WHERE tenant_id = ? AND user_key = ?
-                    """,
-                arguments: [batch.callAt?.timeIntervalSince1970, batch.tenant, batch.user.rawValue])
-            return true
+        try await pool.write { db in try Self.write(batch, in: db) }
+    }
+
+    public func memoriesNeedingReextraction(tenant: String, user: UserKey?) async throws -> [MemoryRow] {
+        try await pool.read { db in
+            let userFilter = user == nil ? "" : "AND user_key = ?"
+            var arguments: [any DatabaseValueConvertible] = [tenant]
+            if let user { arguments.append(user.rawValue) }
+            return try Row.fetchAll(
+                db, sql: "SELECT * FROM memories WHERE tenant_id = ? \(userFilter) AND needs_reextraction = 1 ORDER BY user_key, valid_from, id",
+                arguments: StatementArguments(arguments)).map(Self.memory)
         }
+    }
+
+    public func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool {
+        try await pool.write { db in
+            let done = try Bool.fetchOne(
+                db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?",
+                arguments: [batch.tenant, batch.idempotencyKey]) ?? false
+            if done { return false }
+            for id in ids {
+                guard let replaced = try Row.fetchOne(
+                    db, sql: "SELECT valid_to, superseded_by FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ? AND needs_reextraction = 1",
+                    arguments: [id, batch.tenant, batch.user.rawValue])
+                else { continue }
+                // What the replaced memory closed takes over its closing (or is current again).
+                try db.execute(
+                    sql: "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE tenant_id = ? AND user_key = ? AND superseded_by = ?",
+                    arguments: [replaced["valid_to"] as Double?, replaced["superseded_by"] as String?, batch.tenant, batch.user.rawValue, id])
+                // Its vectors and term postings go with it (ON DELETE CASCADE).
+                try db.execute(sql: "DELETE FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?", arguments: [id, batch.tenant, batch.user.rawValue])
+            }
+            return try Self.write(batch, in: db)
+        }
+    }
+
+    /// The writes of one batch inside an open transaction; false if its idempotency key was already there.
+    static func write(_ batch: WriteBatch, in db: Database) throws -> Bool {
+        try db.execute(
+            sql: """
+                INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
+                VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                """,
+            arguments: [batch.tenant, batch.idempotencyKey, batch.eventID, batch.eventType, batch.user.rawValue, batch.processedAt.timeIntervalSince1970])
+        guard db.changesCount > 0 else { return false }
+        let encoder = JSONEncoder()
+        for row in batch.inserts {
+            try db.execute(
+                sql: """
+                    INSERT INTO memories (id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at,
+                        sensitive, valid_from, valid_to, superseded_by, status, sources, created_at, last_recalled_at,
+                        needs_reextraction, term_count)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    row.id, row.tenant, row.user.rawValue, row.sector.rawValue, row.sealedContent, row.slot, row.importance,
+                    row.salience0, row.reinforcedAt.timeIntervalSince1970, row.sensitive, row.validFrom.timeIntervalSince1970,
+                    row.validTo?.timeIntervalSince1970, row.supersededBy, row.status.rawValue,
+                    String(decoding: try encoder.encode(row.sources), as: UTF8.self), row.createdAt.timeIntervalSince1970,
+                    row.lastRecalledAt?.timeIntervalSince1970, row.needsReextraction, row.termCount,
+                ])
+        }
+        for vector in batch.vectors {
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO memory_vectors (memory_id, embedder, tenant_id, user_key, vector) VALUES (?, ?, ?, ?, ?)",
+                arguments: [vector.memoryID, vector.embedder, batch.tenant, batch.user.rawValue, Data(VectorMath.toBytes(vector.vector))])
+        }
+        for posting in batch.postings {
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO memory_terms (tenant_id, user_key, term, memory_id, frequency) VALUES (?, ?, ?, ?, ?)",
+                arguments: [batch.tenant, batch.user.rawValue, posting.term, posting.memoryID, posting.frequency])
+        }
+        for closing in batch.supersessions {
+            try db.execute(
+                sql: "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE id = ? AND tenant_id = ? AND user_key = ?",
+                arguments: [closing.validTo.timeIntervalSince1970, closing.by, closing.id, batch.tenant, batch.user.rawValue])
+        }
+        for reinforcement in batch.reinforcements {
+            guard let raw = try String.fetchOne(
+                db, sql: "SELECT sources FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?",
+                arguments: [reinforcement.id, batch.tenant, batch.user.rawValue])
+            else { continue }
+            var sources = (try? JSONDecoder().decode([MemorySource].self, from: Data(raw.utf8))) ?? []
+            if !sources.contains(reinforcement.source) { sources.append(reinforcement.source) }
+            try db.execute(
+                sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, sources = ? WHERE id = ?",
+                arguments: [reinforcement.salience0, batch.processedAt.timeIntervalSince1970,
+                            String(decoding: try encoder.encode(sources), as: UTF8.self), reinforcement.id])
+        }
+        try db.execute(
+            sql: """
+                UPDATE users SET memory_version = memory_version + 1,
+                    last_call_at = MAX(COALESCE(last_call_at, 0), COALESCE(?, 0))
+                WHERE tenant_id = ? AND user_key = ?
+                """,
+            arguments: [batch.callAt?.timeIntervalSince1970, batch.tenant, batch.user.rawValue])
+        return true
     }
 
     // MARK: reads

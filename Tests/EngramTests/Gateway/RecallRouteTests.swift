@@ -26,6 +26,8 @@ struct StalledStore: MemoryStore {
         try await base.recordEvent(tenant: tenant, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, user: user, at: at)
     }
     func apply(_ batch: WriteBatch) async throws -> Bool { try await base.apply(batch) }
+    func memoriesNeedingReextraction(tenant: String, user: UserKey?) async throws -> [MemoryRow] { try await base.memoriesNeedingReextraction(tenant: tenant, user: user) }
+    func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool { try await base.replaceExtraction(batch, replacing: ids) }
     func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow] { try await base.memories(tenant: tenant, user: user, includeHistory: includeHistory) }
     func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] { try await base.memories(tenant: tenant, user: user, ids: ids) }
     func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int { try await base.activeMemoryCount(tenant: tenant, user: user) }
