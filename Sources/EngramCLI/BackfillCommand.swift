@@ -46,7 +46,7 @@ struct BackfillCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = try EngramConfiguration.fromEnvironment()
         let client = try configuration.elevenLabsClient()
-        let context = try CLIContext()
+        let context = try await CLIContext()
         let tenant = try await context.tenant(self.tenant.tenant)
         let backfill = ConversationBackfill(
             client: client, store: context.vault.store,

@@ -31,7 +31,7 @@ struct ReextractCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try EngramConfiguration.fromEnvironment()
-        let context = try CLIContext()
+        let context = try await CLIContext()
         let tenant = try await context.tenant(self.tenant.tenant)
         let key = try user.map { try context.user($0, tenant: tenant) }
 

@@ -171,42 +171,87 @@ public struct PostgresMemoryStore: MemoryStore {
     public func apply(_ batch: WriteBatch) async throws -> Bool {
         let memoriesJSON = try Self.memoriesJSON(batch.inserts)
         return try await transaction { connection in
-            // The primary key is the idempotency guarantee: a second worker holding the same event
-            // waits here for the first one's commit, then inserts nothing and writes nothing.
-            let claimed = try await connection.rows(
-                """
-                INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
-                VALUES (\(batch.tenant), \(batch.idempotencyKey), \(batch.eventID), \(batch.eventType), \(batch.user.rawValue), \(batch.processedAt))
-                ON CONFLICT DO NOTHING RETURNING 1
-                """, logger: logger)
-            guard !claimed.isEmpty else { return false }
-            if let memoriesJSON { try await Self.insertMemories(memoriesJSON, on: connection, logger: logger) }
-            try await Self.insertVectors(batch.vectors, tenant: batch.tenant, user: batch.user, on: connection, logger: logger)
-            try await Self.insertPostings(batch.postings, tenant: batch.tenant, user: batch.user, on: connection, logger: logger)
-            for closing in batch.supersessions {
-                try await connection.query(
-                    """
-                    UPDATE memories SET valid_to = \(closing.validTo), superseded_by = \(closing.by)
-                    WHERE id = \(closing.id) AND tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)
-                    """, logger: logger)
-            }
-            for reinforcement in batch.reinforcements {
-                let source = String(decoding: try JSONEncoder().encode(reinforcement.source), as: UTF8.self)
-                try await connection.query(
-                    """
-                    UPDATE memories SET salience0 = \(reinforcement.salience0), reinforced_at = \(batch.processedAt),
-                        sources = CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(sources) AS e WHERE e = \(source)::jsonb)
-                            THEN sources ELSE sources || jsonb_build_array(\(source)::jsonb) END
-                    WHERE id = \(reinforcement.id) AND tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)
-                    """, logger: logger)
-            }
-            try await connection.query(
-                """
-                UPDATE users SET memory_version = memory_version + 1, last_call_at = GREATEST(last_call_at, \(batch.callAt))
-                WHERE tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)
-                """, logger: logger)
+            guard try await Self.claim(batch, on: connection, logger: logger) else { return false }
+            try await Self.write(batch, memoriesJSON: memoriesJSON, on: connection, logger: logger)
             return true
         }
+    }
+
+    public func memoriesNeedingReextraction(tenant: String, user: UserKey?) async throws -> [MemoryRow] {
+        try await rows(
+            """
+            SELECT \(unescaped: Self.memoryColumns) FROM memories
+            WHERE tenant_id = \(tenant) AND (\(user?.rawValue)::text IS NULL OR user_key = \(user?.rawValue)) AND needs_reextraction
+            ORDER BY user_key, valid_from, id
+            """).map(Self.memory)
+    }
+
+    public func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool {
+        let memoriesJSON = try Self.memoriesJSON(batch.inserts)
+        return try await transaction { connection in
+            guard try await Self.claim(batch, on: connection, logger: logger) else { return false }
+            for id in ids {
+                let replaced = try await connection.rows(
+                    """
+                    SELECT valid_to, superseded_by FROM memories
+                    WHERE id = \(id) AND tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue) AND needs_reextraction
+                    FOR UPDATE
+                    """, logger: logger)
+                guard let row = replaced.first else { continue }
+                // What the replaced memory closed takes over its closing (or is current again).
+                try await connection.query(
+                    """
+                    UPDATE memories SET valid_to = \(try row["valid_to"].decode(Date?.self)), superseded_by = \(try row["superseded_by"].decode(String?.self))
+                    WHERE tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue) AND superseded_by = \(id)
+                    """, logger: logger)
+                // Its vectors and term postings go with it (ON DELETE CASCADE).
+                try await connection.query(
+                    "DELETE FROM memories WHERE id = \(id) AND tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)", logger: logger)
+            }
+            try await Self.write(batch, memoriesJSON: memoriesJSON, on: connection, logger: logger)
+            return true
+        }
+    }
+
+    /// Records the batch's idempotency key; false if it was there. The primary key is the
+    /// idempotency guarantee: a second worker holding the same event waits here for the first
+    /// one's commit, then inserts nothing and writes nothing.
+    static func claim(_ batch: WriteBatch, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        !(try await connection.rows(
+            """
+            INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
+            VALUES (\(batch.tenant), \(batch.idempotencyKey), \(batch.eventID), \(batch.eventType), \(batch.user.rawValue), \(batch.processedAt))
+            ON CONFLICT DO NOTHING RETURNING 1
+            """, logger: logger).isEmpty)
+    }
+
+    /// The writes of a claimed batch, inside the caller's transaction.
+    static func write(_ batch: WriteBatch, memoriesJSON: String?, on connection: PostgresConnection, logger: Logger) async throws {
+        if let memoriesJSON { try await insertMemories(memoriesJSON, on: connection, logger: logger) }
+        try await insertVectors(batch.vectors, tenant: batch.tenant, user: batch.user, on: connection, logger: logger)
+        try await insertPostings(batch.postings, tenant: batch.tenant, user: batch.user, on: connection, logger: logger)
+        for closing in batch.supersessions {
+            try await connection.query(
+                """
+                UPDATE memories SET valid_to = \(closing.validTo), superseded_by = \(closing.by)
+                WHERE id = \(closing.id) AND tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)
+                """, logger: logger)
+        }
+        for reinforcement in batch.reinforcements {
+            let source = String(decoding: try JSONEncoder().encode(reinforcement.source), as: UTF8.self)
+            try await connection.query(
+                """
+                UPDATE memories SET salience0 = \(reinforcement.salience0), reinforced_at = \(batch.processedAt),
+                    sources = CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(sources) AS e WHERE e = \(source)::jsonb)
+                        THEN sources ELSE sources || jsonb_build_array(\(source)::jsonb) END
+                WHERE id = \(reinforcement.id) AND tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)
+                """, logger: logger)
+        }
+        try await connection.query(
+            """
+            UPDATE users SET memory_version = memory_version + 1, last_call_at = GREATEST(last_call_at, \(batch.callAt))
+            WHERE tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)
+            """, logger: logger)
     }
 
     /// Memory rows travel as one JSON array (content in base64, times as Unix seconds) and are

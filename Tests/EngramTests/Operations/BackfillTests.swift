@@ -59,7 +59,7 @@ struct BackfillTests {
         let env = try TestEnvironment()
         do {
             try await withFakeElevenLabs(maxPageSize: 2) { server in
-                let worker = try buildWorker(configuration: env.configuration(), logger: testLogger)
+                let worker = try await buildWorker(configuration: env.configuration(), logger: testLogger)
                 try await body(Harness(env: env, server: server, worker: worker, queue: env.queue()))
             }
         } catch {

@@ -86,8 +86,8 @@ struct ReextractTests {
                     var configuration = env.configuration()
                     configuration.maxAttempts = 1
                     configuration.llmFailurePolicy = .retryThenLocal
-                    let localWorker = try buildWorker(configuration: configuration, logger: testLogger)
-                    let llmWorker = try buildWorker(configuration: configuration, extractor: extractor(openAI), logger: testLogger)
+                    let localWorker = try await buildWorker(configuration: configuration, logger: testLogger)
+                    let llmWorker = try await buildWorker(configuration: configuration, extractor: extractor(openAI), logger: testLogger)
                     let h = Harness(env: env, openAI: openAI, elevenLabs: elevenLabs, localWorker: localWorker, llmWorker: llmWorker, earlier: earlier, failed: failed)
 
                     try await h.ingest(earlier, with: localWorker)

@@ -254,6 +254,36 @@ struct StoreContractTests {
         await f.finish()
     }
 
+    @Test("re-extraction: marked memories are listed, replaced once in one transaction, and what they closed reopens", arguments: Backend.available)
+    func reextraction(backend: Backend) async throws {
+        let f = try await Fixture.make(backend)
+        var fallback = f.row("fb1", slot: "reason")
+        fallback.needsReextraction = true
+        var other = f.row("fb2")
+        other.needsReextraction = true
+        #expect(try await f.store.apply(f.batch("r0", rows: [f.row("old", slot: "reason")])))
+        var first = f.batch("r1", rows: [fallback, other])
+        first.supersessions = [(id: "old", validTo: f.t0.addingTimeInterval(10), by: "fb1")]
+        #expect(try await f.store.apply(first))
+        var otherUsers = f.row("fb3", user: f.other)
+        otherUsers.needsReextraction = true
+        #expect(try await f.store.apply(f.batch("r2", user: f.other, rows: [otherUsers])))
+
+        #expect(try await f.store.memoriesNeedingReextraction(tenant: f.tenant, user: f.user).map(\.id) == ["fb1", "fb2"])
+        #expect(try await f.store.memoriesNeedingReextraction(tenant: f.tenant, user: nil).count == 3)
+
+        let replacement = f.batch("reextract:conv_fb1", rows: [f.row("llm1")], at: f.t0.addingTimeInterval(20))
+        #expect(try await f.store.replaceExtraction(replacement, replacing: ["fb1"]))
+        #expect(try await f.store.replaceExtraction(replacement, replacing: ["fb2"]) == false)
+        let all = try await f.store.memories(tenant: f.tenant, user: f.user, includeHistory: true)
+        #expect(Set(all.map(\.id)) == ["old", "fb2", "llm1"])
+        let reopened = try #require(all.first { $0.id == "old" })
+        #expect(reopened.validTo == nil && reopened.supersededBy == nil)
+        #expect(try await f.store.postings(tenant: f.tenant, user: f.user, terms: [Data("term-fb1".utf8)]).isEmpty)
+        #expect(try await f.store.memoriesNeedingReextraction(tenant: f.tenant, user: f.user).map(\.id) == ["fb2"])
+        await f.finish()
+    }
+
     @Test("erasure destroys the key, every row of the user, and leaves a tombstone", arguments: Backend.available)
     func erasure(backend: Backend) async throws {
         let f = try await Fixture.make(backend)
