@@ -111,10 +111,20 @@ public struct MemoryVault: Sendable {
         let key = try dataKey(of: record)
         let now = clock.now()
 
+        // The vector and keyword reads do not depend on each other: issued together, a networked
+        // store (PostgreSQL) costs one round trip for them instead of three.
+        let queryTerms = Array(Self.termHashes(query, key: key).keys)
+        let store = self.store
+        async let vectorRead = vectorEntry(record)
+        async let postingsRead = queryTerms.isEmpty ? [] : store.postings(tenant: tenant, user: user, terms: queryTerms)
+        async let statisticsRead = queryTerms.isEmpty ? TermStatistics(documentCount: 0, averageLength: 0) : store.termStatistics(tenant: tenant, user: user)
+        let embedder = self.embedder
+        async let queryVectorRead = try? embedder.embed([query]).first
+
         // Vector candidates; an unavailable query embedding falls back to keywords only.
         var cosine: [String: Double] = [:]
-        let entry = try await vectorEntry(record)
-        if let queryVector = try? await embedder.embed([query]).first {
+        let entry = try await vectorRead
+        if let queryVector = await queryVectorRead {
             for (id, similarity) in entry.nearest(queryVector, k: MemoryModelConstants.vectorCandidates) {
                 cosine[id] = Double(similarity)
             }
@@ -122,11 +132,10 @@ public struct MemoryVault: Sendable {
 
         // Keyword candidates over keyed term hashes.
         var bm25: [String: Double] = [:]
-        let queryTerms = Array(Self.termHashes(query, key: key).keys)
+        let postings = try await postingsRead
+        let stats = try await statisticsRead
         if !queryTerms.isEmpty {
-            let postings = try await store.postings(tenant: tenant, user: user, terms: queryTerms)
             if !postings.isEmpty {
-                let stats = try await store.termStatistics(tenant: tenant, user: user)
                 var documentFrequency: [Data: Int] = [:]
                 var perMemory: [String: [(Data, Int)]] = [:]
                 var lengths: [String: Int] = [:]

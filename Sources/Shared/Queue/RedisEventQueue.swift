@@ -180,7 +180,7 @@ public struct RedisEventQueue: EventQueue {
 
     public func purgeDead() async throws -> Int {
         let count = try await client.command("LLEN", RedisArgument(keys.dead)).int ?? 0
-        try await client.command("DEL", RedisArgument(keys.dead))
+        _ = try await client.command("DEL", RedisArgument(keys.dead))
         return Int(count)
     }
 

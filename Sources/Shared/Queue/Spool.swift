@@ -30,7 +30,7 @@ public final class Spool: @unchecked Sendable {
         self.logger = logger
         pendingCount = 0
         if !FileManager.default.fileExists(atPath: logURL.path) {
-            FileManager.default.createFile(atPath: logURL.path, contents: nil, attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: logURL.path, contents: nil, attributes: [.posixPermissions: 0o600])
         }
         pendingCount = (try? readPending().records.count) ?? 0
     }

@@ -29,7 +29,7 @@ public struct PostgresMemoryStore: MemoryStore {
         let store = PostgresMemoryStore(client: client, settings: settings, runner: runner, logger: quiet)
         do {
             // An unreachable server would otherwise be retried for ever: fail the start clearly.
-            try await withTimeout(startTimeout) {
+            _ = try await withTimeout(startTimeout) {
                 try await PostgresSchema.migrate(client, embeddingDimension: embeddingDimension, logger: quiet)
             }
         } catch is TimeoutError {
