@@ -1,5 +1,5 @@
 # The scripts hold the logic; see scripts/*.sh.
-.PHONY: run test bench build clean
+.PHONY: run test bench bench-search build clean
 
 # make test ARGS="--filter Queue" passes arguments to `swift test`.
 ARGS ?=
@@ -14,6 +14,10 @@ test:
 # make bench ARGS="--duration 5 --no-find-max-postcall" passes arguments to `engram bench`.
 bench:
 	bash scripts/bench.sh $(ARGS)
+
+# Search latency at scale on SQLite and PostgreSQL (no HTTP); ARGS go to `engram bench-search`.
+bench-search:
+	bash scripts/bench-search.sh $(ARGS)
 
 build:
 	bash scripts/deps.sh

@@ -53,14 +53,17 @@ struct BenchSearchCommand: AsyncParsableCommand {
             for kind in ["regular", "heavy"] {
                 var rng = SplitMix64.derived(seed, kind == "heavy" ? 4 : 3)
                 var histogram = latencyHistogram()
-                for _ in 0..<queries {
+                var returned = 0
+                let runs = exact ? queries : min(queries, 100)
+                for _ in 0..<runs {
                     let user = kind == "heavy" ? seeder.heavyUser : seeder.user(caller: rng.below(callers))
                     let vector = embedder.vector(BenchVocabulary.query(&rng))
                     let started = ContinuousClock.now
-                    _ = try await postgres.nearest(tenant: tenant.id, user: user, embedder: embedder.id, query: vector, limit: 25, exact: exact)
+                    returned += try await postgres.nearest(tenant: tenant.id, user: user, embedder: embedder.id, query: vector, limit: 25, exact: exact).count
                     histogram.record((ContinuousClock.now - started).microseconds)
                 }
-                print(row("pgvector \(exact ? "exact" : "hnsw "), \(kind) caller", histogram))
+                print(row("pgvector \(exact ? "exact" : "hnsw "), \(kind) caller", histogram)
+                      + String(format: "   (%d searches, %.1f of 25 rows returned on average)", runs, Double(returned) / Double(runs)))
             }
         }
     }

@@ -403,7 +403,9 @@ public struct PostgresMemoryStore: MemoryStore {
     /// The user's `limit` nearest current memories to `query` by cosine distance, computed by
     /// PostgreSQL. `exact` filters by user through the B-tree and measures every vector; otherwise
     /// the HNSW index of that dimension is walked with pgvector's iterative scan until enough rows
-    /// pass the user filter. Both are measured in BENCHMARKS.md.
+    /// pass the user filter (the `|| ''` keeps the planner off the B-tree, which it would rightly
+    /// prefer). Both are measured in BENCHMARKS.md: a caller's rows are a tiny share of the index,
+    /// so the walk visits most of it, and `hnsw.max_scan_tuples` can end it with fewer rows.
     public func nearest(tenant: String, user: UserKey, embedder: String, query: [Float], limit: Int, exact: Bool) async throws -> [(id: String, similarity: Double)] {
         let dims = query.count
         let found: [PostgresRandomAccessRow]
@@ -424,7 +426,7 @@ public struct PostgresMemoryStore: MemoryStore {
                     """
                     SELECT v.memory_id, 1 - (v.embedding::vector(\(unescaped: String(dims))) <=> \(query)::real[]::vector(\(unescaped: String(dims)))) AS similarity
                     FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
-                    WHERE v.dims = \(dims) AND v.tenant_id = \(tenant) AND v.user_key = \(user.rawValue) AND v.embedder = \(embedder)
+                    WHERE v.dims = \(unescaped: String(dims)) AND v.tenant_id || '' = \(tenant) AND v.user_key || '' = \(user.rawValue) AND v.embedder = \(embedder)
                         AND m.status = 'active' AND m.valid_to IS NULL
                     ORDER BY v.embedding::vector(\(unescaped: String(dims))) <=> \(query)::real[]::vector(\(unescaped: String(dims))) LIMIT \(limit)
                     """, logger: logger)
