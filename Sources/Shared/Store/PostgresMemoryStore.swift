@@ -386,7 +386,7 @@ public struct PostgresMemoryStore: MemoryStore {
     public func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) {
         let found = try await rows(
             """
-            SELECT v.memory_id, v.embedding::real[] AS embedding FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
+            SELECT v.memory_id, v.embedding FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
             WHERE v.tenant_id = \(tenant) AND v.user_key = \(user.rawValue) AND v.embedder = \(embedder)
                 AND m.status = 'active' AND m.valid_to IS NULL
             """)
@@ -395,9 +395,26 @@ public struct PostgresMemoryStore: MemoryStore {
         ids.reserveCapacity(found.count)
         for row in found {
             ids.append(try row["memory_id"].decode(String.self))
-            flat.append(contentsOf: try row["embedding"].decode([Float].self))
+            guard var bytes = row["embedding"].bytes, Self.appendVector(&bytes, to: &flat) else {
+                throw StoreError.corrupt("a pgvector value could not be read")
+            }
         }
         return (ids, flat)
+    }
+
+    /// pgvector's binary form (`vector_send`): int16 dimensions, int16 unused, then the floats
+    /// big-endian. Read straight from the buffer: decoding a `real[]` element by element costs
+    /// milliseconds for a caller with hundreds of vectors.
+    static func appendVector(_ buffer: inout ByteBuffer, to flat: inout [Float]) -> Bool {
+        guard let dims = buffer.readInteger(as: Int16.self), buffer.readInteger(as: Int16.self) != nil,
+              dims >= 0, buffer.readableBytes == Int(dims) * 4
+        else { return false }
+        flat.reserveCapacity(flat.count + Int(dims))
+        for _ in 0..<Int(dims) {
+            guard let bits = buffer.readInteger(as: UInt32.self) else { return false }
+            flat.append(Float(bitPattern: bits))
+        }
+        return true
     }
 
     /// The user's `limit` nearest current memories to `query` by cosine distance, computed by
