@@ -72,9 +72,11 @@ struct TracingTests {
         defer { gateway.kill9(); worker.kill9() }
 
         try await postFixtureAndWaitForMemories(env, port: port)
-        // A management read whose path and query hold the caller's number.
+        // A management read whose path and query hold the caller's number, with a malformed
+        // traceparent: swift-otel's warning about it must not dump the headers (the admin key).
         var read = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/users/%2B12523960448/memories?limit=5&q=2523960448")
         read.headers.add(name: "Authorization", value: "Bearer \(env.adminKey)")
+        read.headers.add(name: "traceparent", value: "not-a-traceparent")
         #expect(try await HTTPClient.shared.execute(read, timeout: .seconds(5)).status == .ok)
         try await waitUntil(timeout: .seconds(10), "the gateway's and the worker's spans at the collector") {
             let names = Set(collector.spans.map(\.name))
@@ -147,7 +149,8 @@ struct TracingTests {
         // The log lines written inside a span carry its trace id (and still no caller data).
         #expect(gateway.output.contains("\"trace_id\":\"\(trace)\""), "gateway log: \(gateway.output)")
         #expect(worker.output.contains("\"trace_id\":\"\(trace)\""), "worker log: \(worker.output)")
-        for text in forbiddenText(env) { #expect(!gateway.output.contains(text) && !worker.output.contains(text)) }
+        #expect(gateway.output.contains("Failed to extract span context"))
+        for text in forbiddenText(env) { #expect(!gateway.output.contains(text) && !worker.output.contains(text), "a log line carries \(text)") }
 
         await openAI.stop()
         await collector.stop()
