@@ -6,7 +6,11 @@ import Shared
 
 /// Builds the gateway from configuration: store, queue, controllers, middleware.
 /// `store` replaces the configured backend (tests wrap the real store to stall it).
-func buildApplication(configuration: EngramConfiguration, clock: WallClock = .system, store: (any MemoryStore)? = nil, logger: Logger? = nil) async throws -> some ApplicationProtocol {
+/// `observability`: services that must outlive the others (the trace exporter), run first.
+func buildApplication(
+    configuration: EngramConfiguration, clock: WallClock = .system, store: (any MemoryStore)? = nil, logger: Logger? = nil,
+    observability: [any Service] = []
+) async throws -> some ApplicationProtocol {
     let logger = logger ?? Logging.Logger(label: "engram-gateway")
     _ = try configuration.require(\.apiKey, "ENGRAM_API_KEY")
     let webhookSecret = try configuration.require(\.webhookSecret, "ENGRAM_WEBHOOK_SECRET")
@@ -34,6 +38,7 @@ func buildApplication(configuration: EngramConfiguration, clock: WallClock = .sy
         hasStoredDefaultWebhookSecret: try await store.tenantWebhookSecrets(tenant: defaultTenant.id)?.current != nil)
 
     let router = Router(context: BasicRequestContext.self)
+    if configuration.otelEndpoint != nil { router.add(middleware: RequestTracingMiddleware()) }
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ErrorMiddleware())
     HealthController(services: services).addRoutes(to: router)
@@ -45,7 +50,7 @@ func buildApplication(configuration: EngramConfiguration, clock: WallClock = .sy
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
-        services: [
+        services: observability + [
             ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
             SpoolDrainer(ingest: ingest, logger: logger),
         ],

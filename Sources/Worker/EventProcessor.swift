@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Shared
+import Tracing
 
 /// pop → decrypt → extract → embed → resolve → store → ack. Failures go to the retry schedule
 /// with backoff, or to the dead letters with their error class once attempts run out or the
@@ -45,6 +46,23 @@ struct EventProcessor: Service {
                              keepBytes: false)
             return
         }
+        // A child of the gateway's "enqueue event" span when the envelope carries its context, so
+        // one trace runs from the webhook through Redis to the store.
+        let span = startSpan("process event", context: envelope.traceContext, ofKind: .consumer)
+        defer { span.end() }
+        span.updateAttributes { attributes in
+            attributes["messaging.system"] = "redis"
+            attributes["messaging.operation.type"] = "process"
+            attributes["messaging.message.id"] = envelope.id
+            attributes["engram.tenant"] = envelope.tenant
+            attributes["engram.event.type"] = envelope.type
+            attributes["engram.attempt"] = envelope.attempt
+            attributes["engram.worker"] = worker
+        }
+        await ServiceContext.withValue(span.context) { await process(envelope, taken: taken, span: span) }
+    }
+
+    private func process(_ envelope: Envelope, taken: TakenEvent, span: any Span) async {
         var logger = self.logger
         logger[metadataKey: "event_id"] = "\(envelope.id)"
         logger[metadataKey: "tenant"] = "\(envelope.tenant)"
@@ -54,18 +72,32 @@ struct EventProcessor: Service {
             try await withRetries { try await queue.ack(worker: worker, raw: taken.raw) }
             let lag = Date().timeIntervalSince1970 - envelope.receivedAt
             EngramMetrics.eventProcessed(outcome: Self.label(outcome), lag: lag)
+            span.updateAttributes { attributes in
+                attributes["engram.outcome"] = Self.label(outcome)
+                attributes["engram.lag_ms"] = Int(lag * 1000)
+                if case .stored(let memories, let reinforced, let superseded) = outcome {
+                    attributes["engram.memories.stored"] = memories
+                    attributes["engram.memories.reinforced"] = reinforced
+                    attributes["engram.memories.superseded"] = superseded
+                }
+            }
             logger.info("event processed", metadata: [
                 "outcome": "\(outcome)", "attempt": "\(envelope.attempt)",
                 "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))",
                 "lag_ms": "\(String(format: "%.1f", lag * 1000))",
             ])
         } catch let error as PermanentEventError {
+            span.attributes["engram.outcome"] = "dead_letter"
+            span.attributes["error.type"] = error.errorClass
+            span.setStatus(SpanStatus(code: .error, message: error.errorClass))
             EngramMetrics.eventProcessed(outcome: "dead_letter", lag: nil)
             await deadLetter(taken.raw, id: envelope.id, errorClass: error.errorClass, message: error.message)
         } catch {
             let errorClass = String(describing: type(of: error))
             let message = (error as? ExtractionError)?.description ?? (error as? RedisError)?.description ?? errorClass
             EngramMetrics.eventProcessed(outcome: "failed", lag: nil)
+            span.recordFailure(error)
+            span.attributes["engram.outcome"] = envelope.attempt + 1 >= maxAttempts ? "dead_letter" : "retry"
             if envelope.attempt + 1 >= maxAttempts {
                 await deadLetter(taken.raw, id: envelope.id, errorClass: errorClass, message: message)
                 return

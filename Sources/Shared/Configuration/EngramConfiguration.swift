@@ -139,6 +139,12 @@ public struct EngramConfiguration: Sendable {
     /// Read only by `engram backfill` and `engram reextract` (the Conversations API).
     public var elevenLabsAPIKey: String?
     public var elevenLabsBaseURL = ElevenLabsClient.defaultBaseURL
+    /// OTLP/HTTP collector base URL (`ENGRAM_OTEL_ENDPOINT`); nil means tracing is off.
+    public var otelEndpoint: String?
+    /// Service name on exported spans; nil means the executable's own name.
+    public var otelServiceName: String?
+    /// Share of new traces sampled (0...1); a trace that arrives with a decision keeps it.
+    public var otelSampleRatio = 1.0
 
     public init() {}
 
@@ -227,6 +233,19 @@ public struct EngramConfiguration: Sendable {
                 throw ConfigurationError(variable: "ELEVENLABS_API_BASE_URL", reason: "expected an http(s) URL such as https://api.elevenlabs.io")
             }
             c.elevenLabsBaseURL = raw
+        }
+        if let raw = reader.string("ENGRAM_OTEL_ENDPOINT") {
+            guard let url = URLComponents(string: raw), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
+                throw ConfigurationError(variable: "ENGRAM_OTEL_ENDPOINT", reason: "expected an http(s) URL such as http://127.0.0.1:4318")
+            }
+            c.otelEndpoint = raw
+        }
+        c.otelServiceName = reader.string("ENGRAM_OTEL_SERVICE_NAME")
+        if let raw = reader.string("ENGRAM_OTEL_SAMPLE_RATIO") {
+            guard let ratio = Double(raw), (0...1).contains(ratio) else {
+                throw ConfigurationError(variable: "ENGRAM_OTEL_SAMPLE_RATIO", reason: "expected a number from 0 to 1")
+            }
+            c.otelSampleRatio = ratio
         }
         if c.extractor == .openai || c.embedder == .openai, c.openAIKey == nil {
             throw ConfigurationError(variable: "OPENAI_API_KEY", reason: "required when ENGRAM_EXTRACTOR or ENGRAM_EMBEDDER is openai")

@@ -258,7 +258,11 @@ public struct MemoryVault: Sendable {
             candidates.append(ResolutionCandidate(id: row.id, sector: row.sector, slot: row.slot, content: memory.content, vector: entry.vector(for: row.id)))
         }
 
-        let vectors = try await embedder.embed(extraction.memories.map(\.content))
+        let vectors = try await EngramTracing.withSpan("embed") { span in
+            span.attributes["engram.embedder"] = embedder.id
+            span.attributes["engram.texts"] = extraction.memories.count
+            return try await embedder.embed(extraction.memories.map(\.content))
+        }
         var pendingIndex: [String: Int] = [:]  // new memory id → index in batch.inserts
         var reinforcedNow: [String: Double] = [:]
         for (extracted, vector) in zip(extraction.memories, vectors) {

@@ -1,7 +1,8 @@
 import Foundation
 
-/// What travels on the queue: `{id, tenant, type, received_at, attempt, trace, body}`, the body
-/// being the raw webhook (or tool event) encrypted with the envelope key.
+/// What travels on the queue: `{id, tenant, type, received_at, attempt, trace, trace_state, body}`,
+/// the body being the raw webhook (or tool event) encrypted with the envelope key. The trace
+/// fields are left out when tracing is off, and envelopes without them still decode.
 public struct Envelope: Codable, Sendable, Equatable {
     public var id: String
     public var tenant: String
@@ -11,11 +12,13 @@ public struct Envelope: Codable, Sendable, Equatable {
     public var attempt: Int
     /// W3C `traceparent` of the request that produced it, if tracing is on.
     public var trace: String?
+    /// W3C `tracestate` that goes with `trace`, if any.
+    public var traceState: String?
     /// Base64 of AES-GCM(nonce | ciphertext | tag).
     public var body: String
 
     enum CodingKeys: String, CodingKey {
-        case id, tenant, type, receivedAt = "received_at", attempt, trace, body
+        case id, tenant, type, receivedAt = "received_at", attempt, trace, traceState = "trace_state", body
     }
 
     public init(id: String = UUIDv7.make(), tenant: String, type: String, receivedAt: Date, attempt: Int = 0, trace: String? = nil, body: String) {

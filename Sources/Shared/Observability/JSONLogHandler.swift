@@ -6,15 +6,24 @@ import Logging
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
+    /// Adds per-line metadata from the task (the active trace's ids when tracing is on).
+    public var metadataProvider: Logger.MetadataProvider?
     let label: String
     let service: String
     let sink: LogSink
+    /// Keys never written, whoever sets them (a library's diagnostics that would dump headers).
+    let droppedKeys: Set<String>
 
-    public init(label: String, service: String, level: Logger.Level, sink: LogSink = .standardOutput) {
+    public init(
+        label: String, service: String, level: Logger.Level, sink: LogSink = .standardOutput,
+        metadataProvider: Logger.MetadataProvider? = nil, droppingMetadataKeys droppedKeys: Set<String> = []
+    ) {
         self.label = label
         self.service = service
         self.logLevel = level
         self.sink = sink
+        self.metadataProvider = metadataProvider
+        self.droppedKeys = droppedKeys
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -27,7 +36,10 @@ public struct JSONLogHandler: LogHandler {
             "time": ISO8601DateFormatter.shared.string(from: Date()), "level": event.level.rawValue, "service": service,
             "logger": label, "message": event.message.description,
         ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided, uniquingKeysWith: { $1 }) }
+        merged.merge(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        for (key, value) in merged where !droppedKeys.contains(key) { object[key] = "\(value)" }
         guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         line.append(0x0a)
         sink.write(line)
@@ -67,7 +79,14 @@ extension ISO8601DateFormatter {
 
 /// Process-wide logging set-up, once, at start.
 public enum EngramLogging {
-    public static func bootstrap(service: String, level: Logger.Level) {
-        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, service: service, level: level) }
+    /// `traceMetadata`: add `trace_id` and `span_id` of the active span to each line (tracing on).
+    public static func bootstrap(service: String, level: Logger.Level, traceMetadata: Bool = false) {
+        guard traceMetadata else {
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label, service: service, level: level) }
+            return
+        }
+        LoggingSystem.bootstrap({ label, provider in
+            JSONLogHandler(label: label, service: service, level: level, metadataProvider: provider)
+        }, metadataProvider: EngramTracing.loggingMetadataProvider)
     }
 }

@@ -126,20 +126,31 @@ public struct EventIngestor: Sendable {
     /// The configured extractor; on failure, retry via the queue, and on the last attempt
     /// (policy `retry-then-local`) the local extractor, its memories marked re-extractable.
     func extract(_ conversation: Conversation, attempt: Int, logger: Logger) async throws -> Extraction {
-        let started = ContinuousClock.now
-        do {
-            let extraction = try await extractor.extract(conversation)
-            EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: nil)
-            return extraction
-        } catch {
-            EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: "\(type(of: error))")
-            let lastAttempt = attempt + 1 >= maxAttempts
-            guard policy == .retryThenLocal, lastAttempt, extractor.id != fallback.id else { throw error }
-            logger.warning("extractor failed on the last attempt; extracting locally", metadata: ["error_class": "\(type(of: error))"])
-            var local = fallback.extractNow(conversation)
-            local.isFallback = true
-            local.extractor = fallback.id + "-fallback"
-            return local
+        try await EngramTracing.withSpan("extract") { span in
+            span.attributes["engram.extractor"] = extractor.id
+            span.attributes["engram.turns"] = conversation.turns.count
+            let started = ContinuousClock.now
+            do {
+                let extraction = try await extractor.extract(conversation)
+                EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: nil)
+                span.attributes["engram.memories.extracted"] = extraction.memories.count
+                return extraction
+            } catch {
+                EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: "\(type(of: error))")
+                let lastAttempt = attempt + 1 >= maxAttempts
+                guard policy == .retryThenLocal, lastAttempt, extractor.id != fallback.id else { throw error }
+                logger.warning("extractor failed on the last attempt; extracting locally", metadata: ["error_class": "\(type(of: error))"])
+                var local = fallback.extractNow(conversation)
+                local.isFallback = true
+                local.extractor = fallback.id + "-fallback"
+                // The event succeeds, so the span is not failed; it says why the fallback ran.
+                span.updateAttributes { attributes in
+                    attributes["error.type"] = String(describing: type(of: error))
+                    attributes["engram.extraction.fallback"] = true
+                    attributes["engram.memories.extracted"] = local.memories.count
+                }
+                return local
+            }
         }
     }
 
@@ -180,7 +191,18 @@ public struct EventIngestor: Sendable {
         let batch = try await vault.prepareWrite(
             tenant: tenant.id, user: user, extraction: extraction, conversationID: conversationID, callAt: callAt,
             idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type)
-        guard try await store.apply(batch) else { return .duplicate }
+        let applied = try await EngramTracing.withSpan("store write") { span in
+            span.updateAttributes { attributes in
+                attributes["engram.store"] = String(describing: type(of: store))
+                attributes["engram.memories.inserted"] = batch.inserts.count
+                attributes["engram.memories.reinforced"] = batch.reinforcements.count
+                attributes["engram.memories.superseded"] = batch.supersessions.count
+            }
+            let applied = try await store.apply(batch)
+            if !applied { span.attributes["engram.outcome"] = "duplicate" }
+            return applied
+        }
+        guard applied else { return .duplicate }
         return .stored(memories: batch.inserts.count, reinforced: batch.reinforcements.count, superseded: batch.supersessions.count)
     }
 }

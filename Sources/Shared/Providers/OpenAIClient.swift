@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import Tracing
 
 /// A small client for OpenAI-compatible JSON endpoints: bearer key, timeout, retries with
 /// exponential backoff and jitter on 429/5xx/timeouts, `Retry-After` honoured. Errors carry the
@@ -16,6 +17,8 @@ public struct OpenAIClient: Sendable {
     public let maxInlineWait: Duration
     public let breaker: CircuitBreaker
     let http: HTTPClient
+    /// Where requests go, for the client span: host, port and path only (never the query).
+    let server: (scheme: String, host: String, port: Int, path: String)?
 
     public init(baseURL: String, apiKey: String, timeout: Duration, maxRetries: Int = 2, maxInlineWait: Duration = .seconds(5), breaker: CircuitBreaker = CircuitBreaker(name: "openai"), http: HTTPClient = .shared) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -25,15 +28,35 @@ public struct OpenAIClient: Sendable {
         self.maxInlineWait = maxInlineWait
         self.breaker = breaker
         self.http = http
+        self.server = URLComponents(string: self.baseURL).flatMap { url in
+            guard let scheme = url.scheme, let host = url.host else { return nil }
+            return (scheme, host, url.port ?? (scheme == "https" ? 443 : 80), url.path)
+        }
     }
 
+    /// One client span per call, retries included: method, server, path, status and error class,
+    /// never the request or response body.
     public func post<Body: Encodable, Reply: Decodable>(_ path: String, body: Body, as: Reply.Type) async throws -> Reply {
+        try await EngramTracing.withSpan("POST \(path)", ofKind: .client) { span in
+            span.updateAttributes { attributes in
+                attributes["http.request.method"] = "POST"
+                attributes["server.address"] = server?.host
+                attributes["server.port"] = server?.port
+                attributes["url.scheme"] = server?.scheme
+                attributes["url.path"] = (server?.path ?? "") + path
+            }
+            return try await send(path, body: body, as: Reply.self, span: span)
+        }
+    }
+
+    private func send<Body: Encodable, Reply: Decodable>(_ path: String, body: Body, as: Reply.Type, span: any Span) async throws -> Reply {
         let payload = try JSONEncoder().encode(body)
         var attempt = 0
         while true {
             guard await breaker.allowRequest() else { throw ExtractionError.circuitOpen }
+            if attempt > 0 { span.attributes["http.request.resend_count"] = attempt }
             do {
-                let reply = try await once(path, payload: payload, as: Reply.self)
+                let reply = try await once(path, payload: payload, as: Reply.self, span: span)
                 await breaker.record(success: true)
                 EngramMetrics.breakerState(breaker.name, await breaker.state)
                 return reply
@@ -58,7 +81,7 @@ public struct OpenAIClient: Sendable {
         return .milliseconds(Int(1000 * Double.random(in: (base / 2)...base)))
     }
 
-    private func once<Reply: Decodable>(_ path: String, payload: Data, as: Reply.Type) async throws -> Reply {
+    private func once<Reply: Decodable>(_ path: String, payload: Data, as: Reply.Type, span: any Span) async throws -> Reply {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
@@ -78,6 +101,7 @@ public struct OpenAIClient: Sendable {
         } catch {
             throw ExtractionError.transport(String(describing: type(of: error)))
         }
+        span.attributes["http.response.status_code"] = Int(response.status.code)
         switch response.status.code {
         case 200..<300:
             do {

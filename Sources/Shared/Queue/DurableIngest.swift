@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Tracing
 
 /// What the gateway calls to make an event durable: Redis first, the local spool when Redis
 /// cannot take it. Either way the caller may answer 200.
@@ -17,8 +18,25 @@ public struct DurableIngest: Sendable {
         self.ttlSeconds = ttlSeconds
     }
 
-    /// Enqueues, or spools when Redis fails; throws only if neither can keep the event.
+    /// Enqueues, or spools when Redis fails; throws only if neither can keep the event. The
+    /// envelope carries the context of this "enqueue event" span, so the worker's spans continue
+    /// the request's trace.
     public func accept(_ envelope: Envelope, dedupe: [String], logger: Logger) async throws -> Outcome {
+        try await EngramTracing.withSpan("enqueue event", ofKind: .producer) { span in
+            var envelope = envelope
+            envelope.attachTraceContext()
+            span.attributes["messaging.system"] = "redis"
+            span.attributes["messaging.operation.type"] = "send"
+            span.attributes["messaging.message.id"] = envelope.id
+            span.attributes["engram.tenant"] = envelope.tenant
+            span.attributes["engram.event.type"] = envelope.type
+            let outcome = try await keep(envelope, dedupe: dedupe, logger: logger)
+            span.attributes["engram.outcome"] = outcome.rawValue
+            return outcome
+        }
+    }
+
+    private func keep(_ envelope: Envelope, dedupe: [String], logger: Logger) async throws -> Outcome {
         // Older spooled events go first, so a recovered Redis sees them in order.
         if spool.depth == 0 {
             do {

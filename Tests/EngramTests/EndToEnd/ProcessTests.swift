@@ -6,23 +6,7 @@ import Testing
 
 @Suite("The real executables")
 struct ProcessTests {
-    func environment(_ env: TestEnvironment, port: Int) -> [String: String] {
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && $0.key != "OPENAI_API_KEY" }
-        switch env.databaseLocation {
-        case .sqlite(let path): environment["ENGRAM_DATABASE_URL"] = "sqlite://" + path
-        case .postgres(let url): environment["ENGRAM_DATABASE_URL"] = url
-        }
-        environment["ENGRAM_REDIS_URL"] = "redis://\(env.redis.host):\(env.redis.port)/\(env.redis.database)"
-        environment["ENGRAM_QUEUE_PREFIX"] = env.prefix
-        environment["ENGRAM_MASTER_KEY"] = env.masterKey.base64
-        environment["ENGRAM_API_KEY"] = env.apiKey
-        environment["ENGRAM_WEBHOOK_SECRET"] = env.webhookSecret
-        environment["ENGRAM_HTTP_PORT"] = String(port)
-        environment["ENGRAM_HEARTBEAT_TTL_MS"] = "1000"
-        environment["ENGRAM_METRICS_PORT"] = String((try? freePort()) ?? 0)
-        environment["ENGRAM_SPOOL_DIR"] = env.directory.appendingPathComponent("spool").path
-        return environment
-    }
+    func environment(_ env: TestEnvironment, port: Int) -> [String: String] { serviceEnvironment(env, port: port) }
 
     @Test("gateway and worker started at the same instant on a new database both come up, store a signed call, and stop cleanly on SIGTERM")
     func startTogetherAndStop() async throws {

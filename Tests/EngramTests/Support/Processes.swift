@@ -1,4 +1,5 @@
 import Foundation
+@testable import Shared
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,4 +61,24 @@ final class ServiceProcess: @unchecked Sendable {
     }
 
     func kill9() { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+}
+
+/// The environment of a gateway or worker process on this test's Redis prefix, store and keys,
+/// with no `ENGRAM_*` or OpenTelemetry variable inherited from the test runner.
+func serviceEnvironment(_ env: TestEnvironment, port: Int) -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && !$0.key.hasPrefix("OTEL_") && $0.key != "OPENAI_API_KEY" }
+    switch env.databaseLocation {
+    case .sqlite(let path): environment["ENGRAM_DATABASE_URL"] = "sqlite://" + path
+    case .postgres(let url): environment["ENGRAM_DATABASE_URL"] = url
+    }
+    environment["ENGRAM_REDIS_URL"] = "redis://\(env.redis.host):\(env.redis.port)/\(env.redis.database)"
+    environment["ENGRAM_QUEUE_PREFIX"] = env.prefix
+    environment["ENGRAM_MASTER_KEY"] = env.masterKey.base64
+    environment["ENGRAM_API_KEY"] = env.apiKey
+    environment["ENGRAM_WEBHOOK_SECRET"] = env.webhookSecret
+    environment["ENGRAM_HTTP_PORT"] = String(port)
+    environment["ENGRAM_HEARTBEAT_TTL_MS"] = "1000"
+    environment["ENGRAM_METRICS_PORT"] = String((try? freePort()) ?? 0)
+    environment["ENGRAM_SPOOL_DIR"] = env.directory.appendingPathComponent("spool").path
+    return environment
 }
