@@ -29,6 +29,15 @@ public enum StoreCopy {
                     throw StoreError.unsupported("the target already has rows in \(table); copy into an empty database")
                 }
             }
+            // One index build at the end is far cheaper than maintaining HNSW graphs row by row.
+            var hnsw: [String] = []
+            for row in try await pg.rows(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'memory_vectors' AND indexname LIKE 'memory_vectors_hnsw_%'",
+                logger: logger)
+            {
+                hnsw.append(try row["indexdef"].decode(String.self))
+                try await pg.query(PostgresQuery(unsafeSQL: "DROP INDEX \(try row["indexname"].decode(String.self))"), logger: logger)
+            }
             try await copyTenants(pool, pg, logger)
             try await copyUsers(pool, pg, logger)
             try await copyEvents(pool, pg, logger)
@@ -36,6 +45,8 @@ public enum StoreCopy {
             try await copyVectors(pool, pg, logger)
             try await copyTerms(pool, pg, logger)
             try await copySmallTables(pool, pg, logger)
+            try await pg.query("SET LOCAL maintenance_work_mem = '1GB'", logger: logger)
+            for definition in hnsw { try await pg.query(PostgresQuery(unsafeSQL: definition), logger: logger) }
         }
         var report = Report(tables: [])
         for table in tables {
@@ -52,14 +63,17 @@ public enum StoreCopy {
 
     static func date(_ value: Double?) -> Date? { value.map(Date.init(timeIntervalSince1970:)) }
 
-    /// Reads `sql` in pages of `chunk` rows ordered by rowid, handing each page to `body`.
-    static func pages(_ pool: DatabasePool, _ sql: String, _ body: ([Row]) async throws -> Void) async throws {
-        var offset = 0
+    /// Reads a table in pages of `chunk` rows by rowid (keyset, not OFFSET: each page is an index
+    /// seek, so a table of millions of rows costs linear time), handing each page to `body`.
+    static func pages(_ pool: DatabasePool, table: String, _ body: ([Row]) async throws -> Void) async throws {
+        var last: Int64 = .min
         while true {
-            let page = try await pool.read { db in try Row.fetchAll(db, sql: "\(sql) LIMIT \(chunk) OFFSET \(offset)") }
-            if page.isEmpty { return }
+            let page = try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT rowid AS copy_rowid, * FROM \(table) WHERE rowid > ? ORDER BY rowid LIMIT \(chunk)", arguments: [last])
+            }
+            guard let end = page.last?["copy_rowid"] as Int64? else { return }
             try await body(page)
-            offset += page.count
+            last = end
         }
     }
 
@@ -80,7 +94,7 @@ public enum StoreCopy {
     }
 
     static func copyUsers(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, "SELECT * FROM users ORDER BY rowid") { rows in
+        try await pages(pool, table: "users") { rows in
             for row in rows {
                 let consent: Bool? = row["consent"]
                 try await pg.query(
@@ -94,7 +108,7 @@ public enum StoreCopy {
     }
 
     static func copyEvents(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, "SELECT * FROM processed_events ORDER BY rowid") { rows in
+        try await pages(pool, table: "processed_events") { rows in
             let tenants: [String] = rows.map { $0["tenant_id"] }
             let keys: [String] = rows.map { $0["idempotency_key"] }
             let ids: [String] = rows.map { $0["event_id"] }
@@ -112,7 +126,7 @@ public enum StoreCopy {
     }
 
     static func copyMemories(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, "SELECT * FROM memories ORDER BY rowid") { rows in
+        try await pages(pool, table: "memories") { rows in
             if let json = try PostgresMemoryStore.memoriesJSON(rows.map(SQLiteMemoryStore.memory)) {
                 try await PostgresMemoryStore.insertMemories(json, on: pg, logger: logger)
             }
@@ -120,7 +134,7 @@ public enum StoreCopy {
     }
 
     static func copyVectors(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, "SELECT * FROM memory_vectors ORDER BY rowid") { rows in
+        try await pages(pool, table: "memory_vectors") { rows in
             let decoded = rows.map { row -> (id: String, embedder: String, tenant: String, user: String, vector: [Float]) in
                 let blob: Data = row["vector"]
                 return (row["memory_id"], row["embedder"], row["tenant_id"], row["user_key"], VectorMath.fromBytes([UInt8](blob)))
@@ -138,7 +152,21 @@ public enum StoreCopy {
     }
 
     static func copyTerms(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, "SELECT * FROM memory_terms ORDER BY tenant_id, user_key, term, memory_id") { rows in
+        // memory_terms has no rowid: keyset over its primary key.
+        var last: (String, String, Data, String)? = nil
+        while true {
+            let rows = try await pool.read { [last] db in
+                if let last {
+                    return try Row.fetchAll(
+                        db, sql: """
+                            SELECT * FROM memory_terms WHERE (tenant_id, user_key, term, memory_id) > (?, ?, ?, ?)
+                            ORDER BY tenant_id, user_key, term, memory_id LIMIT \(chunk)
+                            """, arguments: [last.0, last.1, last.2, last.3])
+                }
+                return try Row.fetchAll(db, sql: "SELECT * FROM memory_terms ORDER BY tenant_id, user_key, term, memory_id LIMIT \(chunk)")
+            }
+            guard let end = rows.last else { return }
+            last = (end["tenant_id"], end["user_key"], end["term"], end["memory_id"])
             let tenants: [String] = rows.map { $0["tenant_id"] }
             let users: [String] = rows.map { $0["user_key"] }
             let terms: [ByteBuffer] = rows.map { ByteBuffer(data: $0["term"] as Data) }
@@ -166,7 +194,7 @@ public enum StoreCopy {
                     \(date(row["created_at"])!), \(date(row["revoked_at"])))
                 """, logger: logger)
         }
-        try await pages(pool, "SELECT * FROM audit_log ORDER BY rowid") { rows in
+        try await pages(pool, table: "audit_log") { rows in
             for row in rows {
                 try await pg.query(
                     """
