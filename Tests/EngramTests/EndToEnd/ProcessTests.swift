@@ -6,26 +6,11 @@ import Testing
 
 @Suite("The real executables")
 struct ProcessTests {
-    func environment(_ env: TestEnvironment, port: Int) -> [String: String] {
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && $0.key != "OPENAI_API_KEY" }
-        environment["ENGRAM_DATABASE_URL"] = "sqlite://" + env.databasePath
-        environment["ENGRAM_REDIS_URL"] = "redis://\(env.redis.host):\(env.redis.port)/\(env.redis.database)"
-        environment["ENGRAM_QUEUE_PREFIX"] = env.prefix
-        environment["ENGRAM_MASTER_KEY"] = env.masterKey.base64
-        environment["ENGRAM_API_KEY"] = env.apiKey
-        environment["ENGRAM_WEBHOOK_SECRET"] = env.webhookSecret
-        environment["ENGRAM_HTTP_PORT"] = String(port)
-        environment["ENGRAM_HEARTBEAT_TTL_MS"] = "1000"
-        environment["ENGRAM_METRICS_PORT"] = String((try? freePort()) ?? 0)
-        environment["ENGRAM_SPOOL_DIR"] = env.directory.appendingPathComponent("spool").path
-        return environment
-    }
-
     @Test("gateway and worker started at the same instant on a new database both come up, store a signed call, and stop cleanly on SIGTERM")
     func startTogetherAndStop() async throws {
         let env = try TestEnvironment()
         let port = try freePort()
-        let environment = environment(env, port: port)
+        let environment = env.processEnvironment(httpPort: port)
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
         defer { gateway.kill9(); worker.kill9() }

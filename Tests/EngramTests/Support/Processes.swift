@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import Shared
 
 /// A free TCP port on 127.0.0.1, chosen by the kernel.
 func freePort() throws -> Int {
@@ -25,6 +26,25 @@ var productsDirectory: URL {
     if FileManager.default.fileExists(atPath: fromArguments.appendingPathComponent("engram-gateway").path) { return fromArguments }
     return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug")
+}
+
+extension TestEnvironment {
+    /// The environment for a real engram-gateway or engram-worker process pointed at this test's
+    /// Redis prefix, database and keys (nothing inherited from the caller's ENGRAM_ variables).
+    func processEnvironment(httpPort: Int) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && $0.key != "OPENAI_API_KEY" }
+        environment["ENGRAM_DATABASE_URL"] = "sqlite://" + databasePath
+        environment["ENGRAM_REDIS_URL"] = "redis://\(redis.host):\(redis.port)/\(redis.database)"
+        environment["ENGRAM_QUEUE_PREFIX"] = prefix
+        environment["ENGRAM_MASTER_KEY"] = masterKey.base64
+        environment["ENGRAM_API_KEY"] = apiKey
+        environment["ENGRAM_WEBHOOK_SECRET"] = webhookSecret
+        environment["ENGRAM_HTTP_PORT"] = String(httpPort)
+        environment["ENGRAM_HEARTBEAT_TTL_MS"] = "1000"
+        environment["ENGRAM_METRICS_PORT"] = String((try? freePort()) ?? 0)
+        environment["ENGRAM_SPOOL_DIR"] = directory.appendingPathComponent("spool").path
+        return environment
+    }
 }
 
 /// A started Engram executable with its output captured to a file.
