@@ -17,7 +17,7 @@ bench:
 
 # Faults under load (release binaries, own Redis and fake LLM, under 10 minutes on 2 cores):
 # 2,000 signed webhooks while workers are killed, Redis is killed and restarted and the LLM
-# fails; exits non-zero on a lost, duplicated or 5xx'd event. make chaos ARGS="--count 500".
+# fails; exits non-zero on a lost, duplicated or 5xx'd event. make chaos ARGS="--count 1200 --rate 20".
 chaos:
 	bash scripts/chaos.sh $(ARGS)
 

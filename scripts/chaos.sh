@@ -10,17 +10,19 @@
 #   - makes the LLM fake answer 429, then hang, then answer 500, for 22% of the run (the
 #     breakers open; events follow ENGRAM_LLM_FAILURE_POLICY: local fallback, or dead letters
 #     that are replayed once the LLM is back);
-#   - kills Redis with SIGKILL and starts it again 6 s later (the gateway spools meanwhile);
-#   - stops Redis cleanly (SIGTERM) and starts it again 3 s later.
+#   - kills Redis with SIGKILL and starts it again about 6 s later (the gateway spools meanwhile);
+#   - stops Redis cleanly (SIGTERM) and starts it again about 3 s later.
 # Then it waits for the spool and the queue to drain, stops everything with SIGTERM, and checks
 # (scripts/chaos_tool.py verify) that every request was answered 200, that every conversation is
 # in processed_events exactly once, that no event's memories were written twice, and that no
 # event was dead-lettered. It prints a summary and exits 1 on any violation.
 #
-#   scripts/chaos.sh                          # 2,000 events at 25/s (about 3 minutes after the build)
-#   scripts/chaos.sh --count 500 --rate 20    # quicker
+#   scripts/chaos.sh                          # 2,000 events at 25/s (about 2 minutes after the build)
+#   scripts/chaos.sh --count 1200 --rate 20   # quicker (count/rate: at least 60 s)
 #   scripts/chaos.sh --policy retry           # LLM failures dead-letter; replayed after recovery
-#   CHAOS_APPENDFSYNC=everysec scripts/chaos.sh   # see RELIABILITY.md: kill -9 may lose ~1 s
+#   CHAOS_APPENDFSYNC=everysec scripts/chaos.sh   # Redis as `make run` runs it (RELIABILITY.md)
+# Other options: --callers C (distinct caller numbers, default 1500), --keep (keep the database
+# and Redis files), --no-build.
 #
 # Logs and the summary stay in the directory printed at the end (ENGRAM_CHAOS_DIR, default a new
 # /tmp/engram-chaos.XXXXXX); the database and Redis files are removed unless --keep.
@@ -42,12 +44,15 @@ main() {
       --policy) policy=$2; shift 2 ;;
       --keep) keep=1; shift ;;
       --no-build) build=0; shift ;;
-      -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}"; exit 0 ;;
       *) die "unknown option $1 (see --help)" ;;
     esac
   done
   [[ $policy == retry-then-local || $policy == retry ]] || die "--policy must be retry-then-local or retry"
   ((count >= 1 && rate >= 1 && callers >= 1)) || die "--count, --rate and --callers must be positive"
+  # The faults are placed at shares of the load's length; below a minute they overlap and the
+  # LLM outage is too short for a breaker to open.
+  ((count / rate >= 60)) || die "--count / --rate must be at least 60 (seconds of load); got $((count / rate))"
   appendfsync=${CHAOS_APPENDFSYNC:-always}
 
   bash scripts/deps.sh
@@ -82,7 +87,7 @@ main() {
   cleanup() {
     trap '' INT TERM
     local pid
-    [[ -z "$load_pid" ]] || kill -KILL "$load_pid" 2>/dev/null || true
+    if [[ -n "$load_pid" ]]; then kill -KILL "$load_pid" 2>/dev/null || true; wait "$load_pid" 2>/dev/null || true; fi
     [[ -z "$gateway_pid" ]] || terminate "$gateway_pid"
     for pid in "${workers[@]}"; do terminate "$pid"; done
     [[ -z "$gateway_pid" ]] || await_exit "$gateway_pid" engram-gateway 20
