@@ -1,5 +1,5 @@
 # The scripts hold the logic; see scripts/*.sh.
-.PHONY: run test bench bench-search build clean
+.PHONY: run test bench bench-search chaos build clean
 
 # make test ARGS="--filter Queue" passes arguments to `swift test`.
 ARGS ?=
@@ -18,6 +18,12 @@ bench:
 # Search latency at scale on SQLite and PostgreSQL (no HTTP); ARGS go to `engram bench-search`.
 bench-search:
 	bash scripts/bench-search.sh $(ARGS)
+
+# Faults under load (release binaries, own Redis and fake LLM, under 10 minutes on 2 cores):
+# 2,000 signed webhooks while workers are killed, Redis is killed and restarted and the LLM
+# fails; exits non-zero on a lost, duplicated or 5xx'd event. make chaos ARGS="--count 1200 --rate 20".
+chaos:
+	bash scripts/chaos.sh $(ARGS)
 
 build:
 	bash scripts/deps.sh

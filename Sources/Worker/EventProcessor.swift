@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Shared
+import Synchronization
 import Tracing
 
 /// pop → decrypt → extract → embed → resolve → store → ack. Failures go to the retry schedule
@@ -15,6 +16,12 @@ struct EventProcessor: Service {
     let retryBase: Duration
     let retryMax: Duration
     let logger: Logger
+    /// Set while this worker's in-flight list may hold an event it is not handling: at start (an
+    /// earlier process may have used the same id, e.g. a container restarted in place) and after
+    /// a queue call failed mid-event (Redis down: the ack, retry or dead letter was not written).
+    /// The reaper leaves that list alone while this worker heartbeats, so the worker returns
+    /// such events to the pending list itself, before it takes the next one.
+    let inFlightCheck = InFlightCheck()
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -25,10 +32,23 @@ struct EventProcessor: Service {
     /// Takes and handles one event; false when none came within `wait` or the queue failed.
     @discardableResult
     func processNext(wait: Duration) async -> Bool {
+        if inFlightCheck.isNeeded {
+            do {
+                let returned = try await queue.requeueInFlight(worker: worker)
+                inFlightCheck.isNeeded = false
+                if returned > 0 { logger.warning("returned stranded in-flight events to the queue", metadata: ["count": "\(returned)"]) }
+            } catch {
+                logger.error("cannot check the in-flight list", metadata: ["error_class": "\(type(of: error))"])
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                return false
+            }
+        }
         let taken: TakenEvent?
         do {
             taken = try await queue.take(worker: worker, timeout: wait)
         } catch {
+            // The move may have happened with only its reply lost.
+            inFlightCheck.isNeeded = true
             logger.error("cannot take from the queue", metadata: ["error_class": "\(type(of: error))"])
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
             return false
@@ -69,7 +89,14 @@ struct EventProcessor: Service {
         let started = ContinuousClock.now
         do {
             let outcome = try await ingestor.ingest(envelope, logger: logger)
-            try await withRetries { try await queue.ack(worker: worker, raw: taken.raw) }
+            do {
+                try await withRetries { try await queue.ack(worker: worker, raw: taken.raw) }
+            } catch {
+                // Stored, but not acknowledged: not a failure of the event (no retry, no dead
+                // letter). It is returned on this worker's next turn and found already processed.
+                inFlightCheck.isNeeded = true
+                logger.error("cannot acknowledge a processed event; it will be redelivered as a duplicate", metadata: ["error_class": "\(type(of: error))"])
+            }
             let lag = Date().timeIntervalSince1970 - envelope.receivedAt
             EngramMetrics.eventProcessed(outcome: Self.label(outcome), lag: lag)
             span.updateAttributes { attributes in
@@ -111,7 +138,8 @@ struct EventProcessor: Service {
                 try await withRetries { try await queue.scheduleRetry(worker: worker, raw: taken.raw, next: next, dueAt: Date().addingTimeInterval(delay.seconds)) }
                 logger.warning("event failed; retry scheduled", metadata: ["error_class": "\(errorClass)", "attempt": "\(envelope.attempt)", "delay_ms": "\(Int(delay.seconds * 1000))"])
             } catch {
-                logger.error("cannot schedule retry; the reaper will return the event", metadata: ["error_class": "\(type(of: error))"])
+                inFlightCheck.isNeeded = true
+                logger.error("cannot schedule retry; the event is returned on the next turn", metadata: ["error_class": "\(type(of: error))"])
             }
         }
     }
@@ -136,7 +164,8 @@ struct EventProcessor: Service {
             try await withRetries { try await queue.deadLetter(worker: worker, raw: raw, letter: letter) }
             logger.error("event dead-lettered", metadata: ["event_id": "\(id)", "error_class": "\(errorClass)"])
         } catch {
-            logger.error("cannot dead-letter; the reaper will return the event", metadata: ["error_class": "\(type(of: error))"])
+            inFlightCheck.isNeeded = true
+            logger.error("cannot dead-letter; the event is returned on the next turn", metadata: ["error_class": "\(type(of: error))"])
         }
     }
 
@@ -151,5 +180,15 @@ struct EventProcessor: Service {
                 try? await Task.sleep(for: .milliseconds(100 * attempt))
             }
         }
+    }
+}
+
+/// A flag shared by the copies of a processor (a struct) and its tests.
+final class InFlightCheck: Sendable {
+    private let needed = Atomic<Bool>(true)
+
+    var isNeeded: Bool {
+        get { needed.load(ordering: .acquiring) }
+        set { needed.store(newValue, ordering: .releasing) }
     }
 }

@@ -53,6 +53,11 @@ public protocol EventQueue: Sendable {
     func clearHeartbeat(worker: String) async throws
     /// Returns the in-flight events of workers whose heartbeat expired. Returns how many moved.
     func reap() async throws -> Int
+    /// Returns this worker's own in-flight events to the pending list: those stranded when a
+    /// queue call failed mid-event, or left by an earlier process under the same id. The
+    /// reaper never takes them while this worker heartbeats. Call only while the worker holds
+    /// no event. Returns how many moved.
+    func requeueInFlight(worker: String) async throws -> Int
     /// Moves due retries back to the pending list. Returns how many moved.
     func promoteDueRetries(now: Date, limit: Int) async throws -> Int
     func stats() async throws -> QueueStats

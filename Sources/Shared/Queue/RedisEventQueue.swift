@@ -106,6 +106,19 @@ public struct RedisEventQueue: EventQueue {
         return moved
     }
 
+    static let requeueScript = """
+        local n = 0
+        while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT') do n = n + 1 end
+        return n
+        """
+
+    public func requeueInFlight(worker: String) async throws -> Int {
+        let reply = try await client.command([
+            "EVAL", RedisArgument(Self.requeueScript), "2", RedisArgument(keys.processing(worker)), RedisArgument(keys.events),
+        ])
+        return Int(reply.int ?? 0)
+    }
+
     static let promoteScript = """
         local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
         for _, item in ipairs(items) do

@@ -6,13 +6,11 @@ import Testing
 
 @Suite("The real executables")
 struct ProcessTests {
-    func environment(_ env: TestEnvironment, port: Int) -> [String: String] { serviceEnvironment(env, port: port) }
-
     @Test("gateway and worker started at the same instant on a new database both come up, store a signed call, and stop cleanly on SIGTERM")
     func startTogetherAndStop() async throws {
         let env = try TestEnvironment()
         let port = try freePort()
-        let environment = environment(env, port: port)
+        let environment = env.processEnvironment(httpPort: port)
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
         defer { gateway.kill9(); worker.kill9() }
@@ -71,7 +69,7 @@ struct ProcessTests {
             }
         }
 
-        let environment = environment(env, port: 0)
+        let environment = env.processEnvironment(httpPort: 0)
         // Each worker process has a metrics port of its own.
         func startWorker() throws -> ServiceProcess {
             var own = environment

@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+@testable import Shared
 
 /// A free TCP port on 127.0.0.1, chosen by the kernel.
 func freePort() throws -> Int {
@@ -26,6 +27,12 @@ var productsDirectory: URL {
     if FileManager.default.fileExists(atPath: fromArguments.appendingPathComponent("engram-gateway").path) { return fromArguments }
     return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug")
+}
+
+extension TestEnvironment {
+    /// The environment for a real engram-gateway or engram-worker process pointed at this test's
+    /// Redis prefix, database and keys (nothing inherited from the caller's ENGRAM_ variables).
+    func processEnvironment(httpPort: Int) -> [String: String] { serviceEnvironment(self, port: httpPort) }
 }
 
 /// A started Engram executable with its output captured to a file.
