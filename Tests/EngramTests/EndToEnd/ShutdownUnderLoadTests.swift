@@ -161,7 +161,7 @@ struct ShutdownUnderLoadTests {
             #expect(processed.count < conversations.count, "SIGTERM came before the queue was empty")
 
             // A new worker takes the rest; each event is recorded exactly once.
-            let runtime = try buildWorker(configuration: env.configuration(), logger: testLogger)
+            let runtime = try await buildWorker(configuration: env.configuration(), logger: testLogger)
             try await runtime.drain()
             #expect(try await Self.processedCount(store) == conversations.count)
         }

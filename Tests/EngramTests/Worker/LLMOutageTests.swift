@@ -46,7 +46,7 @@ struct LLMOutageTests {
                 configuration.maxAttempts = 4
                 configuration.retryBase = .milliseconds(200)
                 configuration.retryMax = .seconds(1)
-                let runtime = try buildWorker(
+                let runtime = try await buildWorker(
                     configuration: configuration, extractor: OpenAIExtractor(client: client, model: Self.model), logger: testLogger)
                 let queue = env.queue()
                 let cipher = KeyRing(master: env.masterKey).envelopeCipher

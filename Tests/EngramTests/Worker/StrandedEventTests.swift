@@ -44,7 +44,7 @@ struct StrandedEventTests {
     func strandedByLostAck() async throws {
         let env = try TestEnvironment()
         let configuration = env.configuration()
-        let runtime = try buildWorker(configuration: configuration, logger: testLogger)
+        let runtime = try await buildWorker(configuration: configuration, logger: testLogger)
         let redis = env.queue()
         let queue = OutageQueue(redis)
         let processor = EventProcessor(
@@ -101,7 +101,7 @@ struct StrandedEventTests {
         _ = try #require(try await redis.take(worker: configuration.workerID, timeout: .seconds(1)))
         try await redis.heartbeat(worker: configuration.workerID, ttl: .seconds(60))
 
-        let runtime = try buildWorker(configuration: configuration, logger: testLogger)
+        let runtime = try await buildWorker(configuration: configuration, logger: testLogger)
         #expect(await runtime.processor.processNext(wait: .milliseconds(200)))
         #expect(try await redis.stats() == QueueStats(pending: 0, processing: 0, retry: 0, dead: 0))
         let store = runtime.vault.store as! SQLiteMemoryStore
