@@ -141,12 +141,14 @@ struct OpenAIProviderTests {
     @Test("an answer slower than the client timeout is a timeout")
     func slowAnswerTimesOut() async throws {
         try await withFakeOpenAI { server in
-            server.setDefault(.slow(.seconds(3)))
+            server.setDefault(.slow(.seconds(5)))
             let error = await #expect(throws: ExtractionError.self) {
-                try await Self.extractor(server, timeout: .milliseconds(300), maxRetries: 0).extract(Self.conversation)
+                try await Self.extractor(server, timeout: .seconds(1), maxRetries: 0).extract(Self.conversation)
             }
             #expect(error?.kind == "timeout")
-            #expect(server.requestCount == 1)
+            // Not retried. (Under a loaded test run the request may not even reach the handler
+            // within the timeout, so 0 is possible; a retry would make it 2.)
+            #expect(server.requestCount <= 1)
         }
     }
 
