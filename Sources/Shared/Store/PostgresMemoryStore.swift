@@ -24,8 +24,10 @@ public struct PostgresMemoryStore: MemoryStore {
         let quiet = adjusted
         let client = PostgresClient(configuration: settings.clientConfiguration, backgroundLogger: quiet)
         let runner = Task { await client.run() }
-        // Let the pool start before the first lease (postgres-nio warns about a lease before run()).
-        for _ in 0..<3 { await Task.yield() }
+        // Let the pool start before the first lease: postgres-nio warns about a lease before run(),
+        // and offers no signal that run() has begun. A few yields are not always enough on a
+        // loaded machine; 20 ms once per process is.
+        try? await Task.sleep(for: .milliseconds(20))
         let store = PostgresMemoryStore(client: client, settings: settings, runner: runner, logger: quiet)
         do {
             // An unreachable server would otherwise be retried for ever: fail the start clearly.

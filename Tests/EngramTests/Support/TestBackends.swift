@@ -46,6 +46,7 @@ enum TestPostgres {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
+            try await Task.sleep(for: .milliseconds(20))  // let run() begin (as PostgresMemoryStore.connect does)
             try await client.withConnection { connection in try await body(connection) }
         }
     }
