@@ -27,7 +27,7 @@ struct BenchSearchCommand: AsyncParsableCommand {
         let tenant = try await context.tenant("default")
         let profile = BenchSeeder.Profile(callers: callers, memoriesPerCaller: memories, heavyMemories: heavy, seed: seed)
         let seeder = BenchSeeder(vault: context.vault, tenant: tenant, profile: profile)
-        let backend = String(describing: context.configuration.database).hasPrefix("postgres") ? "postgresql" : "sqlite"
+        let backend = if case .postgres = context.configuration.database { "postgresql" } else { "sqlite" }
         if !skipSeed, try await !seeder.isSeeded() {
             note("seeding \(profile.totalMemories) memories into \(backend)...")
             let report = try await seeder.seed { note($0) }

@@ -37,6 +37,6 @@ public enum StoreFactory {
     }
 
     public static func open(_ configuration: EngramConfiguration, logger: Logger) async throws -> any MemoryStore {
-        try await open(configuration.database, embeddingDimension: configuration.embedder == .openai ? configuration.embeddingDimension : 384, logger: logger)
+        try await open(configuration.database, embeddingDimension: configuration.embedder == .openai ? configuration.embeddingDimension : LocalEmbedder().dimension, logger: logger)
     }
 }

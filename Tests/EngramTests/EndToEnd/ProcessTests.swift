@@ -15,28 +15,9 @@ struct ProcessTests {
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
         defer { gateway.kill9(); worker.kill9() }
 
-        try await waitUntil(timeout: .seconds(30), "gateway ready") {
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready")
-            request.method = .GET
-            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)) else { return false }
-            return response.status == .ok
-        }
+        try await waitForGatewayReady(port: port)
         #expect(worker.process.isRunning, "worker log: \(worker.output)")
-
-        let body = try fixtureTranscript()
-        var post = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/elevenlabs/post-call")
-        post.method = .POST
-        post.headers.add(name: "ElevenLabs-Signature", value: signedHeader(body, secret: env.webhookSecret))
-        post.body = .bytes(ByteBuffer(bytes: body))
-        let response = try await HTTPClient.shared.execute(post, timeout: .seconds(5))
-        #expect(response.status == .ok)
-
-        let store = try SQLiteMemoryStore(path: env.databasePath)
-        let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
-        let user = try #require(try await vault.tenant("default")).userKeys.key(for: .phone(Fixtures.fixturePhone))
-        try await waitUntil(timeout: .seconds(20), "memories stored by the worker process") {
-            try await !vault.memories(tenant: "default", user: user).isEmpty
-        }
+        try await postFixtureAndWaitForMemories(env, port: port)
 
         #expect(await gateway.terminate() == 0)
         #expect(await worker.terminate() == 0)

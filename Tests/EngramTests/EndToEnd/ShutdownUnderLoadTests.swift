@@ -53,10 +53,7 @@ struct ShutdownUnderLoadTests {
         let port = try freePort()
         let gateway = try ServiceProcess("engram-gateway", environment: env.processEnvironment(httpPort: port), directory: env.directory)
         defer { gateway.kill9() }
-        try await waitUntil(timeout: .seconds(30), "gateway ready") {
-            let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready")
-            return (try? await HTTPClient.shared.execute(request, timeout: .seconds(2)))?.status == .ok
-        }
+        try await waitForGatewayReady(port: port)
 
         let tally = Locked(Tally())
         let exited = Locked(false)

@@ -22,36 +22,13 @@ struct TracingTests {
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
         do {
-            try await waitUntil(timeout: .seconds(30), "gateway ready") {
-                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready")
-                request.method = .GET
-                guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)) else { return false }
-                return response.status == .ok
-            }
+            try await waitForGatewayReady(port: port)
         } catch {
             gateway.kill9()
             worker.kill9()
             throw error
         }
         return (port, gateway, worker)
-    }
-
-    /// Posts the signed fixture and waits until the worker process has stored its memories.
-    func postFixtureAndWaitForMemories(_ env: TestEnvironment, port: Int) async throws {
-        let body = try fixtureTranscript()
-        var post = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/elevenlabs/post-call")
-        post.method = .POST
-        post.headers.add(name: "ElevenLabs-Signature", value: signedHeader(body, secret: env.webhookSecret))
-        post.body = .bytes(ByteBuffer(bytes: body))
-        let response = try await HTTPClient.shared.execute(post, timeout: .seconds(5))
-        #expect(response.status == .ok)
-
-        let store = try SQLiteMemoryStore(path: env.databasePath)
-        let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
-        try await waitUntil(timeout: .seconds(20), "memories stored by the worker process") {
-            guard let tenant = try await vault.tenant("default") else { return false }
-            return try await !vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(Fixtures.fixturePhone))).isEmpty
-        }
     }
 
     @Test("a signed post-call is one trace: the gateway's request and enqueue spans, then the worker's process, extract (LLM client span), embed and store write spans, with no caller data on any of them")

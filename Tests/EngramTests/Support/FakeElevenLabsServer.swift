@@ -97,29 +97,8 @@ final class FakeElevenLabsServer: @unchecked Sendable {  // mutable state only u
         router.get("v1/convai/conversations/:id") { [self] request, context in
             try respond(request, conversationID: context.parameters.get("id") ?? "")
         }
-        var logger = Logger(label: "fake-elevenlabs")
-        logger.logLevel = .critical
-        let (ready, readyContinuation) = AsyncStream.makeStream(of: Int?.self)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "fake-elevenlabs"),
-            onServerRunning: { channel in
-                readyContinuation.yield(channel.localAddress?.port)
-                readyContinuation.finish()
-            },
-            logger: logger)
-        let serving = Task {
-            defer { readyContinuation.finish() }
-            try await app.runService(gracefulShutdownSignals: [])
-        }
-        lock.withLock { task = serving }
-        var listening: Int?
-        for await port in ready { listening = port }
-        guard let listening else {
-            await stop()
-            throw FakeServerError.didNotStart
-        }
-        lock.withLock { _port = listening }
+        let (serving, listening) = try await startLoopbackServer(router, name: "fake-elevenlabs")
+        lock.withLock { task = serving; _port = listening }
     }
 
     private func respond(_ request: Request, conversationID: String?) throws -> Response {

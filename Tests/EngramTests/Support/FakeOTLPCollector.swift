@@ -74,29 +74,8 @@ final class FakeOTLPCollector: @unchecked Sendable {  // mutable state only unde
             // An empty ExportTraceServiceResponse: full success.
             return Response(status: .ok, headers: [.contentType: "application/x-protobuf"], body: .init(byteBuffer: ByteBuffer()))
         }
-        var logger = Logger(label: "fake-otlp")
-        logger.logLevel = .critical
-        let (ready, readyContinuation) = AsyncStream.makeStream(of: Int?.self)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "fake-otlp"),
-            onServerRunning: { channel in
-                readyContinuation.yield(channel.localAddress?.port)
-                readyContinuation.finish()
-            },
-            logger: logger)
-        let serving = Task {
-            defer { readyContinuation.finish() }
-            try await app.runService(gracefulShutdownSignals: [])
-        }
-        lock.withLock { task = serving }
-        var listening: Int?
-        for await port in ready { listening = port }
-        guard let listening else {
-            await stop()
-            throw FakeServerError.didNotStart
-        }
-        lock.withLock { _port = listening }
+        let (serving, listening) = try await startLoopbackServer(router, name: "fake-otlp")
+        lock.withLock { task = serving; _port = listening }
     }
 }
 

@@ -121,29 +121,8 @@ final class FakeOpenAIServer: @unchecked Sendable {  // mutable state only under
         router.post("v1/chat/completions") { [self] request, _ in try await respond(to: request, endpoint: .chat) }
         router.post("v1/embeddings") { [self] request, _ in try await respond(to: request, endpoint: .embeddings) }
 
-        var logger = Logger(label: "fake-openai")
-        logger.logLevel = .critical  // stopping by cancellation logs errors that mean nothing here
-        let (ready, readyContinuation) = AsyncStream.makeStream(of: Int?.self)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "fake-openai"),
-            onServerRunning: { channel in
-                readyContinuation.yield(channel.localAddress?.port)
-                readyContinuation.finish()
-            },
-            logger: logger)
-        let serving = Task {
-            defer { readyContinuation.finish() }
-            try await app.runService(gracefulShutdownSignals: [])
-        }
-        lock.withLock { task = serving }
-        var listening: Int?
-        for await port in ready { listening = port }
-        guard let listening else {
-            await stop()
-            throw FakeServerError.didNotStart
-        }
-        lock.withLock { _port = listening }
+        let (serving, listening) = try await startLoopbackServer(router, name: "fake-openai")
+        lock.withLock { task = serving; _port = listening }
     }
 
     private enum Endpoint { case chat, embeddings }

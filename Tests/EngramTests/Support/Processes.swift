@@ -1,9 +1,11 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import Testing
 @testable import Shared
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Shared
 
 /// A free TCP port on 127.0.0.1, chosen by the kernel.
 func freePort() throws -> Int {
@@ -88,4 +90,30 @@ func serviceEnvironment(_ env: TestEnvironment, port: Int) -> [String: String] {
     environment["ENGRAM_METRICS_PORT"] = String((try? freePort()) ?? 0)
     environment["ENGRAM_SPOOL_DIR"] = env.directory.appendingPathComponent("spool").path
     return environment
+}
+
+/// Waits until the gateway process on `port` answers `/health/ready` with 200.
+func waitForGatewayReady(port: Int, timeout: Duration = .seconds(30)) async throws {
+    try await waitUntil(timeout: timeout, "gateway ready") {
+        let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/health/ready")
+        return (try? await HTTPClient.shared.execute(request, timeout: .seconds(2)))?.status == .ok
+    }
+}
+
+/// Posts the signed fixture to the gateway process on `port` (expecting 200) and waits until the
+/// worker process has stored its memories in this test's SQLite file.
+func postFixtureAndWaitForMemories(_ env: TestEnvironment, port: Int) async throws {
+    let body = try fixtureTranscript()
+    var post = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/elevenlabs/post-call")
+    post.method = .POST
+    post.headers.add(name: "ElevenLabs-Signature", value: signedHeader(body, secret: env.webhookSecret))
+    post.body = .bytes(ByteBuffer(bytes: body))
+    let response = try await HTTPClient.shared.execute(post, timeout: .seconds(5))
+    #expect(response.status == .ok)
+
+    let vault = MemoryVault(store: try SQLiteMemoryStore(path: env.databasePath), keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
+    try await waitUntil(timeout: .seconds(20), "memories stored by the worker process") {
+        guard let tenant = try await vault.tenant("default") else { return false }
+        return try await !vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(Fixtures.fixturePhone))).isEmpty
+    }
 }
