@@ -432,3 +432,35 @@ struct StoreCopyTests {
         await target.cleanUp()
     }
 }
+
+@Suite("PostgreSQL URL")
+struct PostgresSettingsTests {
+    @Test("a full URL is read, percent-decoded, and printed without its password")
+    func parses() throws {
+        let settings = try PostgresSettings.parse("postgres://eng%40ram:p%2Fss@db.internal:6543/engram?sslmode=require&pool=25")
+        #expect(settings.host == "db.internal" && settings.port == 6543 && settings.database == "engram")
+        #expect(settings.username == "eng@ram" && settings.password == "p/ss")
+        #expect(settings.tls == .require && settings.maximumConnections == 25)
+        #expect(!settings.redacted.contains("p/ss") && !settings.redacted.contains("p%2Fss"))
+        let defaults = try PostgresSettings.parse("postgresql://engram@localhost/engram")
+        #expect(defaults.port == 5432 && defaults.tls == .prefer && defaults.maximumConnections == 10 && defaults.password == nil)
+    }
+
+    @Test("a bad URL is refused with the variable and the reason, never the password", arguments: [
+        ("mysql://u:secretpw@h/db", "expected postgres://"),
+        ("postgres://u:secretpw@/db", "no host"),
+        ("postgres://:secretpw@h/db", "no user"),
+        ("postgres://u:secretpw@h/", "no database"),
+        ("postgres://u:secretpw@h/db?sslmode=verify-full", "sslmode must be"),
+        ("postgres://u:secretpw@h/db?pool=0", "pool must be"),
+        ("postgres://u:secretpw@h/db?application_name=x", "unknown parameter"),
+    ])
+    func refuses(url: String, reason: String) {
+        #expect {
+            try PostgresSettings.parse(url)
+        } throws: { error in
+            let text = String(describing: error)
+            return text.contains("ENGRAM_DATABASE_URL") && text.contains(reason) && !text.contains("secretpw")
+        }
+    }
+}
