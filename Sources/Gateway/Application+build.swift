@@ -35,7 +35,8 @@ func buildApplication(
         rateLimiter: RateLimiter(
             client: RedisClient(endpoint: configuration.redis, timeout: configuration.redisTimeout, connections: 2),
             keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
-        hasStoredDefaultWebhookSecret: try await store.tenantWebhookSecrets(tenant: defaultTenant.id)?.current != nil)
+        hasStoredDefaultWebhookSecret: try await store.tenantWebhookSecrets(tenant: defaultTenant.id)?.current != nil,
+        unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes))
 
     let router = Router(context: BasicRequestContext.self)
     if configuration.otelEndpoint != nil { router.add(middleware: RequestTracingMiddleware()) }
@@ -49,6 +50,8 @@ func buildApplication(
 
     return Application(
         router: router,
+        // Closes keep-alive connections left idle and uploads that stall mid-body.
+        server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
         services: observability + [
             ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),

@@ -16,6 +16,8 @@ struct GatewayServices: Sendable {
     let rateLimiter: RateLimiter
     /// The default tenant also has secrets stored with `engram tenant set-webhook-secret default`.
     let hasStoredDefaultWebhookSecret: Bool
+    /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
+    let unverifiedBodies: UnverifiedBodyBudget
 
     var authenticator: Authenticator { Authenticator(services: self) }
 

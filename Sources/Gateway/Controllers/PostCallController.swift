@@ -48,14 +48,26 @@ struct PostCallController {
             throw APIError.from(error)
         }
         let limit = services.configuration.maxBodyBytes
+        let bodyDeadline = ContinuousClock.now + services.configuration.requestBodyTimeout
         var kept = ByteBuffer()
         var total = 0
+        // What this request keeps is held for an unauthenticated sender until the HMAC is checked.
+        var reserved = 0
+        defer { services.unverifiedBodies.release(reserved) }
         for try await chunk in request.body {
             total += chunk.readableBytes
             if total > services.configuration.maxStreamBytes { throw APIError.tooLarge }
+            // A stall is closed by the idle timeout; a slow drip of bytes is cut off here.
+            if ContinuousClock.now > bodyDeadline { throw APIError.bodyTimeout }
             chunk.withUnsafeReadableBytes { verifier.update($0) }
-            if kept.readableBytes < limit {
-                kept.writeImmutableBuffer(chunk.getSlice(at: chunk.readerIndex, length: min(chunk.readableBytes, limit - kept.readableBytes))!)
+            let keep = min(chunk.readableBytes, max(0, limit - kept.readableBytes))
+            if keep > 0, let slice = chunk.getSlice(at: chunk.readerIndex, length: keep) {
+                guard services.unverifiedBodies.reserve(keep) else {
+                    EngramMetrics.unverifiedBodyRefused()
+                    throw APIError.unverifiedBudgetExhausted
+                }
+                reserved += keep
+                kept.writeImmutableBuffer(slice)
             }
         }
         do {

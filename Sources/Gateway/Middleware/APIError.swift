@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import Shared
 
 /// An error answered as `{"error":{"code","message"}}` with its status. The one place where
@@ -25,6 +26,12 @@ struct APIError: HTTPResponseError {
     static func badRequest(_ code: String, _ message: String) -> APIError { APIError(status: .badRequest, code: code, message: message) }
 
     static let tooLarge = APIError(status: .contentTooLarge, code: "body_too_large", message: "request body exceeds the limit")
+
+    static let bodyTimeout = APIError(status: .requestTimeout, code: "body_timeout", message: "request body did not arrive in time")
+
+    /// Too many bytes are held for senders whose signature is not checked yet: come back shortly.
+    static let unverifiedBudgetExhausted = APIError(
+        status: .serviceUnavailable, code: "busy", message: "too many unverified uploads in progress; retry", headers: [.retryAfter: "2"])
 
     static func from(_ error: SignatureError) -> APIError {
         switch error {
@@ -59,10 +66,26 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 .response(from: request, context: context)
         } catch is DecodingError {
             return try APIError.badRequest("invalid_json", "body does not match the expected JSON shape").response(from: request, context: context)
+        } catch where ClientAbort.matches(error) {
+            // The client went away (or sent a broken stream): nobody reads this answer and no server fault happened.
+            let route = context.endpointPath ?? "unmatched"
+            EngramMetrics.clientAborted(route: route)
+            context.logger.info("client aborted the request", metadata: ["error_class": "\(type(of: error))", "route": "\(route)"])
+            return try APIError.badRequest("aborted", "the request stream ended early").response(from: request, context: context)
         } catch {
             context.logger.error("unhandled error", metadata: ["error_class": "\(type(of: error))", "route": "\(context.endpointPath ?? "-")"])
             return try APIError(status: .internalServerError, code: "internal", message: "internal error").response(from: request, context: context)
         }
+    }
+}
+
+/// Errors that mean the request's connection ended or broke under it, not that the server failed.
+enum ClientAbort {
+    static func matches(_ error: any Error) -> Bool {
+        if error is ChannelError || error is IOError || error is HTTPParserError || error is CancellationError { return true }
+        if error is NIOTooManyBytesError { return false }
+        // Hummingbird's own (package-internal) error for a stream that ends with an unexpected part.
+        return String(describing: type(of: error)) == "HTTPChannelError"
     }
 }
 

@@ -116,6 +116,12 @@ public struct EngramConfiguration: Sendable {
     /// Largest body read at all (audio webhooks can be tens of MB).
     public var maxStreamBytes = 256 * 1024 * 1024
     public var maxToolBodyBytes = 64 * 1024
+    /// A connection with no bytes moving for this long is closed (keep-alive and stalled uploads alike).
+    public var httpIdleTimeout: Duration = .seconds(30)
+    /// A request body must arrive whole within this time (a slow drip is cut off with 408).
+    public var requestBodyTimeout: Duration = .seconds(60)
+    /// Bytes all requests together may hold before their signature is verified; beyond it, 503 with Retry-After.
+    public var unverifiedBodyBudgetBytes = 64 * 1024 * 1024
     public var signatureTolerancePast: Duration = .seconds(30 * 60)
     public var signatureToleranceFuture: Duration = .seconds(5 * 60)
     public var dedupeTTLSeconds = 7 * 24 * 3600
@@ -209,6 +215,10 @@ public struct EngramConfiguration: Sendable {
         c.maxBodyBytes = try reader.int("ENGRAM_MAX_BODY_BYTES", range: 1024...(512 * 1024 * 1024)) ?? c.maxBodyBytes
         c.maxStreamBytes = try reader.int("ENGRAM_MAX_STREAM_BYTES", range: 1024...(4 * 1024 * 1024 * 1024)) ?? c.maxStreamBytes
         c.maxToolBodyBytes = try reader.int("ENGRAM_MAX_TOOL_BODY_BYTES", range: 256...(16 * 1024 * 1024)) ?? c.maxToolBodyBytes
+        c.httpIdleTimeout = try reader.milliseconds("ENGRAM_HTTP_IDLE_TIMEOUT_MS", range: 100...3_600_000) ?? c.httpIdleTimeout
+        c.requestBodyTimeout = try reader.milliseconds("ENGRAM_BODY_TIMEOUT_MS", range: 100...3_600_000) ?? c.requestBodyTimeout
+        c.unverifiedBodyBudgetBytes = try reader.int("ENGRAM_UNVERIFIED_BODY_BUDGET_BYTES", range: 64 * 1024...(16 * 1024 * 1024 * 1024))
+            ?? c.unverifiedBodyBudgetBytes
         c.dedupeTTLSeconds = try reader.int("ENGRAM_DEDUPE_TTL_SECONDS", range: 60...(90 * 86400)) ?? c.dedupeTTLSeconds
         c.precallBudget = try reader.milliseconds("ENGRAM_PRECALL_BUDGET_MS") ?? c.precallBudget
         c.precallContextChars = try reader.int("ENGRAM_PRECALL_CONTEXT_CHARS", range: 0...100_000) ?? c.precallContextChars
@@ -308,8 +318,8 @@ struct EnvironmentReader {
         return value
     }
 
-    func milliseconds(_ name: String) throws -> Duration? {
-        try int(name, range: 0...(7 * 86_400_000)).map { .milliseconds($0) }
+    func milliseconds(_ name: String, range: ClosedRange<Int> = 0...(7 * 86_400_000)) throws -> Duration? {
+        try int(name, range: range).map { .milliseconds($0) }
     }
 
     func bool(_ name: String) throws -> Bool? {

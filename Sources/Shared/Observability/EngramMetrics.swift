@@ -16,6 +16,16 @@ public enum EngramMetrics {
         Metrics.Timer(label: "engram_postcall_ack_seconds").recordNanoseconds(duration.nanoseconds)
     }
 
+    /// A post-call upload refused because unverified bodies already hold the whole budget.
+    public static func unverifiedBodyRefused() {
+        Counter(label: "engram_unverified_body_refused_total").increment()
+    }
+
+    /// A request whose client went away before it was answered (not a server error).
+    public static func clientAborted(route: String) {
+        Counter(label: "engram_http_client_aborts_total", dimensions: [("route", route)]).increment()
+    }
+
     public static func precallFallback(reason: String) {
         Counter(label: "engram_precall_fallback_total", dimensions: [("reason", reason)]).increment()
     }
