@@ -87,8 +87,14 @@ fi
 # Build everything first: the process tests start the real engram-gateway and engram-worker.
 swift build --build-tests
 set +e
-swift test --skip-build "$@"
+# Each test has a time limit of its own; this bounds the whole run too, so that a hang fails
+# CI with a message instead of holding it until CI's own limit.
+test_timeout=${ENGRAM_TEST_TIMEOUT:-40m}
+timeout --kill-after=30s "$test_timeout" swift test --skip-build "$@"
 status=$?
+if ((status == 124 || status == 137)); then
+  log "swift test did not finish within $test_timeout (ENGRAM_TEST_TIMEOUT): a test hangs"
+fi
 set -e
 
 elapsed=$((SECONDS - started_at))
