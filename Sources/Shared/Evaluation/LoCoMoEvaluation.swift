@@ -12,8 +12,13 @@ public struct LoCoMoEvaluation {
             public var recallAt5: Double
             public var recallAt10: Double
             public var recallAt25: Double
+            /// Recall of the answer cut at a character budget, keyed by the budget ("1000", "2000", "4000").
+            public var recallWithinChars: [String: Double]
             public var questions: Int
-            enum CodingKeys: String, CodingKey { case recallAt5 = "recall_at_5", recallAt10 = "recall_at_10", recallAt25 = "recall_at_25", questions }
+            enum CodingKeys: String, CodingKey {
+                case recallAt5 = "recall_at_5", recallAt10 = "recall_at_10", recallAt25 = "recall_at_25"
+                case recallWithinChars = "recall_within_chars", questions
+            }
         }
         public var questions: Int
         public var overall: Recall
@@ -49,18 +54,27 @@ public struct LoCoMoEvaluation {
 
     public static let categories = [1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"]
 
+    /// Character budgets of `recall_within_chars` (shared/eval/README.md: what a voice agent's prompt can afford).
+    public static let characterBudgets = [1000, 2000, 4000]
+    /// Hits read per question: enough to fill the largest budget with short memories.
+    static let hitsRead = 100
+
     public let dataURL: URL
     public let limitConversations: Int?
+    /// Conversations passed over before the first one evaluated (to report a held-out part apart).
+    public let skipConversations: Int
 
-    public init(dataURL: URL, limitConversations: Int? = nil) {
+    public init(dataURL: URL, limitConversations: Int? = nil, skipConversations: Int = 0) {
         self.dataURL = dataURL
         self.limitConversations = limitConversations
+        self.skipConversations = max(0, skipConversations)
     }
 
     public func run(logger: Logger) async throws -> Report {
         let started = ContinuousClock.now
         var samples = try JSONDecoder().decode([Sample].self, from: Data(contentsOf: dataURL))
-        if let limitConversations { samples = Array(samples.prefix(limitConversations)) }
+        samples = Array(samples.dropFirst(skipConversations))
+        if let limitConversations { samples = Array(samples.prefix(max(0, limitConversations))) }
 
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("engram-eval-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -75,7 +89,7 @@ public struct LoCoMoEvaluation {
         let ingestor = EventIngestor(vault: vault, extractor: LocalExtractor(), policy: .retryThenLocal, maxAttempts: 1, envelopeCipher: keyRing.envelopeCipher)
         guard let tenant = try await vault.tenant("default", create: true) else { throw StoreError.notFound("tenant") }
 
-        var sums: [Int: (r5: Double, r10: Double, r25: Double, n: Int)] = [:]
+        var sums: [Int: Sums] = [:]
         var chars = 0.0
         var counted = 0
         for (index, sample) in samples.enumerated() {
@@ -102,20 +116,23 @@ public struct LoCoMoEvaluation {
             for question in sample.qa where Self.categories[question.category] != nil {
                 let evidence = Set(question.evidence.flatMap(Self.cleanEvidence)).intersection(Set(turnIDs.values))
                 guard !evidence.isEmpty else { continue }
-                let hits = try await vault.search(tenant: "default", user: user, query: question.question, limit: 25)
-                func recall(_ k: Int) -> Double {
+                let hits = try await vault.search(tenant: "default", user: user, query: question.question, limit: Self.hitsRead)
+                func recall(_ answer: ArraySlice<SearchHit>) -> Double {
                     var cited = Set<String>()
-                    for hit in hits.prefix(k) {
+                    for hit in answer {
                         for source in hit.memory.sources {
                             for turn in source.turns { if let id = turnIDs["\(source.conversationID ?? "")#\(turn)"] { cited.insert(id) } }
                         }
                     }
                     return Double(evidence.intersection(cited).count) / Double(evidence.count)
                 }
-                var sum = sums[question.category] ?? (0, 0, 0, 0)
-                sum.r5 += recall(5)
-                sum.r10 += recall(10)
-                sum.r25 += recall(25)
+                var sum = sums[question.category] ?? Sums()
+                sum.r5 += recall(hits.prefix(5))
+                sum.r10 += recall(hits.prefix(10))
+                sum.r25 += recall(hits.prefix(25))
+                for budget in Self.characterBudgets {
+                    sum.withinChars[budget, default: 0] += recall(hits.prefix(Self.answerLength(hits.map { $0.memory.content }, budget: budget)))
+                }
                 sum.n += 1
                 sums[question.category] = sum
                 chars += Double(hits.prefix(10).reduce(0) { $0 + $1.memory.content.count })
@@ -123,17 +140,43 @@ public struct LoCoMoEvaluation {
             }
             logger.info("conversation evaluated", metadata: ["sample": "\(sample.sampleID)"])
         }
-        func recall(_ s: (r5: Double, r10: Double, r25: Double, n: Int)) -> Report.Recall {
+        func recall(_ s: Sums) -> Report.Recall {
             let n = Double(max(1, s.n))
-            return Report.Recall(recallAt5: 100 * s.r5 / n, recallAt10: 100 * s.r10 / n, recallAt25: 100 * s.r25 / n, questions: s.n)
+            var within: [String: Double] = [:]
+            for budget in Self.characterBudgets { within[String(budget)] = 100 * (s.withinChars[budget] ?? 0) / n }
+            return Report.Recall(recallAt5: 100 * s.r5 / n, recallAt10: 100 * s.r10 / n, recallAt25: 100 * s.r25 / n, recallWithinChars: within, questions: s.n)
         }
-        let total = sums.values.reduce((0.0, 0.0, 0.0, 0)) { ($0.0 + $1.r5, $0.1 + $1.r10, $0.2 + $1.r25, $0.3 + $1.n) }
+        let total = sums.values.reduce(Sums()) { $0.adding($1) }
         var byCategory: [String: Report.Recall] = [:]
-        for (category, name) in Self.categories { byCategory[name] = recall(sums[category] ?? (0, 0, 0, 0)) }
+        for (category, name) in Self.categories { byCategory[name] = recall(sums[category] ?? Sums()) }
         let stored = try await store.database.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM memories") ?? 0 }
         return Report(
             questions: counted, overall: recall(total), byCategory: byCategory, meanCharsAt10: counted == 0 ? 0 : chars / Double(counted),
             memoriesStored: stored, seconds: (ContinuousClock.now - started).seconds)
+    }
+
+    /// Sums of per-question recall for one category.
+    struct Sums {
+        var r5 = 0.0, r10 = 0.0, r25 = 0.0
+        var withinChars: [Int: Double] = [:]
+        var n = 0
+
+        func adding(_ other: Sums) -> Sums {
+            var sum = Sums(r5: r5 + other.r5, r10: r10 + other.r10, r25: r25 + other.r25, withinChars: withinChars, n: n + other.n)
+            for (budget, value) in other.withinChars { sum.withinChars[budget, default: 0] += value }
+            return sum
+        }
+    }
+
+    /// How many memories of an answer, in rank order, fit within `budget` characters: the first one
+    /// that would pass the budget ends the answer (nothing is truncated), as in shared/eval/README.md.
+    static func answerLength(_ contents: [String], budget: Int) -> Int {
+        var used = 0
+        for (index, content) in contents.enumerated() {
+            used += content.count
+            if used > budget { return index }
+        }
+        return contents.count
     }
 
     /// `D30:05` → `D30:5`; `D1:3; D1:4` → both.
