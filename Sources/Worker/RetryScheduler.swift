@@ -15,7 +15,7 @@ enum RetryScheduler {
     static func delay(attempt: Int, base: Duration, cap: Duration, retryAfter: Double? = nil) -> Duration {
         let exponential = min(cap.seconds, base.seconds * pow(2, Double(attempt)))
         var seconds = Double.random(in: (exponential / 2)...max(exponential, 0.001))
-        if let retryAfter { seconds = max(seconds, retryAfter) }
-        return .milliseconds(Int(seconds * 1000))
+        if let retryAfter, retryAfter.isFinite { seconds = max(seconds, retryAfter) }
+        return SafeNumber.milliseconds(fromSeconds: seconds)
     }
 }
