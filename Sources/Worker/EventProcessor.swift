@@ -97,7 +97,9 @@ struct EventProcessor: Service {
                 inFlightCheck.isNeeded = true
                 logger.error("cannot acknowledge a processed event; it will be redelivered as a duplicate", metadata: ["error_class": "\(type(of: error))"])
             }
-            let lag = Date().timeIntervalSince1970 - envelope.receivedAt
+            // `received_at` comes from Redis: a time that is not a plausible date gives no lag.
+            let now = Date().timeIntervalSince1970
+            let lag = now - (Date(checkedUnixSeconds: envelope.receivedAt)?.timeIntervalSince1970 ?? now)
             EngramMetrics.eventProcessed(outcome: Self.label(outcome), lag: lag)
             span.updateAttributes { attributes in
                 attributes["engram.outcome"] = Self.label(outcome)
