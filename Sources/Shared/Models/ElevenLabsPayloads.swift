@@ -172,9 +172,10 @@ public enum JSONScalar: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
+        // Strings first: most values are strings, and every failed attempt builds an error.
+        if let s = try? c.decode(String.self) { self = .string(s); return }
         if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let n = try? c.decode(Double.self) { self = .number(n); return }
-        self = .string(try c.decode(String.self))
+        self = .number(try c.decode(Double.self))
     }
 
     public func encode(to encoder: Encoder) throws {

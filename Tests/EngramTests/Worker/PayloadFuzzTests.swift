@@ -209,7 +209,6 @@ struct PayloadFuzzTests {
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["ENGRAM_FUZZ_SEED"].flatMap { UInt64($0) } ?? Self.defaultSeed
         let cases = environment["ENGRAM_FUZZ_CASES"].flatMap { Int($0) }.map { max(1, $0) } ?? Self.defaultCases
-        var rng = SplitMix(state: seed)
 
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("engram-fuzz-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -227,16 +226,66 @@ struct PayloadFuzzTests {
         let allPaths = Self.paths(of: base)
         let systematic = Self.targets.count * Self.evilValues.count
 
-        var counts: [String: Int] = [:]
-        var memoriesExtracted = 0
-        var spent: [String: Duration] = [:]  // where the time goes, printed with the counts
+        // Two lanes (the machine's cores), each its own cases and random stream, one store.
+        let lanes = 2
         let clock = ContinuousClock()
         let started = clock.now
-        for number in 0..<cases {
+        let context = Context(ingestor: ingestor, intake: intake, base: base, allPaths: allPaths, seed: seed, cases: cases, systematic: systematic)
+        let tallies = try await withThrowingTaskGroup(of: Tally.self) { group in
+            for lane in 0..<lanes { group.addTask { try await Self.run(lane: lane, of: lanes, context) } }
+            return try await group.reduce(into: [Tally]()) { $0.append($1) }
+        }
+        var counts: [String: Int] = [:]
+        var spent: [String: Duration] = [:]
+        var memoriesExtracted = 0
+        for tally in tallies {
+            counts.merge(tally.counts, uniquingKeysWith: +)
+            spent.merge(tally.spent, uniquingKeysWith: +)
+            memoriesExtracted += tally.memories
+        }
+        let elapsed = clock.now - started
+        #expect(counts.values.reduce(0, +) == cases)
+        #expect(counts.keys.contains { $0.hasPrefix("refused") })
+        #expect(counts.keys.contains { $0.hasPrefix("ignored") })
+        #expect(counts["ingested: stored", default: 0] > 0)
+        let lines = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "  \($0.value)\t\($0.key)" }
+        print("""
+            payload fuzz: seed \(seed), \(cases) cases (\(systematic) systematic: \(Self.targets.count) fields × \(Self.evilValues.count) values), \
+            \(String(format: "%.1f", elapsed.seconds)) s on \(lanes) lanes (summed: \(spent.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value.seconds)) s" }.joined(separator: ", "))), \
+            \(memoriesExtracted) memories extracted, 1 case in \(Self.storeEvery) stored through SQLite
+            \(lines.joined(separator: "\n"))
+            """)
+    }
+
+    struct Context: Sendable {
+        let ingestor: EventIngestor
+        let intake: PostCallIntake
+        let base: Value
+        let allPaths: [[Step]]
+        let seed: UInt64
+        let cases: Int
+        let systematic: Int
+    }
+
+    /// What one lane saw: outcomes by kind, memories extracted, time per phase (summed over lanes).
+    struct Tally: Sendable {
+        var counts: [String: Int] = [:]
+        var memories = 0
+        var spent: [String: Duration] = [:]
+    }
+
+    /// The cases `lane, lane + lanes, …`.
+    static func run(lane: Int, of lanes: Int, _ context: Context) async throws -> Tally {
+        let (ingestor, intake, base, allPaths, seed, cases, systematic) =
+            (context.ingestor, context.intake, context.base, context.allPaths, context.seed, context.cases, context.systematic)
+        var rng = SplitMix(state: seed &+ UInt64(lane))
+        var tally = Tally()
+        let clock = ContinuousClock()
+        for number in stride(from: lane, to: cases, by: lanes) {
             var mark = clock.now
             func lap(_ phase: String) {
                 let now = clock.now
-                spent[phase, default: .zero] += now - mark
+                tally.spent[phase, default: .zero] += now - mark
                 mark = now
             }
             // Each case its own conversation and caller, so stored cases never collide.
@@ -270,22 +319,22 @@ struct PayloadFuzzTests {
             do {
                 decision = try intake.classify(kept: body, oversize: body.count > intake.maxBodyBytes, tenant: "default", signatureHeader: "fuzz-\(number)")
             } catch let error as IntakeError {
-                counts["refused (400): \(Self.reason(error))", default: 0] += 1
+                tally.counts["refused (400): \(Self.reason(error))", default: 0] += 1
                 lap("gateway")
                 continue
             }
             lap("gateway")
             guard case .enqueue(let envelope, _) = decision else {
-                if case .ignore(let reason) = decision { counts["ignored: \(reason)", default: 0] += 1 }
+                if case .ignore(let reason) = decision { tally.counts["ignored: \(reason)", default: 0] += 1 }
                 continue
             }
             // The worker.
             if number % Self.storeEvery == 0 {
                 do {
                     let outcome = try await ingestor.ingest(envelope, logger: testLogger)
-                    counts["ingested: \(Self.label(outcome))", default: 0] += 1
+                    tally.counts["ingested: \(Self.label(outcome))", default: 0] += 1
                 } catch let error as PermanentEventError {
-                    counts["dead-lettered: \(error.message)", default: 0] += 1
+                    tally.counts["dead-lettered: \(error.message)", default: 0] += 1
                 }
                 lap("worker ingest (SQLite)")
                 continue
@@ -298,24 +347,13 @@ struct PayloadFuzzTests {
                 let conversation = ingestor.budget.bound(Conversation(data, fallbackStart: Date()), cuts: &cuts)
                 let extraction = ingestor.budget.cap(LocalExtractor().extractNow(conversation), cuts: &cuts)
                 #expect(extraction.memories.count <= ingestor.budget.maxMemories)
-                memoriesExtracted += extraction.memories.count
-                counts[envelope.type == EventType.callInitiationFailure ? "extracted: call_initiation_failure" : (cuts.isEmpty ? "extracted" : "extracted within the budget (cut)"), default: 0] += 1
+                tally.memories += extraction.memories.count
+                tally.counts[envelope.type == EventType.callInitiationFailure ? "extracted: call_initiation_failure" : (cuts.isEmpty ? "extracted" : "extracted within the budget (cut)"), default: 0] += 1
             } catch let error as PermanentEventError {
-                counts["dead-lettered: \(error.message)", default: 0] += 1
+                tally.counts["dead-lettered: \(error.message)", default: 0] += 1
             }
         }
-        let elapsed = ContinuousClock.now - started
-        #expect(counts.values.reduce(0, +) == cases)
-        #expect(counts.keys.contains { $0.hasPrefix("refused") })
-        #expect(counts.keys.contains { $0.hasPrefix("ignored") })
-        #expect(counts["ingested: stored", default: 0] > 0)
-        let lines = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "  \($0.value)\t\($0.key)" }
-        print("""
-            payload fuzz: seed \(seed), \(cases) cases (\(systematic) systematic: \(Self.targets.count) fields × \(Self.evilValues.count) values), \
-            \(String(format: "%.1f", elapsed.seconds)) s (\(spent.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value.seconds)) s" }.joined(separator: ", "))), \
-            \(memoriesExtracted) memories extracted, 1 case in \(Self.storeEvery) stored through SQLite
-            \(lines.joined(separator: "\n"))
-            """)
+        return tally
     }
 
     static func reason(_ error: IntakeError) -> String {
