@@ -137,8 +137,11 @@ final class RedisConnection {
             return .integer(r.integer)
         case REDIS_REPLY_ARRAY:
             var items: [RedisReply] = []
-            for i in 0..<Int(r.elements) {
-                if let element = r.element[i] { items.append(convert(element)) } else { items.append(.null) }
+            // `element` is an implicitly unwrapped C pointer: checked, never trusted.
+            let element: UnsafeMutablePointer<UnsafeMutablePointer<redisReply>?>? = r.element
+            guard let element, r.elements > 0 else { return .array([]) }
+            for i in 0..<Int(clamping: r.elements) {
+                if let item = element[i] { items.append(convert(item)) } else { items.append(.null) }
             }
             return .array(items)
         default:
