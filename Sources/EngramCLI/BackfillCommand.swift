@@ -52,7 +52,7 @@ struct BackfillCommand: AsyncParsableCommand {
             client: client, store: context.vault.store,
             queue: RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix)),
             envelopeCipher: try configuration.keyRing().envelopeCipher, dedupeTTLSeconds: configuration.dedupeTTLSeconds)
-        let start = CLIDate.parse(since)!
+        guard let start = CLIDate.parse(since) else { throw ValidationError("--since: expected YYYY-MM-DD, an ISO 8601 time or Unix seconds") }
         let end = until.flatMap(CLIDate.parse)
         let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun)
 
@@ -91,7 +91,9 @@ struct BackfillCommand: AsyncParsableCommand {
 enum CLIDate {
     static func parse(_ text: String) -> Date? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        if let seconds = Int64(trimmed), seconds >= 0 { return Date(timeIntervalSince1970: TimeInterval(seconds)) }
+        if let seconds = Int64(trimmed) {
+            return (0...SafeNumber.maxUnixSeconds).contains(seconds) ? Date(timeIntervalSince1970: TimeInterval(seconds)) : nil
+        }
         let day = ISO8601DateFormatter()
         day.formatOptions = [.withFullDate]
         if trimmed.count == 10, let date = day.date(from: trimmed) { return date }

@@ -59,7 +59,7 @@ struct QueueCommand: AsyncParsableCommand {
                 let rows = letters.map { Row(id: $0.id, errorClass: $0.errorClass, errorMessage: $0.errorMessage, failedAt: $0.failedAt, worker: $0.worker) }
                 if json { return try printJSON(rows) }
                 if rows.isEmpty { print("no dead letters") }
-                for row in rows { print("\(row.id)  \(isoDay.string(from: Date(timeIntervalSince1970: row.failedAt)))  \(row.errorClass): \(row.errorMessage)") }
+                for row in rows { print("\(row.id)  \(Date(checkedUnixSeconds: row.failedAt).map(isoDay.string) ?? "-")  \(row.errorClass): \(row.errorMessage)") }
             }
         }
 

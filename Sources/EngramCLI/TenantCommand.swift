@@ -36,7 +36,8 @@ struct TenantCommand: AsyncParsableCommand {
         func run() async throws {
             let context = try await CLIContext()
             if try await context.vault.store.tenant(id: name) != nil { throw ValidationError("tenant \(name) exists already") }
-            guard let tenant = try await context.vault.tenant(name, create: true, consentMode: ConsentMode(rawValue: consent)!) else { throw CLIError.unknownTenant(name) }
+            guard let mode = ConsentMode(rawValue: consent) else { throw ValidationError("--consent must be implicit, explicit or off") }
+            guard let tenant = try await context.vault.tenant(name, create: true, consentMode: mode) else { throw CLIError.unknownTenant(name) }
             let tool = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .tool)
             let admin = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .admin)
             var base = context.configuration.publicBaseURL
@@ -60,12 +61,13 @@ struct TenantCommand: AsyncParsableCommand {
             let context = try await CLIContext()
             guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
             let secret = (readLine(strippingNewline: true) ?? "").trimmingCharacters(in: .whitespaces)
-            guard secret.count >= 16, secret.count <= 256 else { throw ValidationError("the secret on standard input must be 16 to 256 characters") }
+            guard secret.utf8.count >= 16, secret.utf8.count <= 256 else { throw ValidationError("the secret on standard input must be 16 to 256 bytes") }
             let keyRing = context.vault.keyRing
             let stored = try await context.vault.store.tenantWebhookSecrets(tenant: name)
-            let previous: Data? = dropPrevious ? nil : try stored?.current.map { wrapped in
-                let plain = try keyRing.unwrap(wrapped, keyID: stored!.keyID, context: "webhook:\(name)")
-                return try keyRing.wrap(plain, context: "webhook:\(name)").wrapped
+            var previous: Data?
+            if !dropPrevious, let stored, let wrapped = stored.current {
+                let plain = try keyRing.unwrap(wrapped, keyID: stored.keyID, context: "webhook:\(name)")
+                previous = try keyRing.wrap(plain, context: "webhook:\(name)").wrapped
             }
             let current = try keyRing.wrap(Data(secret.utf8), context: "webhook:\(name)")
             try await context.vault.store.setTenantWebhookSecrets(tenant: name, current: current.wrapped, previous: previous, keyID: current.keyID)

@@ -34,9 +34,9 @@ struct EventProcessor: Service {
     func processNext(wait: Duration) async -> Bool {
         if inFlightCheck.isNeeded {
             do {
-                let returned = try await queue.requeueInFlight(worker: worker)
+                let returned = try await queue.requeueInFlight(worker: worker, maxAttempts: maxAttempts)
                 inFlightCheck.isNeeded = false
-                if returned > 0 { logger.warning("returned stranded in-flight events to the queue", metadata: ["count": "\(returned)"]) }
+                Reaper.report(returned, logger: logger, source: "previous run of this worker or a failed queue call")
             } catch {
                 logger.error("cannot check the in-flight list", metadata: ["error_class": "\(type(of: error))"])
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
@@ -63,7 +63,7 @@ struct EventProcessor: Service {
             // Not an envelope: its bytes are not known to be encrypted, so only their digest is kept.
             await deadLetter(taken.raw, id: "unknown", errorClass: taken.decodeError ?? "DecodingError",
                              message: "queue item is not a valid envelope (sha256 prefix \(PostCallIntake.digest(String(decoding: taken.raw, as: UTF8.self))))",
-                             keepBytes: false)
+                             keepBytes: false, reason: "invalid_envelope")
             return
         }
         // A child of the gateway's "enqueue event" span when the envelope carries its context, so
@@ -97,11 +97,13 @@ struct EventProcessor: Service {
                 inFlightCheck.isNeeded = true
                 logger.error("cannot acknowledge a processed event; it will be redelivered as a duplicate", metadata: ["error_class": "\(type(of: error))"])
             }
-            let lag = Date().timeIntervalSince1970 - envelope.receivedAt
+            // `received_at` comes from Redis: a time that is not a plausible date gives no lag.
+            let now = Date().timeIntervalSince1970
+            let lag = now - (Date(checkedUnixSeconds: envelope.receivedAt)?.timeIntervalSince1970 ?? now)
             EngramMetrics.eventProcessed(outcome: Self.label(outcome), lag: lag)
             span.updateAttributes { attributes in
                 attributes["engram.outcome"] = Self.label(outcome)
-                attributes["engram.lag_ms"] = Int(lag * 1000)
+                attributes["engram.lag_ms"] = SafeNumber.clampedInt(lag * 1000)
                 if case .stored(let memories, let reinforced, let superseded) = outcome {
                     attributes["engram.memories.stored"] = memories
                     attributes["engram.memories.reinforced"] = reinforced
@@ -118,25 +120,27 @@ struct EventProcessor: Service {
             span.attributes["error.type"] = error.errorClass
             span.setStatus(SpanStatus(code: .error, message: error.errorClass))
             EngramMetrics.eventProcessed(outcome: "dead_letter", lag: nil)
-            await deadLetter(taken.raw, id: envelope.id, errorClass: error.errorClass, message: error.message)
+            await deadLetter(taken.raw, id: envelope.id, errorClass: error.errorClass, message: error.message, reason: "permanent")
         } catch {
             let errorClass = String(describing: type(of: error))
             let message = (error as? ExtractionError)?.description ?? (error as? RedisError)?.description ?? errorClass
             EngramMetrics.eventProcessed(outcome: "failed", lag: nil)
             span.recordFailure(error)
-            span.attributes["engram.outcome"] = envelope.attempt + 1 >= maxAttempts ? "dead_letter" : "retry"
-            if envelope.attempt + 1 >= maxAttempts {
-                await deadLetter(taken.raw, id: envelope.id, errorClass: errorClass, message: message)
+            // `attempt` comes from Redis: compared without arithmetic that could overflow.
+            let lastAttempt = envelope.attempt >= maxAttempts - 1
+            span.attributes["engram.outcome"] = lastAttempt ? "dead_letter" : "retry"
+            if lastAttempt {
+                await deadLetter(taken.raw, id: envelope.id, errorClass: errorClass, message: message, reason: "attempts_exhausted")
                 return
             }
             var next = envelope
-            next.attempt += 1
+            next.attempt = max(0, envelope.attempt) + 1
             var retryAfter: Double?
             if case .rateLimited(let after)? = error as? ExtractionError { retryAfter = after }
             let delay = RetryScheduler.delay(attempt: envelope.attempt, base: retryBase, cap: retryMax, retryAfter: retryAfter)
             do {
                 try await withRetries { try await queue.scheduleRetry(worker: worker, raw: taken.raw, next: next, dueAt: Date().addingTimeInterval(delay.seconds)) }
-                logger.warning("event failed; retry scheduled", metadata: ["error_class": "\(errorClass)", "attempt": "\(envelope.attempt)", "delay_ms": "\(Int(delay.seconds * 1000))"])
+                logger.warning("event failed; retry scheduled", metadata: ["error_class": "\(errorClass)", "attempt": "\(envelope.attempt)", "delay_ms": "\(SafeNumber.clampedInt64(delay.seconds * 1000))"])
             } catch {
                 inFlightCheck.isNeeded = true
                 logger.error("cannot schedule retry; the event is returned on the next turn", metadata: ["error_class": "\(type(of: error))"])
@@ -156,12 +160,13 @@ struct EventProcessor: Service {
         }
     }
 
-    private func deadLetter(_ raw: Data, id: String, errorClass: String, message: String, keepBytes: Bool = true) async {
+    private func deadLetter(_ raw: Data, id: String, errorClass: String, message: String, keepBytes: Bool = true, reason: String) async {
         let letter = DeadLetter(
             id: id, envelope: keepBytes ? String(decoding: raw, as: UTF8.self) : "", errorClass: errorClass, errorMessage: message,
             failedAt: Date().timeIntervalSince1970, worker: worker)
         do {
             try await withRetries { try await queue.deadLetter(worker: worker, raw: raw, letter: letter) }
+            EngramMetrics.eventDeadLettered(reason: reason)
             logger.error("event dead-lettered", metadata: ["event_id": "\(id)", "error_class": "\(errorClass)"])
         } catch {
             inFlightCheck.isNeeded = true

@@ -2,12 +2,26 @@ import Logging
 import ServiceLifecycle
 import Shared
 
-/// Returns the in-flight events of workers whose heartbeat expired to the pending list.
+/// Returns the in-flight events of workers whose heartbeat expired to the pending list, each
+/// return counted as an attempt; an event whose workers died `maxAttempts` times goes to the
+/// dead letters as `worker_died` (a poison event stops there instead of killing every worker).
 enum Reaper {
-    static func job(queue: any EventQueue, interval: Duration, logger: Logger) -> PeriodicJob {
+    static func job(queue: any EventQueue, interval: Duration, maxAttempts: Int, logger: Logger) -> PeriodicJob {
         PeriodicJob(name: "reaper", interval: interval, logger: logger) {
-            let moved = try await queue.reap()
-            if moved > 0 { logger.warning("requeued events of a dead worker", metadata: ["count": "\(moved)"]) }
+            report(try await queue.reap(maxAttempts: maxAttempts), logger: logger, source: "dead worker")
+        }
+    }
+
+    /// Logs and counts what a return of in-flight events did.
+    static func report(_ returned: InFlightReturn, logger: Logger, source: String) {
+        if returned.requeued > 0 {
+            logger.warning("requeued in-flight events of a \(source)", metadata: ["count": "\(returned.requeued)"])
+        }
+        if returned.deadLettered > 0 {
+            EngramMetrics.eventDeadLettered(reason: workerDiedErrorClass, count: returned.deadLettered)
+            logger.error("dead-lettered events whose worker died on every attempt", metadata: [
+                "count": "\(returned.deadLettered)", "error_class": "\(workerDiedErrorClass)",
+            ])
         }
     }
 }

@@ -15,7 +15,8 @@ enum RetryScheduler {
     static func delay(attempt: Int, base: Duration, cap: Duration, retryAfter: Double? = nil) -> Duration {
         let exponential = min(cap.seconds, base.seconds * pow(2, Double(attempt)))
         var seconds = Double.random(in: (exponential / 2)...max(exponential, 0.001))
-        if let retryAfter { seconds = max(seconds, retryAfter) }
-        return .milliseconds(Int(seconds * 1000))
+        // A provider's Retry-After is honoured up to a day: `1e300` must not park an event forever.
+        if let retryAfter, retryAfter.isFinite { seconds = max(seconds, min(retryAfter, 86_400)) }
+        return SafeNumber.milliseconds(fromSeconds: seconds)
     }
 }

@@ -21,6 +21,7 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
         vault: vault, extractor: try extractor ?? ProviderFactory.extractor(configuration), policy: configuration.llmFailurePolicy,
         maxAttempts: configuration.maxAttempts, envelopeCipher: keyRing.envelopeCipher, defaultConsentMode: configuration.consentMode)
     ingestor.previousEnvelopeCiphers = Array(keyRing.envelopeCiphers.dropFirst())
+    ingestor.budget = ExtractionBudget(maxMemories: configuration.maxMemoriesPerEvent, maxTurns: configuration.maxTurnsPerEvent)
     let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
     var processorLogger = logger
     processorLogger[metadataKey: "worker"] = "\(configuration.workerID)"
@@ -30,7 +31,7 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
     let services: [any Service] = [
         Heartbeat(queue: queue, worker: configuration.workerID, ttl: configuration.heartbeatTTL, logger: logger),
         processor,
-        Reaper.job(queue: queue, interval: configuration.reaperInterval, logger: logger),
+        Reaper.job(queue: queue, interval: configuration.reaperInterval, maxAttempts: configuration.maxAttempts, logger: logger),
         RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
         Sweeper.job(store: store, clock: clock, interval: configuration.sweepInterval, logger: logger),
         MetricsServer.sampler(queue: queue, store: store, logger: logger),

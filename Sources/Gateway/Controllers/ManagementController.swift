@@ -86,8 +86,8 @@ struct ManagementController {
         router.post("/v1/users/{user}/memories/search") { request, context in
             let (caller, user) = try await resolve(request, context)
             let body = try await request.decodeJSON(SearchRequest.self, limit: services.configuration.maxToolBodyBytes)
-            guard !body.query.trimmingCharacters(in: .whitespaces).isEmpty, body.query.count <= 1_000 else {
-                throw APIError.badRequest("invalid_parameter", "query must have 1 to 1000 characters")
+            guard !body.query.trimmingCharacters(in: .whitespaces).isEmpty, body.query.utf8.count <= 1_000 else {
+                throw APIError.badRequest("invalid_parameter", "query must have 1 to 1000 bytes (UTF-8)")
             }
             let hits = try await services.vault.search(tenant: caller.tenant.id, user: user, query: body.query, limit: min(50, max(1, body.limit ?? 10)))
             try await audit(caller, "memories.search", user: user)
@@ -160,7 +160,7 @@ struct ManagementController {
             let body = try await request.decodeJSON(PatchRequest.self, limit: services.configuration.maxToolBodyBytes)
             var updated = memory
             if let content = body.content?.trimmingCharacters(in: .whitespacesAndNewlines) {
-                guard !content.isEmpty, content.count <= 2_000 else { throw APIError.badRequest("invalid_parameter", "content must have 1 to 2000 characters") }
+                guard !content.isEmpty, content.utf8.count <= 2_000 else { throw APIError.badRequest("invalid_parameter", "content must have 1 to 2000 bytes (UTF-8)") }
                 updated.content = content
             }
             if let sensitive = body.sensitive { updated.sensitive = sensitive }
@@ -189,7 +189,7 @@ struct ManagementController {
 
     func resolve(_ request: Request, _ context: BasicRequestContext) async throws -> (Caller, UserKey) {
         let caller = try await services.authenticator.authorize(request, scope: .admin)
-        guard let raw = context.parameters.get("user"), raw.count <= 300, let identity = CallerReference.parse(raw) else {
+        guard let raw = context.parameters.get("user"), raw.utf8.count <= 300, let identity = CallerReference.parse(raw) else {
             throw APIError.badRequest("invalid_user", "user must be a u_ key, a +E.164 phone number or ext:<id>")
         }
         return (caller, caller.tenant.userKeys.key(for: identity))
@@ -198,7 +198,7 @@ struct ManagementController {
     func loadMemory(_ request: Request, _ context: BasicRequestContext) async throws -> (Caller, Memory) {
         let caller = try await services.authenticator.authorize(request, scope: .admin)
         // Another tenant's memory is indistinguishable from a missing one.
-        guard let id = context.parameters.get("id"), id.count <= 64,
+        guard let id = context.parameters.get("id"), id.utf8.count <= 64,
               let row = try await services.vault.store.memory(tenant: caller.tenant.id, id: id),
               let user = try await services.vault.store.user(tenant: caller.tenant.id, user: row.user)
         else { throw APIError(status: .notFound, code: "not_found", message: "no such memory") }

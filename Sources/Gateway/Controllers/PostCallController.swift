@@ -15,15 +15,24 @@ struct PostCallController {
             try await receive(request, context: context, tenant: services.defaultTenant)
         }
         router.post("/v1/elevenlabs/{tenant}/post-call") { request, context in
-            guard let id = context.parameters.get("tenant"), id.count <= 64, let tenant = try await services.vault.tenant(id) else {
-                throw APIError.unauthorized("unknown tenant")  // no oracle for which tenants exist beyond 401
-            }
+            // An unknown tenant is answered exactly as a wrong signature is (no tenant
+            // enumeration): its body is checked against a secret nobody has, so it fails at the
+            // same step with the same error.
+            let id = context.parameters.get("tenant") ?? ""
+            let tenant = id.isEmpty || id.utf8.count > 64 ? nil : try await services.vault.tenant(id)
             return try await receive(request, context: context, tenant: tenant)
         }
     }
 
+    /// Verification against a random secret, for a tenant that does not exist or has no secret.
+    func unverifiableIntake() -> PostCallIntake {
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let base = services.intake
+        return PostCallIntake(secrets: [secret], tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock)
+    }
+
     /// The tenant's HMAC secrets: stored ones (wrapped), and for the default tenant the environment's.
-    func intake(for tenant: TenantContext) async throws -> PostCallIntake {
+    func intake(for tenant: TenantContext, logger: Logger) async throws -> PostCallIntake {
         var secrets: [String] = []
         if tenant.id == services.defaultTenant.id { secrets = services.intake.secrets }
         if let stored = try await services.vault.store.tenantWebhookSecrets(tenant: tenant.id) {
@@ -32,15 +41,27 @@ struct PostCallController {
                 secrets.append(String(decoding: secret, as: UTF8.self))
             }
         }
-        guard !secrets.isEmpty else { throw APIError.unauthorized("no webhook secret is configured for this tenant") }
+        guard !secrets.isEmpty else {
+            // Answered as a wrong signature, like an unknown tenant; the operator sees why here.
+            logger.warning("post-call refused: no webhook secret is configured for this tenant", metadata: ["tenant": "\(tenant.id)"])
+            return unverifiableIntake()
+        }
         let base = services.intake
         return PostCallIntake(secrets: secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock)
     }
 
-    func receive(_ request: Request, context: BasicRequestContext, tenant: TenantContext) async throws -> Response {
+    /// `tenant` nil: the path named no existing tenant; the body is read and verified as for any
+    /// tenant and refused as a signature mismatch.
+    func receive(_ request: Request, context: BasicRequestContext, tenant: TenantContext?) async throws -> Response {
         let started = ContinuousClock.now
         let header = request.headers[Self.signatureField]
-        let intake = tenant.id == services.defaultTenant.id && !services.hasStoredDefaultWebhookSecret ? services.intake : try await self.intake(for: tenant)
+        let intake: PostCallIntake
+        if let tenant {
+            intake = tenant.id == services.defaultTenant.id && !services.hasStoredDefaultWebhookSecret
+                ? services.intake : try await self.intake(for: tenant, logger: context.logger)
+        } else {
+            intake = unverifiableIntake()
+        }
         var verifier: StreamingSignatureVerifier
         do {
             verifier = try intake.begin(header: header)
@@ -75,6 +96,8 @@ struct PostCallController {
         } catch let error as SignatureError {
             throw APIError.from(error)
         }
+        // Unreachable for an unknown tenant (nobody signs with a random secret); kept as a guard.
+        guard let tenant else { throw APIError.from(SignatureError.mismatch) }
         let decision: IntakeDecision
         do {
             decision = try intake.classify(kept: Data(buffer: kept), oversize: total > limit, tenant: tenant.id, signatureHeader: header ?? "")

@@ -50,8 +50,9 @@ struct ToolsController {
         enum CodingKeys: String, CodingKey { case granted, callerID = "caller_id", userID = "user_id" }
     }
 
-    static let maxQueryCharacters = 1_000
-    static let maxFactCharacters = 2_000
+    /// Limits in UTF-8 bytes: a "character" (grapheme cluster) can hold thousands of code points.
+    static let maxQueryBytes = 1_000
+    static let maxFactBytes = 2_000
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/tools/search-memory") { request, context in
@@ -59,7 +60,7 @@ struct ToolsController {
             let body = try await request.decodeJSON(SearchRequest.self, limit: services.configuration.maxToolBodyBytes)
             let query = body.query.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !query.isEmpty else { throw APIError.badRequest("missing_field", "query must not be empty") }
-            guard query.count <= Self.maxQueryCharacters else { throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryCharacters) characters") }
+            guard query.utf8.count <= Self.maxQueryBytes else { throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryBytes) bytes (UTF-8)") }
             let limit = min(20, max(1, body.limit ?? 5))
             let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
@@ -84,7 +85,7 @@ struct ToolsController {
             let body = try await request.decodeJSON(RememberRequest.self, limit: services.configuration.maxToolBodyBytes)
             let fact = body.fact.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !fact.isEmpty else { throw APIError.badRequest("missing_field", "fact must not be empty") }
-            guard fact.count <= Self.maxFactCharacters else { throw APIError.badRequest("field_too_long", "fact is longer than \(Self.maxFactCharacters) characters") }
+            guard fact.utf8.count <= Self.maxFactBytes else { throw APIError.badRequest("field_too_long", "fact is longer than \(Self.maxFactBytes) bytes (UTF-8)") }
             let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
                 return try Response.json(["status": "skipped", "message": "The caller is unknown, so this was not remembered."])

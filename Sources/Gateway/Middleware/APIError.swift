@@ -48,6 +48,9 @@ struct APIError: HTTPResponseError {
         case .malformedJSON: return .badRequest("invalid_json", "body is not a JSON object")
         case .missingField(let field): return .badRequest("missing_field", "required field missing: \(field)")
         case .tooLarge: return .tooLarge
+        case .duplicateKey: return .badRequest("duplicate_key", "an object in the body has the same key twice")
+        case .tooDeep(let limit): return .badRequest("json_too_deep", "JSON nesting deeper than \(limit) levels")
+        case .fieldTooLong(let field, let limit): return .badRequest("field_too_long", "\(field) is longer than \(limit) bytes")
         }
     }
 }
@@ -117,24 +120,6 @@ enum BearerAuth {
 /// Bounds on request JSON beyond its size.
 enum JSONLimits {
     static let maxDepth = 16
-
-    /// The deepest nesting of objects and arrays, ignoring brackets inside strings.
-    static func depth(of data: Data) -> Int {
-        var depth = 0, deepest = 0, inString = false, escaped = false
-        for byte in data {
-            if inString {
-                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1; deepest = max(deepest, depth)
-            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
-            default: break
-            }
-        }
-        return deepest
-    }
 }
 
 extension Response {
@@ -155,8 +140,15 @@ extension Request {
             throw APIError.tooLarge
         }
         let data = Data(buffer: buffer)
-        guard JSONLimits.depth(of: data) <= JSONLimits.maxDepth else {
+        // Strict first: bounded depth and no duplicate keys (JSONDecoder would keep one silently).
+        do {
+            try StrictJSON.check(data, maxDepth: JSONLimits.maxDepth)
+        } catch StrictJSONError.tooDeep {
             throw APIError.badRequest("json_too_deep", "JSON nesting deeper than \(JSONLimits.maxDepth) levels")
+        } catch StrictJSONError.duplicateKey {
+            throw APIError.badRequest("duplicate_key", "an object in the body has the same key twice")
+        } catch {
+            throw APIError.badRequest("invalid_json", "body is not valid JSON of the expected shape")
         }
         do {
             return try JSONDecoder().decode(T.self, from: data)

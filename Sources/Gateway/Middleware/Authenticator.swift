@@ -18,7 +18,7 @@ struct Authenticator: Sendable {
     let services: GatewayServices
 
     func authenticate(_ request: Request, scope: APIKeyRecord.Scope) async throws -> Caller {
-        guard let token = BearerAuth.token(request), !token.isEmpty, token.count <= 512 else { throw APIError.unauthorized() }
+        guard let token = BearerAuth.token(request), !token.isEmpty, token.utf8.count <= 512 else { throw APIError.unauthorized() }
         let configuration = services.configuration
         let environmentKey = scope == .tool ? configuration.apiKey : configuration.adminKey
         if let environmentKey, secretsEqual(token, environmentKey) {

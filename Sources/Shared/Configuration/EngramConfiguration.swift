@@ -62,7 +62,9 @@ public struct RedisEndpoint: Sendable, Equatable {
             database = db
         }
         let password = url.password.flatMap { $0.isEmpty ? nil : $0 }
-        return RedisEndpoint(host: host, port: url.port ?? 6379, database: database, password: password)
+        let port = url.port ?? 6379
+        guard (1...65_535).contains(port) else { throw ConfigurationError(variable: variable, reason: "port must be 1 to 65535") }
+        return RedisEndpoint(host: host, port: port, database: database, password: password)
     }
 }
 
@@ -131,6 +133,10 @@ public struct EngramConfiguration: Sendable {
     public var firstMessageTemplate: String?
     public var promptTemplate: String?
     public var maxAttempts = 5
+    /// Memories one event may produce (the most important kept); the rest are counted and dropped.
+    public var maxMemoriesPerEvent = ExtractionBudget.defaultMaxMemories
+    /// Transcript turns of one event given to the extractor; later turns are counted and dropped.
+    public var maxTurnsPerEvent = ExtractionBudget.defaultMaxTurns
     public var retryBase: Duration = .seconds(2)
     public var retryMax: Duration = .seconds(600)
     public var heartbeatTTL: Duration = .seconds(15)
@@ -226,6 +232,8 @@ public struct EngramConfiguration: Sendable {
         c.firstMessageTemplate = reader.string("ENGRAM_FIRST_MESSAGE_TEMPLATE")
         c.promptTemplate = reader.string("ENGRAM_PROMPT_TEMPLATE")
         c.maxAttempts = try reader.int("ENGRAM_MAX_ATTEMPTS", range: 1...100) ?? c.maxAttempts
+        c.maxMemoriesPerEvent = try reader.int("ENGRAM_MAX_MEMORIES_PER_EVENT", range: 1...10_000) ?? c.maxMemoriesPerEvent
+        c.maxTurnsPerEvent = try reader.int("ENGRAM_MAX_TURNS_PER_EVENT", range: 1...100_000) ?? c.maxTurnsPerEvent
         c.retryBase = try reader.milliseconds("ENGRAM_RETRY_BASE_MS") ?? c.retryBase
         c.retryMax = try reader.milliseconds("ENGRAM_RETRY_MAX_MS") ?? c.retryMax
         c.heartbeatTTL = try reader.milliseconds("ENGRAM_HEARTBEAT_TTL_MS") ?? c.heartbeatTTL

@@ -2,7 +2,12 @@
 public enum VectorMath {
     @inline(__always)
     public static func dot(_ a: [Float], _ b: [Float]) -> Float {
-        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in dot(pa.baseAddress!, pb.baseAddress!, count: min(pa.count, pb.count)) } }
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                guard let x = pa.baseAddress, let y = pb.baseAddress else { return 0 }  // an empty vector
+                return dot(x, y, count: min(pa.count, pb.count))
+            }
+        }
     }
 
     @inline(__always)

@@ -91,8 +91,9 @@ public struct LocalExtractor: Extractor {
         [before?.index, turn.index, after?.index].compactMap { $0 }
     }
 
+    /// At most `limit` UTF-8 bytes of the text (whole characters), marked when cut.
     static func clip(_ text: String, limit: Int = 700) -> String {
-        text.count <= limit ? text : String(text.prefix(limit)) + "…"
+        text.utf8.count <= limit ? text : ExtractionBudget.clip(text, bytes: limit) + "…"
     }
 
     private static let pleasantries: Set<String> = [

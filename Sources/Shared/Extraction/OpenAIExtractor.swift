@@ -94,7 +94,7 @@ public struct OpenAIExtractor: Extractor {
         var memories: [ExtractedMemory] = []
         for item in payload.memories {
             let text = item.content.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !text.isEmpty, text.count <= 2_000, let sector = Sector(rawValue: item.sector) else {
+            guard !text.isEmpty, text.utf8.count <= 4_000, let sector = Sector(rawValue: item.sector) else {
                 throw ExtractionError.malformedResponse("a memory has no content or an unknown sector")
             }
             memories.append(ExtractedMemory(

@@ -300,7 +300,7 @@ public struct MemoryVault: Sendable {
         // A memory superseded within this batch is not current either.
         batch.inserts = batch.inserts.map { row in
             var row = row
-            if row.validTo != nil, row.supersededBy != nil { row.validTo = max(row.validTo!, row.validFrom) }
+            if let validTo = row.validTo, row.supersededBy != nil { row.validTo = max(validTo, row.validFrom) }
             return row
         }
         return batch

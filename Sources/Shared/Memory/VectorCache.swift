@@ -31,8 +31,9 @@ public actor VectorCache {
             var scores = [Float](repeating: 0, count: ids.count)
             flat.withUnsafeBufferPointer { base in
                 query.withUnsafeBufferPointer { q in
+                    guard let start = base.baseAddress, let q = q.baseAddress, base.count >= ids.count * dimension else { return }
                     for i in 0..<ids.count {
-                        scores[i] = VectorMath.dot(base.baseAddress! + i * dimension, q.baseAddress!, count: dimension)
+                        scores[i] = VectorMath.dot(start + i * dimension, q, count: dimension)
                     }
                 }
             }

@@ -1,23 +1,42 @@
 import Foundation
 
-/// The post-call webhook, decoded leniently: only what Engram uses is required.
+/// The post-call webhook, decoded leniently: only what Engram uses is required. The gateway's
+/// classification and the worker read it through the same `parse`, so both see one conversation.
 public struct PostCallWebhook: Decodable, Sendable {
+    /// Empty when absent or not a string (the gateway refuses such bodies).
     public var type: String
+    /// Unix seconds; nil when absent or not a plausible time (`SafeNumber.unixSeconds`).
     public var eventTimestamp: Int64?
+    /// nil when absent or not an object.
     public var data: PostCallData?
 
     enum CodingKeys: String, CodingKey { case type, eventTimestamp = "event_timestamp", data }
 
+    /// The deepest nesting of objects and arrays accepted in a post-call body (ElevenLabs sends
+    /// under 10; JSONDecoder itself stops at 512, far past what any event needs).
+    public static let maxDepth = 64
+
+    /// The one parse of a post-call body: strict JSON (no duplicate keys, bounded depth), then
+    /// the lenient typed decoding. Throws `StrictJSONError` or `DecodingError` (top level not an
+    /// object, or invalid text in a string).
+    public static func parse(_ body: Data) throws -> PostCallWebhook {
+        try StrictJSON.check(body, maxDepth: maxDepth)
+        return try JSONDecoder().decode(PostCallWebhook.self, from: body)
+    }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        type = try c.decode(String.self, forKey: .type)
-        eventTimestamp = try? c.decodeFlexibleInt(.eventTimestamp)
-        data = try c.decodeIfPresent(PostCallData.self, forKey: .data)
+        type = (try? c.decodeIfPresent(String.self, forKey: .type)) ?? ""
+        eventTimestamp = c.decodeUnixSeconds(.eventTimestamp)
+        data = try? c.decodeIfPresent(PostCallData.self, forKey: .data)
     }
 }
 
 /// `data` of a post-call event.
 public struct PostCallData: Decodable, Sendable {
+    /// The longest conversation id accepted, in UTF-8 bytes (ElevenLabs' are about 30).
+    public static let maxConversationIDBytes = 256
+
     public var agentID: String?
     public var conversationID: String?
     public var userID: String?
@@ -68,8 +87,13 @@ public struct TranscriptTurn: Decodable, Sendable {
         self.imageCaption = imageCaption
     }
 
+    /// Never fails: an element that is not an object is a turn without text, so one odd element
+    /// neither drops the whole transcript nor shifts the indices memories cite.
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        guard let c = try? decoder.container(keyedBy: CodingKeys.self) else {
+            role = "unknown"
+            return
+        }
         role = (try? c.decode(String.self, forKey: .role)) ?? "unknown"
         message = try? c.decodeIfPresent(String.self, forKey: .message)
         timeInCallSecs = try? c.decodeIfPresent(Double.self, forKey: .timeInCallSecs)
@@ -90,7 +114,7 @@ public struct CallMetadata: Decodable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        startTimeUnixSecs = try? c.decodeFlexibleInt(.startTimeUnixSecs)
+        startTimeUnixSecs = c.decodeUnixSeconds(.startTimeUnixSecs)
         callDurationSecs = try? c.decodeIfPresent(Double.self, forKey: .callDurationSecs)
         phoneCall = try? c.decodeIfPresent(PhoneCall.self, forKey: .phoneCall)
         timezone = try? c.decodeIfPresent(String.self, forKey: .timezone)
@@ -148,9 +172,10 @@ public enum JSONScalar: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
+        // Strings first: most values are strings, and every failed attempt builds an error.
+        if let s = try? c.decode(String.self) { self = .string(s); return }
         if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let n = try? c.decode(Double.self) { self = .number(n); return }
-        self = .string(try c.decode(String.self))
+        self = .number(try c.decode(Double.self))
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -158,15 +183,16 @@ public enum JSONScalar: Codable, Sendable, Equatable {
         switch self {
         case .string(let s): try c.encode(s)
         case .number(let n):
-            if n.rounded() == n, abs(n) < 1e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
+            if abs(n) < 1e15, let whole = SafeNumber.int64(n), Double(whole) == n { try c.encode(whole) } else { try c.encode(n) }
         case .bool(let b): try c.encode(b)
         }
     }
 
+    /// The value as text. A number that does not fit an integer stays text ("1e+20"), never a trap.
     public var stringValue: String? {
         switch self {
         case .string(let s): return s
-        case .number(let n): return n.rounded() == n ? String(Int64(n)) : String(n)
+        case .number(let n): return SafeNumber.text(n)
         case .bool(let b): return b ? "true" : "false"
         }
     }
@@ -180,11 +206,14 @@ struct AnyKey: CodingKey {
 }
 
 extension KeyedDecodingContainer {
-    /// Unix seconds sent as a number or as a string.
-    func decodeFlexibleInt(_ key: Key) throws -> Int64? {
-        if let value = try? decodeIfPresent(Int64.self, forKey: key) { return value }
-        if let value = try? decodeIfPresent(Double.self, forKey: key) { return Int64(value) }
-        if let text = try? decodeIfPresent(String.self, forKey: key) { return Int64(text) ?? Double(text).map { Int64($0) } }
+    /// Unix seconds sent as a number or as a string; nil when absent, not a number, or not a
+    /// plausible time (NaN, 1e300, "inf", negative: `SafeNumber.unixSeconds`).
+    func decodeUnixSeconds(_ key: Key) -> Int64? {
+        if let value = try? decodeIfPresent(Int64.self, forKey: key) {
+            return (0...SafeNumber.maxUnixSeconds).contains(value) ? value : nil
+        }
+        if let value = try? decodeIfPresent(Double.self, forKey: key) { return SafeNumber.unixSeconds(value) }
+        if let text = try? decodeIfPresent(String.self, forKey: key) { return SafeNumber.unixSeconds(text) }
         return nil
     }
 }

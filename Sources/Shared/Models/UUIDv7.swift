@@ -4,7 +4,8 @@ import Foundation
 public enum UUIDv7 {
     public static func make(at date: Date = Date()) -> String {
         var bytes = [UInt8](repeating: 0, count: 16)
-        let millis = UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        // 48 bits of milliseconds; a date outside them (NaN, before 1970, past year 10889) is clamped.
+        let millis = UInt64(clamping: max(0, min(SafeNumber.clampedInt64(date.timeIntervalSince1970 * 1000), (1 << 48) - 1)))
         for i in 0..<6 { bytes[i] = UInt8((millis >> (8 * (5 - UInt64(i)))) & 0xff) }
         var generator = SystemRandomNumberGenerator()
         for i in 6..<16 { bytes[i] = UInt8.random(in: 0...255, using: &generator) }

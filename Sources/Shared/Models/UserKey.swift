@@ -7,7 +7,7 @@ public struct UserKey: Hashable, Sendable, Codable, CustomStringConvertible {
 
     public init?(_ raw: String) {
         let body = raw.dropFirst(2)
-        guard raw.hasPrefix("u_"), body.count == 26, body.allSatisfy({ UserKey.alphabet.contains($0) }) else { return nil }
+        guard raw.hasPrefix("u_"), raw.utf8.count == 28, body.count == 26, body.allSatisfy({ UserKey.alphabet.contains($0) }) else { return nil }
         rawValue = raw
     }
 
@@ -99,14 +99,14 @@ public enum CallerReference {
         if let key = UserKey(text) { return .key(key) }
         if text.hasPrefix("ext:") {
             let id = String(text.dropFirst(4))
-            return id.isEmpty || id.count > 256 ? nil : .external(id)
+            return id.isEmpty || id.utf8.count > 256 ? nil : .external(id)
         }
         return PhoneNumber.normalize(text).map { .phone($0) }
     }
 
     /// A `user_id` field: a `u_` key as is, anything else an external id (a CRM id).
     public static func fromUserID(_ raw: String?) -> CallerIdentity? {
-        guard let raw = raw?.trimmingCharacters(in: .whitespaces), !raw.isEmpty, raw.count <= 256 else { return nil }
+        guard let raw = raw?.trimmingCharacters(in: .whitespaces), !raw.isEmpty, raw.utf8.count <= 256 else { return nil }
         if let key = UserKey(raw) { return .key(key) }
         return .external(raw)
     }

@@ -32,7 +32,20 @@ public enum EngramMetrics {
 
     public static func eventProcessed(outcome: String, lag: Double?) {
         Counter(label: "engram_events_processed_total", dimensions: [("outcome", outcome)]).increment()
-        if let lag { Metrics.Timer(label: "engram_processing_lag_seconds").recordNanoseconds(Int64(max(0, lag) * 1e9)) }
+        if let lag { Metrics.Timer(label: "engram_processing_lag_seconds").recordNanoseconds(SafeNumber.clampedInt64(max(0, lag) * 1e9)) }
+    }
+
+    /// Events moved to the dead letters, by reason (`worker_died`, `permanent`, `attempts_exhausted`, `invalid_envelope`).
+    public static func eventDeadLettered(reason: String, count: Int = 1) {
+        guard count > 0 else { return }
+        Counter(label: "engram_events_dead_lettered_total", dimensions: [("reason", reason)]).increment(by: Int64(count))
+    }
+
+    /// Work one event was not allowed (its budget): turns dropped, turns clipped, memories dropped.
+    public static func eventWorkCut(turns: Int, clippedTurns: Int, memories: Int) {
+        for (what, count) in [("turns_dropped", turns), ("turns_clipped", clippedTurns), ("memories_dropped", memories)] where count > 0 {
+            Counter(label: "engram_event_work_cut_total", dimensions: [("what", what)]).increment(by: Int64(count))
+        }
     }
 
     public static func providerCall(kind: String, provider: String, duration: Duration, errorClass: String?) {
@@ -80,6 +93,10 @@ public enum MetricsExport {
 extension Duration {
     public var nanoseconds: Int64 {
         let (s, atto) = components
-        return s * 1_000_000_000 + atto / 1_000_000_000
+        // Saturating: a duration past 292 years is a measurement error, not a reason to trap.
+        let (scaled, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return s < 0 ? .min : .max }
+        let (total, overflowSum) = scaled.addingReportingOverflow(atto / 1_000_000_000)
+        return overflowSum ? (s < 0 ? .min : .max) : total
     }
 }

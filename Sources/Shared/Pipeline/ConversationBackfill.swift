@@ -60,14 +60,14 @@ public struct ConversationBackfill: Sendable {
     /// run (`ElevenLabsAPIError.unauthorized`); a conversation whose details cannot be fetched is
     /// reported `failed` and the run goes on.
     public func run(tenant: TenantContext, agentID: String?, since: Date, until: Date?, dryRun: Bool) async throws -> [BackfillItem] {
-        let after = Int64(since.timeIntervalSince1970.rounded(.down))
-        let before = until.map { Int64($0.timeIntervalSince1970.rounded(.up)) }
+        let after = SafeNumber.clampedInt64(since.timeIntervalSince1970.rounded(.down))
+        let before = until.map { SafeNumber.clampedInt64($0.timeIntervalSince1970.rounded(.up)) }
         var items: [BackfillItem] = []
         var seen = Set<String>()
         var cursor: String?
         repeat {
             // The API's "after" may be exclusive: ask from one second earlier and filter here.
-            let page = try await client.listConversations(agentID: agentID, startedAfter: after - 1, startedBefore: before, cursor: cursor, pageSize: pageSize)
+            let page = try await client.listConversations(agentID: agentID, startedAfter: after.subtractingReportingOverflow(1).overflow ? after : after - 1, startedBefore: before, cursor: cursor, pageSize: pageSize)
             for summary in page.conversations where seen.insert(summary.conversationID).inserted {
                 if let start = summary.startTimeUnixSecs {
                     if start < after { continue }
@@ -101,7 +101,8 @@ public struct ConversationBackfill: Sendable {
             item.error = error.description
             return item
         }
-        let data = try? JSONDecoder().decode(PostCallData.self, from: details)
+        // Strict like the webhook (no duplicate keys), so the worker reads what is checked here.
+        let data = (try? StrictJSON.check(details, maxDepth: PostCallWebhook.maxDepth - 1)).flatMap { try? JSONDecoder().decode(PostCallData.self, from: details) }
         if let status = (try? JSONSerialization.jsonObject(with: details) as? [String: Any])?["status"] as? String, status != "done" {
             item.status = status
             return item
@@ -123,7 +124,7 @@ public struct ConversationBackfill: Sendable {
             return item
         }
         let now = clock.now()
-        let body = Self.webhookBody(details: details, eventTimestamp: Int64(now.timeIntervalSince1970))
+        let body = Self.webhookBody(details: details, eventTimestamp: SafeNumber.clampedInt64(now.timeIntervalSince1970))
         let envelope = try Envelope.seal(body, tenant: tenant.id, type: type, receivedAt: now, cipher: envelopeCipher)
         let mark = PostCallIntake.eventDedupeMark(tenant: tenant.id, type: type, conversationID: summary.conversationID)
         item.outcome = try await queue.enqueue(envelope, dedupe: [mark], ttlSeconds: dedupeTTLSeconds) ? .enqueued : .alreadyQueued

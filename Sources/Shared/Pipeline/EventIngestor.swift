@@ -31,6 +31,8 @@ public struct EventIngestor: Sendable {
     /// Ciphers of previous master keys (rotation): envelopes queued before the switch still open.
     public var previousEnvelopeCiphers: [FieldCipher] = []
     public let defaultConsentMode: ConsentMode
+    /// Bounds on the work of one event (turns in, memories out).
+    public var budget = ExtractionBudget()
 
     public init(vault: MemoryVault, extractor: any Extractor, policy: LLMFailurePolicy, maxAttempts: Int, envelopeCipher: FieldCipher, defaultConsentMode: ConsentMode = .implicit) {
         self.vault = vault
@@ -51,15 +53,7 @@ public struct EventIngestor: Sendable {
         }
         switch envelope.type {
         case EventType.postCallTranscription, EventType.callInitiationFailure:
-            let webhook: PostCallWebhook
-            do {
-                webhook = try JSONDecoder().decode(PostCallWebhook.self, from: body)
-            } catch {
-                throw PermanentEventError(errorClass: "DecodingError", message: "post-call body is not a valid event")
-            }
-            guard let data = webhook.data, let conversationID = data.conversationID else {
-                throw PermanentEventError(errorClass: "DecodingError", message: "post-call body has no conversation id")
-            }
+            let (webhook, data, conversationID) = try Self.readPostCall(body)
             let key = Self.idempotencyKey(type: webhook.type, conversationID: conversationID)
             if envelope.type == EventType.callInitiationFailure {
                 // Recorded only: the attempt is counted, nothing about the caller is kept.
@@ -75,7 +69,7 @@ public struct EventIngestor: Sendable {
                 throw PermanentEventError(errorClass: "DecodingError", message: "remember event is not valid")
             }
             guard let user = UserKey(event.user) else { throw PermanentEventError(errorClass: "DecodingError", message: "bad user key") }
-            let saidAt = Date(timeIntervalSince1970: event.saidAt)
+            let saidAt = Date(checkedUnixSeconds: event.saidAt) ?? Self.receivedAt(envelope, now: vault.clock.now())
             let extraction = Extraction(
                 memories: [ExtractedMemory(
                     content: event.fact, sector: LocalExtractor.sector(of: event.fact), importance: 0.7, validFrom: saidAt,
@@ -87,6 +81,32 @@ public struct EventIngestor: Sendable {
             _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: "event:\(envelope.id)", eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
             return .ignored
         }
+    }
+
+    /// The worker's reading of a post-call body: the gateway's parse (`PostCallIntake.classify`),
+    /// so the same bytes give the same event; what it cannot read is a permanent failure.
+    public static func readPostCall(_ body: Data) throws -> (webhook: PostCallWebhook, data: PostCallData, conversationID: String) {
+        let webhook: PostCallWebhook
+        do {
+            webhook = try PostCallWebhook.parse(body)
+        } catch let error as StrictJSONError {
+            throw PermanentEventError(errorClass: "DecodingError", message: "post-call body refused: \(error.description)")
+        } catch {
+            throw PermanentEventError(errorClass: "DecodingError", message: "post-call body is not a valid event")
+        }
+        guard let data = webhook.data, let conversationID = data.conversationID, !conversationID.isEmpty else {
+            throw PermanentEventError(errorClass: "DecodingError", message: "post-call body has no conversation id")
+        }
+        guard conversationID.utf8.count <= PostCallData.maxConversationIDBytes else {
+            throw PermanentEventError(errorClass: "DecodingError", message: "conversation id is longer than \(PostCallData.maxConversationIDBytes) bytes")
+        }
+        return (webhook, data, conversationID)
+    }
+
+    /// When the gateway received the event; an envelope whose time is not a plausible date
+    /// (it comes from Redis) counts as received now.
+    static func receivedAt(_ envelope: Envelope, now: Date) -> Date {
+        Date(checkedUnixSeconds: envelope.receivedAt) ?? now
     }
 
     /// The store's idempotency key of a webhook event: `<type>:<conversation_id>` (per tenant).
@@ -109,8 +129,9 @@ public struct EventIngestor: Sendable {
         let user = tenant.userKeys.key(for: identity)
         if try await vault.store.isProcessed(tenant: tenant.id, idempotencyKey: idempotencyKey) { return .duplicate }
 
-        let received = Date(timeIntervalSince1970: envelope.receivedAt)
-        let conversation = Conversation(data, fallbackStart: received)
+        let received = Self.receivedAt(envelope, now: vault.clock.now())
+        var cuts = ExtractionBudget.Cuts()
+        let conversation = budget.bound(Conversation(data, fallbackStart: received), cuts: &cuts)
         let consentFromCall = data.analysis?.dataCollectionResults["memory_consent"]?.value.flatMap { value -> Bool? in
             switch value {
             case .bool(let b): return b
@@ -118,7 +139,15 @@ public struct EventIngestor: Sendable {
             case .number(let n): return n != 0
             }
         }
-        let extraction = try await extract(conversation, attempt: envelope.attempt, logger: logger)
+        let extraction = budget.cap(try await extract(conversation, attempt: envelope.attempt, logger: logger), cuts: &cuts)
+        if !cuts.isEmpty {
+            // Counts only: what was cut is content.
+            EngramMetrics.eventWorkCut(turns: cuts.turns, clippedTurns: cuts.clippedTurns, memories: cuts.memories)
+            logger.warning("event exceeded its work budget; the excess was not extracted", metadata: [
+                "turns_dropped": "\(cuts.turns)", "turns_clipped": "\(cuts.clippedTurns)", "memories_dropped": "\(cuts.memories)",
+                "max_turns": "\(budget.maxTurns)", "max_memories": "\(budget.maxMemories)",
+            ])
+        }
         return try await write(extraction, tenant: tenant, user: user, conversationID: conversationID, callAt: conversation.startedAt,
                                idempotencyKey: idempotencyKey, envelope: envelope, consentFromCall: consentFromCall)
     }
@@ -137,7 +166,7 @@ public struct EventIngestor: Sendable {
                 return extraction
             } catch {
                 EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: "\(type(of: error))")
-                let lastAttempt = attempt + 1 >= maxAttempts
+                let lastAttempt = attempt >= maxAttempts - 1
                 guard policy == .retryThenLocal, lastAttempt, extractor.id != fallback.id else { throw error }
                 logger.warning("extractor failed on the last attempt; extracting locally", metadata: ["error_class": "\(type(of: error))"])
                 var local = fallback.extractNow(conversation)
@@ -160,7 +189,7 @@ public struct EventIngestor: Sendable {
     ) async throws -> IngestOutcome {
         let store = vault.store
         let now = vault.clock.now()
-        let received = Date(timeIntervalSince1970: envelope.receivedAt)
+        let received = Self.receivedAt(envelope, now: now)
         let existing = try await store.user(tenant: tenant.id, user: user)
 
         if let erasedAt = try await store.tombstone(tenant: tenant.id, user: user) {

@@ -6,6 +6,12 @@ public enum IntakeError: Error, Equatable, Sendable {
     case malformedJSON
     case missingField(String)
     case tooLarge
+    /// One JSON object names a key twice: refused, since readers could disagree on the event.
+    case duplicateKey
+    /// Nested deeper than `PostCallWebhook.maxDepth`.
+    case tooDeep(limit: Int)
+    /// A field longer than its limit in UTF-8 bytes.
+    case fieldTooLong(String, limit: Int)
 }
 
 /// What the gateway does with a verified post-call body.
@@ -49,14 +55,28 @@ public struct PostCallIntake: Sendable {
             if Self.declaresType("post_call_audio", in: kept) { return .ignore(reason: "audio_oversize") }
             throw IntakeError.tooLarge
         }
-        guard let object = (try? JSONSerialization.jsonObject(with: kept)) as? [String: Any] else { throw IntakeError.malformedJSON }
-        guard let type = object["type"] as? String, !type.isEmpty else { throw IntakeError.missingField("type") }
-        let data = object["data"] as? [String: Any]
+        // The same typed parse as the worker's (`EventIngestor`): what is accepted here is the
+        // conversation the worker will read.
+        let webhook: PostCallWebhook
+        do {
+            webhook = try PostCallWebhook.parse(kept)
+        } catch StrictJSONError.duplicateKey {
+            throw IntakeError.duplicateKey
+        } catch StrictJSONError.tooDeep(let limit) {
+            throw IntakeError.tooDeep(limit: limit)
+        } catch {
+            throw IntakeError.malformedJSON
+        }
+        let type = webhook.type
+        guard !type.isEmpty else { throw IntakeError.missingField("type") }
         switch type {
         case EventType.postCallTranscription, EventType.callInitiationFailure:
-            guard let data else { throw IntakeError.missingField("data") }
-            guard let conversation = data["conversation_id"] as? String, !conversation.isEmpty else {
+            guard let data = webhook.data else { throw IntakeError.missingField("data") }
+            guard let conversation = data.conversationID, !conversation.isEmpty else {
                 throw IntakeError.missingField("data.conversation_id")
+            }
+            guard conversation.utf8.count <= PostCallData.maxConversationIDBytes else {
+                throw IntakeError.fieldTooLong("data.conversation_id", limit: PostCallData.maxConversationIDBytes)
             }
             let now = clock.now()
             let envelope: Envelope

@@ -66,7 +66,7 @@ public struct ConversationSummary: Decodable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         conversationID = try c.decode(String.self, forKey: .conversationID)
         agentID = try? c.decodeIfPresent(String.self, forKey: .agentID)
-        startTimeUnixSecs = try? c.decodeFlexibleInt(.startTimeUnixSecs)
+        startTimeUnixSecs = c.decodeUnixSeconds(.startTimeUnixSecs)
         status = try? c.decodeIfPresent(String.self, forKey: .status)
         callSuccessful = try? c.decodeIfPresent(String.self, forKey: .callSuccessful)
     }
@@ -168,7 +168,7 @@ public struct ElevenLabsClient: Sendable {
                 var wait = backoff(attempt: attempt)
                 if case .rateLimited(let after?) = error {
                     guard after <= maxRetryAfter.seconds else { throw error }
-                    wait = max(wait, .milliseconds(Int(after * 1000)))
+                    wait = max(wait, SafeNumber.milliseconds(fromSeconds: after))
                 }
                 attempt += 1
                 try await Task.sleep(for: wait)
@@ -180,7 +180,7 @@ public struct ElevenLabsClient: Sendable {
     func backoff(attempt: Int) -> Duration {
         let base = min(maxBackoff.seconds, retryBase.seconds * pow(2, Double(attempt)))
         guard base > 0 else { return .zero }
-        return .milliseconds(Int(1000 * Double.random(in: (base / 2)...base)))
+        return SafeNumber.milliseconds(fromSeconds: Double.random(in: (base / 2)...base))
     }
 
     private func once(_ url: String) async throws -> Data {
@@ -191,7 +191,7 @@ public struct ElevenLabsClient: Sendable {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
+            response = try await http.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
             bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw ElevenLabsAPIError.timeout
@@ -204,7 +204,7 @@ public struct ElevenLabsClient: Sendable {
         case 200..<300: return Data(buffer: bytes)
         case 401, 403: throw ElevenLabsAPIError.unauthorized(status: Int(response.status.code))
         case 404: throw ElevenLabsAPIError.notFound
-        case 429: throw ElevenLabsAPIError.rateLimited(retryAfter: response.headers.first(name: "Retry-After").flatMap(Double.init))
+        case 429: throw ElevenLabsAPIError.rateLimited(retryAfter: SafeNumber.retryAfterSeconds(response.headers.first(name: "Retry-After")))
         case 408, 500..<600: throw ElevenLabsAPIError.server(status: Int(response.status.code))
         default: throw ElevenLabsAPIError.client(status: Int(response.status.code))
         }

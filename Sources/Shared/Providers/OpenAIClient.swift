@@ -67,7 +67,7 @@ public struct OpenAIClient: Sendable {
                 var wait = Self.backoff(attempt: attempt)
                 if case .rateLimited(let after?) = error {
                     guard after <= maxInlineWait.seconds else { throw error }
-                    wait = max(wait, .milliseconds(Int(after * 1000)))
+                    wait = max(wait, SafeNumber.milliseconds(fromSeconds: after))
                 }
                 attempt += 1
                 try await Task.sleep(for: wait)
@@ -78,7 +78,7 @@ public struct OpenAIClient: Sendable {
     /// 200 ms · 2^attempt, with full jitter over its upper half.
     static func backoff(attempt: Int) -> Duration {
         let base = 0.2 * pow(2, Double(attempt))
-        return .milliseconds(Int(1000 * Double.random(in: (base / 2)...base)))
+        return SafeNumber.milliseconds(fromSeconds: Double.random(in: (base / 2)...base))
     }
 
     private func once<Reply: Decodable>(_ path: String, payload: Data, as: Reply.Type, span: any Span) async throws -> Reply {
@@ -90,7 +90,7 @@ public struct OpenAIClient: Sendable {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
+            response = try await http.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
             bytes = try await response.body.collect(upTo: 32 * 1024 * 1024)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw ExtractionError.timeout
@@ -110,7 +110,7 @@ public struct OpenAIClient: Sendable {
                 throw ExtractionError.malformedResponse("response JSON does not match the expected shape")
             }
         case 429:
-            throw ExtractionError.rateLimited(retryAfter: response.headers.first(name: "Retry-After").flatMap(Double.init))
+            throw ExtractionError.rateLimited(retryAfter: SafeNumber.retryAfterSeconds(response.headers.first(name: "Retry-After")))
         case 408, 500..<600:
             throw ExtractionError.server(status: Int(response.status.code))
         default:

@@ -31,6 +31,21 @@ public struct DeadLetter: Codable, Sendable {
     }
 }
 
+/// What returning in-flight events did: how many went back to the pending list, and how many
+/// had used their attempts and went to the dead letters as `worker_died`.
+public struct InFlightReturn: Sendable, Equatable {
+    public var requeued = 0
+    public var deadLettered = 0
+    public var total: Int { requeued + deadLettered }
+    public init(requeued: Int = 0, deadLettered: Int = 0) {
+        self.requeued = requeued
+        self.deadLettered = deadLettered
+    }
+}
+
+/// The dead-letter error class of an event whose worker stopped while holding it, `maxAttempts` times.
+public let workerDiedErrorClass = "worker_died"
+
 /// Queue depths for `engram queue stats`.
 public struct QueueStats: Codable, Sendable, Equatable {
     public var pending: Int
@@ -51,13 +66,16 @@ public protocol EventQueue: Sendable {
     func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws
     func heartbeat(worker: String, ttl: Duration) async throws
     func clearHeartbeat(worker: String) async throws
-    /// Returns the in-flight events of workers whose heartbeat expired. Returns how many moved.
-    func reap() async throws -> Int
+    /// Returns the in-flight events of workers whose heartbeat expired. Each return counts as an
+    /// attempt: an event taken `maxAttempts` times without finishing goes to the dead letters
+    /// (`worker_died`) instead of back to the queue, so one event that kills its worker cannot
+    /// kill every worker after it.
+    func reap(maxAttempts: Int) async throws -> InFlightReturn
     /// Returns this worker's own in-flight events to the pending list: those stranded when a
-    /// queue call failed mid-event, or left by an earlier process under the same id. The
-    /// reaper never takes them while this worker heartbeats. Call only while the worker holds
-    /// no event. Returns how many moved.
-    func requeueInFlight(worker: String) async throws -> Int
+    /// queue call failed mid-event, or left by an earlier process under the same id (a worker
+    /// restarted in place after a crash). Counted as attempts, as in `reap`. The reaper never
+    /// takes them while this worker heartbeats. Call only while the worker holds no event.
+    func requeueInFlight(worker: String, maxAttempts: Int) async throws -> InFlightReturn
     /// Moves due retries back to the pending list. Returns how many moved.
     func promoteDueRetries(now: Date, limit: Int) async throws -> Int
     func stats() async throws -> QueueStats

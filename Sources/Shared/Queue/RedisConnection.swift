@@ -116,7 +116,12 @@ final class RedisConnection {
             storage.append(copy)
             pointers[i] = UnsafeRawPointer(copy).assumingMemoryBound(to: CChar.self)
         }
-        return lengths.withUnsafeMutableBufferPointer { body(pointers, $0.baseAddress!) }
+        var fallback = 0
+        return lengths.withUnsafeMutableBufferPointer { buffer in
+            // No arguments: hiredis is given a valid pointer it will not read.
+            guard let base = buffer.baseAddress else { return withUnsafePointer(to: &fallback) { body(pointers, $0) } }
+            return body(pointers, base)
+        }
     }
 
     private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
@@ -132,8 +137,11 @@ final class RedisConnection {
             return .integer(r.integer)
         case REDIS_REPLY_ARRAY:
             var items: [RedisReply] = []
-            for i in 0..<Int(r.elements) {
-                if let element = r.element[i] { items.append(convert(element)) } else { items.append(.null) }
+            // `element` is an implicitly unwrapped C pointer: checked, never trusted.
+            let element: UnsafeMutablePointer<UnsafeMutablePointer<redisReply>?>? = r.element
+            guard let element, r.elements > 0 else { return .array([]) }
+            for i in 0..<Int(clamping: r.elements) {
+                if let item = element[i] { items.append(convert(item)) } else { items.append(.null) }
             }
             return .array(items)
         default:
@@ -172,7 +180,7 @@ public final class RedisClient: Sendable {
     /// Runs a command; Redis error replies are thrown as `RedisError.server`.
     @discardableResult
     public func command(_ arguments: [RedisArgument], blockingFor: Duration? = nil) async throws -> RedisReply {
-        let lane = lanes[next.increment() % lanes.count]
+        let lane = lanes[Int(UInt(bitPattern: next.increment()) % UInt(lanes.count))]
         let reply: RedisReply = try await withCheckedThrowingContinuation { continuation in
             lane.queue.async {
                 continuation.resume(with: Result { try lane.connection.execute(arguments, blockingFor: blockingFor) })

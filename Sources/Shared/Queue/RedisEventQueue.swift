@@ -79,7 +79,7 @@ public struct RedisEventQueue: EventQueue {
     }
 
     public func heartbeat(worker: String, ttl: Duration) async throws {
-        let millis = max(100, Int(ttl.seconds * 1000))
+        let millis = max(100, SafeNumber.clampedInt64(ttl.seconds * 1000))
         try await client.command(["SET", RedisArgument(keys.heartbeat(worker)), RedisArgument(String(Date().timeIntervalSince1970)), "PX", RedisArgument(String(millis))])
     }
 
@@ -87,36 +87,68 @@ public struct RedisEventQueue: EventQueue {
         try await client.command(["DEL", RedisArgument(keys.heartbeat(worker))])
     }
 
-    static let reapScript = """
-        if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-        local n = 0
-        while redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'RIGHT') do n = n + 1 end
-        return n
+    /// Moves one in-flight item back to the pending list (`ARGV[4]` = 'events', to its front,
+    /// as it was taken first) or to the dead letters ('dead'); with `ARGV[3]` = '1' only while
+    /// the worker's heartbeat is absent (-1 otherwise). 0 when another reaper moved it first.
+    static let returnScript = """
+        if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+        if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+        if ARGV[4] == 'dead' then redis.call('LPUSH', KEYS[4], ARGV[2]) else redis.call('RPUSH', KEYS[3], ARGV[2]) end
+        return 1
         """
 
-    public func reap() async throws -> Int {
-        var moved = 0
+    public func reap(maxAttempts: Int) async throws -> InFlightReturn {
+        var result = InFlightReturn()
         for key in try await scan(keys.processingPattern) {
             let worker = String(key.dropFirst(keys.processing("").count))
-            let reply = try await client.command([
-                "EVAL", RedisArgument(Self.reapScript), "3", RedisArgument(key), RedisArgument(keys.heartbeat(worker)), RedisArgument(keys.events),
-            ])
-            moved += max(0, Int(reply.int ?? 0))
+            let returned = try await returnInFlight(worker: worker, onlyIfDead: true, maxAttempts: maxAttempts)
+            result.requeued += returned.requeued
+            result.deadLettered += returned.deadLettered
         }
-        return moved
+        return result
     }
 
-    static let requeueScript = """
-        local n = 0
-        while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT') do n = n + 1 end
-        return n
-        """
+    public func requeueInFlight(worker: String, maxAttempts: Int) async throws -> InFlightReturn {
+        try await returnInFlight(worker: worker, onlyIfDead: false, maxAttempts: maxAttempts)
+    }
 
-    public func requeueInFlight(worker: String) async throws -> Int {
-        let reply = try await client.command([
-            "EVAL", RedisArgument(Self.requeueScript), "2", RedisArgument(keys.processing(worker)), RedisArgument(keys.events),
-        ])
-        return Int(reply.int ?? 0)
+    /// Returns one worker's in-flight items, oldest first, each with its attempt count raised:
+    /// the worker died holding it (or lost track of it), which is a failed attempt. An item
+    /// that is not an envelope goes back as it is (the next worker dead-letters it).
+    private func returnInFlight(worker: String, onlyIfDead: Bool, maxAttempts: Int) async throws -> InFlightReturn {
+        let list = keys.processing(worker)
+        var result = InFlightReturn()
+        let items = try await client.command("LRANGE", RedisArgument(list), "0", "-1").array ?? []
+        for item in items.reversed() {
+            guard let raw = item.data else { continue }
+            var replacement = raw
+            var toDead = false
+            if var envelope = try? Envelope.decode(raw) {
+                // `attempt` comes from Redis: compared without arithmetic that could overflow.
+                if envelope.attempt >= maxAttempts - 1 {
+                    toDead = true
+                    let letter = DeadLetter(
+                        id: envelope.id, envelope: String(decoding: raw, as: UTF8.self), errorClass: workerDiedErrorClass,
+                        errorMessage: "the worker stopped while handling the event, on each of its \(maxAttempts) attempts (ENGRAM_MAX_ATTEMPTS)",
+                        failedAt: Date().timeIntervalSince1970, worker: worker)
+                    replacement = try JSONEncoder().encode(letter)
+                } else {
+                    envelope.attempt = max(0, envelope.attempt) + 1
+                    replacement = try envelope.encoded()
+                }
+            }
+            let reply = try await client.command([
+                "EVAL", RedisArgument(Self.returnScript), "4", RedisArgument(list), RedisArgument(keys.heartbeat(worker)),
+                RedisArgument(keys.events), RedisArgument(keys.dead),
+                RedisArgument(raw), RedisArgument(replacement), onlyIfDead ? "1" : "0", toDead ? "dead" : "events",
+            ])
+            switch reply.int {
+            case -1: return result  // the worker is alive (again): its list is its own
+            case 1: if toDead { result.deadLettered += 1 } else { result.requeued += 1 }
+            default: continue
+            }
+        }
+        return result
     }
 
     static let promoteScript = """
@@ -133,31 +165,31 @@ public struct RedisEventQueue: EventQueue {
             "EVAL", RedisArgument(Self.promoteScript), "2", RedisArgument(keys.retry), RedisArgument(keys.events),
             RedisArgument(String(format: "%.3f", now.timeIntervalSince1970)), RedisArgument(String(limit)),
         ])
-        return Int(reply.int ?? 0)
+        return Self.count(reply.int)
     }
 
     public func stats() async throws -> QueueStats {
         let pending = try await client.command("LLEN", RedisArgument(keys.events)).int ?? 0
         var processing: Int64 = 0
         for key in try await scan(keys.processingPattern) {
-            processing += try await client.command("LLEN", RedisArgument(key)).int ?? 0
+            processing = processing.addingReportingOverflow(try await client.command("LLEN", RedisArgument(key)).int ?? 0).partialValue
         }
         let retry = try await client.command("ZCARD", RedisArgument(keys.retry)).int ?? 0
         let dead = try await client.command("LLEN", RedisArgument(keys.dead)).int ?? 0
-        return QueueStats(pending: Int(pending), processing: Int(processing), retry: Int(retry), dead: Int(dead))
+        return QueueStats(pending: Self.count(pending), processing: Self.count(processing), retry: Self.count(retry), dead: Self.count(dead))
     }
 
     public func ping() async throws { try await client.ping() }
 
     /// Dead letters, newest first.
     public func deadLetters(limit: Int = 100) async throws -> [DeadLetter] {
-        let reply = try await client.command("LRANGE", RedisArgument(keys.dead), "0", RedisArgument(String(limit - 1)))
+        let reply = try await client.command("LRANGE", RedisArgument(keys.dead), "0", RedisArgument(String(max(1, limit) - 1)))
         return (reply.array ?? []).compactMap { $0.data.flatMap { try? JSONDecoder().decode(DeadLetter.self, from: $0) } }
     }
 
     /// The oldest `count` pending envelopes, next first (payloads stay encrypted).
     public func peek(_ count: Int) async throws -> [Envelope] {
-        let reply = try await client.command("LRANGE", RedisArgument(keys.events), RedisArgument(String(-count)), "-1")
+        let reply = try await client.command("LRANGE", RedisArgument(keys.events), RedisArgument(String(-max(1, min(count, 1_000_000)))), "-1")
         return (reply.array ?? []).reversed().compactMap { $0.data.flatMap { try? Envelope.decode($0) } }
     }
 
@@ -181,7 +213,7 @@ public struct RedisEventQueue: EventQueue {
                 "EVAL", RedisArgument(Self.replayScript), "2", RedisArgument(keys.dead), RedisArgument(keys.events),
                 RedisArgument(raw), RedisArgument(try envelope.encoded()),
             ])
-            replayed += Int(moved.int ?? 0)
+            replayed += Self.count(moved.int)
         }
         return replayed
     }
@@ -194,8 +226,11 @@ public struct RedisEventQueue: EventQueue {
     public func purgeDead() async throws -> Int {
         let count = try await client.command("LLEN", RedisArgument(keys.dead)).int ?? 0
         _ = try await client.command("DEL", RedisArgument(keys.dead))
-        return Int(count)
+        return Self.count(count)
     }
+
+    /// A count from a Redis integer reply, never negative and never trapping.
+    static func count(_ value: Int64?) -> Int { Int(clamping: max(0, value ?? 0)) }
 
     func scan(_ pattern: String) async throws -> [String] {
         var cursor = "0"

@@ -87,7 +87,8 @@ public final class Spool: @unchecked Sendable {
     /// Records after the saved offset, each with the offset just past it. Caller holds the lock.
     private func readPending() throws -> (records: [(SpoolRecord, UInt64)], corruptTail: Bool) {
         let data = (try? Data(contentsOf: logURL)) ?? Data()
-        var offset = Int(readOffset())
+        // The offset file is on disk, so it is outside input: a value past Int or the log is 0.
+        var offset = Int(exactly: readOffset()) ?? 0
         if offset > data.count { offset = 0 }
         var records: [(SpoolRecord, UInt64)] = []
         while offset < data.count {

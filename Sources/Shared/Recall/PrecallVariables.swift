@@ -93,7 +93,7 @@ public struct PrecallContextBuilder: Sendable {
                 injected.append(memory)
             }
         }
-        let days = record.lastCallAt.map { Int(max(0, now.timeIntervalSince($0)) / 86_400) } ?? -1
+        let days = record.lastCallAt.map { SafeNumber.clampedInt(max(0, now.timeIntervalSince($0)) / 86_400) } ?? -1
         let variables = PrecallVariables(
             memoryContext: lines.joined(separator: "\n"), userName: userName, isReturningCaller: true,
             lastCallSummary: summaryText, daysSinceLastCall: days, memoryCount: heads.count)

@@ -71,9 +71,9 @@ struct PostCallPipelineTests {
         try await queue.heartbeat(worker: "victim", ttl: .seconds(30))
         let taken = try #require(try await queue.take(worker: "victim", timeout: .seconds(1)))
         #expect(taken.envelope?.id == envelope.id)
-        #expect(try await queue.reap() == 0)  // still alive: nothing moves
+        #expect(try await queue.reap(maxAttempts: configuration.maxAttempts).total == 0)  // still alive: nothing moves
         try await queue.heartbeat(worker: "victim", ttl: .milliseconds(100))  // its last beat
-        try await waitUntil("victim's heartbeat expires") { try await queue.reap() == 1 }
+        try await waitUntil("victim's heartbeat expires") { try await queue.reap(maxAttempts: configuration.maxAttempts).requeued == 1 }
 
         try await survivor.drain()
         let user = try await survivor.userKey(phone: Fixtures.fixturePhone)

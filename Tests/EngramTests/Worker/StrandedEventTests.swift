@@ -30,8 +30,10 @@ final class OutageQueue: EventQueue, @unchecked Sendable {  // `down` only under
     func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws { try check(); try await base.deadLetter(worker: worker, raw: raw, letter: letter) }
     func heartbeat(worker: String, ttl: Duration) async throws { try check(); try await base.heartbeat(worker: worker, ttl: ttl) }
     func clearHeartbeat(worker: String) async throws { try check(); try await base.clearHeartbeat(worker: worker) }
-    func reap() async throws -> Int { try check(); return try await base.reap() }
-    func requeueInFlight(worker: String) async throws -> Int { try check(); return try await base.requeueInFlight(worker: worker) }
+    func reap(maxAttempts: Int) async throws -> InFlightReturn { try check(); return try await base.reap(maxAttempts: maxAttempts) }
+    func requeueInFlight(worker: String, maxAttempts: Int) async throws -> InFlightReturn {
+        try check(); return try await base.requeueInFlight(worker: worker, maxAttempts: maxAttempts)
+    }
     func promoteDueRetries(now: Date, limit: Int) async throws -> Int { try check(); return try await base.promoteDueRetries(now: now, limit: limit) }
     func stats() async throws -> QueueStats { try check(); return try await base.stats() }
     func deadLetters(limit: Int) async throws -> [DeadLetter] { try check(); return try await base.deadLetters(limit: limit) }
@@ -69,7 +71,7 @@ struct StrandedEventTests {
         await processor.handle(taken)
         queue.down = false
         #expect(try await redis.stats().processing == 1)
-        #expect(try await redis.reap() == 0)  // alive: not the reaper's to return
+        #expect(try await redis.reap(maxAttempts: configuration.maxAttempts).total == 0)  // alive: not the reaper's to return
 
         // Redis is back: the worker's next turn returns its stranded event and finishes it.
         try await waitUntil("the stranded event is finished") {
