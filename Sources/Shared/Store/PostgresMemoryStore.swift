@@ -101,9 +101,12 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     }
 
     private func rows(_ query: PostgresQuery, operation: String = #function) async throws -> [PostgresRandomAccessRow] {
-        try await bounded(operation) { [client, logger] in
-            try await client.withConnection { connection in try await connection.rows(query, logger: logger) }
-        }
+        try await bounded(operation) { try await self.rowsWithoutDeadline(query) }
+    }
+
+    /// For whole-database maintenance only (key rotation, vacuum), whose length grows with the data.
+    private func rowsWithoutDeadline(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+        try await client.withConnection { connection in try await connection.rows(query, logger: logger) }
     }
 
     /// A transaction under the deadline, whose own errors (a `StoreError` from inside it) come out unwrapped.
@@ -111,7 +114,7 @@ public struct PostgresMemoryStore: MemoryStore, Service {
         try await bounded(operation) { try await self.transactionWithoutDeadline(body) }
     }
 
-    /// For `StoreCopy` only, whose single transaction copies a whole database.
+    /// For whole-database work only (`StoreCopy`, key rotation), whose length grows with the data.
     func transactionWithoutDeadline<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
@@ -718,12 +721,13 @@ public struct PostgresMemoryStore: MemoryStore, Service {
 
     public func wrappedSecrets() async throws -> [WrappedSecret] {
         var out: [WrappedSecret] = []
-        for row in try await rows("SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
+        // Every user and tenant (key rotation): no per-call deadline, its length grows with the data.
+        for row in try await rowsWithoutDeadline("SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
             out.append(WrappedSecret(
                 kind: .userDataKey, tenant: try row["tenant_id"].decode(String.self), user: UserKey(unchecked: try row["user_key"].decode(String.self)),
                 wrapped: try row["data_key_wrapped"].decode(Data.self), keyID: try row["key_id"].decode(String.self)))
         }
-        for row in try await rows("SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants") {
+        for row in try await rowsWithoutDeadline("SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants") {
             let tenant = try row["id"].decode(String.self)
             let keyID = try row["key_id"].decode(String.self)
             out.append(WrappedSecret(kind: .tenantPseudonym, tenant: tenant, user: nil, wrapped: try row["pseudonym_secret_wrapped"].decode(Data.self), keyID: keyID))
@@ -738,7 +742,7 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     }
 
     public func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws {
-        try await transaction { connection in
+        try await transactionWithoutDeadline { connection in
             for secret in secrets {
                 switch secret.kind {
                 case .userDataKey:
@@ -796,7 +800,7 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     private func vacuum(_ tables: String...) async {
         for table in tables {
             do {
-                _ = try await rows(PostgresQuery(unsafeSQL: "VACUUM \(table)"))
+                _ = try await rowsWithoutDeadline(PostgresQuery(unsafeSQL: "VACUUM \(table)"))
             } catch {
                 logger.warning("vacuum failed", metadata: ["table": "\(table)", "error": "\(Self.describe(error))"])
             }

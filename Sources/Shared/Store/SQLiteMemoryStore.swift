@@ -524,7 +524,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func wrappedSecrets() async throws -> [WrappedSecret] {
-        try await reading { db in
+        try await pool.read { db in  // every user (key rotation): no per-call deadline
             var out: [WrappedSecret] = []
             for row in try Row.fetchAll(db, sql: "SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
                 out.append(WrappedSecret(kind: .userDataKey, tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]), wrapped: row["data_key_wrapped"], keyID: row["key_id"]))
@@ -539,7 +539,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws {
-        try await writing { db in
+        try await pool.write { db in  // every user in one transaction: no per-call deadline
             for secret in secrets {
                 switch secret.kind {
                 case .userDataKey:
