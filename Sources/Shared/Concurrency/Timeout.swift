@@ -81,17 +81,3 @@ final class DeadlineRace<T: Sendable>: @unchecked Sendable {
         claimed.continuation?.resume(with: result)
     }
 }
-
-/// Set once, by whichever of the racers finishes first.
-public final class ClaimFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var taken = false
-    public init() {}
-    public func claim() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if taken { return false }
-        taken = true
-        return true
-    }
-}
