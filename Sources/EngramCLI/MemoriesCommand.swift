@@ -118,9 +118,11 @@ struct MigrateCommand: AsyncParsableCommand {
         let source = try SQLiteMemoryStore(path: path)
         let settings = try PostgresSettings.parse(url, variable: "--to")
         let target = try await PostgresMemoryStore.connect(settings, logger: logger)
-        defer { target.close() }
         let started = ContinuousClock.now
-        let report = try await StoreCopy.copy(from: source, to: target, logger: logger)
+        let copied: Result<StoreCopy.Report, any Error>
+        do { copied = .success(try await StoreCopy.copy(from: source, to: target, logger: logger)) } catch { copied = .failure(error) }
+        await target.close()
+        let report = try copied.get()
         print("copied \(path) → \(settings.redacted) in \(ContinuousClock.now - started); row counts match:")
         for table in report.tables { print("  \(table.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(table.rows)") }
     }

@@ -16,6 +16,9 @@ func buildApplication(
     _ = try configuration.require(\.apiKey, "ENGRAM_API_KEY")
     let webhookSecret = try configuration.require(\.webhookSecret, "ENGRAM_WEBHOOK_SECRET")
     let keyRing = try configuration.keyRing()
+    // A store opened here is closed here: it runs as a service, after the trace exporter and
+    // before everything that uses it, so graceful shutdown closes its pool last.
+    let injected = store != nil
     let store: any MemoryStore = if let store { store } else { try await StoreFactory.open(configuration, logger: logger) }
     let embedder = try ProviderFactory.embedder(configuration)
     let vault = MemoryVault(store: store, keyRing: keyRing, embedder: embedder, clock: clock)
@@ -54,7 +57,7 @@ func buildApplication(
         // Closes keep-alive connections left idle and uploads that stall mid-body.
         server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
-        services: observability + [
+        services: observability + (injected ? [] : StoreFactory.services(for: store)) + [
             ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
             SpoolDrainer(ingest: ingest, logger: logger),
         ],

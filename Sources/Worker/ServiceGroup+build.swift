@@ -11,8 +11,8 @@ struct WorkerRuntime {
     let services: [any Service]
 }
 
-/// Services in dependency order: the heartbeat first (stopped last), then the processor, then
-/// the periodic jobs.
+/// Services in dependency order: the store's connection pool first (closed last, after every
+/// user of the store has stopped), the heartbeat, then the processor, then the periodic jobs.
 func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system, extractor: (any Extractor)? = nil, logger: Logger) async throws -> WorkerRuntime {
     let keyRing = try configuration.keyRing()
     let store = try await StoreFactory.open(configuration, logger: logger)
@@ -28,7 +28,7 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
     let processor = EventProcessor(
         queue: queue, ingestor: ingestor, worker: configuration.workerID, maxAttempts: configuration.maxAttempts,
         retryBase: configuration.retryBase, retryMax: configuration.retryMax, logger: processorLogger)
-    let services: [any Service] = [
+    let services: [any Service] = StoreFactory.services(for: store) + [
         Heartbeat(queue: queue, worker: configuration.workerID, ttl: configuration.heartbeatTTL, logger: logger),
         processor,
         Reaper.job(queue: queue, interval: configuration.reaperInterval, maxAttempts: configuration.maxAttempts, logger: logger),

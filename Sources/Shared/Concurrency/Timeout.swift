@@ -1,43 +1,83 @@
 import Foundation
 
 /// The work did not finish within its budget.
-public struct TimeoutError: Error {
+public struct TimeoutError: Error, CustomStringConvertible {
     public init() {}
+    public var description: String { "timed out" }
 }
 
 /// Runs `body`, answering after at most `budget`. Unstructured on purpose: a stalled database
 /// call cannot be interrupted, so the answer must not wait for it; it is cancelled and left.
+///
+/// Whichever ends first answers: the work (its value or error), the budget (`TimeoutError`, and
+/// the work is cancelled), or the caller's own cancellation (`CancellationError`, and the work is
+/// cancelled). The loser is cancelled at once, so a finished call leaves no timer sleeping.
 public func withTimeout<T: Sendable>(_ budget: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let claimed = ClaimFlag()
-    return try await withCheckedThrowingContinuation { continuation in
-        let work = Task {
-            do {
-                let value = try await body()
-                if claimed.claim() { continuation.resume(returning: value) }
-            } catch {
-                if claimed.claim() { continuation.resume(throwing: error) }
-            }
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation, budget: budget, body)
         }
-        Task {
-            try? await Task.sleep(for: budget)
-            if claimed.claim() {
-                work.cancel()
-                continuation.resume(throwing: TimeoutError())
-            }
-        }
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
     }
 }
 
-/// Set once, by whichever of the racers finishes first.
-public final class ClaimFlag: @unchecked Sendable {
+/// The shared state of one `withTimeout`: the caller's continuation (resumed once) and the two
+/// racing tasks (cancelled once the answer is known).
+final class DeadlineRace<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
-    private var taken = false
-    public init() {}
-    public func claim() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if taken { return false }
-        taken = true
-        return true
+    private var continuation: CheckedContinuation<T, any Error>?
+    /// An answer that came before the continuation (a caller cancelled before it suspended).
+    private var early: Result<T, any Error>?
+    private var answered = false
+    private var tasks: [Task<Void, Never>] = []
+
+    private struct Claimed {
+        var continuation: CheckedContinuation<T, any Error>?
+        var tasks: [Task<Void, Never>]
+    }
+
+    func start(_ continuation: CheckedContinuation<T, any Error>, budget: Duration, _ body: @escaping @Sendable () async throws -> T) {
+        let early: Result<T, any Error>? = lock.withLock { () -> Result<T, any Error>? in
+            if answered { return self.early }
+            self.continuation = continuation
+            return nil
+        }
+        if let early {
+            continuation.resume(with: early)
+            return
+        }
+        let work = Task {
+            do { self.finish(.success(try await body())) } catch { self.finish(.failure(error)) }
+        }
+        let timer = Task {
+            do { try await Task.sleep(for: budget) } catch { return }
+            self.finish(.failure(TimeoutError()))
+        }
+        let alreadyAnswered = lock.withLock { () -> Bool in
+            if answered { return true }
+            tasks = [work, timer]
+            return false
+        }
+        if alreadyAnswered {
+            work.cancel()
+            timer.cancel()
+        }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let claimed: Claimed? = lock.withLock { () -> Claimed? in
+            if answered { return nil }
+            answered = true
+            if continuation == nil { early = result }
+            let claimed = Claimed(continuation: continuation, tasks: tasks)
+            continuation = nil
+            tasks = []
+            return claimed
+        }
+        guard let claimed else { return }
+        for task in claimed.tasks { task.cancel() }
+        claimed.continuation?.resume(with: result)
     }
 }

@@ -89,6 +89,8 @@ public struct EngramConfiguration: Sendable {
     public var database = DatabaseLocation.sqlite(path: "./data/engram.sqlite")
     public var redis = RedisEndpoint()
     public var redisTimeout: Duration = .seconds(2)
+    /// The deadline of one store call (`ENGRAM_STORE_TIMEOUT_MS`, 10 s): past it the call fails and is logged.
+    public var storeTimeout: Duration = StoreDeadline.defaultTimeout
     public var queuePrefix = "engram:"
     public var webhookSecret: String?
     public var webhookSecretPrevious: String?
@@ -179,6 +181,7 @@ public struct EngramConfiguration: Sendable {
         if let raw = reader.string("ENGRAM_DATABASE_URL") { c.database = try DatabaseLocation.parse(raw) }
         if let raw = reader.string("ENGRAM_REDIS_URL") { c.redis = try RedisEndpoint.parse(raw) }
         c.redisTimeout = try reader.milliseconds("ENGRAM_REDIS_TIMEOUT_MS") ?? c.redisTimeout
+        if let timeout = try reader.int("ENGRAM_STORE_TIMEOUT_MS", range: 100...600_000) { c.storeTimeout = .milliseconds(timeout) }
         c.queuePrefix = reader.string("ENGRAM_QUEUE_PREFIX") ?? c.queuePrefix
         c.webhookSecret = reader.string("ENGRAM_WEBHOOK_SECRET")
         c.webhookSecretPrevious = reader.string("ENGRAM_WEBHOOK_SECRET_PREVIOUS")

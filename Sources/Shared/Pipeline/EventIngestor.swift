@@ -191,8 +191,8 @@ public struct EventIngestor: Sendable {
         let now = vault.clock.now()
         let received = Self.receivedAt(envelope, now: now)
         let existing = try await store.user(tenant: tenant.id, user: user)
-
-        if let erasedAt = try await store.tombstone(tenant: tenant.id, user: user) {
+        let erasedAt = try await store.tombstone(tenant: tenant.id, user: user)
+        if let erasedAt {
             // Erased: only consent given after the erasure, to an event received after it, brings the caller back.
             let reconsented = existing?.consent == true && (existing?.consentAt ?? .distantPast) > erasedAt
                 && received >= (existing?.consentAt ?? .distantFuture)
@@ -217,10 +217,24 @@ public struct EventIngestor: Sendable {
             _ = try await store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
             return .noConsent
         }
-        let batch = try await vault.prepareWrite(
+        var batch = try await vault.prepareWrite(
             tenant: tenant.id, user: user, extraction: extraction, conversationID: conversationID, callAt: callAt,
             idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type)
-        let applied = try await EngramTracing.withSpan("store write") { span in
+        // The store checks again inside its write transaction: an erasure since this decision wins.
+        batch.erasedAt = erasedAt
+        let applied: Bool
+        do {
+            applied = try await apply(batch, to: store)
+        } catch StoreError.erased {
+            _ = try await store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
+            return .tombstoned
+        }
+        guard applied else { return .duplicate }
+        return .stored(memories: batch.inserts.count, reinforced: batch.reinforcements.count, superseded: batch.supersessions.count)
+    }
+
+    private func apply(_ batch: WriteBatch, to store: any MemoryStore) async throws -> Bool {
+        try await EngramTracing.withSpan("store write") { span in
             span.updateAttributes { attributes in
                 attributes["engram.store"] = String(describing: type(of: store))
                 attributes["engram.memories.inserted"] = batch.inserts.count
@@ -231,7 +245,5 @@ public struct EventIngestor: Sendable {
             if !applied { span.attributes["engram.outcome"] = "duplicate" }
             return applied
         }
-        guard applied else { return .duplicate }
-        return .stored(memories: batch.inserts.count, reinforced: batch.reinforcements.count, superseded: batch.supersessions.count)
     }
 }

@@ -118,10 +118,13 @@ public struct Reextractor: Sendable {
             return item
         }
         let ids = group.rows.map(\.id)
-        let batch = try await vault.prepareWrite(
+        // Read before the batch is prepared: an erasure after this refuses the write (StoreError.erased).
+        let erasedAt = try await vault.store.tombstone(tenant: tenant.id, user: group.user)
+        var batch = try await vault.prepareWrite(
             tenant: tenant.id, user: group.user, extraction: extraction, conversationID: conversationID, callAt: conversation.startedAt,
             idempotencyKey: Self.idempotencyKey(conversationID: conversationID), eventID: UUIDv7.make(), eventType: Self.eventType,
             replacing: Set(ids))
+        batch.erasedAt = erasedAt
         if try await vault.store.replaceExtraction(batch, replacing: ids) {
             item.outcome = .replaced
             item.stored = batch.inserts.count

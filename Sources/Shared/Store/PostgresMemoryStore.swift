@@ -2,50 +2,61 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import ServiceLifecycle
 
 /// The scale-out backend: PostgreSQL with pgvector, shared by any number of gateways and workers.
 ///
 /// The same contract as `SQLiteMemoryStore`: sealed content only (the crypto is in `MemoryVault`),
 /// every write of an event in one transaction with its idempotency key, whose primary key makes a
-/// second worker's copy of the same event a no-op. Open it with `connect`, which applies the
-/// migrations; `close` stops the connection pool.
-public struct PostgresMemoryStore: MemoryStore {
+/// second worker's copy of the same event a no-op. Open it with `connect`, which starts the
+/// connection pool and applies the migrations; `close` stops the pool and waits until its
+/// connections are closed. As a `Service` (listed before its users in a `ServiceGroup`, so it
+/// stops after them) it closes the pool at graceful shutdown.
+///
+/// Every call has a deadline (`callTimeout`): a call that has not finished by then fails with
+/// `StoreError.unavailable` and a log line naming the operation, so a stalled connection is an
+/// error and a retry, never silence.
+public struct PostgresMemoryStore: MemoryStore, Service {
     public let client: PostgresClient
     public let settings: PostgresSettings
-    private let runner: Task<Void, Never>
+    public let callTimeout: Duration
+    private let runner: PostgresClientRunner
     private let logger: Logger
 
     public static func connect(
-        _ settings: PostgresSettings, embeddingDimension: Int? = nil, startTimeout: Duration = .seconds(20), logger: Logger
+        _ settings: PostgresSettings, embeddingDimension: Int? = nil, callTimeout: Duration = StoreDeadline.defaultTimeout,
+        startTimeout: Duration = .seconds(20), logger: Logger
     ) async throws -> PostgresMemoryStore {
         var adjusted = logger
         // postgres-nio logs queries at debug with their binds: keep it above that.
         if adjusted.logLevel < .info { adjusted.logLevel = .info }
         let quiet = adjusted
         let client = PostgresClient(configuration: settings.clientConfiguration, backgroundLogger: quiet)
-        let runner = Task { await client.run() }
-        // Let the pool start before the first lease: postgres-nio warns about a lease before run(),
-        // and offers no signal that run() has begun. A few yields are not always enough on a
-        // loaded machine; 20 ms once per process is.
-        try? await Task.sleep(for: .milliseconds(20))
-        let store = PostgresMemoryStore(client: client, settings: settings, runner: runner, logger: quiet)
+        let runner = await PostgresClientRunner(client)
+        let store = PostgresMemoryStore(client: client, settings: settings, callTimeout: callTimeout, runner: runner, logger: quiet)
         do {
             // An unreachable server would otherwise be retried for ever: fail the start clearly.
             _ = try await withTimeout(startTimeout) {
                 try await PostgresSchema.migrate(client, embeddingDimension: embeddingDimension, logger: quiet)
             }
         } catch is TimeoutError {
-            runner.cancel()
+            await runner.close()
             throw StoreError.unavailable("PostgreSQL at \(settings.redacted) did not answer within \(startTimeout)")
         } catch {
-            runner.cancel()
+            await runner.close()
             throw StoreError.unavailable("PostgreSQL at \(settings.redacted): \(PostgresMemoryStore.describe(error))")
         }
         return store
     }
 
-    /// Stops the pool (its connections close). The store cannot be used afterwards.
-    public func close() { runner.cancel() }
+    /// Stops the pool and returns once its connections are closed. The store cannot be used afterwards.
+    public func close() async { await runner.close() }
+
+    /// Holds the pool open until graceful shutdown, then closes it.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await close()
+    }
 
     /// A PostgreSQL error without the query text or its binds (which may hold sealed content).
     static func describe(_ error: any Error) -> String {
@@ -56,14 +67,55 @@ public struct PostgresMemoryStore: MemoryStore {
         return String(describing: type(of: error))
     }
 
+    /// Log metadata of a failed call: the error class and, from PostgreSQL, the error code and
+    /// SQLSTATE. Never the message (it can quote a value), the query or its binds.
+    static func errorMetadata(_ error: any Error) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["error_class": "\(type(of: error))"]
+        if let error = error as? PSQLError {
+            metadata["psql_code"] = "\(error.code)"
+            if let state = error.serverInfo?[.sqlState] { metadata["sqlstate"] = "\(state)" }
+        }
+        return metadata
+    }
+
     // MARK: plumbing
 
-    private func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+    /// One store call under the deadline; a failure is logged with its PostgreSQL code.
+    private func bounded<T: Sendable>(_ operation: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await withTimeout(callTimeout, body)
+        } catch is TimeoutError {
+            logger.error("store call timed out", metadata: ["backend": "postgres", "operation": "\(operation)", "timeout": "\(callTimeout)"])
+            throw StoreError.unavailable("PostgreSQL: \(operation) did not finish within \(callTimeout)")
+        } catch let error as StoreError {
+            throw error  // the store's own answer (not found, erased...), not a failure of the backend
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            var metadata = Self.errorMetadata(error)
+            metadata["backend"] = "postgres"
+            metadata["operation"] = "\(operation)"
+            logger.error("store call failed", metadata: metadata)
+            throw error
+        }
+    }
+
+    private func rows(_ query: PostgresQuery, operation: String = #function) async throws -> [PostgresRandomAccessRow] {
+        try await bounded(operation) { try await self.rowsWithoutDeadline(query) }
+    }
+
+    /// For whole-database maintenance only (key rotation, vacuum), whose length grows with the data.
+    private func rowsWithoutDeadline(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
         try await client.withConnection { connection in try await connection.rows(query, logger: logger) }
     }
 
-    /// A transaction whose own errors (a `StoreError` from inside it) come out unwrapped.
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    /// A transaction under the deadline, whose own errors (a `StoreError` from inside it) come out unwrapped.
+    func transaction<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await bounded(operation) { try await self.transactionWithoutDeadline(body) }
+    }
+
+    /// For whole-database work only (`StoreCopy`, key rotation), whose length grows with the data.
+    func transactionWithoutDeadline<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         } catch let error as PostgresTransactionError {
@@ -174,6 +226,7 @@ public struct PostgresMemoryStore: MemoryStore {
         let memoriesJSON = try Self.memoriesJSON(batch.inserts)
         return try await transaction { connection in
             guard try await Self.claim(batch, on: connection, logger: logger) else { return false }
+            try await Self.refuseIfErased(batch, on: connection, logger: logger)
             try await Self.write(batch, memoriesJSON: memoriesJSON, on: connection, logger: logger)
             return true
         }
@@ -192,6 +245,7 @@ public struct PostgresMemoryStore: MemoryStore {
         let memoriesJSON = try Self.memoriesJSON(batch.inserts)
         return try await transaction { connection in
             guard try await Self.claim(batch, on: connection, logger: logger) else { return false }
+            try await Self.refuseIfErased(batch, on: connection, logger: logger)
             for id in ids {
                 let replaced = try await connection.rows(
                     """
@@ -225,6 +279,21 @@ public struct PostgresMemoryStore: MemoryStore {
             VALUES (\(batch.tenant), \(batch.idempotencyKey), \(batch.eventID), \(batch.eventType), \(batch.user.rawValue), \(batch.processedAt))
             ON CONFLICT DO NOTHING RETURNING 1
             """, logger: logger).isEmpty)
+    }
+
+    /// Throws `StoreError.erased` when the user was erased after the writer decided to write (a
+    /// tombstone other than `batch.erasedAt`). Inside the write's transaction, after the user's
+    /// row is locked the way `erase` locks it first: an erasure that committed before is seen
+    /// here, and one that comes after waits for this write and then removes it with the rest.
+    /// The lock is FOR NO KEY UPDATE, the one the write's own `UPDATE users` takes: two writes of
+    /// one user queue here rather than deadlock there.
+    static func refuseIfErased(_ batch: WriteBatch, on connection: PostgresConnection, logger: Logger) async throws {
+        _ = try await connection.rows(
+            "SELECT 1 FROM users WHERE tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue) FOR NO KEY UPDATE", logger: logger)
+        let erased = try await connection.rows(
+            "SELECT erased_at FROM tombstones WHERE tenant_id = \(batch.tenant) AND user_key = \(batch.user.rawValue)", logger: logger
+        ).first.map { try $0["erased_at"].decode(Date.self) }
+        if batch.isRefused(byErasureAt: erased) { throw StoreError.erased }
     }
 
     /// The writes of a claimed batch, inside the caller's transaction.
@@ -652,12 +721,13 @@ public struct PostgresMemoryStore: MemoryStore {
 
     public func wrappedSecrets() async throws -> [WrappedSecret] {
         var out: [WrappedSecret] = []
-        for row in try await rows("SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
+        // Every user and tenant (key rotation): no per-call deadline, its length grows with the data.
+        for row in try await rowsWithoutDeadline("SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
             out.append(WrappedSecret(
                 kind: .userDataKey, tenant: try row["tenant_id"].decode(String.self), user: UserKey(unchecked: try row["user_key"].decode(String.self)),
                 wrapped: try row["data_key_wrapped"].decode(Data.self), keyID: try row["key_id"].decode(String.self)))
         }
-        for row in try await rows("SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants") {
+        for row in try await rowsWithoutDeadline("SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants") {
             let tenant = try row["id"].decode(String.self)
             let keyID = try row["key_id"].decode(String.self)
             out.append(WrappedSecret(kind: .tenantPseudonym, tenant: tenant, user: nil, wrapped: try row["pseudonym_secret_wrapped"].decode(Data.self), keyID: keyID))
@@ -672,7 +742,7 @@ public struct PostgresMemoryStore: MemoryStore {
     }
 
     public func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws {
-        try await transaction { connection in
+        try await transactionWithoutDeadline { connection in
             for secret in secrets {
                 switch secret.kind {
                 case .userDataKey:
@@ -730,7 +800,7 @@ public struct PostgresMemoryStore: MemoryStore {
     private func vacuum(_ tables: String...) async {
         for table in tables {
             do {
-                _ = try await rows(PostgresQuery(unsafeSQL: "VACUUM \(table)"))
+                _ = try await rowsWithoutDeadline(PostgresQuery(unsafeSQL: "VACUUM \(table)"))
             } catch {
                 logger.warning("vacuum failed", metadata: ["table": "\(table)", "error": "\(Self.describe(error))"])
             }

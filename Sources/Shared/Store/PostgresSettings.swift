@@ -58,9 +58,20 @@ public struct PostgresSettings: Sendable {
         var configuration = PostgresClient.Configuration(host: host, port: port, username: username, password: password, database: database, tls: tls)
         configuration.options.maximumConnections = maximumConnections
         configuration.options.minimumConnections = 0
-        configuration.options.connectTimeout = .seconds(5)
+        // postgres-nio's default: a loaded machine can take more than 5 s to fork and start a backend.
+        configuration.options.connectTimeout = .seconds(10)
+        // postgres-nio 1.33.2's pool, once a connection attempt has failed (refused, timed out),
+        // queues every lease until a new connection succeeds, even while an idle connection is
+        // there; only a connection becoming available again serves the queue, and an idle one
+        // does so when its keep-alive query ends. At the default 30 s every store call then
+        // waited up to 30 s (issue 11 §2; `PostgresPoolTests` shows it). A keep-alive every 2 s
+        // bounds that wait at 2 s for one `SELECT 1` per idle connection.
+        configuration.options.keepAliveBehavior = .init(frequency: Self.keepAliveFrequency)
         return configuration
     }
+
+    /// See `clientConfiguration`: how long a lease can wait behind a failed connection attempt.
+    static let keepAliveFrequency: Duration = .seconds(2)
 
     /// The URL without its password, for logs and messages.
     public var redacted: String { "postgres://\(username)@\(host):\(port)/\(database)?sslmode=\(tls.rawValue)" }

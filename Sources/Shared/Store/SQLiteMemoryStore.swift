@@ -1,23 +1,69 @@
 import Foundation
 import GRDB
+import Logging
 
 /// The embedded default backend: one SQLite file in WAL mode.
+///
+/// Every call has a deadline (`callTimeout`, as on PostgreSQL): one still waiting for the writer
+/// or the disk past it fails with `StoreError.unavailable` and a log line naming the operation.
 public struct SQLiteMemoryStore: MemoryStore {
     public let database: AppDatabase
+    public let callTimeout: Duration
+    private let logger: Logger
     private var pool: DatabasePool { database.pool }
 
-    public init(database: AppDatabase) { self.database = database }
+    public init(database: AppDatabase, callTimeout: Duration = StoreDeadline.defaultTimeout, logger: Logger = Logger(label: "engram-store")) {
+        self.database = database
+        self.callTimeout = callTimeout
+        self.logger = logger
+    }
 
-    public init(path: String) throws { database = try AppDatabase(path: path) }
+    public init(path: String, callTimeout: Duration = StoreDeadline.defaultTimeout, logger: Logger = Logger(label: "engram-store")) throws {
+        self.init(database: try AppDatabase(path: path), callTimeout: callTimeout, logger: logger)
+    }
+
+    // MARK: plumbing
+
+    /// One store call under the deadline; a failure is logged with SQLite's result code (never
+    /// the statement or its arguments).
+    private func bounded<T: Sendable>(_ operation: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await withTimeout(callTimeout, body)
+        } catch is TimeoutError {
+            logger.error("store call timed out", metadata: ["backend": "sqlite", "operation": "\(operation)", "timeout": "\(callTimeout)"])
+            throw StoreError.unavailable("SQLite: \(operation) did not finish within \(callTimeout)")
+        } catch let error as StoreError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            var metadata: Logger.Metadata = ["backend": "sqlite", "operation": "\(operation)", "error_class": "\(type(of: error))"]
+            if let error = error as? DatabaseError { metadata["sqlite_code"] = "\(error.extendedResultCode.rawValue)" }
+            logger.error("store call failed", metadata: metadata)
+            throw error
+        }
+    }
+
+    private func reading<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await bounded(operation) { [pool] in try await pool.read(body) }
+    }
+
+    private func writing<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await bounded(operation) { [pool] in try await pool.write(body) }
+    }
+
+    private func writingWithoutTransaction<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await bounded(operation) { [pool] in try await pool.writeWithoutTransaction(body) }
+    }
 
     public func ping() async throws {
-        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+        _ = try await reading { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
     // MARK: tenants
 
     public func ensureTenant(_ tenant: TenantRecord) async throws -> TenantRecord {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: """
                     INSERT INTO tenants (id, name, pseudonym_secret_wrapped, key_id, consent_mode, allow_sensitive_precall, created_at)
@@ -32,13 +78,13 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func tenant(id: String) async throws -> TenantRecord? {
-        try await pool.read { db in
+        try await reading { db in
             try Row.fetchOne(db, sql: "SELECT * FROM tenants WHERE id = ?", arguments: [id]).map(Self.tenant)
         }
     }
 
     public func tenants() async throws -> [TenantRecord] {
-        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tenants ORDER BY id").map(Self.tenant) }
+        try await reading { db in try Row.fetchAll(db, sql: "SELECT * FROM tenants ORDER BY id").map(Self.tenant) }
     }
 
     static func tenant(_ row: Row) -> TenantRecord {
@@ -52,7 +98,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     // MARK: users
 
     public func ensureUser(_ user: UserRecord) async throws -> UserRecord {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: """
                     INSERT INTO users (tenant_id, user_key, data_key_wrapped, key_id, consent, consent_at, created_at, last_call_at, memory_version)
@@ -67,13 +113,13 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func user(tenant: String, user: UserKey) async throws -> UserRecord? {
-        try await pool.read { db in
+        try await reading { db in
             try Row.fetchOne(db, sql: "SELECT * FROM users WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue]).map(Self.user)
         }
     }
 
     public func setConsent(tenant: String, user: UserKey, granted: Bool, at: Date) async throws {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: "UPDATE users SET consent = ?, consent_at = ? WHERE tenant_id = ? AND user_key = ?",
                 arguments: [granted, at.timeIntervalSince1970, tenant, user.rawValue])
@@ -93,13 +139,13 @@ public struct SQLiteMemoryStore: MemoryStore {
     // MARK: events
 
     public func isProcessed(tenant: String, idempotencyKey: String) async throws -> Bool {
-        try await pool.read { db in
+        try await reading { db in
             try Bool.fetchOne(db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?", arguments: [tenant, idempotencyKey]) ?? false
         }
     }
 
     public func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: """
                     INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
@@ -111,11 +157,11 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func apply(_ batch: WriteBatch) async throws -> Bool {
-        try await pool.write { db in try Self.write(batch, in: db) }
+        try await writing { db in try Self.write(batch, in: db) }
     }
 
     public func memoriesNeedingReextraction(tenant: String, user: UserKey?) async throws -> [MemoryRow] {
-        try await pool.read { db in
+        try await reading { db in
             let userFilter = user == nil ? "" : "AND user_key = ?"
             var arguments: [any DatabaseValueConvertible] = [tenant]
             if let user { arguments.append(user.rawValue) }
@@ -126,7 +172,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool {
-        try await pool.write { db in
+        try await writing { db in
             let done = try Bool.fetchOne(
                 db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?",
                 arguments: [batch.tenant, batch.idempotencyKey]) ?? false
@@ -156,6 +202,11 @@ public struct SQLiteMemoryStore: MemoryStore {
                 """,
             arguments: [batch.tenant, batch.idempotencyKey, batch.eventID, batch.eventType, batch.user.rawValue, batch.processedAt.timeIntervalSince1970])
         guard db.changesCount > 0 else { return false }
+        // Checked in the write's own transaction (SQLite has one writer, so no erasure can land
+        // between this check and the commit); a throw rolls the claim back with the rest.
+        let erased = try Double.fetchOne(
+            db, sql: "SELECT erased_at FROM tombstones WHERE tenant_id = ? AND user_key = ?", arguments: [batch.tenant, batch.user.rawValue])
+        if batch.isRefused(byErasureAt: erased.map(Date.init(timeIntervalSince1970:))) { throw StoreError.erased }
         let encoder = JSONEncoder()
         for row in batch.inserts {
             try db.execute(
@@ -213,7 +264,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     // MARK: reads
 
     public func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow] {
-        try await pool.read { db in
+        try await reading { db in
             let filter = includeHistory ? "" : "AND status = 'active' AND valid_to IS NULL"
             return try Row.fetchAll(
                 db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND user_key = ? \(filter) ORDER BY valid_from, id",
@@ -223,7 +274,7 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] {
         guard !ids.isEmpty else { return [] }
-        return try await pool.read { db in
+        return try await reading { db in
             let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
             var arguments: [any DatabaseValueConvertible] = [tenant, user.rawValue]
             arguments.append(contentsOf: ids)
@@ -234,7 +285,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int {
-        try await pool.read { db in
+        try await reading { db in
             try Int.fetchOne(
                 db, sql: "SELECT COUNT(*) FROM memories WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL",
                 arguments: [tenant, user.rawValue]) ?? 0
@@ -242,7 +293,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func memoryHeads(tenant: String, user: UserKey) async throws -> [MemoryHead] {
-        try await pool.read { db in
+        try await reading { db in
             try Row.fetchAll(
                 db, sql: """
                     SELECT id, sector, slot, importance, salience0, reinforced_at, valid_from, sensitive,
@@ -260,7 +311,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) {
-        try await pool.read { db in
+        try await reading { db in
             let rows = try Row.fetchCursor(
                 db, sql: """
                     SELECT v.memory_id, v.vector FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
@@ -280,7 +331,7 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting] {
         guard !terms.isEmpty else { return [] }
-        return try await pool.read { db in
+        return try await reading { db in
             let marks = Array(repeating: "?", count: terms.count).joined(separator: ",")
             var arguments: [any DatabaseValueConvertible] = [tenant, user.rawValue]
             arguments.append(contentsOf: terms)
@@ -295,7 +346,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics {
-        try await pool.read { db in
+        try await reading { db in
             let row = try Row.fetchOne(
                 db, sql: """
                     SELECT COUNT(*) AS n, AVG(term_count) AS avg FROM memories
@@ -310,7 +361,7 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func reinforce(tenant: String, _ updates: [(id: String, salience0: Double, at: Date)]) async throws {
         guard !updates.isEmpty else { return }
-        try await pool.write { db in
+        try await writing { db in
             for update in updates {
                 try db.execute(
                     sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, last_recalled_at = ? WHERE id = ? AND tenant_id = ? AND status = 'active'",
@@ -321,7 +372,7 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func archive(tenant: String, ids: [String]) async throws {
         guard !ids.isEmpty else { return }
-        try await pool.write { db in
+        try await writing { db in
             for id in ids {
                 try db.execute(
                     sql: """
@@ -335,7 +386,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] {
-        try await pool.read { db in
+        try await reading { db in
             try Row.fetchAll(
                 db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND status = 'active' AND id > ? ORDER BY id LIMIT ?",
                 arguments: [tenant, after ?? "", limit]).map(Self.memory)
@@ -343,11 +394,11 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func setRetention(tenant: String, days: Int?) async throws {
-        try await pool.write { db in try db.execute(sql: "UPDATE tenants SET retention_days = ? WHERE id = ?", arguments: [days, tenant]) }
+        try await writing { db in try db.execute(sql: "UPDATE tenants SET retention_days = ? WHERE id = ?", arguments: [days, tenant]) }
     }
 
     public func deleteMemories(tenant: String, olderThan cutoff: Date) async throws -> Int {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: "UPDATE users SET memory_version = memory_version + 1 WHERE tenant_id = ? AND user_key IN (SELECT user_key FROM memories WHERE tenant_id = ? AND valid_from < ?)",
                 arguments: [tenant, tenant, cutoff.timeIntervalSince1970])
@@ -357,7 +408,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func memoryCountsByStatus() async throws -> [String: Int] {
-        try await pool.read { db in
+        try await reading { db in
             var counts: [String: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM memories GROUP BY status") { counts[row["status"]] = row["n"] }
             return counts
@@ -365,13 +416,13 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func memory(tenant: String, id: String) async throws -> MemoryRow? {
-        try await pool.read { db in
+        try await reading { db in
             try Row.fetchOne(db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND id = ?", arguments: [tenant, id]).map(Self.memory)
         }
     }
 
     public func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: "UPDATE memories SET content = ?, sensitive = ?, status = ?, term_count = ?, slot = ?, sector = ? WHERE id = ? AND tenant_id = ? AND user_key = ?",
                 arguments: [row.sealedContent, row.sensitive, row.status.rawValue, row.termCount, row.slot, row.sector.rawValue, row.id, row.tenant, row.user.rawValue])
@@ -393,7 +444,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func deleteMemory(tenant: String, id: String) async throws -> Bool {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: "UPDATE users SET memory_version = memory_version + 1 WHERE (tenant_id, user_key) IN (SELECT tenant_id, user_key FROM memories WHERE id = ? AND tenant_id = ?)",
                 arguments: [id, tenant])
@@ -403,13 +454,13 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(sql: "UPDATE tenants SET consent_mode = ?, allow_sensitive_precall = ? WHERE id = ?", arguments: [mode.rawValue, allowSensitivePrecall, tenant])
         }
     }
 
     public func setTenantWebhookSecrets(tenant: String, current: Data?, previous: Data?, keyID: String) async throws {
-        try await pool.write { db in
+        try await writing { db in
             // One key id covers the tenant's wrapped secrets: the pseudonym secret and these.
             try db.execute(
                 sql: "UPDATE tenants SET webhook_secret_wrapped = ?, webhook_secret_previous_wrapped = ? WHERE id = ? AND key_id = ?",
@@ -419,14 +470,14 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)? {
-        try await pool.read { db in
+        try await reading { db in
             try Row.fetchOne(db, sql: "SELECT webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants WHERE id = ?", arguments: [tenant])
                 .map { ($0["webhook_secret_wrapped"], $0["webhook_secret_previous_wrapped"], $0["key_id"]) }
         }
     }
 
     public func insertAPIKey(_ key: APIKeyRecord) async throws {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: "INSERT INTO api_keys (id, tenant_id, scope, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
                 arguments: [key.id, key.tenant, key.scope.rawValue, key.keyHash, key.createdAt.timeIntervalSince1970, key.revokedAt?.timeIntervalSince1970])
@@ -434,15 +485,15 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func apiKey(hash: Data) async throws -> APIKeyRecord? {
-        try await pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM api_keys WHERE key_hash = ?", arguments: [hash]).map(Self.apiKey) }
+        try await reading { db in try Row.fetchOne(db, sql: "SELECT * FROM api_keys WHERE key_hash = ?", arguments: [hash]).map(Self.apiKey) }
     }
 
     public func apiKeys(tenant: String) async throws -> [APIKeyRecord] {
-        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at", arguments: [tenant]).map(Self.apiKey) }
+        try await reading { db in try Row.fetchAll(db, sql: "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at", arguments: [tenant]).map(Self.apiKey) }
     }
 
     public func revokeAPIKey(tenant: String, id: String, at: Date) async throws -> Bool {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL", arguments: [at.timeIntervalSince1970, tenant, id])
             return db.changesCount > 0
         }
@@ -455,7 +506,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func audit(_ entry: AuditEntry) async throws {
-        try await pool.write { db in
+        try await writing { db in
             try db.execute(
                 sql: "INSERT INTO audit_log (id, tenant_id, actor, action, user_key, memory_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 arguments: [entry.id, entry.tenant, entry.actor, entry.action, entry.user, entry.memoryID, entry.at.timeIntervalSince1970])
@@ -463,7 +514,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func auditEntries(tenant: String, limit: Int) async throws -> [AuditEntry] {
-        try await pool.read { db in
+        try await reading { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY at DESC, id DESC LIMIT ?", arguments: [tenant, limit]).map { row in
                 var entry = AuditEntry(tenant: row["tenant_id"], actor: row["actor"], action: row["action"], user: (row["user_key"] as String?).flatMap(UserKey.init), memoryID: row["memory_id"], at: Date(timeIntervalSince1970: row["at"]))
                 entry.id = row["id"]
@@ -473,7 +524,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func wrappedSecrets() async throws -> [WrappedSecret] {
-        try await pool.read { db in
+        try await pool.read { db in  // every user (key rotation): no per-call deadline
             var out: [WrappedSecret] = []
             for row in try Row.fetchAll(db, sql: "SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
                 out.append(WrappedSecret(kind: .userDataKey, tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]), wrapped: row["data_key_wrapped"], keyID: row["key_id"]))
@@ -488,7 +539,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws {
-        try await pool.write { db in
+        try await pool.write { db in  // every user in one transaction: no per-call deadline
             for secret in secrets {
                 switch secret.kind {
                 case .userDataKey:
@@ -502,18 +553,18 @@ public struct SQLiteMemoryStore: MemoryStore {
                 }
             }
         }
-        try await pool.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try await writingWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
     public func tombstone(tenant: String, user: UserKey) async throws -> Date? {
-        try await pool.read { db in
+        try await reading { db in
             try Double.fetchOne(db, sql: "SELECT erased_at FROM tombstones WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
                 .map(Date.init(timeIntervalSince1970:))
         }
     }
 
     public func erase(tenant: String, user: UserKey, at: Date) async throws {
-        try await pool.write { db in
+        try await writing { db in
             // The key first: even a row missed below is unreadable once it is gone.
             try db.execute(
                 sql: "UPDATE users SET data_key_wrapped = zeroblob(length(data_key_wrapped)) WHERE tenant_id = ? AND user_key = ?",
@@ -527,7 +578,7 @@ public struct SQLiteMemoryStore: MemoryStore {
                 arguments: [tenant, user.rawValue, at.timeIntervalSince1970])
         }
         // Checkpoint so the WAL does not keep the old pages either.
-        try await pool.writeWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try await writingWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
     static func memory(_ row: Row) -> MemoryRow {

@@ -22,7 +22,7 @@ public enum StoreCopy {
         let sourceCounts = try await pool.read { db in
             try tables.map { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \($0)") ?? 0 }
         }
-        try await target.transaction { pg in
+        try await target.transactionWithoutDeadline { pg in
             for table in tables {
                 let rows = try await pg.rows(PostgresQuery(unsafeSQL: "SELECT count(*) AS n FROM \(table)"), logger: logger)
                 if try rows.first?["n"].decode(Int.self) ?? 0 > 0 {

@@ -165,6 +165,18 @@ public struct WriteBatch: Sendable {
     public var supersessions: [(id: String, validTo: Date, by: String)] = []
     /// Existing memory id → new salience0 at `processedAt`, plus the source to add.
     public var reinforcements: [(id: String, salience0: Double, source: MemorySource)] = []
+    /// The user's erasure the writer saw and cleared (consent given again after it); nil: none.
+    /// The store refuses the batch (`StoreError.erased`) if, inside its write transaction, the
+    /// user's tombstone is another one: an erasure that landed while the batch was prepared.
+    public var erasedAt: Date?
+
+    /// Whether a tombstone at `erasedAt` (nil: none) found inside the write refuses this batch.
+    public func isRefused(byErasureAt tombstone: Date?) -> Bool {
+        guard let tombstone else { return false }
+        guard let seen = erasedAt else { return true }
+        // The same instant read twice from one column; a millisecond covers any rounding.
+        return abs(tombstone.timeIntervalSince(seen)) > 0.001
+    }
 
     public init(tenant: String, user: UserKey, idempotencyKey: String, eventID: String, eventType: String, processedAt: Date, callAt: Date?) {
         self.tenant = tenant
@@ -255,6 +267,8 @@ public enum StoreError: Error, CustomStringConvertible, Sendable {
     case corrupt(String)
     /// The backend could not be reached or set up (names the server, never a password).
     case unavailable(String)
+    /// The user was erased while the write was being prepared: nothing was written.
+    case erased
 
     public var description: String {
         switch self {
@@ -262,6 +276,7 @@ public enum StoreError: Error, CustomStringConvertible, Sendable {
         case .unsupported(let what): return "unsupported: \(what)"
         case .corrupt(let what): return "corrupt: \(what)"
         case .unavailable(let what): return "unavailable: \(what)"
+        case .erased: return "the user was erased while the write was prepared"
         }
     }
 }

@@ -7,7 +7,7 @@ import Testing
 @testable import Shared
 @testable import Worker
 
-@Suite("Signed post-call → Redis → worker → SQLite")
+@Suite("Signed post-call → Redis → worker → SQLite", .timeLimit(.minutes(2)))
 struct PostCallPipelineTests {
     @Test("the fixture, signed, becomes memories that cite its turns, readable by phone number", arguments: Backend.available)
     func fixtureBecomesMemories(backend: Backend) async throws {

@@ -4,7 +4,7 @@ import NIOCore
 import Testing
 @testable import Shared
 
-@Suite("The real executables")
+@Suite("The real executables", .timeLimit(.minutes(3)))
 struct ProcessTests {
     @Test("gateway and worker started at the same instant on a new database both come up, store a signed call, and stop cleanly on SIGTERM")
     func startTogetherAndStop() async throws {
@@ -84,7 +84,7 @@ struct ProcessTests {
             #expect(memories.count == expected[phone], "memories of caller \(phone)")
         }
         for worker in workers.dropFirst() { #expect(await worker.terminate() == 0, "worker log: \(worker.output)") }
-        store.close()
+        await store.close()
         await env.cleanUp()
     }
 }

@@ -214,7 +214,10 @@ struct PrivacyTests {
 
     @Test("tools answer 429 with Retry-After past the budget and recover; pre-call never gets 429")
     func rateLimit() async throws {
-        try await run(configure: { $0.rateLimitPerMinute = 120; $0.rateLimitBurst = 2 }) { client, h in
+        // One request per 20 s past a burst of 3: the fourth of six back-to-back requests is refused
+        // unless it comes 20 s after the first. (At 120 a minute, a loaded machine spent the 0.5 s
+        // refill between two requests and all six passed.)
+        try await run(configure: { $0.rateLimitPerMinute = 3; $0.rateLimitBurst = 2 }) { client, h in
             var statuses: [Int] = []
             for _ in 0..<6 {
                 try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "x"])) { response in
@@ -230,7 +233,7 @@ struct PrivacyTests {
             for _ in 0..<3 {
                 try await client.execute(uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(h.env.apiKey), body: json(["caller_id": Fixtures.fixturePhone])) { #expect($0.status == .ok) }
             }
-            try await waitUntil(timeout: .seconds(5), "the bucket refills") {
+            try await waitUntil(timeout: .seconds(45), "the bucket refills") {
                 try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "x"])) { $0.status == .ok }
             }
         }

@@ -59,7 +59,7 @@ struct StalledStore: MemoryStore {
     func erase(tenant: String, user: UserKey, at: Date) async throws { try await base.erase(tenant: tenant, user: user, at: at) }
 }
 
-@Suite("Pre-call webhook and memory tools")
+@Suite("Pre-call webhook and memory tools", .timeLimit(.minutes(2)))
 struct RecallRouteTests {
     /// Ingests signed fixtures through the real gateway and worker, then runs `body` against the gateway.
     func withIngested(_ bodies: [Data], backend: Backend = .sqlite, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
@@ -323,7 +323,7 @@ struct RecallRouteTests {
     }
 }
 
-@Suite("The archival sweep")
+@Suite("The archival sweep", .timeLimit(.minutes(2)))
 struct SweepTests {
     @Test("archives exactly the memories that faded and sat idle, and nothing else")
     func archival() async throws {

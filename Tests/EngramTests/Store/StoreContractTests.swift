@@ -6,7 +6,7 @@ import Testing
 /// The `MemoryStore` contract, run on every backend the test setup has: SQLite always, PostgreSQL
 /// with pgvector under `make test`. Rows are built by hand (the store only persists sealed bytes);
 /// `MemoryVault` and the routes are covered on both backends by the end-to-end tests.
-@Suite("Store contract")
+@Suite("Store contract", .timeLimit(.minutes(1)))
 struct StoreContractTests {
     /// A store on a fresh database, with one tenant and one user, closed and dropped afterwards.
     struct Fixture {
@@ -30,7 +30,7 @@ struct StoreContractTests {
         }
 
         func finish() async {
-            (store as? PostgresMemoryStore)?.close()
+            await StoreFactory.close(store)
             await env.cleanUp()
         }
 
@@ -308,6 +308,61 @@ struct StoreContractTests {
         await f.finish()
     }
 
+    @Test("a write prepared before an erasure is refused inside its transaction, even once the caller is back", arguments: Backend.available)
+    func writeAfterErasureIsRefused(backend: Backend) async throws {
+        let f = try await Fixture.make(backend)
+        let stale = f.batch("stale", rows: [f.row("s1")])  // prepared while the caller was not erased
+        let erasedAt = f.t0.addingTimeInterval(60)
+        try await f.store.erase(tenant: f.tenant, user: f.user, at: erasedAt)
+        // A later call started the caller afresh (a new row, a new key): the stale batch still must not land.
+        _ = try await f.store.ensureUser(UserRecord(tenant: f.tenant, user: f.user, dataKeyWrapped: Data(repeating: 8, count: 40), keyID: "k1", createdAt: erasedAt.addingTimeInterval(1)))
+        #expect(await refusedAsErased { _ = try await f.store.apply(stale) })
+        #expect(await refusedAsErased { _ = try await f.store.replaceExtraction(stale, replacing: []) })
+        #expect(try await f.store.isProcessed(tenant: f.tenant, idempotencyKey: "stale") == false)  // rolled back with the rest
+        #expect(try await f.store.memories(tenant: f.tenant, user: f.user, includeHistory: true).isEmpty)
+
+        // A writer that saw this erasure (and consent given after it) writes.
+        var seen = f.batch("after", rows: [f.row("a1")])
+        seen.erasedAt = try #require(try await f.store.tombstone(tenant: f.tenant, user: f.user))
+        #expect(try await f.store.apply(seen))
+        // One more erasure: what was prepared before it is refused again.
+        try await f.store.erase(tenant: f.tenant, user: f.user, at: erasedAt.addingTimeInterval(120))
+        _ = try await f.store.ensureUser(UserRecord(tenant: f.tenant, user: f.user, dataKeyWrapped: Data(repeating: 9, count: 40), keyID: "k1", createdAt: erasedAt.addingTimeInterval(121)))
+        var old = f.batch("old", rows: [f.row("o1")])
+        old.erasedAt = seen.erasedAt
+        #expect(await refusedAsErased { _ = try await f.store.apply(old) })
+        // Another caller of the tenant is not affected.
+        #expect(try await f.store.apply(f.batch("other", user: f.other, rows: [f.row("b1", user: f.other)])))
+        await f.finish()
+    }
+
+    /// True when `body` throws `StoreError.erased` (and only then).
+    func refusedAsErased(_ body: () async throws -> Void) async -> Bool {
+        do { try await body() } catch StoreError.erased { return true } catch { Issue.record("expected StoreError.erased, got \(type(of: error))") }
+        return false
+    }
+
+    @Test("a write racing an erasure lands before it or not at all", arguments: Backend.available)
+    func writeRacingErasure(backend: Backend) async throws {
+        let f = try await Fixture.make(backend)
+        let store = f.store
+        for round in 0..<8 {
+            let user = try #require(UserKey("u_racer" + String(UserKey.alphabet[round]) + String(repeating: "a", count: 20)))
+            _ = try await store.ensureUser(UserRecord(tenant: f.tenant, user: user, dataKeyWrapped: Data(repeating: 7, count: 40), keyID: "k1", createdAt: f.t0))
+            let batch = f.batch("race-\(round)", user: user, rows: [f.row("race\(round)a", user: user), f.row("race\(round)b", user: user)])
+            let tenant = f.tenant
+            let at = f.t0.addingTimeInterval(Double(round))
+            async let write: Bool = {
+                do { return try await store.apply(batch) } catch StoreError.erased { return false }
+            }()
+            async let erase: Void = store.erase(tenant: tenant, user: user, at: at)
+            _ = try await (write, erase)
+            #expect(try await store.memories(tenant: f.tenant, user: user, includeHistory: true).isEmpty, "round \(round)")
+            #expect(try await store.vectors(tenant: f.tenant, user: user, embedder: "local-hash-384").ids.isEmpty, "round \(round)")
+        }
+        await f.finish()
+    }
+
     @Test("webhook secrets, API keys, the audit log and master-key rotation", arguments: Backend.available)
     func secretsKeysAudit(backend: Backend) async throws {
         let f = try await Fixture.make(backend)
@@ -346,7 +401,7 @@ struct StoreContractTests {
 }
 
 /// What only the PostgreSQL backend has: its migrations table, pgvector columns and their indexes.
-@Suite("PostgreSQL backend", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
+@Suite("PostgreSQL backend", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"), .timeLimit(.minutes(1)))
 struct PostgresBackendTests {
     @Test("migrations are recorded once and re-running them (several processes at once) changes nothing")
     func migrationsRecorded() async throws {
@@ -364,7 +419,7 @@ struct PostgresBackendTests {
         var names: [String] = []
         for try await (name) in indexes.decode(String.self) { names.append(name) }
         #expect(names.contains("memory_vectors_hnsw_384") && names.contains("memory_vectors_hnsw_1536"))
-        for store in stores { (store as? PostgresMemoryStore)?.close() }
+        for store in stores { await StoreFactory.close(store) }
         await env.cleanUp()
     }
 
@@ -386,7 +441,7 @@ struct PostgresBackendTests {
     }
 }
 
-@Suite("engram migrate --from sqlite --to postgres", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
+@Suite("engram migrate --from sqlite --to postgres", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"), .timeLimit(.minutes(1)))
 struct StoreCopyTests {
     @Test("every row is copied sealed; the same master key reads the same memories and search answers")
     func copySQLiteToPostgres() async throws {
@@ -427,7 +482,7 @@ struct StoreCopyTests {
         #expect(newHits.map(\.memory.id) == oldHits.map(\.memory.id))
         #expect(try await postgres.tombstone(tenant: "default", user: erased) == Date(timeIntervalSince1970: 1_764_000_000))
         #expect(try await postgres.apiKeys(tenant: "default").map(\.id) == ["key_1"])
-        postgres.close()
+        await postgres.close()
         await env.cleanUp()
         await target.cleanUp()
     }

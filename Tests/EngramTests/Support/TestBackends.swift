@@ -43,11 +43,14 @@ enum TestPostgres {
     static func admin(_ url: String, _ body: (PostgresConnection) async throws -> Void) async throws {
         let settings = try PostgresSettings.parse(url)
         let client = PostgresClient(configuration: settings.clientConfiguration, backgroundLogger: testLogger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            try await Task.sleep(for: .milliseconds(20))  // let run() begin (as PostgresMemoryStore.connect does)
+        // As the store runs its pool: started before the first lease, closed (and awaited) after.
+        let runner = await PostgresClientRunner(client)
+        do {
             try await client.withConnection { connection in try await body(connection) }
+        } catch {
+            await runner.close()
+            throw error
         }
+        await runner.close()
     }
 }

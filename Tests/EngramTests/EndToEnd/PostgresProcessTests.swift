@@ -1,0 +1,79 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+@testable import Shared
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The deployment of issue 11 §2, whole: the real engram-gateway and engram-worker on PostgreSQL,
+/// the signed fixture over HTTP, and the operator's `engram memories list` reading it back.
+@Suite("The real executables on PostgreSQL", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"),
+       .timeLimit(.minutes(2)))
+struct PostgresProcessTests {
+    @Test("gateway and worker started together on a new PostgreSQL database store the signed fixture; `engram memories list` shows it")
+    func fixtureOverHTTPToCLI() async throws {
+        let env = try await TestEnvironment.make(.postgres)
+        let port = try freePort()
+        let environment = env.processEnvironment(httpPort: port)
+        let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
+        let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
+        defer { gateway.kill9(); worker.kill9() }
+
+        try await waitForGatewayReady(port: port)
+        let body = try fixtureTranscript()
+        var post = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/elevenlabs/post-call")
+        post.method = .POST
+        post.headers.add(name: "ElevenLabs-Signature", value: signedHeader(body, secret: env.webhookSecret))
+        post.body = .bytes(ByteBuffer(bytes: body))
+        #expect(try await HTTPClient.shared.execute(post, timeout: .seconds(10)).status == .ok)
+
+        // The operator's view, through the real CLI on the same database and master key.
+        var listed: [[String: Any]] = []
+        try await waitUntil(timeout: .seconds(45), "memories listed by `engram memories list`; worker log: \(worker.output)") {
+            let run = try await runCLI(["memories", "list", "--user", Fixtures.fixturePhone, "--json"], environment: environment, directory: env.directory)
+            guard run.status == 0, let rows = try? JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [[String: Any]] else { return false }
+            listed = rows
+            return !rows.isEmpty
+        }
+        #expect(listed.contains { ($0["content"] as? String)?.contains("Friday") == true })
+        #expect(listed.allSatisfy { ($0["conversation_ids"] as? [String])?.count == 1 })
+        #expect(worker.output.contains("event processed"))
+
+        #expect(await gateway.terminate() == 0, "gateway log: \(gateway.output)")
+        #expect(await worker.terminate() == 0, "worker log: \(worker.output)")
+        for log in [gateway.output, worker.output] {
+            #expect(!log.contains("2523960448"))
+            #expect(!log.contains("Friday slot"))
+            #expect(!log.contains(env.webhookSecret) && !log.contains(env.apiKey))
+        }
+        await env.cleanUp()
+    }
+}
+
+/// Runs the `engram` CLI to completion (at most `timeout`), with its output in a file (no pipe to
+/// fill) and no thread blocked while it runs.
+func runCLI(_ arguments: [String], environment: [String: String], directory: URL, timeout: Duration = .seconds(20)) async throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = productsDirectory.appendingPathComponent("engram")
+    process.arguments = arguments
+    process.environment = environment
+    process.currentDirectoryURL = directory
+    let outputURL = directory.appendingPathComponent("engram-cli-\(UUID().uuidString.prefix(6)).out")
+    FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+    let handle = try FileHandle(forWritingTo: outputURL)
+    defer { try? handle.close(); try? FileManager.default.removeItem(at: outputURL) }
+    process.standardOutput = handle
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let end = ContinuousClock.now + timeout
+    while process.isRunning {
+        if ContinuousClock.now > end {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestSetupError.timeout("engram \(arguments.first ?? "") did not finish")
+        }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return (process.terminationStatus, (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "")
+}
