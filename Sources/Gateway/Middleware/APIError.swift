@@ -69,6 +69,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 .response(from: request, context: context)
         } catch is DecodingError {
             return try APIError.badRequest("invalid_json", "body does not match the expected JSON shape").response(from: request, context: context)
+        } catch StoreError.unavailable {
+            // The store timed out or cannot be reached: the request may succeed shortly, so say so.
+            context.logger.error("store unavailable", metadata: ["route": "\(context.endpointPath ?? "-")"])
+            return try APIError(status: .serviceUnavailable, code: "store_unavailable", message: "the memory store did not answer in time; retry",
+                                headers: [.retryAfter: "2"]).response(from: request, context: context)
         } catch where ClientAbort.matches(error) {
             // The client went away (or sent a broken stream): nobody reads this answer and no server fault happened.
             let route = context.endpointPath ?? "unmatched"

@@ -156,6 +156,26 @@ struct RecallRouteTests {
         }
     }
 
+    @Test("a store call past its deadline answers 503 store_unavailable with Retry-After, not 500, and the route works again once the store does")
+    func storeTimeoutIs503() async throws {
+        let opened = Locked<SQLiteMemoryStore?>(nil)
+        try await withIngested([try fixtureTranscript()], store: { env in
+            let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .milliseconds(300))
+            opened.withLock { $0 = store }
+            return store
+        }) { client, env, _ in
+            let store = try #require(opened.withLock { $0 })
+            let body = json(["caller_id": Fixtures.fixturePhone, "granted": true])
+            let stall = try await Stall.begin(on: store)
+            let stalled = try await client.execute(uri: "/v1/tools/set-consent", method: .post, headers: bearer(env.apiKey), body: body) { $0 }
+            await stall.end()
+            #expect(stalled.status == .serviceUnavailable)
+            #expect(stalled.headers[.retryAfter] != nil)
+            #expect((stalled.body.json["error"] as? [String: Any])?["code"] as? String == "store_unavailable")
+            try await client.execute(uri: "/v1/tools/set-consent", method: .post, headers: bearer(env.apiKey), body: body) { #expect($0.status == .ok) }
+        }
+    }
+
     @Test("the user id returned before the call and sent back in data.user_id lands on the same caller")
     func userIDClosesTheLoop() async throws {
         try await withIngested([try fixtureTranscript()]) { client, env, worker in
