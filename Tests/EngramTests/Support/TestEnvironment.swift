@@ -67,6 +67,9 @@ struct TestEnvironment {
         c.heartbeatTTL = .milliseconds(500)
         c.workerID = "test-worker-\(UUID().uuidString.prefix(6))"
         c.spoolDirectory = directory.appendingPathComponent("spool").path
+        // Tests run in parallel on two cores: a store call may wait its turn for seconds. Tests of
+        // the deadline itself set a short one explicitly.
+        c.storeTimeout = .seconds(60)
         return c
     }
 
