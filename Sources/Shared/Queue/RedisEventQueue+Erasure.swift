@@ -1,0 +1,229 @@
+import Foundation
+
+/// Where a queued copy of an event sits: the lists and the retry schedule of ARCHITECTURE.md.
+public enum QueuedEventLocation: Sendable, Equatable {
+    case pending
+    case processing(String)
+    case retry
+    case dead
+}
+
+/// An envelope without a user tag (queued before tags existed), found by the erasure purge:
+/// the purge decrypts it to learn whose it is.
+public struct UntaggedQueuedEvent: Sendable {
+    public let location: QueuedEventLocation
+    /// The exact stored bytes (a dead letter's, for the dead list), to remove it.
+    public let raw: Data
+    public let envelope: Envelope
+}
+
+/// How many queued copies an erasure purge removed, by place.
+public struct QueuePurgeCounts: Sendable, Equatable {
+    public var pending = 0
+    public var processing = 0
+    public var retry = 0
+    public var dead = 0
+    public var total: Int { pending + processing + retry + dead }
+    public init() {}
+}
+
+/// What `rewriteAppendOnlyFile` could start.
+public struct PersistenceRewrite: Sendable, Equatable {
+    /// An AOF rewrite was started (or scheduled), or AOF is off.
+    public var appendOnlyFileDone: Bool
+    /// An RDB snapshot was started, or snapshots are off.
+    public var snapshotDone: Bool
+    public var complete: Bool { appendOnlyFileDone && snapshotDone }
+}
+
+/// The queue's part of an erasure: tags of erased callers, purges of their queued events,
+/// dead-letter expiry, and rewriting Redis' files so old copies leave the disk.
+extension RedisEventQueue {
+    /// Records erased callers' tags with their erasure time (kept `keepSeconds`), so the enqueue
+    /// script drops their events received before it and `purgeErased` finds the queued ones.
+    public func markErased(_ tags: [(tag: String, erasedAt: Date)], keepSeconds: Double, now: Date = Date()) async throws {
+        for chunk in stride(from: 0, to: tags.count, by: 500).map({ Array(tags[$0..<min($0 + 500, tags.count)]) }) {
+            var arguments: [RedisArgument] = ["ZADD", RedisArgument(keys.erased), "GT"]
+            for (tag, erasedAt) in chunk {
+                arguments += [RedisArgument(String(format: "%.6f", erasedAt.timeIntervalSince1970)), RedisArgument(tag)]
+            }
+            if !chunk.isEmpty { try await client.command(arguments) }
+        }
+        try await client.command(
+            "ZREMRANGEBYSCORE", RedisArgument(keys.erased), "-inf", RedisArgument(String(format: "(%.6f", now.timeIntervalSince1970 - keepSeconds)))
+    }
+
+    /// KEYS: erased tags, pending, retry, dead, then every processing list. Removes each copy
+    /// whose tag was erased at or after the event was received; returns the counts per place.
+    static let purgeScript = """
+        local function erased(item, nested)
+            local ok, value = pcall(cjson.decode, item)
+            if not ok or type(value) ~= 'table' then return false end
+            if nested then
+                if type(value.envelope) ~= 'string' then return false end
+                ok, value = pcall(cjson.decode, value.envelope)
+                if not ok or type(value) ~= 'table' then return false end
+            end
+            if type(value.user_tags) ~= 'table' then return false end
+            local received = tonumber(value.received_at) or 0
+            for _, tag in ipairs(value.user_tags) do
+                if type(tag) == 'string' then
+                    local score = redis.call('ZSCORE', KEYS[1], tag)
+                    if score and tonumber(score) >= received then return true end
+                end
+            end
+            return false
+        end
+        local function purgeList(key, nested)
+            local n = 0
+            for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
+                if erased(item, nested) then n = n + redis.call('LREM', key, 1, item) end
+            end
+            return n
+        end
+        if redis.call('ZCARD', KEYS[1]) == 0 then return {0, 0, 0, 0} end
+        local pending = purgeList(KEYS[2], false)
+        local retry = 0
+        for _, item in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+            if erased(item, false) then retry = retry + redis.call('ZREM', KEYS[3], item) end
+        end
+        local dead = purgeList(KEYS[4], true)
+        local processing = 0
+        for i = 5, #KEYS do processing = processing + purgeList(KEYS[i], false) end
+        return {pending, processing, retry, dead}
+        """
+
+    /// Removes every queued copy (pending, in flight, retry, dead) of the events of callers in
+    /// the erased set, atomically per call.
+    public func purgeErased() async throws -> QueuePurgeCounts {
+        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.purgeScript)]
+        let processing = try await scan(keys.processingPattern)
+        arguments.append(RedisArgument(String(4 + processing.count)))
+        arguments += [keys.erased, keys.events, keys.retry, keys.dead].map { RedisArgument($0) }
+        arguments += processing.map { RedisArgument($0) }
+        let reply = try await client.command(arguments)
+        let numbers = (reply.array ?? []).map { Int($0.int ?? 0) }
+        var counts = QueuePurgeCounts()
+        guard numbers.count == 4 else { return counts }
+        counts.pending = numbers[0]
+        counts.processing = numbers[1]
+        counts.retry = numbers[2]
+        counts.dead = numbers[3]
+        return counts
+    }
+
+    /// Queued envelopes without a user tag that were received at or before `receivedBy` (only
+    /// those can belong to a caller erased since): the purge decrypts them to find their owner.
+    public func untaggedEvents(receivedBy: Date) async throws -> [UntaggedQueuedEvent] {
+        let cutoff = receivedBy.timeIntervalSince1970
+        var found: [UntaggedQueuedEvent] = []
+        func consider(_ raw: Data, _ location: QueuedEventLocation) {
+            let envelopeBytes: Data
+            if location == .dead {
+                guard let letter = try? JSONDecoder().decode(DeadLetter.self, from: raw) else { return }
+                envelopeBytes = Data(letter.envelope.utf8)
+            } else {
+                envelopeBytes = raw
+            }
+            guard let envelope = try? Envelope.decode(envelopeBytes), envelope.userTags == nil, envelope.receivedAt <= cutoff else { return }
+            found.append(UntaggedQueuedEvent(location: location, raw: raw, envelope: envelope))
+        }
+        for item in try await client.command("LRANGE", RedisArgument(keys.events), "0", "-1").array ?? [] {
+            if let raw = item.data { consider(raw, .pending) }
+        }
+        for key in try await scan(keys.processingPattern) {
+            let worker = String(key.dropFirst(keys.processing("").count))
+            for item in try await client.command("LRANGE", RedisArgument(key), "0", "-1").array ?? [] {
+                if let raw = item.data { consider(raw, .processing(worker)) }
+            }
+        }
+        for item in try await client.command("ZRANGE", RedisArgument(keys.retry), "0", "-1").array ?? [] {
+            if let raw = item.data { consider(raw, .retry) }
+        }
+        for item in try await client.command("LRANGE", RedisArgument(keys.dead), "0", "-1").array ?? [] {
+            if let raw = item.data { consider(raw, .dead) }
+        }
+        return found
+    }
+
+    /// Removes one exact copy from where it was found (nothing if it has moved since).
+    @discardableResult
+    public func remove(_ event: UntaggedQueuedEvent) async throws -> Bool {
+        let reply: RedisReply
+        switch event.location {
+        case .pending: reply = try await client.command("LREM", RedisArgument(keys.events), "0", RedisArgument(event.raw))
+        case .processing(let worker): reply = try await client.command("LREM", RedisArgument(keys.processing(worker)), "0", RedisArgument(event.raw))
+        case .retry: reply = try await client.command("ZREM", RedisArgument(keys.retry), RedisArgument(event.raw))
+        case .dead: reply = try await client.command("LREM", RedisArgument(keys.dead), "0", RedisArgument(event.raw))
+        }
+        return (reply.int ?? 0) > 0
+    }
+
+    static let expireDeadScript = """
+        local n = 0
+        for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+            local ok, letter = pcall(cjson.decode, item)
+            local failed = ok and type(letter) == 'table' and tonumber(letter.failed_at) or nil
+            if failed == nil or failed < tonumber(ARGV[1]) then n = n + redis.call('LREM', KEYS[1], 1, item) end
+        end
+        return n
+        """
+
+    /// Deletes dead letters that failed before `cutoff` (and unreadable ones). Returns how many.
+    public func expireDeadLetters(failedBefore cutoff: Date) async throws -> Int {
+        let reply = try await client.command([
+            "EVAL", RedisArgument(Self.expireDeadScript), "1", RedisArgument(keys.dead), RedisArgument(String(format: "%.3f", cutoff.timeIntervalSince1970)),
+        ])
+        return Int(reply.int ?? 0)
+    }
+
+    /// The erasure time up to which purges have completed (nil before the first).
+    public func erasurePurgedThrough() async throws -> Date? {
+        guard let data = try await client.command("GET", RedisArgument(keys.erasurePurgedThrough)).data,
+              let seconds = Double(String(decoding: data, as: UTF8.self)) else { return nil }
+        return Date(timeIntervalSince1970: seconds)
+    }
+
+    public func setErasurePurgedThrough(_ date: Date) async throws {
+        try await client.command("SET", RedisArgument(keys.erasurePurgedThrough), RedisArgument(String(format: "%.6f", date.timeIntervalSince1970)))
+    }
+
+    /// Starts a rewrite of the append-only file and a new RDB snapshot (each only if Redis keeps
+    /// one), so copies of purged events leave Redis' files. A rewrite already running may have
+    /// started before the purge: then it reports not done, and the caller tries again later.
+    public func rewritePersistence() async throws -> PersistenceRewrite {
+        let appendOnly = try? await configValue("appendonly")
+        let save = try? await configValue("save")
+        var result = PersistenceRewrite(appendOnlyFileDone: true, snapshotDone: true)
+        if appendOnly != "no" {  // unknown (CONFIG disabled) counts as on
+            result.appendOnlyFileDone = await backgroundCommand(["BGREWRITEAOF"])
+        }
+        if let save, !save.isEmpty {
+            // SCHEDULE: while an AOF rewrite runs, the snapshot starts right after it.
+            result.snapshotDone = await backgroundCommand(["BGSAVE", "SCHEDULE"])
+        }
+        return result
+    }
+
+    /// True while Redis is writing a new append-only file or snapshot in the background.
+    public func persistenceRewriteInProgress() async throws -> Bool {
+        guard let data = try await client.command("INFO", "persistence").data else { return false }
+        let text = String(decoding: data, as: UTF8.self)
+        return ["aof_rewrite_in_progress:1", "aof_rewrite_scheduled:1", "rdb_bgsave_in_progress:1"].contains { text.contains($0) }
+    }
+
+    private func configValue(_ name: String) async throws -> String? {
+        let reply = try await client.command("CONFIG", "GET", RedisArgument(name))
+        guard let items = reply.array, items.count == 2, let data = items[1].data else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func backgroundCommand(_ arguments: [RedisArgument]) async -> Bool {
+        do {
+            try await client.command(arguments)
+            return true
+        } catch {
+            return false  // "already in progress" (it may predate the purge) or refused
+        }
+    }
+}
