@@ -6,7 +6,24 @@ import Shared
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self])
+        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self])
+
+    struct Reembed: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-embed a tenant's memories with its current embedder (once, after upgrading to the keyed local embedder).",
+            discussion: """
+                Vectors stored by the unkeyed local embedder (local-hash-384-v1) no longer match queries, which use the \
+                tenant-keyed one (local-keyed-384-v2): until this runs, search finds those memories by keywords only. \
+                Safe to repeat and to run while services are up.
+                """)
+        @Argument var name: String
+        func run() async throws {
+            let context = try await CLIContext()
+            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            let count = try await context.vault.reembed(tenant: name)
+            print("tenant \(name): \(count) memories re-embedded")
+        }
+    }
 
     struct TrustClientIDs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
