@@ -53,24 +53,36 @@ extension RedisEventQueue {
             "ZREMRANGEBYSCORE", RedisArgument(keys.erased), "-inf", RedisArgument(String(format: "(%.6f", now.timeIntervalSince1970 - keepSeconds)))
     }
 
+    /// Lua that reads an envelope's `user_tags` and `received_at` without decoding the JSON
+    /// (a backlog of large envelopes would block Redis): `tags(item, nested)` returns the tags
+    /// (nil when the field is absent: an envelope from before tags) and the receive time.
+    /// `nested`: the envelope is a JSON string inside a dead letter, its quotes escaped. The
+    /// patterns cannot match inside a body (base64) or an escaped string of the other level.
+    static let envelopeFieldsLua = """
+        local function tags(item, nested)
+            local q = nested and '\\\\"' or '"'
+            local rs, re = string.find(item, q .. 'received_at' .. q .. ':', 1, true)
+            if not rs then return nil, nil end
+            local received = tonumber(string.match(item, '^[%d%.eE%+%-]+', re + 1)) or 0
+            local s, e = string.find(item, q .. 'user_tags' .. q .. ':[', 1, true)
+            if not s then return nil, received end
+            local close = string.find(item, ']', e + 1, true)
+            if not close then return nil, received end
+            local found = {}
+            for tag in string.gmatch(string.sub(item, e + 1, close - 1), '%x+') do found[#found + 1] = tag end
+            return found, received
+        end
+        """
+
     /// KEYS: erased tags, pending, retry, dead, then every processing list. Removes each copy
     /// whose tag was erased at or after the event was received; returns the counts per place.
-    static let purgeScript = """
+    static let purgeScript = envelopeFieldsLua + "\n" + """
         local function erased(item, nested)
-            local ok, value = pcall(cjson.decode, item)
-            if not ok or type(value) ~= 'table' then return false end
-            if nested then
-                if type(value.envelope) ~= 'string' then return false end
-                ok, value = pcall(cjson.decode, value.envelope)
-                if not ok or type(value) ~= 'table' then return false end
-            end
-            if type(value.user_tags) ~= 'table' then return false end
-            local received = tonumber(value.received_at) or 0
-            for _, tag in ipairs(value.user_tags) do
-                if type(tag) == 'string' then
-                    local score = redis.call('ZSCORE', KEYS[1], tag)
-                    if score and tonumber(score) >= received then return true end
-                end
+            local found, received = tags(item, nested)
+            if not found then return false end
+            for _, tag in ipairs(found) do
+                local score = redis.call('ZSCORE', KEYS[1], tag)
+                if score and tonumber(score) >= received then return true end
             end
             return false
         end
@@ -91,6 +103,28 @@ extension RedisEventQueue {
         local processing = 0
         for i = 5, #KEYS do processing = processing + purgeList(KEYS[i], false) end
         return {pending, processing, retry, dead}
+        """
+
+    /// KEYS: pending, retry, dead, then every processing list; ARGV: a receive time. Returns
+    /// `key, item` pairs of the envelopes without `user_tags` received by then.
+    static let untaggedScript = envelopeFieldsLua + "\n" + """
+        local out = {}
+        local cutoff = tonumber(ARGV[1])
+        local function consider(key, item, nested)
+            local found, received = tags(item, nested)
+            if received and not found and received <= cutoff then
+                out[#out + 1] = key
+                out[#out + 1] = item
+            end
+        end
+        for i = 1, #KEYS do
+            if i == 2 then
+                for _, item in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do consider(KEYS[i], item, false) end
+            else
+                for _, item in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do consider(KEYS[i], item, i == 3) end
+            end
+        end
+        return out
         """
 
     /// Removes every queued copy (pending, in flight, retry, dead) of the events of callers in
@@ -114,34 +148,33 @@ extension RedisEventQueue {
 
     /// Queued envelopes without a user tag that were received at or before `receivedBy` (only
     /// those can belong to a caller erased since): the purge decrypts them to find their owner.
+    /// Selected inside Redis, so only those cross the network.
     public func untaggedEvents(receivedBy: Date) async throws -> [UntaggedQueuedEvent] {
-        let cutoff = receivedBy.timeIntervalSince1970
+        let processing = try await scan(keys.processingPattern)
+        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.untaggedScript), RedisArgument(String(3 + processing.count))]
+        arguments += ([keys.events, keys.retry, keys.dead] + processing).map { RedisArgument($0) }
+        arguments.append(RedisArgument(String(format: "%.6f", receivedBy.timeIntervalSince1970)))
+        let items = try await client.command(arguments).array ?? []
         var found: [UntaggedQueuedEvent] = []
-        func consider(_ raw: Data, _ location: QueuedEventLocation) {
+        for index in stride(from: 0, to: items.count - 1, by: 2) {
+            guard let keyData = items[index].data, let raw = items[index + 1].data else { continue }
+            let key = String(decoding: keyData, as: UTF8.self)
+            let location: QueuedEventLocation
+            switch key {
+            case keys.events: location = .pending
+            case keys.retry: location = .retry
+            case keys.dead: location = .dead
+            default: location = .processing(String(key.dropFirst(keys.processing("").count)))
+            }
             let envelopeBytes: Data
             if location == .dead {
-                guard let letter = try? JSONDecoder().decode(DeadLetter.self, from: raw) else { return }
+                guard let letter = try? JSONDecoder().decode(DeadLetter.self, from: raw) else { continue }
                 envelopeBytes = Data(letter.envelope.utf8)
             } else {
                 envelopeBytes = raw
             }
-            guard let envelope = try? Envelope.decode(envelopeBytes), envelope.userTags == nil, envelope.receivedAt <= cutoff else { return }
+            guard let envelope = try? Envelope.decode(envelopeBytes), envelope.userTags == nil else { continue }
             found.append(UntaggedQueuedEvent(location: location, raw: raw, envelope: envelope))
-        }
-        for item in try await client.command("LRANGE", RedisArgument(keys.events), "0", "-1").array ?? [] {
-            if let raw = item.data { consider(raw, .pending) }
-        }
-        for key in try await scan(keys.processingPattern) {
-            let worker = String(key.dropFirst(keys.processing("").count))
-            for item in try await client.command("LRANGE", RedisArgument(key), "0", "-1").array ?? [] {
-                if let raw = item.data { consider(raw, .processing(worker)) }
-            }
-        }
-        for item in try await client.command("ZRANGE", RedisArgument(keys.retry), "0", "-1").array ?? [] {
-            if let raw = item.data { consider(raw, .retry) }
-        }
-        for item in try await client.command("LRANGE", RedisArgument(keys.dead), "0", "-1").array ?? [] {
-            if let raw = item.data { consider(raw, .dead) }
         }
         return found
     }

@@ -65,8 +65,8 @@ struct ErasurePropagationTests {
             next.attempt = 1
             try await queue.scheduleRetry(worker: name, raw: raw, next: next, dueAt: Date().addingTimeInterval(3600))
         }
-        for (phone, name) in [(erasedPhone, "failing-a"), (keptPhone, "failing-b")] {
-            let envelope = try postCall(phone)
+        for (phone, tagged, name) in [(erasedPhone, true, "failing-a"), (erasedPhone, false, "failing-untagged"), (keptPhone, true, "failing-b")] {
+            let envelope = try postCall(phone, tagged: tagged)
             let raw = try await park(envelope, worker: name)
             try await queue.deadLetter(worker: name, raw: raw, letter: DeadLetter(
                 id: envelope.id, envelope: String(decoding: raw, as: UTF8.self), errorClass: "Test", errorMessage: "test",
@@ -143,7 +143,7 @@ struct ErasurePropagationTests {
         #expect(report.queue.processing == 1)
         #expect(report.queue.retry == 1)
         #expect(report.queue.dead == 1)
-        #expect(report.untaggedRemoved == 1)
+        #expect(report.untaggedRemoved == 2)  // pending and dead
         #expect(report.backups.scrubbed == 1)
         #expect(spoolRemoved == 2)
         // The crashed worker comes back and reschedules its event: it stays gone. A spool drained
