@@ -1,6 +1,9 @@
 import Foundation
 import GRDB
+import HummingbirdTesting
+import NIOCore
 import Testing
+@testable import Gateway
 @testable import Shared
 @testable import Worker
 
@@ -247,4 +250,45 @@ struct ErasurePropagationTests {
 extension OwnRedis {
     /// A client of this server.
     func endpointClient() -> RedisClient { RedisClient(endpoint: endpoint, timeout: .seconds(5), connections: 1) }
+}
+
+/// The gateway's own part: forget-me drops the caller's queued events and spooled records at once.
+@Suite("forget-me propagates at once")
+struct ForgetMePropagationTests {
+    @Test("forget-me removes the caller's pending event and spooled record before it answers", .timeLimit(.minutes(1)))
+    func forgetMe() async throws {
+        let env = try TestEnvironment()
+        let configuration = env.configuration()
+        let worker = try await buildWorker(configuration: configuration, logger: testLogger)
+        let app = try await buildApplication(configuration: configuration, logger: testLogger)
+        let phone = "+14155550171"
+        let other = "+14155550172"
+        let tenant = try #require(try await worker.vault.tenant("default", create: true))
+        let keyRing = worker.vault.keyRing
+        func postCall(_ phone: String) throws -> Envelope {
+            let body = try fixtureTranscript(phone: phone)
+            return try Envelope.seal(
+                body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: keyRing.envelopeCipher,
+                userTags: EventOwner.tags(body: body, type: EventType.postCallTranscription, tenant: tenant, keyRing: keyRing))
+        }
+        let queue = env.queue()
+        _ = try await queue.enqueue(try postCall(phone), dedupe: [], ttlSeconds: 60)
+        _ = try await queue.enqueue(try postCall(other), dedupe: [], ttlSeconds: 60)
+        // The gateway's spool is a second handle on the same directory.
+        let spool = try Spool(directory: configuration.spoolDirectory, logger: testLogger)
+        try spool.append(SpoolRecord(envelope: try postCall(phone), dedupe: [], ttlSeconds: 60))
+        try await app.test(.router) { client in
+            let body = try JSONSerialization.data(withJSONObject: ["caller_id": phone])
+            try await client.execute(uri: "/v1/tools/forget-me", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(data: body)) {
+                #expect($0.status == .ok)
+            }
+        }
+        let erasedUser = tenant.userKeys.key(for: .phone(phone))
+        let erasedTag = keyRing.userTag(tenant: "default", user: erasedUser)
+        let pending = try await queue.peek(10)
+        #expect(pending.count == 1)
+        #expect(pending.allSatisfy { !($0.userTags ?? []).contains(erasedTag) })
+        #expect(try spool.allRecords().isEmpty)
+        await env.cleanUp()
+    }
 }
