@@ -55,6 +55,9 @@ func erasureJob(vault: MemoryVault, queue: RedisEventQueue, configuration: Engra
         deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400)
     return PeriodicJob(name: "erasure-purge", interval: configuration.erasurePurgeInterval, logger: logger) {
         let report = try await purge.run()
+        if let refused = report.persistence?.refused, !refused.isEmpty {
+            logger.warning("redis refused to rewrite its files; erased callers' old events stay in them until it does", metadata: ["commands": "\(refused)"])
+        }
         if report.queue.total + report.untaggedRemoved + report.backups.erasures + report.deadLettersExpired > 0 {
             logger.info("erasures propagated", metadata: [
                 "queued_events_removed": "\(report.queue.total + report.untaggedRemoved)", "backups_scrubbed": "\(report.backups.scrubbed)",

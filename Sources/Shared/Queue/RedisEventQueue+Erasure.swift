@@ -27,12 +27,15 @@ public struct QueuePurgeCounts: Sendable, Equatable {
     public init() {}
 }
 
-/// What `rewriteAppendOnlyFile` could start.
+/// What `rewritePersistence` could start.
 public struct PersistenceRewrite: Sendable, Equatable {
     /// An AOF rewrite was started (or scheduled), or AOF is off.
     public var appendOnlyFileDone: Bool
     /// An RDB snapshot was started, or snapshots are off.
     public var snapshotDone: Bool
+    /// Redis refused a command outright (renamed or disabled, as managed services do): asking
+    /// again will not help, and old copies stay in its files until it rewrites them itself.
+    public var refused: [String] = []
     public var complete: Bool { appendOnlyFileDone && snapshotDone }
 }
 
@@ -49,7 +52,7 @@ extension RedisEventQueue {
             }
             if !chunk.isEmpty { try await client.command(arguments) }
         }
-        try await client.command(
+        _ = try await client.command(
             "ZREMRANGEBYSCORE", RedisArgument(keys.erased), "-inf", RedisArgument(String(format: "(%.6f", now.timeIntervalSince1970 - keepSeconds)))
     }
 
@@ -192,12 +195,15 @@ extension RedisEventQueue {
         return (reply.int ?? 0) > 0
     }
 
+    /// `failed_at` is read with a pattern, not a JSON decode (letters carry whole envelopes): the
+    /// letter's own field, as the envelope inside is an escaped string with no such key.
     static let expireDeadScript = """
         local n = 0
+        local cutoff = tonumber(ARGV[1])
         for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-            local ok, letter = pcall(cjson.decode, item)
-            local failed = ok and type(letter) == 'table' and tonumber(letter.failed_at) or nil
-            if failed == nil or failed < tonumber(ARGV[1]) then n = n + redis.call('LREM', KEYS[1], 1, item) end
+            local _, e = string.find(item, '"failed_at":', 1, true)
+            local failed = e and tonumber(string.match(item, '^[%d%.eE%+%-]+', e + 1)) or nil
+            if failed == nil or failed < cutoff then n = n + redis.call('LREM', KEYS[1], 1, item) end
         end
         return n
         """
@@ -218,7 +224,7 @@ extension RedisEventQueue {
     }
 
     public func setErasurePurgedThrough(_ date: Date) async throws {
-        try await client.command("SET", RedisArgument(keys.erasurePurgedThrough), RedisArgument(String(format: "%.6f", date.timeIntervalSince1970)))
+        _ = try await client.command("SET", RedisArgument(keys.erasurePurgedThrough), RedisArgument(String(format: "%.6f", date.timeIntervalSince1970)))
     }
 
     /// Starts a rewrite of the append-only file and a new RDB snapshot (each only if Redis keeps
@@ -229,11 +235,11 @@ extension RedisEventQueue {
         let save = try? await configValue("save")
         var result = PersistenceRewrite(appendOnlyFileDone: true, snapshotDone: true)
         if appendOnly != "no" {  // unknown (CONFIG disabled) counts as on
-            result.appendOnlyFileDone = await backgroundCommand(["BGREWRITEAOF"])
+            result.appendOnlyFileDone = await backgroundCommand(["BGREWRITEAOF"], refused: &result.refused)
         }
         if let save, !save.isEmpty {
             // SCHEDULE: while an AOF rewrite runs, the snapshot starts right after it.
-            result.snapshotDone = await backgroundCommand(["BGSAVE", "SCHEDULE"])
+            result.snapshotDone = await backgroundCommand(["BGSAVE", "SCHEDULE"], refused: &result.refused)
         }
         return result
     }
@@ -251,12 +257,18 @@ extension RedisEventQueue {
         return String(decoding: data, as: UTF8.self)
     }
 
-    private func backgroundCommand(_ arguments: [RedisArgument]) async -> Bool {
+    /// True once started. "Already in progress" (that one may predate the purge), a loading or
+    /// busy server, a lost connection: false, ask again later. A refusal (unknown, disabled or
+    /// not permitted command) counts as done and is reported.
+    private func backgroundCommand(_ arguments: [RedisArgument], refused: inout [String]) async -> Bool {
         do {
             try await client.command(arguments)
             return true
+        } catch RedisError.server(let message) where ["unknown command", "noperm", "disabled"].contains(where: message.lowercased().contains) {
+            refused.append(String(decoding: arguments[0].bytes, as: UTF8.self))
+            return true
         } catch {
-            return false  // "already in progress" (it may predate the purge) or refused
+            return false
         }
     }
 }

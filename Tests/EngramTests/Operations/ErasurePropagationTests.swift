@@ -195,7 +195,7 @@ struct ErasurePropagationTests {
         let now = Date()
         for (id, age) in [("old", 8.0 * 86_400), ("new", 3600.0)] {
             let letter = DeadLetter(id: id, envelope: "{}", errorClass: "Test", errorMessage: "test", failedAt: now.timeIntervalSince1970 - age, worker: "w")
-            try await env.redisClient().command("LPUSH", RedisArgument(env.keys.dead), RedisArgument(try JSONEncoder().encode(letter)))
+            _ = try await env.redisClient().command("LPUSH", RedisArgument(env.keys.dead), RedisArgument(try JSONEncoder().encode(letter)))
         }
         #expect(try await queue.expireDeadLetters(failedBefore: now.addingTimeInterval(-7 * 86_400)) == 1)
         #expect(try await queue.deadLetters(limit: 10).map(\.id) == ["new"])
