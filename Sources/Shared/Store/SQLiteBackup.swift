@@ -88,6 +88,7 @@ public enum SQLiteBackup {
     static func fileTombstones(_ path: String) throws -> [Tombstone] {
         var configuration = Configuration()
         configuration.readonly = true
+        configuration.busyMode = .timeout(10)  // a scrub may be writing it
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? queue.close() }
         return try queue.read { db in try SQLiteMemoryStore.tombstones(db) }
@@ -105,6 +106,7 @@ public enum SQLiteBackup {
         }
         guard !missing.isEmpty else { return 0 }
         var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA secure_delete = ON") }
         let queue = try DatabaseQueue(path: url.path, configuration: configuration)
         try queue.inDatabase { db in
@@ -189,6 +191,7 @@ public enum SQLiteBackup {
         guard FileManager.default.fileExists(atPath: path) else { throw BackupError(description: "no such file") }
         var configuration = Configuration()
         configuration.readonly = true
+        configuration.busyMode = .timeout(10)  // a scrub may be writing it
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? queue.close() }
         try queue.read { db in

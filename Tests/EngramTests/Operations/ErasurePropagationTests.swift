@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import GRDB
 import HummingbirdTesting
@@ -289,6 +290,94 @@ struct ForgetMePropagationTests {
         #expect(pending.count == 1)
         #expect(pending.allSatisfy { !($0.userTags ?? []).contains(erasedTag) })
         #expect(try spool.allRecords().isEmpty)
+        await env.cleanUp()
+    }
+}
+
+/// The report's own setting (`make run`: real gateway and worker, Redis with AOF): after
+/// forget-me, the worker's scheduled purge leaves nothing of the caller in the AOF or the backups.
+@Suite("Erasure through the real executables")
+struct ErasureProcessTests {
+    @Test("forget-me through the gateway process: within the purge interval the AOF, the backups and the database hold nothing of the caller",
+          .timeLimit(.minutes(2)))
+    func throughProcesses() async throws {
+        let env = try TestEnvironment()
+        let redisDirectory = env.directory.appendingPathComponent("redis")
+        try FileManager.default.createDirectory(at: redisDirectory, withIntermediateDirectories: true)
+        let redis = try OwnRedis(directory: redisDirectory, extraArguments: ["--aof-use-rdb-preamble", "no", "--rdbcompression", "no"])
+        try await redis.start()
+        let port = try freePort()
+        let backups = env.directory.appendingPathComponent("backups")
+        var environment = env.processEnvironment(httpPort: port)
+        environment["ENGRAM_REDIS_URL"] = "redis://127.0.0.1:\(redis.port)/0"
+        environment["ENGRAM_BACKUP_DIR"] = backups.path
+        environment["ENGRAM_BACKUP_INTERVAL_MS"] = "0"
+        environment["ENGRAM_ERASURE_PURGE_INTERVAL_MS"] = "300"
+        let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
+        let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
+        defer { gateway.kill9(); worker.kill9() }
+        try await waitForGatewayReady(port: port)
+
+        let erasedPhone = "+14155550181"
+        let keptPhone = "+14155550182"
+        for phone in [erasedPhone, erasedPhone, keptPhone] {
+            let body = try fixtureTranscript(phone: phone)
+            var post = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/elevenlabs/post-call")
+            post.method = .POST
+            post.headers.add(name: "ElevenLabs-Signature", value: signedHeader(body, secret: env.webhookSecret))
+            post.body = .bytes(ByteBuffer(bytes: body))
+            #expect(try await HTTPClient.shared.execute(post, timeout: .seconds(5)).status == .ok)
+        }
+        let keyRing = KeyRing(master: env.masterKey)
+        let database = try AppDatabase(path: env.databasePath)
+        let vault = MemoryVault(store: SQLiteMemoryStore(database: database), keyRing: keyRing, embedder: LocalEmbedder())
+        try await waitUntil(timeout: .seconds(30), "the worker process stored both callers' calls") {
+            guard let tenant = try await vault.tenant("default") else { return false }
+            let erased = try await vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(erasedPhone)))
+            let kept = try await vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(keptPhone)))
+            let pending = try await RedisEventQueue(endpoint: redis.endpoint, timeout: .seconds(2), keys: env.keys).stats().pending
+            return !erased.isEmpty && !kept.isEmpty && pending == 0
+        }
+        _ = try SQLiteBackup.create(from: database, to: backups.path, keep: 24)
+        let tenant = try #require(try await vault.tenant("default"))
+        let erased = tenant.userKeys.key(for: .phone(erasedPhone))
+        let kept = tenant.userKeys.key(for: .phone(keptPhone))
+
+        let audit = DecryptionAudit(keyRing: keyRing)
+        func census() throws -> (aof: Int, backups: (erased: Int, kept: Int), database: (erased: Int, kept: Int)) {
+            let aof = DecryptionAudit.files(under: redisDirectory.appendingPathComponent("appendonlydir"))
+                .flatMap { audit.envelopePlaintexts(in: $0.1) }.filter { $0.contains(erasedPhone) }.count
+            var inBackups = (erased: 0, kept: 0)
+            for file in try SQLiteBackup.backupFiles(backups) {
+                let found = try audit.memories(inDatabase: file.path)
+                inBackups.erased += found[erased]?.count ?? 0
+                inBackups.kept += found[kept]?.count ?? 0
+            }
+            let live = try audit.memories(inDatabase: env.databasePath)
+            return (aof, inBackups, (live[erased]?.count ?? 0, live[kept]?.count ?? 0))
+        }
+        let before = try census()
+        print("erasure through processes, before: AOF envelopes of the caller \(before.aof), backup memories \(before.backups), database memories \(before.database)")
+        #expect(before.aof > 0 && before.backups.erased > 0 && before.database.erased > 0)
+
+        var forget = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/tools/forget-me")
+        forget.method = .POST
+        forget.headers.add(name: "Authorization", value: "Bearer \(env.apiKey)")
+        forget.headers.add(name: "Content-Type", value: "application/json")
+        forget.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["caller_id": erasedPhone])))
+        #expect(try await HTTPClient.shared.execute(forget, timeout: .seconds(5)).status == .ok)
+
+        var after = before
+        try await waitUntil(timeout: .seconds(60), "the worker's purge reached the AOF and the backups") {
+            after = try census()
+            return after.aof == 0 && after.backups.erased == 0 && after.database.erased == 0
+        }
+        print("erasure through processes, after: AOF envelopes of the caller \(after.aof), backup memories \(after.backups), database memories \(after.database)")
+        #expect(after.aof == 0 && after.backups.erased == 0 && after.database.erased == 0)
+        #expect(after.backups.kept == before.backups.kept && after.database.kept == before.database.kept)
+        #expect(await gateway.terminate() == 0)
+        #expect(await worker.terminate() == 0)
+        await redis.stop()
         await env.cleanUp()
     }
 }

@@ -75,6 +75,7 @@ struct DecryptionAudit {
     func memories(inDatabase path: String) throws -> [UserKey: [String]] {
         var configuration = Configuration()
         configuration.readonly = true
+        configuration.busyMode = .timeout(10)
         let queue = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? queue.close() }
         return try queue.read { db in
