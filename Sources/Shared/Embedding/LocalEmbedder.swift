@@ -17,17 +17,18 @@ public struct LocalEmbedder: Embedder {
     public let duplicateThreshold: Float = 0.92
     public let collapseThreshold: Float = 0.95
     public var scoringWeights: ScoringWeights { MemoryModelConstants.localEmbedderWeights }
-    let key: SymmetricKey?
+    let hasher: KeyedFeatureHasher?
+    var isKeyed: Bool { hasher != nil }
 
     public init() {
         id = Self.unkeyedID
-        key = nil
+        hasher = nil
     }
 
     /// The keyed embedder of one tenant.
     public init(key: SymmetricKey) {
         id = Self.keyedID
-        self.key = key
+        hasher = KeyedFeatureHasher(key: key)
     }
 
     /// The tenant's embedding key: HKDF of the tenant's pseudonym secret (random per tenant,
@@ -41,15 +42,9 @@ public struct LocalEmbedder: Embedder {
     public func vector(_ text: String) -> [Float] {
         var v = [Float](repeating: 0, count: dimension)
         let terms = TextNormalizer.terms(text)
-        let key = self.key
+        let hasher = self.hasher
         func add(_ feature: String, _ weight: Float) {
-            let h: UInt64
-            if let key {
-                let mac = HMAC<SHA256>.authenticationCode(for: Data(feature.utf8), using: key)
-                h = mac.withUnsafeBytes { raw in raw.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
-            } else {
-                h = stableHash(feature)
-            }
+            let h = hasher?.hash(feature) ?? stableHash(feature)
             let index = Int(h % UInt64(dimension))
             v[index] += (h >> 63) == 0 ? weight : -weight
         }
@@ -64,5 +59,21 @@ public struct LocalEmbedder: Embedder {
             for i in 0..<(terms.count - 1) { add("b:" + terms[i] + " " + terms[i + 1], 0.5) }
         }
         return VectorMath.normalized(v)
+    }
+}
+
+/// HMAC-SHA256 of a feature under a key, first 8 bytes big-endian. The keyed state is computed
+/// once; each feature hashes a copy of it (swift-crypto's digests are copy-on-write), which
+/// costs about half a fresh `HMAC(key:)`. Immutable after init, so safe to share.
+final class KeyedFeatureHasher: @unchecked Sendable {
+    private let base: HMAC<SHA256>
+
+    init(key: SymmetricKey) { base = HMAC<SHA256>(key: key) }
+
+    func hash(_ feature: String) -> UInt64 {
+        var mac = base
+        var feature = feature
+        feature.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
+        return mac.finalize().withUnsafeBytes { raw in raw.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
     }
 }

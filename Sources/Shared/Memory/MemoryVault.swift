@@ -38,7 +38,7 @@ public struct MemoryVault: Sendable {
     /// (`LocalEmbedder.tenantKey`), so vectors reveal no words and differ across tenants; any
     /// other embedder as configured.
     public func embedder(forTenant tenant: String) async throws -> any Embedder {
-        guard let local = embedder as? LocalEmbedder, local.key == nil else { return embedder }
+        guard let local = embedder as? LocalEmbedder, !local.isKeyed else { return embedder }
         if let cached = tenantEmbedders.get(tenant) { return cached }
         guard let record = try await store.tenant(id: tenant) else { throw StoreError.notFound("tenant") }
         let secret = try keyRing.unwrap(record.pseudonymSecretWrapped, keyID: record.keyID, context: "tenant:\(tenant)")
