@@ -233,6 +233,10 @@ public struct EngramConfiguration: Sendable {
         c.backupInterval = try reader.milliseconds("ENGRAM_BACKUP_INTERVAL_MS") ?? c.backupInterval
         c.backupKeep = try reader.int("ENGRAM_BACKUP_KEEP", range: 1...10_000) ?? c.backupKeep
         c.erasurePurgeInterval = try reader.milliseconds("ENGRAM_ERASURE_PURGE_INTERVAL_MS") ?? c.erasurePurgeInterval
+        if c.erasurePurgeInterval < .milliseconds(100) {
+            // Erasure propagation cannot be turned off: it is what the erasure guarantee rests on.
+            throw ConfigurationError(variable: "ENGRAM_ERASURE_PURGE_INTERVAL_MS", reason: "must be at least 100 (milliseconds)")
+        }
         c.deadLetterRetentionDays = try reader.int("ENGRAM_DEAD_LETTER_RETENTION_DAYS", range: 1...3650) ?? c.deadLetterRetentionDays
         c.elevenLabsAPIKey = reader.string("ELEVENLABS_API_KEY")
         if let raw = reader.string("ELEVENLABS_API_BASE_URL") {

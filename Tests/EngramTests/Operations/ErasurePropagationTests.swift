@@ -203,6 +203,17 @@ struct ErasurePropagationTests {
         await env.cleanUp()
     }
 
+    @Test("the purge interval and dead-letter retention are read from the environment; a bad value names its variable", .timeLimit(.minutes(1)))
+    func settings() throws {
+        let defaults = try EngramConfiguration.fromEnvironment([:])
+        #expect(defaults.erasurePurgeInterval == .seconds(60) && defaults.deadLetterRetentionDays == 7)
+        let set = try EngramConfiguration.fromEnvironment(["ENGRAM_ERASURE_PURGE_INTERVAL_MS": "5000", "ENGRAM_DEAD_LETTER_RETENTION_DAYS": "30"])
+        #expect(set.erasurePurgeInterval == .seconds(5) && set.deadLetterRetentionDays == 30)
+        for (name, value) in [("ENGRAM_ERASURE_PURGE_INTERVAL_MS", "0"), ("ENGRAM_DEAD_LETTER_RETENTION_DAYS", "0"), ("ENGRAM_DEAD_LETTER_RETENTION_DAYS", "soon")] {
+            #expect { try EngramConfiguration.fromEnvironment([name: value]) } throws: { ($0 as? ConfigurationError)?.variable == name }
+        }
+    }
+
     @Test("a spool purge removes drained and pending records of the erased caller only", .timeLimit(.minutes(1)))
     func spoolPurge() async throws {
         let env = try TestEnvironment()
