@@ -55,6 +55,9 @@ func erasureJob(vault: MemoryVault, queue: RedisEventQueue, configuration: Engra
         deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400)
     return PeriodicJob(name: "erasure-purge", interval: configuration.erasurePurgeInterval, logger: logger) {
         let report = try await purge.run()
+        if report.lastRewriteFailed {
+            logger.warning("redis' last AOF rewrite or snapshot failed; asked again, as old copies stay in its files until one succeeds")
+        }
         if let refused = report.persistence?.refused, !refused.isEmpty {
             logger.warning("redis refused to rewrite its files; erased callers' old events stay in them until it does", metadata: ["commands": "\(refused)"])
         }

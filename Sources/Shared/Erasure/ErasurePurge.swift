@@ -37,6 +37,8 @@ public struct ErasurePurge: Sendable {
         public var deadLettersExpired = 0
         /// Set when the run asked Redis to rewrite its files.
         public var persistence: PersistenceRewrite?
+        /// Redis reported its last AOF rewrite or snapshot as failed (asked again this run).
+        public var lastRewriteFailed = false
         /// The erasure time up to which everything is done, after the run.
         public var purgedThrough: Date?
         public init() {}
@@ -52,8 +54,11 @@ public struct ErasurePurge: Sendable {
         report.purgedThrough = through
         let recent = try await vault.store.tombstones(erasedAfter: (through ?? .distantPast).addingTimeInterval(-overlap))
         report.tombstones = recent.count
+        // A rewrite asked for by an earlier run that then failed leaves the old files in place.
+        let lastRewriteFailed = (try? await queue.lastPersistenceRewriteFailed()) ?? false
+        report.lastRewriteFailed = lastRewriteFailed
         guard let newest = recent.map(\.erasedAt).max() else {
-            if report.deadLettersExpired > 0 { report.persistence = try await queue.rewritePersistence() }
+            if report.deadLettersExpired > 0 || lastRewriteFailed { report.persistence = try await queue.rewritePersistence() }
             return report
         }
         try await markErased(recent, now: now)
@@ -63,7 +68,7 @@ public struct ErasurePurge: Sendable {
             let all = try await vault.store.tombstones(erasedAfter: .distantPast)
             report.backups = try SQLiteBackup.scrub(directory: backupDirectory, tombstones: all)
         }
-        if through.map({ newest > $0 }) ?? true || report.queue.total + report.untaggedRemoved + report.deadLettersExpired > 0 {
+        if through.map({ newest > $0 }) ?? true || report.queue.total + report.untaggedRemoved + report.deadLettersExpired > 0 || lastRewriteFailed {
             let rewrite = try await queue.rewritePersistence()
             report.persistence = rewrite
             // A rewrite already running may predate the purge: the next run asks again.

@@ -251,6 +251,14 @@ extension RedisEventQueue {
         return ["aof_rewrite_in_progress:1", "aof_rewrite_scheduled:1", "rdb_bgsave_in_progress:1"].contains { text.contains($0) }
     }
 
+    /// True when Redis' last AOF rewrite or snapshot failed (disk full, fork refused): the purge
+    /// then asks for both again, as the old files still hold what it removed.
+    public func lastPersistenceRewriteFailed() async throws -> Bool {
+        guard let data = try await client.command("INFO", "persistence").data else { return false }
+        let text = String(decoding: data, as: UTF8.self)
+        return ["aof_last_bgrewrite_status:err", "rdb_last_bgsave_status:err"].contains { text.contains($0) }
+    }
+
     private func configValue(_ name: String) async throws -> String? {
         let reply = try await client.command("CONFIG", "GET", RedisArgument(name))
         guard let items = reply.array, items.count == 2, let data = items[1].data else { return nil }
