@@ -48,10 +48,11 @@ struct BackfillCommand: AsyncParsableCommand {
         let client = try configuration.elevenLabsClient()
         let context = try await CLIContext()
         let tenant = try await context.tenant(self.tenant.tenant)
-        let backfill = ConversationBackfill(
+        var backfill = ConversationBackfill(
             client: client, store: context.vault.store,
             queue: RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix)),
             envelopeCipher: try configuration.keyRing().envelopeCipher, dedupeTTLSeconds: configuration.dedupeTTLSeconds)
+        backfill.userTagKeyRing = try configuration.keyRing()
         guard let start = CLIDate.parse(since) else { throw ValidationError("--since: expected YYYY-MM-DD, an ISO 8601 time or Unix seconds") }
         let end = until.flatMap(CLIDate.parse)
         let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun)

@@ -50,7 +50,10 @@ struct BackupCommand: AsyncParsableCommand {
 
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Restore a backup into the live database, re-applying every tombstone; refuses while workers are running unless --force.")
+            abstract: """
+                Restore a backup into the live database, re-applying every erasure the live database and the retained backups \
+                (ENGRAM_BACKUP_DIR) hold; refuses while workers are running unless --force.
+                """)
         @Argument var file: String
         @Flag(help: "Restore even though services may be writing.") var force = false
         func run() async throws {
@@ -62,7 +65,7 @@ struct BackupCommand: AsyncParsableCommand {
                 }
                 if !alive.isEmpty { throw ValidationError("\(alive.count) worker(s) are running; stop the gateway and workers first, or use --force") }
             }
-            let result = try await SQLiteBackup.restore(file, into: database)
+            let result = try await SQLiteBackup.restore(file, into: database, backupDirectory: configuration.backupDirectory)
             print("restored \(result.restored) memories; re-applied \(result.tombstonesReapplied) erasures")
         }
     }

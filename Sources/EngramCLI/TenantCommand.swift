@@ -6,7 +6,48 @@ import Shared
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self])
+        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self])
+
+    struct Reembed: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-embed a tenant's memories with its current embedder (once, after upgrading to the keyed local embedder).",
+            discussion: """
+                Vectors stored by the unkeyed local embedder (local-hash-384-v1) no longer match queries, which use the \
+                tenant-keyed one (local-keyed-384-v2): until this runs, search finds those memories by keywords only. \
+                Safe to repeat and to run while services are up.
+                """)
+        @Argument var name: String
+        func run() async throws {
+            let context = try await CLIContext()
+            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            let count = try await context.vault.reembed(tenant: name)
+            print("tenant \(name): \(count) memories re-embedded")
+        }
+    }
+
+    struct TrustClientIDs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "trust-client-ids",
+            abstract: "Whether a caller id the client supplies (user_id) is trusted before the phone number (default off).",
+            discussion: """
+                off: the phone number decides whenever it is a valid E.164 number; user_id (a u_ key or an external id) \
+                is used only for calls without one (web and SDK calls). on: user_id first, then the phone number. \
+                Turn it on only if every user_id reaching Engram is set by your own server, never by the end user.
+                """)
+        @Argument var name: String
+        @Argument(help: "on or off") var setting: String
+        func validate() throws {
+            guard ["on", "off"].contains(setting) else { throw ValidationError("setting must be on or off") }
+        }
+        func run() async throws {
+            let context = try await CLIContext()
+            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            try await context.vault.store.setTrustClientUserIDs(tenant: name, trusted: setting == "on")
+            print(setting == "on"
+                ? "tenant \(name): client-supplied user ids are trusted before the phone number"
+                : "tenant \(name): the phone number decides; client-supplied user ids only for calls without one")
+        }
+    }
 
     struct SetRetention: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-retention", abstract: "Delete a tenant's memories for good once older than DAYS (0 = keep forever).")

@@ -40,7 +40,8 @@ func buildApplication(
             client: RedisClient(endpoint: configuration.redis, timeout: configuration.redisTimeout, connections: 2),
             keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
         hasStoredDefaultWebhookSecret: try await store.tenantWebhookSecrets(tenant: defaultTenant.id)?.current != nil,
-        unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes))
+        unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes),
+        erasure: ErasurePurge(vault: vault, queue: queue, backupDirectory: nil, deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400))
 
     let router = Router(context: BasicRequestContext.self)
     if configuration.otelEndpoint != nil { router.add(middleware: RequestTracingMiddleware()) }
@@ -60,6 +61,7 @@ func buildApplication(
         services: observability + (injected ? [] : StoreFactory.services(for: store)) + [
             ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
             SpoolDrainer(ingest: ingest, logger: logger),
+            SpoolErasureJob(purge: services.erasure, spool: ingest.spool, interval: configuration.erasurePurgeInterval, logger: logger),
         ],
         logger: logger)
 }

@@ -18,12 +18,27 @@ struct GatewayServices: Sendable {
     let hasStoredDefaultWebhookSecret: Bool
     /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
     let unverifiedBodies: UnverifiedBodyBudget
+    /// Carries an erasure to the queue at once (the worker's run does Redis' files and backups).
+    let erasure: ErasurePurge
+
+    /// After an erasure: drops the caller's queued events and spooled records now. Best effort:
+    /// the erasure itself is done, and the worker's next purge run repeats this.
+    func propagateErasure(tenant: String, user: UserKey, logger: Logger) async {
+        do {
+            guard let erasedAt = try await vault.store.tombstone(tenant: tenant, user: user) else { return }
+            _ = try await erasure.propagate(Tombstone(tenant: tenant, user: user, erasedAt: erasedAt))
+            _ = try await erasure.purgeSpool(ingest.spool)
+        } catch {
+            logger.warning("erasure not yet propagated to the queue; the worker's purge will", metadata: ["error_class": "\(type(of: error))"])
+        }
+    }
 
     var authenticator: Authenticator { Authenticator(services: self) }
 
-    /// The caller's user key from tool or pre-call arguments: user_id first, then the phone number.
+    /// The caller's user key from tool or pre-call arguments, by the tenant's rule for
+    /// client-supplied ids (`CallerResolution`): the phone number first unless the tenant trusts `user_id`.
     func userKey(tenant: TenantContext, userID: String?, callerID: String?) -> UserKey? {
-        if let identity = CallerReference.fromUserID(userID) { return tenant.userKeys.key(for: identity) }
-        return PhoneNumber.normalize(callerID).map { tenant.userKeys.key(for: .phone($0)) }
+        CallerResolution.resolve(clientIDs: [userID], phone: callerID, trustClientIDs: tenant.record.trustClientUserIDs)
+            .map { tenant.userKeys.key(for: $0) }
     }
 }

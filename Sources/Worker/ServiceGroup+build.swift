@@ -35,6 +35,7 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
         RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
         Sweeper.job(store: store, clock: clock, interval: configuration.sweepInterval, logger: logger),
         MetricsServer.sampler(queue: queue, store: store, logger: logger),
+        erasureJob(vault: vault, queue: queue, configuration: configuration, logger: logger),
     ] + backupJobs(store: store, configuration: configuration, logger: logger)
     return WorkerRuntime(processor: processor, queue: queue, vault: vault, services: services)
 }
@@ -46,6 +47,28 @@ func backupJobs(store: any MemoryStore, configuration: EngramConfiguration, logg
         let url = try SQLiteBackup.create(from: sqlite.database, to: configuration.backupDirectory, keep: configuration.backupKeep)
         logger.info("backup written and verified", metadata: ["file": "\(url.lastPathComponent)"])
     }]
+}
+
+/// Carries erasures to the queue, Redis' files and the SQLite backups; expires dead letters.
+func erasureJob(vault: MemoryVault, queue: RedisEventQueue, configuration: EngramConfiguration, logger: Logger) -> PeriodicJob {
+    let purge = ErasurePurge(
+        vault: vault, queue: queue, backupDirectory: vault.store is SQLiteMemoryStore ? configuration.backupDirectory : nil,
+        deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400)
+    return PeriodicJob(name: "erasure-purge", interval: configuration.erasurePurgeInterval, logger: logger) {
+        let report = try await purge.run()
+        if report.lastRewriteFailed {
+            logger.warning("redis' last AOF rewrite or snapshot failed; asked again, as old copies stay in its files until one succeeds")
+        }
+        if let refused = report.persistence?.refused, !refused.isEmpty {
+            logger.warning("redis refused to rewrite its files; erased callers' old events stay in them until it does", metadata: ["commands": "\(refused)"])
+        }
+        if report.queue.total + report.untaggedRemoved + report.backups.erasures + report.deadLettersExpired > 0 {
+            logger.info("erasures propagated", metadata: [
+                "queued_events_removed": "\(report.queue.total + report.untaggedRemoved)", "backups_scrubbed": "\(report.backups.scrubbed)",
+                "dead_letters_expired": "\(report.deadLettersExpired)",
+            ])
+        }
+    }
 }
 
 /// The production service list: the runtime's services and the metrics endpoint.

@@ -108,7 +108,9 @@ struct PostCallController {
         case .ignore(let reason):
             context.logger.info("post-call event acknowledged and dropped", metadata: ["reason": "\(reason)"])
             EngramMetrics.postCallAcknowledged(outcome: "ignored_\(reason)", duration: ContinuousClock.now - started)
-        case .enqueue(let envelope, let dedupe):
+        case .enqueue(var envelope, let dedupe):
+            // Erasure tags of the callers the body names, so an erasure finds the queued copy.
+            envelope.userTags = EventOwner.tags(body: Data(buffer: kept), type: envelope.type, tenant: tenant, keyRing: services.vault.keyRing)
             do {
                 let outcome = try await services.ingest.accept(envelope, dedupe: dedupe, logger: context.logger)
                 context.logger.info("post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "outcome": "\(outcome.rawValue)"])

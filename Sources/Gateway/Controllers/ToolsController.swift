@@ -93,7 +93,7 @@ struct ToolsController {
             let event = RememberEvent(user: user, fact: fact, conversationID: body.conversationID, saidAt: services.clock.now())
             let envelope = try Envelope.seal(
                 try JSONEncoder().encode(event), tenant: tenant.id, type: EventType.remember, receivedAt: services.clock.now(),
-                cipher: services.vault.keyRing.envelopeCipher)
+                cipher: services.vault.keyRing.envelopeCipher, userTags: [services.vault.keyRing.userTag(tenant: tenant.id, user: user)])
             do {
                 _ = try await services.ingest.accept(envelope, dedupe: [], logger: context.logger)
             } catch {
@@ -112,6 +112,7 @@ struct ToolsController {
             }
             try await services.vault.store.erase(tenant: tenant.id, user: user, at: services.clock.now())
             await services.vault.vectorCache.invalidate(tenant: tenant.id, user: user)
+            await services.propagateErasure(tenant: tenant.id, user: user, logger: context.logger)
             try await services.vault.store.audit(AuditEntry(tenant: tenant.id, actor: caller.keyID, action: "tool.forget_me", user: user, at: services.clock.now()))
             context.logger.info("caller erased by tool", metadata: ["tenant": "\(tenant.id)"])
             return try Response.json(["status": "erased", "message": "Everything remembered about this caller has been erased."])

@@ -150,6 +150,11 @@ public struct EngramConfiguration: Sendable {
     public var backupDirectory = "./data/backups"
     public var backupInterval: Duration = .seconds(3600)
     public var backupKeep = 24
+    /// How often the worker carries erasures to the queue, Redis' files and the backups (and the
+    /// gateway to its spool); also how often dead letters are expired.
+    public var erasurePurgeInterval: Duration = .seconds(60)
+    /// Dead letters are deleted this many days after they failed.
+    public var deadLetterRetentionDays = 7
     /// Read only by `engram backfill` and `engram reextract` (the Conversations API).
     public var elevenLabsAPIKey: String?
     public var elevenLabsBaseURL = ElevenLabsClient.defaultBaseURL
@@ -248,6 +253,12 @@ public struct EngramConfiguration: Sendable {
         c.backupDirectory = reader.string("ENGRAM_BACKUP_DIR") ?? c.backupDirectory
         c.backupInterval = try reader.milliseconds("ENGRAM_BACKUP_INTERVAL_MS") ?? c.backupInterval
         c.backupKeep = try reader.int("ENGRAM_BACKUP_KEEP", range: 1...10_000) ?? c.backupKeep
+        c.erasurePurgeInterval = try reader.milliseconds("ENGRAM_ERASURE_PURGE_INTERVAL_MS") ?? c.erasurePurgeInterval
+        if c.erasurePurgeInterval < .milliseconds(100) {
+            // Erasure propagation cannot be turned off: it is what the erasure guarantee rests on.
+            throw ConfigurationError(variable: "ENGRAM_ERASURE_PURGE_INTERVAL_MS", reason: "must be at least 100 (milliseconds)")
+        }
+        c.deadLetterRetentionDays = try reader.int("ENGRAM_DEAD_LETTER_RETENTION_DAYS", range: 1...3650) ?? c.deadLetterRetentionDays
         c.elevenLabsAPIKey = reader.string("ELEVENLABS_API_KEY")
         if let raw = reader.string("ELEVENLABS_API_BASE_URL") {
             guard let url = URLComponents(string: raw), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {

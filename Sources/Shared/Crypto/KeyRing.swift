@@ -37,6 +37,22 @@ public struct KeyRing: Sendable {
     /// Envelope ciphers to try when opening: the current one, then previous master keys'.
     public var envelopeCiphers: [FieldCipher] { ([master] + previous).map { FieldCipher(key: $0.derived("engram-envelope-v1")) } }
 
+    /// The caller's erasure tag on queued envelopes and spool records: HMAC-SHA256 of
+    /// `tenant NUL user` under a key derived from the master key, 32 hex characters. It links a
+    /// caller's events to each other (as the user key does), never to a phone number or a name.
+    public func userTag(tenant: String, user: UserKey) -> String { Self.userTag(master, tenant: tenant, user: user) }
+
+    /// The tag under the current and each previous master key: a purge after a rotation must
+    /// also find envelopes tagged before it.
+    public func userTags(tenant: String, user: UserKey) -> [String] {
+        ([master] + previous).map { Self.userTag($0, tenant: tenant, user: user) }
+    }
+
+    static func userTag(_ key: MasterKey, tenant: String, user: UserKey) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(tenant)\u{0}\(user.rawValue)".utf8), using: key.derived("engram-user-tag-v1"))
+        return Data(mac).prefix(16).hexString
+    }
+
     public func wrap(_ secret: Data, context: String) throws -> (wrapped: Data, keyID: String) {
         (try FieldCipher(key: master.derived("engram-wrap-v1")).seal(secret, context: context), master.id)
     }

@@ -23,6 +23,8 @@ public struct MemoryVault: Sendable {
     public let embedder: any Embedder
     public let vectorCache: VectorCache
     public let clock: WallClock
+    /// The local embedder keyed per tenant, made once per tenant.
+    let tenantEmbedders = TenantEmbedders()
 
     public init(store: any MemoryStore, keyRing: KeyRing, embedder: any Embedder, vectorCache: VectorCache = VectorCache(), clock: WallClock = .system) {
         self.store = store
@@ -30,6 +32,19 @@ public struct MemoryVault: Sendable {
         self.embedder = embedder
         self.vectorCache = vectorCache
         self.clock = clock
+    }
+
+    /// The embedder for a tenant's texts: the local embedder keyed with the tenant's own key
+    /// (`LocalEmbedder.tenantKey`), so vectors reveal no words and differ across tenants; any
+    /// other embedder as configured.
+    public func embedder(forTenant tenant: String) async throws -> any Embedder {
+        guard let local = embedder as? LocalEmbedder, !local.isKeyed else { return embedder }
+        if let cached = tenantEmbedders.get(tenant) { return cached }
+        guard let record = try await store.tenant(id: tenant) else { throw StoreError.notFound("tenant") }
+        let secret = try keyRing.unwrap(record.pseudonymSecretWrapped, keyID: record.keyID, context: "tenant:\(tenant)")
+        let keyed = LocalEmbedder(key: LocalEmbedder.tenantKey(tenantSecret: secret))
+        tenantEmbedders.set(tenant, keyed)
+        return keyed
     }
 
     // MARK: tenants and users
@@ -115,10 +130,10 @@ public struct MemoryVault: Sendable {
         // store (PostgreSQL) costs one round trip for them instead of three.
         let queryTerms = Array(Self.termHashes(query, key: key).keys)
         let store = self.store
-        async let vectorRead = vectorEntry(record)
+        let embedder = try await self.embedder(forTenant: tenant)
+        async let vectorRead = vectorEntry(record, embedder: embedder)
         async let postingsRead = queryTerms.isEmpty ? [] : store.postings(tenant: tenant, user: user, terms: queryTerms)
         async let statisticsRead = queryTerms.isEmpty ? TermStatistics(documentCount: 0, averageLength: 0) : store.termStatistics(tenant: tenant, user: user)
-        let embedder = self.embedder
         async let queryVectorRead = try? embedder.embed([query]).first
 
         // Vector candidates; an unavailable query embedding falls back to keywords only.
@@ -202,7 +217,7 @@ public struct MemoryVault: Sendable {
         }
     }
 
-    func vectorEntry(_ record: UserRecord) async throws -> VectorCache.Entry {
+    func vectorEntry(_ record: UserRecord, embedder: any Embedder) async throws -> VectorCache.Entry {
         let store = self.store
         let embedderID = embedder.id
         return try await vectorCache.entry(
@@ -219,6 +234,7 @@ public struct MemoryVault: Sendable {
         let key = try dataKey(of: record)
         let sealed = try key.cipher.sealString(memory.content, context: Self.contentContext(memory.tenant, memory.user, memory.id))
         let terms = Self.termHashes(memory.content, key: key)
+        let embedder = try await self.embedder(forTenant: memory.tenant)
         let vector = try await embedder.embed([memory.content]).first ?? []
         let row = MemoryRow(
             id: memory.id, tenant: memory.tenant, user: memory.user, sector: memory.sector, sealedContent: sealed, slot: memory.slot,
@@ -245,11 +261,12 @@ public struct MemoryVault: Sendable {
         let (record, key) = try await userForWriting(tenant: tenant, user: user)
         var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
         guard !extraction.memories.isEmpty else { return batch }
+        let embedder = try await self.embedder(forTenant: tenant)
 
         let existingRows = replacing.isEmpty
             ? try await store.memories(tenant: tenant, user: user, includeHistory: false)
             : Self.currentRows(removing: replacing, from: try await store.memories(tenant: tenant, user: user, includeHistory: true))
-        let entry = try await vectorEntry(record)
+        let entry = try await vectorEntry(record, embedder: embedder)
         var candidates: [ResolutionCandidate] = []
         var existingByID: [String: Memory] = [:]
         for row in existingRows {
@@ -293,7 +310,7 @@ public struct MemoryVault: Sendable {
             case .insert:
                 break
             }
-            try appendInsert(extracted, id: id, source: source, vector: vector, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
+            try appendInsert(extracted, id: id, source: source, vector: vector, embedderID: embedder.id, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
             pendingIndex[id] = batch.inserts.count - 1
             candidates.append(candidate)
         }
@@ -333,20 +350,21 @@ public struct MemoryVault: Sendable {
         let (_, key) = try await userForWriting(tenant: tenant, user: user)
         var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
         guard !extraction.memories.isEmpty else { return batch }
+        let embedder = try await self.embedder(forTenant: tenant)
         let vectors = try await embedder.embed(extraction.memories.map(\.content))
         batch.inserts.reserveCapacity(extraction.memories.count)
         batch.vectors.reserveCapacity(extraction.memories.count)
         for (extracted, vector) in zip(extraction.memories, vectors) {
             let id = UUIDv7.make(at: now)
             let source = MemorySource(conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
-            try appendInsert(extracted, id: id, source: source, vector: vector, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
+            try appendInsert(extracted, id: id, source: source, vector: vector, embedderID: embedder.id, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
         }
         return batch
     }
 
     /// One new memory as the store holds it: sealed content, its vector, its keyed term postings.
     private func appendInsert(
-        _ extracted: ExtractedMemory, id: String, source: MemorySource, vector: [Float], key: UserDataKey, fallback: Bool,
+        _ extracted: ExtractedMemory, id: String, source: MemorySource, vector: [Float], embedderID: String, key: UserDataKey, fallback: Bool,
         callAt: Date?, now: Date, to batch: inout WriteBatch
     ) throws {
         let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(batch.tenant, batch.user, id))
@@ -357,7 +375,16 @@ public struct MemoryVault: Sendable {
             reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
             supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
             needsReextraction: fallback, termCount: terms.values.reduce(0, +)))
-        batch.vectors.append(VectorRow(memoryID: id, embedder: embedder.id, vector: vector))
+        batch.vectors.append(VectorRow(memoryID: id, embedder: embedderID, vector: vector))
         batch.postings.append(contentsOf: terms.map { TermPosting(term: $0.key, memoryID: id, frequency: $0.value) })
     }
+}
+
+/// Keyed embedders per tenant, shared by the copies of one `MemoryVault`.
+final class TenantEmbedders: @unchecked Sendable {
+    private let lock = NSLock()
+    private var byTenant: [String: any Embedder] = [:]
+
+    func get(_ tenant: String) -> (any Embedder)? { lock.withLock { byTenant[tenant] } }
+    func set(_ tenant: String, _ embedder: any Embedder) { lock.withLock { byTenant[tenant] = embedder } }
 }

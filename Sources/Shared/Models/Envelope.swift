@@ -1,8 +1,11 @@
 import Foundation
 
-/// What travels on the queue: `{id, tenant, type, received_at, attempt, trace, trace_state, body}`,
+/// What travels on the queue: `{id, tenant, type, received_at, attempt, trace, trace_state, user_tags, body}`,
 /// the body being the raw webhook (or tool event) encrypted with the envelope key. The trace
-/// fields are left out when tracing is off, and envelopes without them still decode.
+/// fields are left out when tracing is off, and envelopes without them still decode. `user_tags`
+/// are keyed pseudonyms (`KeyRing.userTag`) of every caller identity the event names (the
+/// phone number's and the client's id), so an erasure of any of them finds the event without
+/// decrypting it; envelopes queued before tags existed have none.
 public struct Envelope: Codable, Sendable, Equatable {
     public var id: String
     public var tenant: String
@@ -14,27 +17,30 @@ public struct Envelope: Codable, Sendable, Equatable {
     public var trace: String?
     /// W3C `tracestate` that goes with `trace`, if any.
     public var traceState: String?
+    /// Erasure tags of the callers the event names (hex HMACs under a key derived from the master key).
+    public var userTags: [String]?
     /// Base64 of AES-GCM(nonce | ciphertext | tag).
     public var body: String
 
     enum CodingKeys: String, CodingKey {
-        case id, tenant, type, receivedAt = "received_at", attempt, trace, traceState = "trace_state", body
+        case id, tenant, type, receivedAt = "received_at", attempt, trace, traceState = "trace_state", userTags = "user_tags", body
     }
 
-    public init(id: String = UUIDv7.make(), tenant: String, type: String, receivedAt: Date, attempt: Int = 0, trace: String? = nil, body: String) {
+    public init(id: String = UUIDv7.make(), tenant: String, type: String, receivedAt: Date, attempt: Int = 0, trace: String? = nil, userTags: [String]? = nil, body: String) {
         self.id = id
         self.tenant = tenant
         self.type = type
         self.receivedAt = receivedAt.timeIntervalSince1970
         self.attempt = attempt
         self.trace = trace
+        self.userTags = userTags
         self.body = body
     }
 
     /// Seals a raw body for the queue.
-    public static func seal(_ raw: Data, tenant: String, type: String, receivedAt: Date, cipher: FieldCipher, id: String = UUIDv7.make()) throws -> Envelope {
+    public static func seal(_ raw: Data, tenant: String, type: String, receivedAt: Date, cipher: FieldCipher, id: String = UUIDv7.make(), userTags: [String]? = nil) throws -> Envelope {
         let sealed = try cipher.seal(raw, context: "envelope:\(tenant):\(type)")
-        return Envelope(id: id, tenant: tenant, type: type, receivedAt: receivedAt, body: sealed.base64EncodedString())
+        return Envelope(id: id, tenant: tenant, type: type, receivedAt: receivedAt, userTags: userTags, body: sealed.base64EncodedString())
     }
 
     public func openBody(cipher: FieldCipher) throws -> Data {

@@ -46,6 +46,8 @@ public struct ConversationBackfill: Sendable {
     public let dedupeTTLSeconds: Int
     public let clock: WallClock
     public var pageSize = 100
+    /// Tags queued envelopes with their callers' erasure tags (`EventOwner`); nil leaves them untagged.
+    public var userTagKeyRing: KeyRing?
 
     public init(client: ElevenLabsClient, store: any MemoryStore, queue: any EventQueue, envelopeCipher: FieldCipher, dedupeTTLSeconds: Int, clock: WallClock = .system) {
         self.client = client
@@ -107,7 +109,7 @@ public struct ConversationBackfill: Sendable {
             item.status = status
             return item
         }
-        guard let data, let identity = EventIngestor.identity(of: data) else {
+        guard let data, let identity = EventIngestor.identity(of: data, trustClientIDs: tenant.record.trustClientUserIDs) else {
             item.outcome = .skippedNoCaller
             return item
         }
@@ -125,7 +127,9 @@ public struct ConversationBackfill: Sendable {
         }
         let now = clock.now()
         let body = Self.webhookBody(details: details, eventTimestamp: SafeNumber.clampedInt64(now.timeIntervalSince1970))
-        let envelope = try Envelope.seal(body, tenant: tenant.id, type: type, receivedAt: now, cipher: envelopeCipher)
+        let envelope = try Envelope.seal(
+            body, tenant: tenant.id, type: type, receivedAt: now, cipher: envelopeCipher,
+            userTags: userTagKeyRing.map { EventOwner.tags(body: body, type: type, tenant: tenant, keyRing: $0) })
         let mark = PostCallIntake.eventDedupeMark(tenant: tenant.id, type: type, conversationID: summary.conversationID)
         item.outcome = try await queue.enqueue(envelope, dedupe: [mark], ttlSeconds: dedupeTTLSeconds) ? .enqueued : .alreadyQueued
         return item

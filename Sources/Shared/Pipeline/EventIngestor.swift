@@ -112,17 +112,21 @@ public struct EventIngestor: Sendable {
     /// The store's idempotency key of a webhook event: `<type>:<conversation_id>` (per tenant).
     public static func idempotencyKey(type: String, conversationID: String) -> String { "\(type):\(conversationID)" }
 
-    /// The caller, in the contract's order: `data.user_id`, the `user_id` dynamic variable, the phone number.
-    public static func identity(of data: PostCallData) -> CallerIdentity? {
-        if let identity = CallerReference.fromUserID(data.userID) { return identity }
-        if let identity = CallerReference.fromUserID(data.initiation?.dynamicVariables["user_id"]?.stringValue) { return identity }
-        return PhoneNumber.normalize(data.callerNumber).map { .phone($0) }
+    /// The caller by the tenant's rule (`CallerResolution`): client ids are `data.user_id`, then
+    /// the `user_id` dynamic variable; the phone number is the caller's.
+    public static func identity(of data: PostCallData, trustClientIDs: Bool) -> CallerIdentity? {
+        CallerResolution.resolve(clientIDs: clientIDs(of: data), phone: data.callerNumber, trustClientIDs: trustClientIDs)
+    }
+
+    /// The ids a client may have supplied for the caller, in order.
+    public static func clientIDs(of data: PostCallData) -> [String?] {
+        [data.userID, data.initiation?.dynamicVariables["user_id"]?.stringValue]
     }
 
     private func ingestTranscript(
         _ data: PostCallData, conversationID: String, idempotencyKey: String, envelope: Envelope, tenant: TenantContext, logger: Logger
     ) async throws -> IngestOutcome {
-        guard let identity = Self.identity(of: data) else {
+        guard let identity = Self.identity(of: data, trustClientIDs: tenant.record.trustClientUserIDs) else {
             _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
             return .noUser
         }

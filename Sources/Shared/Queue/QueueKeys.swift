@@ -13,4 +13,8 @@ public struct QueueKeys: Sendable {
     public func heartbeat(_ worker: String) -> String { prefix + "worker:" + worker }
     public func seen(_ hash: String) -> String { prefix + "seen:" + hash }
     public func rateLimit(_ bucket: String) -> String { prefix + "rate:" + bucket }
+    /// Erased callers' user tags, scored by erasure time: queue scripts drop their older events.
+    public var erased: String { prefix + "erased" }
+    /// The erasure time up to which the purge has run (unix seconds).
+    public var erasurePurgedThrough: String { prefix + "erasure:purged_through" }
 }

@@ -19,19 +19,31 @@ public struct RedisEventQueue: EventQueue {
             blockingClient: RedisClient(endpoint: endpoint, timeout: timeout, connections: 1), keys: keys)
     }
 
+    /// KEYS: events, erased tags, dedupe marks; ARGV: envelope, TTL, received at, user tags. An
+    /// event of a caller erased after it was received (a spool drained late) is dropped, as if
+    /// it were a duplicate.
     static let enqueueScript = """
-        for i = 2, #KEYS do
+        for i = 4, #ARGV do
+            local erased = redis.call('ZSCORE', KEYS[2], ARGV[i])
+            if erased and tonumber(erased) >= tonumber(ARGV[3]) then return 0 end
+        end
+        for i = 3, #KEYS do
             if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
         end
-        for i = 2, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[2]) end
+        for i = 3, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[2]) end
         redis.call('LPUSH', KEYS[1], ARGV[1])
         return 1
         """
 
     public func enqueue(_ envelope: Envelope, dedupe: [String], ttlSeconds: Int) async throws -> Bool {
-        var arguments: [RedisArgument] = ["EVAL", RedisArgument(Self.enqueueScript), RedisArgument(String(1 + dedupe.count)), RedisArgument(keys.events)]
+        var arguments: [RedisArgument] = [
+            "EVAL", RedisArgument(Self.enqueueScript), RedisArgument(String(2 + dedupe.count)), RedisArgument(keys.events), RedisArgument(keys.erased),
+        ]
         arguments += dedupe.map { RedisArgument(keys.seen($0)) }
-        arguments += [RedisArgument(try envelope.encoded()), RedisArgument(String(ttlSeconds))]
+        arguments += [
+            RedisArgument(try envelope.encoded()), RedisArgument(String(ttlSeconds)), RedisArgument(String(format: "%.6f", envelope.receivedAt)),
+        ]
+        arguments += (envelope.userTags ?? []).map { RedisArgument($0) }
         return try await client.command(arguments).int == 1
     }
 
@@ -52,8 +64,9 @@ public struct RedisEventQueue: EventQueue {
         try await client.command(["LREM", RedisArgument(keys.processing(worker)), "1", RedisArgument(raw)])
     }
 
+    /// Only an event still in flight is rescheduled: one an erasure purged meanwhile stays gone.
     static let retryScript = """
-        redis.call('LREM', KEYS[1], 1, ARGV[1])
+        if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
         redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
         return 1
         """
@@ -66,7 +79,7 @@ public struct RedisEventQueue: EventQueue {
     }
 
     static let deadScript = """
-        redis.call('LREM', KEYS[1], 1, ARGV[1])
+        if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
         redis.call('LPUSH', KEYS[2], ARGV[2])
         return 1
         """

@@ -21,6 +21,8 @@ public final class Spool: @unchecked Sendable {
     private let offsetURL: URL
     private let logger: Logger
     private var pendingCount: Int
+    /// Bumped by `purge`, which rewrites the log: a drain that began before stops there.
+    private var generation = 0
 
     public init(directory: String, logger: Logger) throws {
         let dir = URL(fileURLWithPath: directory)
@@ -43,11 +45,7 @@ public final class Spool: @unchecked Sendable {
 
     /// Appends and fsyncs one record; returns once it is durable.
     public func append(_ record: SpoolRecord) throws {
-        let payload = try JSONEncoder().encode(record)
-        var frame = Data()
-        frame.append(contentsOf: withUnsafeBytes(of: UInt32(payload.count).bigEndian, Array.init))
-        frame.append(contentsOf: withUnsafeBytes(of: CRC32.checksum(payload).bigEndian, Array.init))
-        frame.append(payload)
+        let frame = try Self.frame(record)
         try lock.withLock {
             let fd = open(logURL.path, O_WRONLY | O_APPEND | O_CREAT, 0o600)
             guard fd >= 0 else { throw SpoolError.io("cannot open the spool") }
@@ -62,14 +60,17 @@ public final class Spool: @unchecked Sendable {
     /// down) and resumes there next time. Returns how many were drained.
     @discardableResult
     public func drain(_ send: (SpoolRecord) async throws -> Void) async throws -> Int {
-        let (records, _) = try lock.withLock { try readPending() }
+        let (records, startGeneration) = try lock.withLock { (try readPending().records, generation) }
         var drained = 0
         for (record, endOffset) in records {
             try await send(record)
-            try lock.withLock {
+            let current = try lock.withLock { () -> Bool in
+                guard generation == startGeneration else { return false }  // purged meanwhile: offsets moved
                 try writeOffset(endOffset)
                 pendingCount = max(0, pendingCount - 1)
+                return true
             }
+            guard current else { return drained }
             drained += 1
         }
         // Everything sent: reset both files, unless something was appended meanwhile.
@@ -84,11 +85,64 @@ public final class Spool: @unchecked Sendable {
         return drained
     }
 
+    /// Removes every record `erased` matches, pending or already drained, and returns how many:
+    /// the log is rewritten with only the pending records left (the drained prefix goes too), so
+    /// no copy of an erased caller's event stays in the file. The new log is fsync'd before it
+    /// replaces the old; the offset is reset first, so a crash in between only re-sends drained
+    /// records (which their dedupe marks absorb).
+    @discardableResult
+    public func purge(where erased: (SpoolRecord) -> Bool) throws -> Int {
+        try lock.withLock {
+            let all = try readRecords(from: 0).records
+            let removed = all.filter { erased($0.0) }.count
+            guard removed > 0 else { return 0 }
+            let drainedThrough = readOffset()
+            let kept = all.filter { $0.1 > drainedThrough && !erased($0.0) }.map(\.0)
+            var data = Data()
+            for record in kept { data.append(try Self.frame(record)) }
+            let temporary = logURL.deletingLastPathComponent().appendingPathComponent("spool.log.purge")
+            try Self.writeDurably(data, to: temporary)
+            try writeOffset(0)
+            guard rename(temporary.path, logURL.path) == 0 else { throw SpoolError.io("cannot replace the spool") }
+            let directory = open(logURL.deletingLastPathComponent().path, O_RDONLY)
+            if directory >= 0 { _ = fsync(directory); close(directory) }
+            pendingCount = kept.count
+            generation += 1
+            return removed
+        }
+    }
+
+    /// Every record in the log, drained or not (to inspect what the file holds).
+    public func allRecords() throws -> [SpoolRecord] {
+        try lock.withLock { try readRecords(from: 0).records.map(\.0) }
+    }
+
+    static func frame(_ record: SpoolRecord) throws -> Data {
+        let payload = try JSONEncoder().encode(record)
+        var frame = Data()
+        frame.append(contentsOf: withUnsafeBytes(of: UInt32(payload.count).bigEndian, Array.init))
+        frame.append(contentsOf: withUnsafeBytes(of: CRC32.checksum(payload).bigEndian, Array.init))
+        frame.append(payload)
+        return frame
+    }
+
+    static func writeDurably(_ data: Data, to url: URL) throws {
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw SpoolError.io("cannot open the spool") }
+        defer { close(fd) }
+        let written = data.isEmpty ? 0 : data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count, fsync(fd) == 0 else { throw SpoolError.io("cannot write the spool") }
+    }
+
     /// Records after the saved offset, each with the offset just past it. Caller holds the lock.
     private func readPending() throws -> (records: [(SpoolRecord, UInt64)], corruptTail: Bool) {
+        try readRecords(from: readOffset())
+    }
+
+    private func readRecords(from start: UInt64) throws -> (records: [(SpoolRecord, UInt64)], corruptTail: Bool) {
         let data = (try? Data(contentsOf: logURL)) ?? Data()
-        // The offset file is on disk, so it is outside input: a value past Int or the log is 0.
-        var offset = Int(exactly: readOffset()) ?? 0
+        // The offset comes from a file on disk (outside input): a value past Int is treated as 0.
+        var offset = Int(exactly: start) ?? 0
         if offset > data.count { offset = 0 }
         var records: [(SpoolRecord, UInt64)] = []
         while offset < data.count {

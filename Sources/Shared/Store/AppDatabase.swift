@@ -149,6 +149,9 @@ public struct AppDatabase: Sendable {
         migrator.registerMigration("v3") { db in
             try db.execute(sql: "ALTER TABLE tenants ADD COLUMN retention_days INTEGER")
         }
+        migrator.registerMigration("v4") { db in
+            try db.execute(sql: "ALTER TABLE tenants ADD COLUMN trust_client_user_ids INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 }

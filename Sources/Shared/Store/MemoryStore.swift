@@ -82,4 +82,11 @@ public protocol MemoryStore: Sendable {
     func tombstone(tenant: String, user: UserKey) async throws -> Date?
     /// Destroys the data key first, then every row of the user, and leaves a tombstone.
     func erase(tenant: String, user: UserKey, at: Date) async throws
+
+    // MARK: erasure propagation and caller identity (privacy)
+
+    /// Tombstones with `erased_at` after the given time, oldest first (the erasure purge).
+    func tombstones(erasedAfter: Date) async throws -> [Tombstone]
+    /// Whether the tenant trusts client-supplied caller ids (`TenantRecord.trustClientUserIDs`).
+    func setTrustClientUserIDs(tenant: String, trusted: Bool) async throws
 }

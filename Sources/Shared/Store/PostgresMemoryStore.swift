@@ -130,7 +130,7 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     // MARK: tenants
 
     static let tenantColumns = """
-        id, name, pseudonym_secret_wrapped, key_id, consent_mode, allow_sensitive_precall, created_at, retention_days
+        id, name, pseudonym_secret_wrapped, key_id, consent_mode, allow_sensitive_precall, created_at, retention_days, trust_client_user_ids
         """
 
     public func ensureTenant(_ tenant: TenantRecord) async throws -> TenantRecord {
@@ -163,7 +163,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             pseudonymSecretWrapped: try row["pseudonym_secret_wrapped"].decode(Data.self), keyID: try row["key_id"].decode(String.self),
             consentMode: ConsentMode(rawValue: try row["consent_mode"].decode(String.self)) ?? .implicit,
             allowSensitivePrecall: try row["allow_sensitive_precall"].decode(Bool.self),
-            createdAt: try row["created_at"].decode(Date.self), retentionDays: try row["retention_days"].decode(Int?.self))
+            createdAt: try row["created_at"].decode(Date.self), retentionDays: try row["retention_days"].decode(Int?.self),
+            trustClientUserIDs: try row["trust_client_user_ids"].decode(Bool.self))
     }
 
     // MARK: users

@@ -137,6 +137,9 @@ enum PostgresSchema {
             """,
             "CREATE INDEX audit_log_by_tenant ON audit_log (tenant_id, at)",
         ] + indexedDimensions.map(hnswIndex)),
+        ("v2", [
+            "ALTER TABLE tenants ADD COLUMN trust_client_user_ids boolean NOT NULL DEFAULT false",
+        ]),
     ]
 
     static func hnswIndexName(_ dims: Int) -> String { "memory_vectors_hnsw_\(dims)" }

@@ -92,7 +92,8 @@ public struct SQLiteMemoryStore: MemoryStore {
             id: row["id"], name: row["name"], pseudonymSecretWrapped: row["pseudonym_secret_wrapped"], keyID: row["key_id"],
             consentMode: ConsentMode(rawValue: row["consent_mode"]) ?? .implicit,
             allowSensitivePrecall: row["allow_sensitive_precall"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]), retentionDays: row["retention_days"])
+            createdAt: Date(timeIntervalSince1970: row["created_at"]), retentionDays: row["retention_days"],
+            trustClientUserIDs: (row["trust_client_user_ids"] as Bool?) ?? false)
     }
 
     // MARK: users

@@ -82,13 +82,14 @@ public enum StoreCopy {
             let retention: Int? = row["retention_days"]
             let current: Data? = row["webhook_secret_wrapped"]
             let previous: Data? = row["webhook_secret_previous_wrapped"]
+            let trustClientUserIDs: Bool = (row["trust_client_user_ids"] as Bool?) ?? false
             try await pg.query(
                 """
                 INSERT INTO tenants (id, name, pseudonym_secret_wrapped, key_id, consent_mode, allow_sensitive_precall, created_at,
-                    webhook_secret_wrapped, webhook_secret_previous_wrapped, retention_days)
+                    webhook_secret_wrapped, webhook_secret_previous_wrapped, retention_days, trust_client_user_ids)
                 VALUES (\(row["id"] as String), \(row["name"] as String), \(row["pseudonym_secret_wrapped"] as Data), \(row["key_id"] as String),
                     \(row["consent_mode"] as String), \(row["allow_sensitive_precall"] as Bool), \(date(row["created_at"])!), \(current), \(previous),
-                    \(retention))
+                    \(retention), \(trustClientUserIDs))
                 """, logger: logger)
         }
     }

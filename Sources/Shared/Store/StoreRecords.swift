@@ -11,9 +11,16 @@ public struct TenantRecord: Sendable, Equatable {
     public var createdAt: Date
     /// Memories older than this many days are deleted for good by the sweep; nil = kept.
     public var retentionDays: Int? = nil
+    /// Whether a caller id the client supplies (`user_id`) is trusted before the phone number
+    /// (`CallerResolution`). Off by default: a web client could otherwise pick someone's id.
+    public var trustClientUserIDs = false
 
-    public init(id: String, name: String, pseudonymSecretWrapped: Data, keyID: String, consentMode: ConsentMode, allowSensitivePrecall: Bool, createdAt: Date, retentionDays: Int? = nil) {
+    public init(
+        id: String, name: String, pseudonymSecretWrapped: Data, keyID: String, consentMode: ConsentMode, allowSensitivePrecall: Bool, createdAt: Date,
+        retentionDays: Int? = nil, trustClientUserIDs: Bool = false
+    ) {
         self.retentionDays = retentionDays
+        self.trustClientUserIDs = trustClientUserIDs
         self.id = id
         self.name = name
         self.pseudonymSecretWrapped = pseudonymSecretWrapped
@@ -278,5 +285,18 @@ public enum StoreError: Error, CustomStringConvertible, Sendable {
         case .unavailable(let what): return "unavailable: \(what)"
         case .erased: return "the user was erased while the write was prepared"
         }
+    }
+}
+
+/// An erasure as the store records it: which caller, and when.
+public struct Tombstone: Sendable, Equatable, Hashable {
+    public var tenant: String
+    public var user: UserKey
+    public var erasedAt: Date
+
+    public init(tenant: String, user: UserKey, erasedAt: Date) {
+        self.tenant = tenant
+        self.user = user
+        self.erasedAt = erasedAt
     }
 }

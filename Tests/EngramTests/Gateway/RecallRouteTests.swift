@@ -57,6 +57,8 @@ struct StalledStore: MemoryStore {
     func wrappedSecrets() async throws -> [WrappedSecret] { try await base.wrappedSecrets() }
     func replaceWrappedSecrets(_ secrets: [WrappedSecret]) async throws { try await base.replaceWrappedSecrets(secrets) }
     func erase(tenant: String, user: UserKey, at: Date) async throws { try await base.erase(tenant: tenant, user: user, at: at) }
+    func tombstones(erasedAfter: Date) async throws -> [Tombstone] { try await base.tombstones(erasedAfter: erasedAfter) }
+    func setTrustClientUserIDs(tenant: String, trusted: Bool) async throws { try await base.setTrustClientUserIDs(tenant: tenant, trusted: trusted) }
 }
 
 @Suite("Pre-call webhook and memory tools", .timeLimit(.minutes(2)))

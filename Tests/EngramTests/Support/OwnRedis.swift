@@ -8,11 +8,14 @@ import Glibc
 final class OwnRedis: @unchecked Sendable {
     let port: Int
     let directory: URL
+    /// Extra `redis-server` arguments (they override the defaults below).
+    let extraArguments: [String]
     private var process: Process?
 
-    init(directory: URL) throws {
+    init(directory: URL, extraArguments: [String] = []) throws {
         port = try freePort()
         self.directory = directory
+        self.extraArguments = extraArguments
     }
 
     var endpoint: RedisEndpoint { RedisEndpoint(host: "127.0.0.1", port: port) }
@@ -20,7 +23,7 @@ final class OwnRedis: @unchecked Sendable {
     func start() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", directory.path]
+        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", directory.path] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
