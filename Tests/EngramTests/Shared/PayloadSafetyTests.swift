@@ -91,7 +91,7 @@ struct PayloadSafetyTests {
         let conversation = Conversation(data, fallbackStart: received)
         let extraction = LocalExtractor().extractNow(conversation)
         #expect(!extraction.memories.isEmpty)
-        let identity = EventIngestor.identity(of: data)
+        let identity = EventIngestor.identity(of: data, trustClientIDs: true)  // a tenant that trusts client ids reads user_id
         switch index {
         case 0: #expect(conversation.dataCollection["reason"] == "1e+19")
         case 1: #expect(identity == .external("1e+20"))

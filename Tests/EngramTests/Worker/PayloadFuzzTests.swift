@@ -345,7 +345,9 @@ struct PayloadFuzzTests {
             defer { lap("worker read + extract") }
             do {
                 let (_, data, _) = try EventIngestor.readPostCall(body)
-                _ = EventIngestor.identity(of: data)
+                // Both settings of the tenant's trust of client-supplied ids read the same fields.
+                _ = EventIngestor.identity(of: data, trustClientIDs: false)
+                _ = EventIngestor.identity(of: data, trustClientIDs: true)
                 var cuts = ExtractionBudget.Cuts()
                 let conversation = ingestor.budget.bound(Conversation(data, fallbackStart: Date()), cuts: &cuts)
                 let extraction = ingestor.budget.cap(LocalExtractor().extractNow(conversation), cuts: &cuts)
