@@ -54,7 +54,9 @@ struct BackfillCommand: AsyncParsableCommand {
             envelopeCipher: try configuration.keyRing().envelopeCipher, dedupeTTLSeconds: configuration.dedupeTTLSeconds)
         let start = CLIDate.parse(since)!
         let end = until.flatMap(CLIDate.parse)
-        let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun)
+        let progress = ProgressLine("reconciling conversations", json: json)
+        let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun, progress: { progress.update(done: $0, total: nil) })
+        progress.finish()
 
         var counts: [String: Int] = [:]
         for outcome in BackfillOutcome.allCases { counts[outcome.rawValue] = 0 }

@@ -41,7 +41,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Integrity-check a backup file.")
-        @Argument var file: String
+        @Argument(help: "Path of the backup file.") var file: String
         func run() async throws {
             try SQLiteBackup.verify(file)
             print("ok: \(file)")
@@ -51,7 +51,7 @@ struct BackupCommand: AsyncParsableCommand {
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a backup into the live database, re-applying every tombstone; refuses while workers are running unless --force.")
-        @Argument var file: String
+        @Argument(help: "Path of the backup file (`engram backup create` writes them).") var file: String
         @Flag(help: "Restore even though services may be writing.") var force = false
         func run() async throws {
             let (configuration, database) = try BackupCommand.sqlite()

@@ -16,7 +16,10 @@ struct EvalCommand: AsyncParsableCommand {
         func run() async throws {
             var logger = Logger(label: "engram-eval")
             logger.logLevel = .warning
-            let report = try await LoCoMoEvaluation(dataURL: URL(fileURLWithPath: data), limitConversations: conversations).run(logger: logger)
+            let line = ProgressLine("evaluating conversations", json: json)
+            let report = try await LoCoMoEvaluation(dataURL: URL(fileURLWithPath: data), limitConversations: conversations)
+                .run(logger: logger, progress: { line.update(done: $0, total: $1) })
+            line.finish()
             if json { return try printJSON(report) }
             print("LoCoMo recall (\(report.questions) questions, \(report.memoriesStored) memories, \(String(format: "%.1f", report.seconds)) s)")
             print("category       @5     @10    @25    questions")

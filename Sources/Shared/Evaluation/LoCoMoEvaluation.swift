@@ -57,7 +57,8 @@ public struct LoCoMoEvaluation {
         self.limitConversations = limitConversations
     }
 
-    public func run(logger: Logger) async throws -> Report {
+    /// `progress`: conversations done and their total, after each one.
+    public func run(logger: Logger, progress: (@Sendable (_ done: Int, _ total: Int) -> Void)? = nil) async throws -> Report {
         let started = ContinuousClock.now
         var samples = try JSONDecoder().decode([Sample].self, from: Data(contentsOf: dataURL))
         if let limitConversations { samples = Array(samples.prefix(limitConversations)) }
@@ -122,6 +123,7 @@ public struct LoCoMoEvaluation {
                 counted += 1
             }
             logger.info("conversation evaluated", metadata: ["sample": "\(sample.sampleID)"])
+            progress?(index + 1, samples.count)
         }
         func recall(_ s: (r5: Double, r10: Double, r25: Double, n: Int)) -> Report.Recall {
             let n = Double(max(1, s.n))
