@@ -27,7 +27,7 @@ struct EngramCommand: AsyncParsableCommand {
             } else {
                 try command.run()
             }
-        } catch let error where error is ExitCode || error is CleanExit {
+        } catch let error where error is ExitCode || error is CleanExit || CLIFailure.isParserSignal(error) {
             exit(withError: error)
         } catch {
             FileHandle.standardError.write(Data("engram: \(CLIFailure.describe(error))\n".utf8))
@@ -38,6 +38,12 @@ struct EngramCommand: AsyncParsableCommand {
 
 /// How a failure of a running command reads on stderr: its cause on one line.
 enum CLIFailure {
+    /// ArgumentParser's own errors other than `ValidationError`: `--help` and `help` are parsed
+    /// into a command whose `run()` throws its internal `CommandError`, which must print help.
+    static func isParserSignal(_ error: any Error) -> Bool {
+        !(error is ValidationError) && String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
+    }
+
     static func describe(_ error: any Error) -> String {
         let text: String
         switch error {

@@ -82,6 +82,7 @@ struct OperatorCLITests {
         let help = try await engram(["keys", "create", "--help"], environment: base, directory: env.directory)
         #expect(help.status == 0)
         #expect(help.stdout.contains("tool") && help.stdout.contains("admin"), "help lists the scopes: \(help.stdout)")
+        #expect(try await engram(["help", "tenant"], environment: base, directory: env.directory).status == 0, "help is not a failure")
         let unknown = try await engram(["tenant", "frobnicate"], environment: base, directory: env.directory)
         #expect(unknown.status == 64)
     }
