@@ -15,9 +15,7 @@ struct ElevenLabsCommand: AsyncParsableCommand {
             let environment = EngramConfiguration.environmentWithDevFile()
             var base = baseURL ?? environment["ENGRAM_PUBLIC_BASE_URL"] ?? EngramConfiguration().publicBaseURL
             while base.hasSuffix("/") { base.removeLast() }
-            for warning in PublicBaseURLCheck.warnings(base: base, explicit: baseURL != nil || environment["ENGRAM_PUBLIC_BASE_URL"] != nil) {
-                FileHandle.standardError.write(Data("engram: warning: \(warning)\n".utf8))
-            }
+            PublicBaseURLCheck.warn(base: base, explicit: baseURL != nil || environment["ENGRAM_PUBLIC_BASE_URL"] != nil)
             try printJSON(ElevenLabsAgentConfiguration.make(baseURL: base, secretID: secretID))
         }
     }
@@ -39,6 +37,13 @@ enum PublicBaseURLCheck {
             warnings.append("the base URL \(base) is not https: ElevenLabs would send webhooks and tool calls (with the API key) in clear text")
         }
         return warnings
+    }
+
+    /// Prints the warnings on stderr, one line each; stdout stays the document.
+    static func warn(base: String, explicit: Bool = EngramConfiguration.environmentWithDevFile()["ENGRAM_PUBLIC_BASE_URL"] != nil) {
+        for warning in warnings(base: base, explicit: explicit) {
+            FileHandle.standardError.write(Data("engram: warning: \(warning)\n".utf8))
+        }
     }
 
     static func isLoopback(_ host: String) -> Bool {

@@ -40,6 +40,7 @@ struct TenantCommand: AsyncParsableCommand {
             let admin = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .admin)
             var base = context.configuration.publicBaseURL
             while base.hasSuffix("/") { base.removeLast() }
+            PublicBaseURLCheck.warn(base: base)
             try printJSON([
                 "tenant": tenant.id, "api_key": tool.key, "api_key_id": tool.id, "admin_key": admin.key, "admin_key_id": admin.id,
                 "post_call_url": "\(base)/v1/elevenlabs/\(tenant.id)/post-call",

@@ -171,6 +171,14 @@ struct OperatorCLITests {
         #expect(plain.stderr.contains("not https") && !plain.stderr.contains("loopback"), "stderr: \(plain.stderr)")
 
         base["ENGRAM_PUBLIC_BASE_URL"] = "https://engram.example.com/"
+        // tenant create prints a post-call URL from the same base: the same warnings.
+        var unsetBase = base
+        unsetBase["ENGRAM_PUBLIC_BASE_URL"] = nil
+        let created = try await engram(["tenant", "create", "warned"], environment: unsetBase, directory: env.directory)
+        #expect(created.status == 0)
+        #expect(created.stderr.contains("ENGRAM_PUBLIC_BASE_URL is not set"), "stderr: \(created.stderr)")
+        #expect((try? JSONSerialization.jsonObject(with: Data(created.stdout.utf8))) != nil, "stdout stays one JSON document")
+
         let good = try await engram(["elevenlabs", "config"], environment: base, directory: env.directory)
         #expect(good.status == 0)
         #expect(good.stderr.isEmpty, "no warning: \(good.stderr)")
