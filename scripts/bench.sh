@@ -91,6 +91,9 @@ main() {
   export ENGRAM_METRICS_HOST=127.0.0.1
   export ENGRAM_METRICS_PORT
   ENGRAM_METRICS_PORT=$(free_port)
+  # The gateway's metrics listener: a free port too, so parallel runs do not collide on 9465.
+  export ENGRAM_GATEWAY_METRICS_PORT
+  ENGRAM_GATEWAY_METRICS_PORT=$(free_port)
   export ENGRAM_SPOOL_DIR="$work/spool"
   # No scheduled backup: copying the store mid-run would be measured as the service's latency.
   export ENGRAM_BACKUP_INTERVAL_MS=0

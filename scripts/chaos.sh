@@ -135,6 +135,9 @@ main() {
   export ENGRAM_HTTP_HOST=127.0.0.1
   export ENGRAM_HTTP_PORT
   ENGRAM_HTTP_PORT=$(free_port)
+  # The gateway's metrics listener: a free port too, so parallel runs do not collide on 9465.
+  export ENGRAM_GATEWAY_METRICS_PORT
+  ENGRAM_GATEWAY_METRICS_PORT=$(free_port)
   export ENGRAM_METRICS_HOST=127.0.0.1
   export ENGRAM_SPOOL_DIR="$work/spool"
   export ENGRAM_BACKUP_INTERVAL_MS=0
@@ -190,9 +193,10 @@ main() {
   breaker_states() { # prints "port:state" for each live worker (state of the llm breaker; - if unknown)
     local port state out=""
     for port in "${worker_ports[@]}"; do
+      # One series per state; the current one is 1. Printed as 0 closed, 1 half-open, 2 open.
       state=$(curl -fsS --max-time 2 "http://127.0.0.1:$port/metrics" 2>/dev/null |
-        sed -n 's/^engram_circuit_breaker_state{name="llm"} \([0-9.]*\).*/\1/p' | head -n 1)
-      state=${state%%.*}
+        sed -n 's/^engram_circuit_breaker_state{name="llm",state="\([a-z_]*\)"} 1\(\.0*\)\{0,1\}$/\1/p' | head -n 1)
+      case "$state" in closed) state=0 ;; half_open) state=1 ;; open) state=2 ;; *) state="" ;; esac
       out+=" ${state:--}"
     done
     printf '%s' "${out# }"

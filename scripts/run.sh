@@ -205,7 +205,8 @@ if kill -0 "$gateway_pid" 2>/dev/null && kill -0 "$worker_pid" 2>/dev/null; then
 cat <<INFO
 
 Engram is running. Ctrl-C stops it.
-  gateway:        $base_url  (listening on ${ENGRAM_HTTP_HOST:-127.0.0.1}:${ENGRAM_HTTP_PORT:-8080}; health: /health/live, /health/ready, metrics: /metrics)
+  gateway:        $base_url  (listening on ${ENGRAM_HTTP_HOST:-127.0.0.1}:${ENGRAM_HTTP_PORT:-8080}; health: /health/live, /health/ready)
+  gateway metrics: http://127.0.0.1:${ENGRAM_GATEWAY_METRICS_PORT:-9465}/metrics
   public URL:     ${ENGRAM_PUBLIC_BASE_URL:-http://127.0.0.1:8080}
   worker metrics: http://127.0.0.1:${ENGRAM_METRICS_PORT:-9464}/metrics
   redis:          $(redact_url "$ENGRAM_REDIS_URL")${redis_pid:+  (log: $data_dir/redis/redis.log)}

@@ -55,7 +55,9 @@ struct BackfillCommand: AsyncParsableCommand {
         backfill.userTagKeyRing = try configuration.keyRing()
         guard let start = CLIDate.parse(since) else { throw ValidationError("--since: expected YYYY-MM-DD, an ISO 8601 time or Unix seconds") }
         let end = until.flatMap(CLIDate.parse)
-        let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun)
+        let progress = ProgressLine("reconciling conversations", json: json)
+        let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun, progress: { progress.update(done: $0, total: nil) })
+        progress.finish()
 
         var counts: [String: Int] = [:]
         for outcome in BackfillOutcome.allCases { counts[outcome.rawValue] = 0 }

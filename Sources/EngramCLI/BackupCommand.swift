@@ -41,7 +41,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Integrity-check a backup file.")
-        @Argument var file: String
+        @Argument(help: "Path of the backup file.") var file: String
         func run() async throws {
             try SQLiteBackup.verify(file)
             print("ok: \(file)")
@@ -54,7 +54,7 @@ struct BackupCommand: AsyncParsableCommand {
                 Restore a backup into the live database, re-applying every erasure the live database and the retained backups \
                 (ENGRAM_BACKUP_DIR) hold; refuses while workers are running unless --force.
                 """)
-        @Argument var file: String
+        @Argument(help: "Path of the backup file (`engram backup create` writes them).") var file: String
         @Flag(help: "Restore even though services may be writing.") var force = false
         func run() async throws {
             let (configuration, database) = try BackupCommand.sqlite()

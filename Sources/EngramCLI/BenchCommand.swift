@@ -79,7 +79,9 @@ struct BenchCommand: AsyncParsableCommand {
             note("store already seeded (the heavy caller holds \(heavy) memories); not seeding again")
         } else {
             note("seeding \(profile.totalMemories) memories: \(callers) callers × \(memories) + a heavy caller with \(heavy)")
-            let seeded = try await seeder.seed(progress: { note($0) })
+            // Progress lines only for a person watching: not with --json, not into a pipe or file.
+            let showProgress = !json && isatty(STDERR_FILENO) == 1
+            let seeded = try await seeder.seed(progress: { if showProgress { note($0) } })
             report.seeding = .init(status: "seeded", memoriesWritten: seeded.memoriesWritten, seconds: seeded.seconds)
             note("seeded \(seeded.memoriesWritten) memories in \(String(format: "%.1f", seeded.seconds)) s (\(seeded.batchesSkipped) batches were already there)")
         }

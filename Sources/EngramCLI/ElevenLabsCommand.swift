@@ -15,8 +15,39 @@ struct ElevenLabsCommand: AsyncParsableCommand {
             let environment = EngramConfiguration.environmentWithDevFile()
             var base = baseURL ?? environment["ENGRAM_PUBLIC_BASE_URL"] ?? EngramConfiguration().publicBaseURL
             while base.hasSuffix("/") { base.removeLast() }
+            PublicBaseURLCheck.warn(base: base, explicit: baseURL != nil || environment["ENGRAM_PUBLIC_BASE_URL"] != nil)
             try printJSON(ElevenLabsAgentConfiguration.make(baseURL: base, secretID: secretID))
         }
+    }
+}
+
+/// Why ElevenLabs could not reach the URLs in the printed configuration, if it could not.
+enum PublicBaseURLCheck {
+    static func warnings(base: String, explicit: Bool) -> [String] {
+        var warnings: [String] = []
+        if !explicit {
+            warnings.append("ENGRAM_PUBLIC_BASE_URL is not set: the URLs below use \(base), which ElevenLabs cannot reach; set it (or --base-url) to the gateway's public https address")
+        }
+        let components = URLComponents(string: base)
+        let host = (components?.host ?? "").lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if explicit, isLoopback(host) {
+            warnings.append("the base URL \(base) is a loopback address: ElevenLabs cannot reach it")
+        }
+        if components?.scheme?.lowercased() != "https" {
+            warnings.append("the base URL \(base) is not https: ElevenLabs would send webhooks and tool calls (with the API key) in clear text")
+        }
+        return warnings
+    }
+
+    /// Prints the warnings on stderr, one line each; stdout stays the document.
+    static func warn(base: String, explicit: Bool = EngramConfiguration.environmentWithDevFile()["ENGRAM_PUBLIC_BASE_URL"] != nil) {
+        for warning in warnings(base: base, explicit: explicit) {
+            FileHandle.standardError.write(Data("engram: warning: \(warning)\n".utf8))
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host.hasSuffix(".localhost") || host.hasPrefix("127.") || host == "::1" || host == "0.0.0.0" || host.isEmpty
     }
 }
 

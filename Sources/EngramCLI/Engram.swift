@@ -11,11 +11,54 @@ struct EngramCommand: AsyncParsableCommand {
         commandName: "engram",
         abstract: "Operate Engram: memories, queue, ElevenLabs configuration, evaluation.",
         subcommands: [MemoriesCommand.self, QueueCommand.self, ElevenLabsCommand.self, VariablesCommand.self, MigrateCommand.self, EvalCommand.self, TenantCommand.self, KeysCommand.self, BackupCommand.self, BenchCommand.self, BenchSearchCommand.self, BackfillCommand.self, ReextractCommand.self])
+
+    /// Usage errors (unknown option, failed `validate()`) print usage and exit 64 as ArgumentParser
+    /// does; an error thrown while a command runs is one line, `engram: <cause>`, and exit 1.
+    static func main() async {
+        var command: any ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error where error is ExitCode || error is CleanExit || CLIFailure.isParserSignal(error) {
+            exit(withError: error)
+        } catch {
+            FileHandle.standardError.write(Data("engram: \(CLIFailure.describe(error))\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+}
+
+/// How a failure of a running command reads on stderr: its cause on one line.
+enum CLIFailure {
+    /// ArgumentParser's own errors other than `ValidationError`: `--help` and `help` are parsed
+    /// into a command whose `run()` throws its internal `CommandError`, which must print help.
+    static func isParserSignal(_ error: any Error) -> Bool {
+        !(error is ValidationError) && String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
+    }
+
+    static func describe(_ error: any Error) -> String {
+        let text: String
+        switch error {
+        case let error as ValidationError: text = error.message
+        case let error as any CustomStringConvertible: text = error.description
+        case let error as any LocalizedError: text = error.errorDescription ?? String(describing: error)
+        default: text = String(describing: error)
+        }
+        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
+    }
 }
 
 /// Shared option: the tenant a command acts on.
 struct TenantOption: ParsableArguments {
-    @Option(help: "Tenant id.") var tenant = "default"
+    @Option(help: "Tenant id (`engram tenant list` shows them).") var tenant = "default"
 }
 
 enum CLIError: Error, CustomStringConvertible {

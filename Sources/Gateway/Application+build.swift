@@ -52,16 +52,22 @@ func buildApplication(
     ConversationInitController(services: services).addRoutes(to: router)
     ToolsController(services: services).addRoutes(to: router)
     ManagementController(services: services).addRoutes(to: router)
+    let metrics = MetricsController(services: services)
+    metrics.addRoutes(to: router)
+
+    var background: [any Service] = observability + (injected ? [] : StoreFactory.services(for: store)) + [
+        ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
+        SpoolDrainer(ingest: ingest, logger: logger),
+        SpoolErasureJob(purge: services.erasure, spool: ingest.spool, interval: configuration.erasurePurgeInterval, logger: logger),
+    ]
+    // The metrics listener, apart from the public port (no request log, not behind the Ingress).
+    if configuration.gatewayMetricsPort > 0 { background.append(metrics.application(logger: logger)) }
 
     return Application(
         router: router,
         // Closes keep-alive connections left idle and uploads that stall mid-body.
         server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
-        services: observability + (injected ? [] : StoreFactory.services(for: store)) + [
-            ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
-            SpoolDrainer(ingest: ingest, logger: logger),
-            SpoolErasureJob(purge: services.erasure, spool: ingest.spool, interval: configuration.erasurePurgeInterval, logger: logger),
-        ],
+        services: background,
         logger: logger)
 }

@@ -22,6 +22,8 @@ struct EventProcessor: Service {
     /// The reaper leaves that list alone while this worker heartbeats, so the worker returns
     /// such events to the pending list itself, before it takes the next one.
     let inFlightCheck = InFlightCheck()
+    /// Redis down: the first failure, then one line per 30 s with a count (not one per loop).
+    let queueFailures = RepeatingFailureLog("cannot use the queue")
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -38,7 +40,7 @@ struct EventProcessor: Service {
                 inFlightCheck.isNeeded = false
                 Reaper.report(returned, logger: logger, source: "previous run of this worker or a failed queue call")
             } catch {
-                logger.error("cannot check the in-flight list", metadata: ["error_class": "\(type(of: error))"])
+                queueFailures.failed(error, logger: logger, metadata: ["step": "check the in-flight list"])
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
                 return false
             }
@@ -49,10 +51,11 @@ struct EventProcessor: Service {
         } catch {
             // The move may have happened with only its reply lost.
             inFlightCheck.isNeeded = true
-            logger.error("cannot take from the queue", metadata: ["error_class": "\(type(of: error))"])
+            queueFailures.failed(error, logger: logger, metadata: ["step": "take"])
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
             return false
         }
+        queueFailures.succeeded(logger: logger)
         guard let taken else { return false }
         await handle(taken)
         return true

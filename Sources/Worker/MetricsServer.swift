@@ -2,13 +2,14 @@ import Hummingbird
 import Logging
 import Shared
 
-/// The worker's Prometheus endpoint (`ENGRAM_METRICS_HOST`:`ENGRAM_METRICS_PORT`), plus a
-/// sampler that records queue depths and memory counts every few seconds.
+/// The worker's Prometheus endpoint (`ENGRAM_METRICS_HOST`:`ENGRAM_METRICS_PORT`) and liveness
+/// probe (`/health/live`), plus a sampler that records queue depths, whether Redis answers and
+/// memory counts every few seconds.
 enum MetricsServer {
     static func application(host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
         let router = Router()
         router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: MetricsExport.render())))
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: MetricsExport.render())))
         }
         router.get("/health/live") { _, _ in "ok" }
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "engram-worker-metrics"), logger: logger)
@@ -16,7 +17,15 @@ enum MetricsServer {
 
     static func sampler(queue: any EventQueue, store: any MemoryStore, logger: Logger) -> PeriodicJob {
         PeriodicJob(name: "metrics-sampler", interval: .seconds(5), logger: logger) {
-            EngramMetrics.queueDepth(try await queue.stats())
+            // engram_redis_up says whether engram_queue_depth is current: a depth keeps its last
+            // value while Redis cannot be read.
+            do {
+                EngramMetrics.queueDepth(try await queue.stats())
+                EngramMetrics.redisUp(true)
+            } catch {
+                EngramMetrics.redisUp(false)
+                throw error
+            }
             for (status, count) in try await store.memoryCountsByStatus() { EngramMetrics.memories(status: status, count: count) }
         }
     }

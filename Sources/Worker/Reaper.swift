@@ -32,11 +32,15 @@ struct Heartbeat: Service {
     let worker: String
     let ttl: Duration
     let logger: Logger
+    let failures = RepeatingFailureLog("heartbeat failed")
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do { try await queue.heartbeat(worker: worker, ttl: ttl) } catch {
-                logger.error("heartbeat failed", metadata: ["error_class": "\(type(of: error))"])
+            do {
+                try await queue.heartbeat(worker: worker, ttl: ttl)
+                failures.succeeded(logger: logger)
+            } catch {
+                failures.failed(error, logger: logger)
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: ttl / 3) }
         }

@@ -10,7 +10,7 @@ struct Worker {
         do {
             let configuration = try EngramConfiguration.fromEnvironment()
             EngramLogging.bootstrap(service: "engram-worker", level: configuration.logLevel, traceMetadata: configuration.otelEndpoint != nil)
-            MetricsExport.bootstrap()
+            MetricsExport.bootstrap(.worker)
             let logger = Logger(label: "engram-worker")
             // Before anything makes an HTTP client: the shared one picks its tracer when first used.
             let tracing = try EngramTracing.bootstrap(configuration: configuration, service: "engram-worker", logger: logger)

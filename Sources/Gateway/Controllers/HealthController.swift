@@ -7,10 +7,6 @@ struct HealthController {
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("/health/live") { _, _ in try Response.json(["status": "ok"]) }
-        router.get("/metrics") { _, _ in
-            EngramMetrics.spoolDepth(services.ingest.spool.depth)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: MetricsExport.render())))
-        }
         router.get("/health/ready") { _, _ in
             var checks: [String: String] = [:]
             do { try await withTimeout(.seconds(2)) { try await services.vault.store.ping() }; checks["database"] = "ok" } catch { checks["database"] = "unavailable" }

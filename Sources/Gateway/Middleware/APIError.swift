@@ -104,6 +104,11 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
         let start = ContinuousClock.now
         let response = try await next(request, context)
         let elapsed = ContinuousClock.now - start
+        // Scrapes are neither traffic nor news: not counted, logged at debug.
+        if context.endpointPath == "/metrics" {
+            context.logger.debug("metrics scraped", metadata: ["status": "\(response.status.code)"])
+            return response
+        }
         EngramMetrics.httpRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: Int(response.status.code), duration: elapsed)
         context.logger.info("request", metadata: [
             "method": "\(request.method.rawValue)", "route": "\(context.endpointPath ?? "unmatched")",
@@ -131,6 +136,8 @@ extension Response {
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // ISO 8601 (UTC, seconds), as the CLI prints: Foundation's default is seconds since 2001.
+        encoder.dateEncodingStrategy = .iso8601
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }

@@ -151,7 +151,9 @@ public struct BenchSeeder: Sendable {
                 guard force || ContinuousClock.now - lastReport >= .seconds(2) else { return }
                 lastReport = ContinuousClock.now
                 let seconds = max(0.001, (ContinuousClock.now - started).seconds)
-                progress("seeded \(done)/\(total) memories (\(Int(Double(done) / seconds))/s)")
+                let rate = Double(done) / seconds
+                let left = rate > 0 ? " about \(Int((Double(max(0, total - done)) / rate).rounded())) s left" : ""
+                progress("seeded \(done)/\(total) memories (\(Int(rate))/s,\(left))")
             }
             while next < jobs.count || running > 0 {
                 while running < parallelism, next < jobs.count {

@@ -38,22 +38,31 @@ public struct RedisEndpoint: Sendable, Equatable {
     public var port: Int
     public var database: Int
     public var password: String?
+    /// A Redis 6 ACL user (`redis://user:password@host`); nil = the default user (`AUTH password`).
+    public var username: String?
 
-    public init(host: String = "127.0.0.1", port: Int = 6379, database: Int = 0, password: String? = nil) {
+    public init(host: String = "127.0.0.1", port: Int = 6379, database: Int = 0, password: String? = nil, username: String? = nil) {
         self.host = host
         self.port = port
         self.database = database
         self.password = password
+        self.username = username
+    }
+
+    /// The address for messages and logs: `redis://[user@]host:port/db`, never the password.
+    public var redacted: String {
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        return "redis://\(username.map { "\($0)@" } ?? "")\(bracketed):\(port)/\(database)"
     }
 
     public static func parse(_ raw: String, variable: String = "ENGRAM_REDIS_URL") throws -> RedisEndpoint {
         if raw.hasPrefix("rediss://") {
             throw ConfigurationError(
                 variable: variable,
-                reason: "rediss:// (TLS) is not supported by hiredis 0.14; put Redis on a private network or a TLS tunnel")
+                reason: "rediss:// (TLS) is not supported by hiredis 0.14: run a TLS sidecar (stunnel) next to each Engram process and point this at it as redis://127.0.0.1:PORT (README: Redis over TLS; deploy/compose.yaml and deploy/k8s/redis-tls-sidecar.yaml)")
         }
         guard raw.hasPrefix("redis://"), let url = URLComponents(string: raw), let host = url.host, !host.isEmpty else {
-            throw ConfigurationError(variable: variable, reason: "expected redis://[:password@]host[:port][/db]")
+            throw ConfigurationError(variable: variable, reason: "expected redis://[[user]:password@]host[:port][/db]")
         }
         var database = 0
         let path = url.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
@@ -62,9 +71,13 @@ public struct RedisEndpoint: Sendable, Equatable {
             database = db
         }
         let password = url.password.flatMap { $0.isEmpty ? nil : $0 }
+        let username = url.user.flatMap { $0.isEmpty ? nil : $0 }
+        if username != nil, password == nil {
+            throw ConfigurationError(variable: variable, reason: "an ACL user needs its password: redis://user:password@host")
+        }
         let port = url.port ?? 6379
         guard (1...65_535).contains(port) else { throw ConfigurationError(variable: variable, reason: "port must be 1 to 65535") }
-        return RedisEndpoint(host: host, port: port, database: database, password: password)
+        return RedisEndpoint(host: host, port: port, database: database, password: password, username: username)
     }
 }
 
@@ -114,6 +127,10 @@ public struct EngramConfiguration: Sendable {
     public var consentMode = ConsentMode.implicit
     public var metricsHost = "127.0.0.1"
     public var metricsPort = 9464
+    /// The gateway's own Prometheus endpoint (on `metricsHost`), apart from its public port; 0 = none.
+    public var gatewayMetricsPort = 9465
+    /// When set, the gateway also answers `/metrics` on its public port, to `Authorization: Bearer <key>` only.
+    public var metricsKey: String?
     public var logLevel = Logger.Level.info
     /// Largest post-call body kept in memory; larger bodies are hashed and dropped.
     public var maxBodyBytes = 2 * 1024 * 1024
@@ -220,6 +237,11 @@ public struct EngramConfiguration: Sendable {
         c.consentMode = try reader.enumValue("ENGRAM_CONSENT_MODE", ConsentMode.self) ?? c.consentMode
         c.metricsHost = reader.string("ENGRAM_METRICS_HOST") ?? c.metricsHost
         c.metricsPort = try reader.int("ENGRAM_METRICS_PORT", range: 0...65535) ?? c.metricsPort
+        c.gatewayMetricsPort = try reader.int("ENGRAM_GATEWAY_METRICS_PORT", range: 0...65535) ?? c.gatewayMetricsPort
+        if let key = reader.string("ENGRAM_METRICS_KEY") {
+            guard key.count >= 16 else { throw ConfigurationError(variable: "ENGRAM_METRICS_KEY", reason: "at least 16 characters") }
+            c.metricsKey = key
+        }
         if let raw = reader.string("ENGRAM_LOG_LEVEL") {
             guard let level = Logger.Level(rawValue: raw.lowercased()) else {
                 throw ConfigurationError(variable: "ENGRAM_LOG_LEVEL", reason: "expected trace, debug, info, notice, warning, error or critical")

@@ -70,7 +70,8 @@ public struct LoCoMoEvaluation {
         self.skipConversations = max(0, skipConversations)
     }
 
-    public func run(logger: Logger) async throws -> Report {
+    /// `progress`: conversations done and their total, after each one.
+    public func run(logger: Logger, progress: (@Sendable (_ done: Int, _ total: Int) -> Void)? = nil) async throws -> Report {
         let started = ContinuousClock.now
         var samples = try JSONDecoder().decode([Sample].self, from: Data(contentsOf: dataURL))
         samples = Array(samples.dropFirst(skipConversations))
@@ -139,6 +140,7 @@ public struct LoCoMoEvaluation {
                 counted += 1
             }
             logger.info("conversation evaluated", metadata: ["sample": "\(sample.sampleID)"])
+            progress?(index + 1, samples.count)
         }
         func recall(_ s: Sums) -> Report.Recall {
             let n = Double(max(1, s.n))

@@ -6,9 +6,9 @@ import Prometheus
 /// exported in Prometheus text format by `MetricsExport`.
 public enum EngramMetrics {
     public static func httpRequest(route: String, method: String, status: Int, duration: Duration) {
-        let labels = [("route", route), ("method", method), ("status", String(status))]
-        Counter(label: "engram_http_requests_total", dimensions: labels).increment()
-        Metrics.Timer(label: "engram_http_request_duration_seconds", dimensions: labels).recordNanoseconds(duration.nanoseconds)
+        // The status stays off the histogram: one bucket set per route and method, not per status code.
+        Counter(label: "engram_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))]).increment()
+        Metrics.Timer(label: "engram_http_request_duration_seconds", dimensions: [("route", route), ("method", method)]).recordNanoseconds(duration.nanoseconds)
     }
 
     public static func postCallAcknowledged(outcome: String, duration: Duration) {
@@ -63,31 +63,47 @@ public enum EngramMetrics {
 
     public static func spoolDepth(_ depth: Int) { Gauge(label: "engram_spool_depth").record(depth) }
 
+    /// One series per state: 1 for the breaker's current state, 0 for the others.
     public static func breakerState(_ name: String, _ state: CircuitBreaker.State) {
-        Gauge(label: "engram_circuit_breaker_state", dimensions: [("name", name)]).record(state.rawValue)
+        for (label, value) in [("closed", CircuitBreaker.State.closed), ("half_open", .halfOpen), ("open", .open)] {
+            Gauge(label: "engram_circuit_breaker_state", dimensions: [("name", name), ("state", label)]).record(value == state ? 1 : 0)
+        }
     }
+
+    /// Whether the last Redis call of the sampler (worker) or the last scrape's ping (gateway) succeeded.
+    public static func redisUp(_ up: Bool) { Gauge(label: "engram_redis_up").record(up ? 1 : 0) }
 
     public static func memories(status: String, count: Int) {
         Gauge(label: "engram_memories", dimensions: [("status", status)]).record(count)
     }
 }
 
-/// Bootstraps swift-metrics into a Prometheus registry (once per process) and renders it.
+/// Bootstraps swift-metrics into a Prometheus registry (once per process) and renders it, with
+/// `# HELP` from `EngramMetrics.help`, the process metrics and `engram_build_info`.
 public enum MetricsExport {
     public static let registry = PrometheusCollectorRegistry()
     private static let once: Void = {
-        var factory = PrometheusMetricsFactory(registry: registry)
+        var factory = PrometheusHelpMetricsFactory(registry: registry, help: EngramMetrics.help)
         factory.defaultDurationHistogramBuckets = [
             .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20),
             .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
             .seconds(5), .seconds(10), .seconds(30),
         ]
         MetricsSystem.bootstrap(factory)
+        EngramMetrics.buildInfo()
+        ProcessMetrics.shared.register(in: registry)
     }()
 
-    public static func bootstrap() { _ = once }
+    /// Once per process; `role` also creates that process's counters at zero.
+    public static func bootstrap(_ role: EngramMetrics.Role? = nil) {
+        _ = once
+        if let role { EngramMetrics.initialiseAtZero(role) }
+    }
 
-    public static func render() -> String { registry.emitToString() }
+    public static func render() -> String {
+        ProcessMetrics.shared.sample()
+        return registry.emitToString()
+    }
 }
 
 extension Duration {

@@ -61,7 +61,10 @@ public struct ConversationBackfill: Sendable {
     /// Conversations that started in `[since, until)`, newest first. A refused API key stops the
     /// run (`ElevenLabsAPIError.unauthorized`); a conversation whose details cannot be fetched is
     /// reported `failed` and the run goes on.
-    public func run(tenant: TenantContext, agentID: String?, since: Date, until: Date?, dryRun: Bool) async throws -> [BackfillItem] {
+    /// `progress`: conversations reconciled so far (the total is not known until the last page).
+    public func run(
+        tenant: TenantContext, agentID: String?, since: Date, until: Date?, dryRun: Bool, progress: (@Sendable (_ done: Int) -> Void)? = nil
+    ) async throws -> [BackfillItem] {
         let after = SafeNumber.clampedInt64(since.timeIntervalSince1970.rounded(.down))
         let before = until.map { SafeNumber.clampedInt64($0.timeIntervalSince1970.rounded(.up)) }
         var items: [BackfillItem] = []
@@ -77,6 +80,7 @@ public struct ConversationBackfill: Sendable {
                 }
                 if let agentID, let other = summary.agentID, other != agentID { continue }
                 items.append(try await reconcile(summary, tenant: tenant, dryRun: dryRun))
+                progress?(items.count)
             }
             cursor = page.hasMore ? page.nextCursor : nil
         } while cursor != nil

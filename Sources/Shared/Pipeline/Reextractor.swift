@@ -59,10 +59,16 @@ public struct Reextractor: Sendable {
     /// Re-extracts the tenant's (or one user's) fallback memories, conversation by conversation.
     /// A refused API key stops the run; any other failure is reported and the memories of that
     /// conversation are left alone.
-    public func run(tenant: TenantContext, user: UserKey?, dryRun: Bool, logger: Logger) async throws -> [ReextractItem] {
+    /// `progress`: conversations done and their total, after each one.
+    public func run(
+        tenant: TenantContext, user: UserKey?, dryRun: Bool, logger: Logger, progress: (@Sendable (_ done: Int, _ total: Int) -> Void)? = nil
+    ) async throws -> [ReextractItem] {
         let rows = try await vault.store.memoriesNeedingReextraction(tenant: tenant.id, user: user)
         var items: [ReextractItem] = []
-        for group in Self.groups(rows) {
+        let groups = Self.groups(rows)
+        defer { progress?(items.count, groups.count) }
+        for group in groups {
+            progress?(items.count, groups.count)
             var logger = logger
             logger[metadataKey: "tenant"] = "\(tenant.id)"
             logger[metadataKey: "conversation_id"] = "\(group.conversationID ?? "-")"

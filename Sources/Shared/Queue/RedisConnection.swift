@@ -58,22 +58,37 @@ final class RedisConnection {
         return Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int(atto / 1_000_000_000_000))
     }
 
+    /// Where a connection failure happened: the address (no password) and the variable to check.
+    private var place: String { "\(endpoint.redacted) (ENGRAM_REDIS_URL)" }
+
     private func connect() throws {
         guard let ctx = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), Self.timeval(timeout)) else {
-            throw RedisError.connection("cannot allocate a context")
+            throw RedisError.connection("\(place): cannot allocate a context")
         }
         if ctx.pointee.err != 0 {
             let message = Self.errorString(ctx)
             redisFree(ctx)
-            throw RedisError.connection(message)
+            throw RedisError.connection("\(place): \(message)")
         }
         redisSetTimeout(ctx, Self.timeval(timeout))
         context = ctx
-        if let password = endpoint.password {
-            if case .error = try execute(["AUTH", RedisArgument(password)]) { throw RedisError.connection("authentication refused") }
-        }
-        if endpoint.database != 0 {
-            if case .error(let message) = try execute(["SELECT", RedisArgument(String(endpoint.database))]) { throw RedisError.server(message) }
+        do {
+            if let password = endpoint.password {
+                // Redis 6 ACL: `AUTH user password`; without a user, the default user's password.
+                let command: [RedisArgument] = endpoint.username.map { ["AUTH", RedisArgument($0), RedisArgument(password)] } ?? ["AUTH", RedisArgument(password)]
+                if case .error(let message) = try execute(command) {
+                    // The server's reason (WRONGPASS ...) names neither the user's password nor anything else secret.
+                    throw RedisError.connection("\(place): authentication refused (\(message.prefix(80)))")
+                }
+            }
+            if endpoint.database != 0 {
+                if case .error(let message) = try execute(["SELECT", RedisArgument(String(endpoint.database))]) { throw RedisError.server(message) }
+            }
+        } catch {
+            // Never keep a context that is not authenticated and on its database.
+            if let context { redisFree(context) }
+            context = nil
+            throw error
         }
     }
 
@@ -86,7 +101,7 @@ final class RedisConnection {
     /// Runs one command; `blockingFor` extends the socket timeout for BLMOVE and the like.
     func execute(_ arguments: [RedisArgument], blockingFor: Duration? = nil) throws -> RedisReply {
         if context == nil { try connect() }
-        guard let ctx = context else { throw RedisError.connection("not connected") }
+        guard let ctx = context else { throw RedisError.connection("\(place): not connected") }
         if let blockingFor { redisSetTimeout(ctx, Self.timeval(blockingFor + timeout)) }
         defer { if blockingFor != nil, let ctx = context { redisSetTimeout(ctx, Self.timeval(timeout)) } }
 
@@ -98,7 +113,7 @@ final class RedisConnection {
             let message = ctx.pointee.err != 0 ? Self.errorString(ctx) : "no reply"
             redisFree(ctx)
             context = nil
-            throw RedisError.connection(message)
+            throw RedisError.connection("\(place): \(message)")
         }
         defer { freeReplyObject(raw) }
         return Self.convert(raw.assumingMemoryBound(to: redisReply.self))

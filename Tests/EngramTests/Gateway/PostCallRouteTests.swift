@@ -113,20 +113,27 @@ struct PostCallRouteTests {
         }
     }
 
-    @Test("/metrics exposes request, acknowledgement and spool series after a small run")
+    @Test("/metrics on the public port, with ENGRAM_METRICS_KEY, exposes request, acknowledgement and spool series after a small run; without the key it is 401")
     func metrics() async throws {
         MetricsExport.bootstrap()
-        try await withGateway { client, env in
+        let metricsKey = "metrics-key-0123456789"
+        try await withGateway({ $0.metricsKey = metricsKey }) { client, env in
             let body = try fixtureTranscript()
             try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { #expect($0.status == .ok) }
-            try await client.execute(uri: "/metrics", method: .get) { response in
+            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(metricsKey)"]) { response in
                 let text = String(buffer: response.body)
                 #expect(text.contains("engram_http_requests_total"))
                 #expect(text.contains(#"route="/v1/elevenlabs/post-call""#))
                 #expect(text.contains("engram_postcall_ack_seconds_bucket"))
                 #expect(text.contains("engram_spool_depth"))
                 #expect(!text.contains("2523960448"))
+                #expect(!text.contains(#"route="/metrics""#), "scrapes are not counted as requests")
             }
+        }
+        // Without a metrics key the public port has no /metrics at all.
+        try await withGateway { client, _ in
+            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .notFound) }
         }
     }
 

@@ -99,6 +99,9 @@ struct PrivacyTests {
                 #expect(response.status == .ok)
                 #expect((response.body.json["memories"] as? [Any])?.isEmpty == true)
                 #expect(response.body.json["erased_at"] != nil)
+                // Management API dates are ISO 8601, not seconds since 2001.
+                let erasedAt = try #require(response.body.json["erased_at"] as? String)
+                #expect(ISO8601DateFormatter().date(from: erasedAt) != nil, "erased_at \(erasedAt) is ISO 8601")
             }
             try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "Friday", "caller_id": Fixtures.fixturePhone])) { response in
                 #expect((response.body.json["memories"] as? [Any])?.isEmpty == true)

@@ -88,6 +88,7 @@ func serviceEnvironment(_ env: TestEnvironment, port: Int) -> [String: String] {
     environment["ENGRAM_HTTP_PORT"] = String(port)
     environment["ENGRAM_HEARTBEAT_TTL_MS"] = "1000"
     environment["ENGRAM_METRICS_PORT"] = String((try? freePort()) ?? 0)
+    environment["ENGRAM_GATEWAY_METRICS_PORT"] = String((try? freePort()) ?? 0)
     environment["ENGRAM_SPOOL_DIR"] = env.directory.appendingPathComponent("spool").path
     return environment
 }

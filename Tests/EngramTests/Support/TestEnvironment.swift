@@ -53,6 +53,7 @@ struct TestEnvironment {
     func configuration() -> EngramConfiguration {
         var c = EngramConfiguration()
         c.httpPort = 0
+        c.gatewayMetricsPort = 0
         c.database = databaseLocation
         c.redis = redis
         c.queuePrefix = prefix

@@ -1,0 +1,13 @@
+import ArgumentParser
+import Shared
+
+// Choice options are enums so `--help` lists their values and a wrong value is a usage error
+// that names them.
+
+extension ConsentMode: CaseIterable, ExpressibleByArgument {
+    public static var allCases: [ConsentMode] { [.implicit, .explicit, .off] }
+}
+
+extension APIKeyRecord.Scope: CaseIterable, ExpressibleByArgument {
+    public static var allCases: [APIKeyRecord.Scope] { [.tool, .admin] }
+}
