@@ -11,3 +11,8 @@ extension ConsentMode: CaseIterable, ExpressibleByArgument {
 extension APIKeyRecord.Scope: CaseIterable, ExpressibleByArgument {
     public static var allCases: [APIKeyRecord.Scope] { [.tool, .admin] }
 }
+
+/// A setting that is on or off (`engram tenant trust-client-ids NAME on|off`).
+enum Switch: String, CaseIterable, ExpressibleByArgument {
+    case on, off
+}

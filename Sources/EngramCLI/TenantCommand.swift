@@ -16,7 +16,7 @@ struct TenantCommand: AsyncParsableCommand {
                 tenant-keyed one (local-keyed-384-v2): until this runs, search finds those memories by keywords only. \
                 Safe to repeat and to run while services are up.
                 """)
-        @Argument var name: String
+        @Argument(help: "The tenant's name.") var name: String
         func run() async throws {
             let context = try await CLIContext()
             guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
@@ -34,16 +34,13 @@ struct TenantCommand: AsyncParsableCommand {
                 is used only for calls without one (web and SDK calls). on: user_id first, then the phone number. \
                 Turn it on only if every user_id reaching Engram is set by your own server, never by the end user.
                 """)
-        @Argument var name: String
-        @Argument(help: "on or off") var setting: String
-        func validate() throws {
-            guard ["on", "off"].contains(setting) else { throw ValidationError("setting must be on or off") }
-        }
+        @Argument(help: "The tenant's name.") var name: String
+        @Argument(help: "Trust client-supplied user ids before the phone number.") var setting: Switch
         func run() async throws {
             let context = try await CLIContext()
             guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
-            try await context.vault.store.setTrustClientUserIDs(tenant: name, trusted: setting == "on")
-            print(setting == "on"
+            try await context.vault.store.setTrustClientUserIDs(tenant: name, trusted: setting == .on)
+            print(setting == .on
                 ? "tenant \(name): client-supplied user ids are trusted before the phone number"
                 : "tenant \(name): the phone number decides; client-supplied user ids only for calls without one")
         }

@@ -12,6 +12,8 @@ extension EngramMetrics {
         "engram_unverified_body_refused_total": "Post-call uploads refused with 503 because unverified bodies held the whole byte budget.",
         "engram_precall_fallback_total": "Pre-call requests answered with neutral defaults, by reason.",
         "engram_events_processed_total": "Queue events handled by the worker, by outcome.",
+        "engram_events_dead_lettered_total": "Events moved to the dead letters, by reason (worker_died, permanent, attempts_exhausted, invalid_envelope).",
+        "engram_event_work_cut_total": "Work cut from events past the per-event budget (turns_dropped, turns_clipped, memories_dropped).",
         "engram_processing_lag_seconds": "Time from a webhook's receipt to its event being stored by the worker.",
         "engram_extraction_duration_seconds": "Duration of memory-extraction calls, by provider.",
         "engram_extraction_errors_total": "Failed memory-extraction calls, by provider and error class.",
@@ -43,6 +45,13 @@ extension EngramMetrics {
         case .worker:
             for outcome in ["stored", "duplicate", "no_user", "no_consent", "tombstoned", "recorded", "ignored", "dead_letter", "failed"] {
                 Counter(label: "engram_events_processed_total", dimensions: [("outcome", outcome)]).increment(by: 0)
+            }
+            // The worker_died alert needs a series before the first dead letter.
+            for reason in ["worker_died", "permanent", "attempts_exhausted", "invalid_envelope"] {
+                Counter(label: "engram_events_dead_lettered_total", dimensions: [("reason", reason)]).increment(by: 0)
+            }
+            for what in ["turns_dropped", "turns_clipped", "memories_dropped"] {
+                Counter(label: "engram_event_work_cut_total", dimensions: [("what", what)]).increment(by: 0)
             }
         }
     }
