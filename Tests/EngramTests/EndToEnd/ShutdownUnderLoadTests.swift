@@ -18,7 +18,7 @@ final class Locked<Value>: @unchecked Sendable {  // state only under `lock`
 
 /// SIGTERM to the real executables while they work: nothing acknowledged is lost, nothing
 /// answers 5xx, and both exit 0.
-@Suite("SIGTERM under load")
+@Suite("SIGTERM under load", .timeLimit(.minutes(3)))
 struct ShutdownUnderLoadTests {
     /// What the senders saw.
     struct Tally {

@@ -6,7 +6,7 @@ import Testing
 
 /// OTLP/HTTP tracing through the real executables: one trace from the webhook request, through
 /// the Redis envelope, to the worker's LLM call and store write; and nothing at all when off.
-@Suite("Traces over OTLP/HTTP")
+@Suite("Traces over OTLP/HTTP", .timeLimit(.minutes(3)))
 struct TracingTests {
     /// Everything a span must never carry: the fixture's number (any form), words of its
     /// transcript, the webhook secret, the keys.
@@ -176,7 +176,7 @@ struct TracingTests {
     }
 }
 
-@Suite("Trace context on the queue")
+@Suite("Trace context on the queue", .timeLimit(.minutes(3)))
 struct TraceContextTests {
     @Test("an envelope without trace fields (tracing off, or queued by an older gateway) decodes, and encodes without them")
     func envelopeWithoutTraceFields() throws {

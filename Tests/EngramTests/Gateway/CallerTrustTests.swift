@@ -9,7 +9,7 @@ import Testing
 
 /// Issue 11 §4: a client-supplied `user_id` must not outrank the phone number unless the tenant
 /// trusts its clients' ids (`engram tenant trust-client-ids`).
-@Suite("Client-supplied caller ids and the tenant's trust setting")
+@Suite("Client-supplied caller ids and the tenant's trust setting", .timeLimit(.minutes(3)))
 struct CallerTrustTests {
     let phone = "+14155550141"
 

@@ -6,7 +6,7 @@ import Testing
 @testable import Gateway
 @testable import Shared
 
-@Suite("POST /v1/elevenlabs/post-call")
+@Suite("POST /v1/elevenlabs/post-call", .timeLimit(.minutes(3)))
 struct PostCallRouteTests {
     func withGateway(_ configure: (inout EngramConfiguration) -> Void = { _ in }, clock: WallClock = .system, _ body: @Sendable (any TestClientProtocol, TestEnvironment) async throws -> Void) async throws {
         let env = try TestEnvironment()

@@ -8,7 +8,7 @@ import Testing
 @testable import Shared
 @testable import Worker
 
-@Suite("Tenants, keys, consent, erasure, encryption at rest, rate limits")
+@Suite("Tenants, keys, consent, erasure, encryption at rest, rate limits", .timeLimit(.minutes(3)))
 struct PrivacyTests {
     struct Harness {
         let env: TestEnvironment

@@ -162,7 +162,8 @@ struct RecallRouteTests {
     func storeTimeoutIs503() async throws {
         let opened = Locked<SQLiteMemoryStore?>(nil)
         try await withIngested([try fixtureTranscript()], store: { env in
-            let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .milliseconds(300))
+            // Long enough for the setup calls on a loaded machine; the stall below outlasts it.
+            let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .seconds(5))
             opened.withLock { $0 = store }
             return store
         }) { client, env, _ in

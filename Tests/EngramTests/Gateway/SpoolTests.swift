@@ -7,7 +7,7 @@ import Testing
 @testable import Shared
 @testable import Worker
 
-@Suite("Redis outage: the local spool")
+@Suite("Redis outage: the local spool", .timeLimit(.minutes(3)))
 struct SpoolTests {
     @Test("events arriving while Redis is down are answered 200, spooled, and stored once after it returns")
     func outage() async throws {

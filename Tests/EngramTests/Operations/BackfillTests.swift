@@ -9,7 +9,7 @@ import Testing
 
 /// `engram backfill` against a fake ElevenLabs Conversations API, a real Redis queue and a real
 /// SQLite store; the worker processes what it queues.
-@Suite("Backfill from the ElevenLabs Conversations API")
+@Suite("Backfill from the ElevenLabs Conversations API", .timeLimit(.minutes(3)))
 struct BackfillTests {
     /// 2025-11-21 00:00 UTC and the callers of the conversations below.
     static let base: Int64 = 1_763_683_200

@@ -10,7 +10,7 @@ import Testing
 
 /// Issue 11 §3: after `forget-me`, nothing Engram keeps may decrypt into the caller's data with
 /// the keys Engram holds. The check decrypts everything it can find, place by place.
-@Suite("Erasure reaches every copy", .serialized)
+@Suite("Erasure reaches every copy", .serialized, .timeLimit(.minutes(3)))
 struct ErasurePropagationTests {
     struct Count: CustomStringConvertible, Equatable {
         var erased = 0
@@ -265,7 +265,7 @@ extension OwnRedis {
 }
 
 /// The gateway's own part: forget-me drops the caller's queued events and spooled records at once.
-@Suite("forget-me propagates at once")
+@Suite("forget-me propagates at once", .timeLimit(.minutes(3)))
 struct ForgetMePropagationTests {
     @Test("forget-me removes the caller's pending event and spooled record before it answers", .timeLimit(.minutes(1)))
     func forgetMe() async throws {
@@ -307,7 +307,7 @@ struct ForgetMePropagationTests {
 
 /// The report's own setting (`make run`: real gateway and worker, Redis with AOF): after
 /// forget-me, the worker's scheduled purge leaves nothing of the caller in the AOF or the backups.
-@Suite("Erasure through the real executables")
+@Suite("Erasure through the real executables", .timeLimit(.minutes(3)))
 struct ErasureProcessTests {
     @Test("forget-me through the gateway process: within the purge interval the AOF, the backups and the database hold nothing of the caller",
           .timeLimit(.minutes(2)))

@@ -3,7 +3,7 @@ import Testing
 @testable import Shared
 
 /// The `engram backfill` and `engram reextract` executables: what an operator sees.
-@Suite("engram backfill and reextract on the command line")
+@Suite("engram backfill and reextract on the command line", .timeLimit(.minutes(3)))
 struct ReconcileCLITests {
     struct Run {
         var status: Int32

@@ -7,7 +7,7 @@ import Testing
 /// `engram reextract`: fallback memories (stored by the local extractor after the LLM failed)
 /// are replaced with the LLM's, from the conversation fetched again from ElevenLabs. Real Redis
 /// and SQLite; fake OpenAI and ElevenLabs servers.
-@Suite("Re-extraction of fallback memories")
+@Suite("Re-extraction of fallback memories", .timeLimit(.minutes(3)))
 struct ReextractTests {
     static let model = "gpt-test"
     static let phone = "+14155550142"

@@ -5,7 +5,7 @@ import Testing
 
 /// Issue 11 §4: unkeyed hashed vectors gave back their words and linked equal texts across
 /// tenants. The local embedder is now keyed per tenant.
-@Suite("The local embedder is keyed per tenant")
+@Suite("The local embedder is keyed per tenant", .timeLimit(.minutes(3)))
 struct KeyedEmbedderTests {
     @Test("one tenant's vector for a word differs from another's; within a tenant it is stable", .timeLimit(.minutes(1)))
     func perTenant() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Shared
 
-@Suite("Salience, decay, reinforcement and conflicts")
+@Suite("Salience, decay, reinforcement and conflicts", .timeLimit(.minutes(3)))
 struct MemoryModelTests {
     let t0 = Date(timeIntervalSince1970: 1_700_000_000)
 

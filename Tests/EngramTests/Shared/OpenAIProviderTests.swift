@@ -4,7 +4,7 @@ import Testing
 
 /// The OpenAI extractor and embedder against a local fake of the OpenAI HTTP API: wire format,
 /// retries, `Retry-After`, timeouts, malformed answers and the circuit breaker.
-@Suite("OpenAI providers")
+@Suite("OpenAI providers", .timeLimit(.minutes(3)))
 struct OpenAIProviderTests {
     static let apiKey = "sk-test-" + UUID().uuidString.prefix(8)
     static let model = "gpt-test"

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Shared
 
-@Suite("ElevenLabs webhook signatures")
+@Suite("ElevenLabs webhook signatures", .timeLimit(.minutes(3)))
 struct WebhookSignatureTests {
     struct Vector: Decodable { var secret: String; var timestamp: Int64; var body: String; var header: String }
 

@@ -488,7 +488,7 @@ struct StoreCopyTests {
     }
 }
 
-@Suite("PostgreSQL URL")
+@Suite("PostgreSQL URL", .timeLimit(.minutes(3)))
 struct PostgresSettingsTests {
     @Test("a full URL is read, percent-decoded, and printed without its password")
     func parses() throws {

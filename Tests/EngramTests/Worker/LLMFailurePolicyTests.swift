@@ -5,7 +5,7 @@ import Testing
 
 /// `ENGRAM_LLM_FAILURE_POLICY` end to end through the worker: real Redis queue (retry schedule,
 /// dead letters), real SQLite, and an `OpenAIExtractor` pointed at the fake OpenAI server.
-@Suite("LLM failure policy")
+@Suite("LLM failure policy", .timeLimit(.minutes(3)))
 struct LLMFailurePolicyTests {
     static let model = "gpt-test"
     static let maxAttempts = 3

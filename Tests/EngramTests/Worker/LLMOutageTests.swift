@@ -6,7 +6,7 @@ import Testing
 /// The LLM down for every request, end to end through the worker: real Redis queue and retry
 /// schedule, real SQLite, the production `OpenAIClient` and `CircuitBreaker` (with a short
 /// cool-down) pointed at the fake OpenAI server.
-@Suite("LLM outage: the circuit breaker end to end")
+@Suite("LLM outage: the circuit breaker end to end", .timeLimit(.minutes(3)))
 struct LLMOutageTests {
     static let model = "gpt-outage"
     static let coolDown: Duration = .milliseconds(400)

@@ -4,7 +4,7 @@ import Testing
 @testable import Shared
 @testable import Worker
 
-@Suite("Backups and dead-letter replay")
+@Suite("Backups and dead-letter replay", .timeLimit(.minutes(3)))
 struct OperationsTests {
     func ingest(_ env: TestEnvironment, _ worker: WorkerRuntime, _ body: Data) async throws {
         let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)

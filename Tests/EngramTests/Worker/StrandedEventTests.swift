@@ -40,7 +40,7 @@ final class OutageQueue: EventQueue, @unchecked Sendable {  // `down` only under
     func ping() async throws { try check(); try await base.ping() }
 }
 
-@Suite("Events stranded by a Redis outage mid-event")
+@Suite("Events stranded by a Redis outage mid-event", .timeLimit(.minutes(3)))
 struct StrandedEventTests {
     @Test("an event whose ack was lost to a Redis outage is taken up again by the same live worker once Redis is back, and applied once")
     func strandedByLostAck() async throws {
