@@ -105,22 +105,4 @@ struct PoisonProcessTests {
         await env.cleanUp()
     }
 
-    /// Runs the `engram` executable to its exit.
-    func runEngram(_ arguments: [String], environment: [String: String], directory: URL) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent("engram")
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = directory
-        let id = UUID().uuidString.prefix(6)
-        let out = directory.appendingPathComponent("engram-\(id).out")
-        let err = directory.appendingPathComponent("engram-\(id).err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        try await waitUntil(timeout: .seconds(60), "engram exits") { !process.isRunning }
-        return (process.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "", (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-    }
 }

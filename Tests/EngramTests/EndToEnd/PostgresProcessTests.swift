@@ -32,8 +32,8 @@ struct PostgresProcessTests {
         // The operator's view, through the real CLI on the same database and master key.
         var listed: [[String: Any]] = []
         try await waitUntil(timeout: .seconds(45), "memories listed by `engram memories list`; worker log: \(worker.output)") {
-            let run = try await runCLI(["memories", "list", "--user", Fixtures.fixturePhone, "--json"], environment: environment, directory: env.directory)
-            guard run.status == 0, let rows = try? JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [[String: Any]] else { return false }
+            let run = try await runEngram(["memories", "list", "--user", Fixtures.fixturePhone, "--json"], environment: environment, directory: env.directory, timeout: .seconds(20))
+            guard run.status == 0, let rows = try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]] else { return false }
             listed = rows
             return !rows.isEmpty
         }
@@ -52,28 +52,3 @@ struct PostgresProcessTests {
     }
 }
 
-/// Runs the `engram` CLI to completion (at most `timeout`), with its output in a file (no pipe to
-/// fill) and no thread blocked while it runs.
-func runCLI(_ arguments: [String], environment: [String: String], directory: URL, timeout: Duration = .seconds(20)) async throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = productsDirectory.appendingPathComponent("engram")
-    process.arguments = arguments
-    process.environment = environment
-    process.currentDirectoryURL = directory
-    let outputURL = directory.appendingPathComponent("engram-cli-\(UUID().uuidString.prefix(6)).out")
-    FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-    let handle = try FileHandle(forWritingTo: outputURL)
-    defer { try? handle.close(); try? FileManager.default.removeItem(at: outputURL) }
-    process.standardOutput = handle
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let end = ContinuousClock.now + timeout
-    while process.isRunning {
-        if ContinuousClock.now > end {
-            kill(process.processIdentifier, SIGKILL)
-            throw TestSetupError.timeout("engram \(arguments.first ?? "") did not finish")
-        }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return (process.terminationStatus, (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "")
-}

@@ -5,32 +5,6 @@ import Testing
 /// The `engram backfill` and `engram reextract` executables: what an operator sees.
 @Suite("engram backfill and reextract on the command line", .timeLimit(.minutes(3)))
 struct ReconcileCLITests {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// Runs `engram` with only the given environment (no dev.env in its directory); polls for the exit.
-    func engram(_ arguments: [String], environment: [String: String], directory: URL) async throws -> Run {
-        let process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent("engram")
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = directory
-        let id = UUID().uuidString.prefix(6)
-        let out = directory.appendingPathComponent("engram-\(id).out")
-        let err = directory.appendingPathComponent("engram-\(id).err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        try await waitUntil(timeout: .seconds(60), "engram \(arguments.first ?? "") exits") { !process.isRunning }
-        return Run(
-            status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-    }
 
     func environment(_ env: TestEnvironment, _ server: FakeElevenLabsServer, apiKey: String?) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && !$0.key.hasPrefix("ELEVENLABS_") && $0.key != "OPENAI_API_KEY" }
@@ -55,7 +29,7 @@ struct ReconcileCLITests {
                 let ok = environment(env, server, apiKey: server.apiKey)
                 let arguments = ["backfill", "--since", "2025-11-21", "--until", "2025-11-22", "--agent-id", "agent_test"]
 
-                let first = try await engram(arguments + ["--json"], environment: ok, directory: env.directory)
+                let first = try await runEngram(arguments + ["--json"], environment: ok, directory: env.directory)
                 #expect(first.status == 0, "stderr: \(first.stderr)")
                 let report = try #require(try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])
                 let counts = try #require(report["counts"] as? [String: Int])
@@ -64,7 +38,7 @@ struct ReconcileCLITests {
                 #expect(report["dry_run"] as? Bool == false)
                 #expect(try await env.queue().stats().pending == 2)
 
-                let second = try await engram(arguments, environment: ok, directory: env.directory)
+                let second = try await runEngram(arguments, environment: ok, directory: env.directory)
                 #expect(second.status == 0, "stderr: \(second.stderr)")
                 #expect(second.stdout.contains("conv_cli_a"))
                 #expect(second.stdout.contains("already_queued"))
@@ -76,16 +50,16 @@ struct ReconcileCLITests {
                     }
                 }
 
-                let refused = try await engram(arguments, environment: environment(env, server, apiKey: "xi_wrong"), directory: env.directory)
+                let refused = try await runEngram(arguments, environment: environment(env, server, apiKey: "xi_wrong"), directory: env.directory)
                 #expect(refused.status != 0)
                 #expect(refused.stderr.contains("ELEVENLABS_API_KEY"))
                 #expect(refused.stderr.contains("401"))
 
-                let missing = try await engram(arguments, environment: environment(env, server, apiKey: nil), directory: env.directory)
+                let missing = try await runEngram(arguments, environment: environment(env, server, apiKey: nil), directory: env.directory)
                 #expect(missing.status != 0)
                 #expect(missing.stderr.contains("ELEVENLABS_API_KEY"))
 
-                let badDate = try await engram(["backfill", "--since", "last tuesday"], environment: ok, directory: env.directory)
+                let badDate = try await runEngram(["backfill", "--since", "last tuesday"], environment: ok, directory: env.directory)
                 #expect(badDate.status != 0)
                 #expect(badDate.stderr.contains("--since"))
             }
@@ -102,11 +76,11 @@ struct ReconcileCLITests {
         do {
             try await withFakeElevenLabs { server in
                 let ok = environment(env, server, apiKey: server.apiKey)
-                let noLLM = try await engram(["reextract"], environment: ok, directory: env.directory)
+                let noLLM = try await runEngram(["reextract"], environment: ok, directory: env.directory)
                 #expect(noLLM.status != 0)
                 #expect(noLLM.stderr.contains("OPENAI_API_KEY"))
 
-                let dry = try await engram(["reextract", "--dry-run"], environment: ok, directory: env.directory)
+                let dry = try await runEngram(["reextract", "--dry-run"], environment: ok, directory: env.directory)
                 #expect(dry.status == 0, "stderr: \(dry.stderr)")
                 #expect(dry.stdout.contains("no memories need re-extraction"))
                 #expect(server.requests.isEmpty)

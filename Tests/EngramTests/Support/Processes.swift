@@ -118,3 +118,48 @@ func postFixtureAndWaitForMemories(_ env: TestEnvironment, port: Int) async thro
         return try await !vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(Fixtures.fixturePhone))).isEmpty
     }
 }
+
+/// What a run of the `engram` executable printed, and how it exited.
+struct CLIRun {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    /// The non-empty lines of stderr.
+    var errorLines: [Substring] { stderr.split(separator: "\n") }
+}
+
+/// Runs the real `engram` executable with only the given environment (no dev.env in `directory`)
+/// and optional standard input, to its exit (at most `timeout`, then SIGKILL and an error). Its
+/// output goes to files (no pipe to fill) and no thread is blocked while it runs.
+func runEngram(
+    _ arguments: [String], environment: [String: String], directory: URL, input: String? = nil, timeout: Duration = .seconds(60)
+) async throws -> CLIRun {
+    let process = Process()
+    process.executableURL = productsDirectory.appendingPathComponent("engram")
+    process.arguments = arguments
+    process.environment = environment
+    process.currentDirectoryURL = directory
+    let id = UUID().uuidString.prefix(6)
+    let out = directory.appendingPathComponent("engram-\(id).out")
+    let err = directory.appendingPathComponent("engram-\(id).err")
+    let inURL = directory.appendingPathComponent("engram-\(id).in")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: inURL.path, contents: Data((input ?? "").utf8))
+    defer { for url in [out, err, inURL] { try? FileManager.default.removeItem(at: url) } }
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    process.standardInput = try FileHandle(forReadingFrom: inURL)
+    try process.run()
+    let end = ContinuousClock.now + timeout
+    while process.isRunning {
+        if ContinuousClock.now > end {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestSetupError.timeout("engram \(arguments.joined(separator: " ")) did not exit within \(timeout)")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return CLIRun(
+        status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+}
