@@ -179,4 +179,26 @@ struct StrictJSONTests {
         }
         #expect(try PostCallWebhook.parse(body).data?.conversationID == "conv_same")
     }
+
+    @Test("every truncation of the fixture, and every fifth structural byte changed, is refused or accepted without a crash")
+    func truncationsAndFlips() throws {
+        // The scanner reads through an unchecked pointer for speed: this walks every end it can meet.
+        let body = [UInt8](try Fixtures.elevenLabs("post_call_transcription.json"))
+        for length in 0..<body.count {
+            #expect(throws: (any Error).self) { try StrictJSON.check(Data(body[0..<length]), maxDepth: PostCallWebhook.maxDepth) }
+        }
+        let structural = Set("{}[]\":,\\u0123456789-+.eEtfn ".utf8)
+        let replacements: [UInt8] = [0x22, 0x5C, 0x7B, 0x7D, 0x5B, 0x5D, 0x2C, 0x3A, 0x00, 0xFF, 0x75]
+        var outcomes = 0
+        // Every fifth structural byte (all of them cost half a minute in a debug build).
+        for (position, index) in body.indices.filter({ structural.contains(body[$0]) }).enumerated() where position % 5 == 0 {
+            for replacement in replacements where replacement != body[index] {
+                var changed = body
+                changed[index] = replacement
+                do { try StrictJSON.check(Data(changed), maxDepth: PostCallWebhook.maxDepth) } catch {}
+                outcomes += 1
+            }
+        }
+        #expect(outcomes > 500)
+    }
 }
