@@ -44,7 +44,7 @@ enum DatedFacts {
             }
             let name = serviceName ?? "appointment"
             let article = "aeiou".contains(name.first ?? "x") ? "an" : "a"
-            let sentence: String
+            var sentence: String
             if verbWord == "moved" || verbWord == "rescheduled" {
                 sentence = "On \(day) the caller's \(name) was moved to \(when)."
             } else if turn.speaker == .agent, let previous = turns[..<position].last(where: { $0.speaker == .caller }), firstMatch(request, in: previous.text) != nil {
@@ -53,6 +53,8 @@ enum DatedFacts {
             } else {
                 sentence = "On \(day) the caller booked \(article) \(name) for \(when)."
             }
+            // "… at 10 a.m." already ends the sentence.
+            if sentence.hasSuffix("..") { sentence.removeLast() }
             guard !facts.contains(where: { $0.content == sentence }) else { continue }
             facts.append(ExtractedMemory(
                 content: sentence, sector: .episodic, slot: "booking.\(name)", importance: 0.8,

@@ -95,6 +95,7 @@ public struct AnswerPacker: Sendable {
             used += separatorCost + item.length
             return .added
         }
+        guard !memory.content.allSatisfy(\.isWhitespace) else { return .redundant }
         let refs = memory.sources.flatMap { source in source.turns.map { TurnRef(conversationID: source.conversationID, turn: $0) } }
         if refs.isEmpty {
             if texts.contains(memory.content) { return .redundant }

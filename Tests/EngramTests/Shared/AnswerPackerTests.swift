@@ -15,7 +15,7 @@ struct AnswerPackerTests {
 
     /// The local extractor's episodes for a call of `count` alternating turns.
     func episodes(_ count: Int, conversation: String = "c1") -> [Memory] {
-        let turns = (0..<count).map { Conversation.Turn(index: $0, speaker: $0 % 2 == 0 ? .caller : .agent, text: "turn number \($0) about the garden \($0)") }
+        let turns = (0..<count).map { Conversation.Turn(index: $0, speaker: $0 % 2 == 0 ? .caller : .agent, text: "turn number \($0) about the garden \($0) in \(conversation)") }
         let extraction = LocalExtractor().extractNow(Conversation(conversationID: conversation, startedAt: t0, turns: turns))
         return extraction.memories.enumerated().map { i, m in memory("\(conversation)-\(i)", m.content, turns: m.sourceTurns, conversation: conversation) }
     }
@@ -25,7 +25,7 @@ struct AnswerPackerTests {
         let answer = AnswerPacker.pack(episodes(6), budget: 10_000)
         #expect(answer.items.count == 1)
         let lines = answer.text.split(separator: "\n").filter { $0.hasPrefix("caller: ") || $0.hasPrefix("agent: ") }
-        #expect(lines == (0..<6).map { "\($0 % 2 == 0 ? "caller" : "agent"): turn number \($0) about the garden \($0)" })
+        #expect(lines == (0..<6).map { "\($0 % 2 == 0 ? "caller" : "agent"): turn number \($0) about the garden \($0) in c1" })
         #expect(answer.citedTurns == Set((0..<6).map { AnswerPacker.TurnRef(conversationID: "c1", turn: $0) }))
         #expect(answer.text.count == answer.used)
     }
