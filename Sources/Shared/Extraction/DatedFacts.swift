@@ -4,6 +4,8 @@ import Foundation
 /// times. "On 21 November 2025 the caller confirmed a cleaning on Friday (28 November 2025) at
 /// 10 a.m." Each cites only the turns whose words it carries: the turn with the time, the turn
 /// naming the service when another one does, and the caller's request when it says "confirmed".
+/// The slot is `booking` alone: slot names are stored in clear, so none may carry the caller's
+/// words (PrivacyTests); the latest booking therefore supersedes the previous one.
 enum DatedFacts {
     private struct Pattern: @unchecked Sendable { let regex: NSRegularExpression }
 
@@ -57,7 +59,7 @@ enum DatedFacts {
             if sentence.hasSuffix("..") { sentence.removeLast() }
             guard !facts.contains(where: { $0.content == sentence }) else { continue }
             facts.append(ExtractedMemory(
-                content: sentence, sector: .episodic, slot: "booking.\(name)", importance: 0.8,
+                content: sentence, sector: .episodic, slot: "booking", importance: 0.8,
                 validFrom: conversation.startedAt, sourceTurns: cited.sorted(), sensitive: LocalExtractor.isSensitive(turn.text)))
         }
         return facts

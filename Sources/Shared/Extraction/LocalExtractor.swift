@@ -184,6 +184,12 @@ enum PatternFacts {
     }
 
     private static let phrase = "([^.!?,;]{2,60})"
+    /// The things whose favourite is a slot (slot names are stored in clear, so never the caller's own words).
+    static let favouriteThings: Set<String> = [
+        "colour", "color", "food", "drink", "movie", "film", "book", "song", "band", "singer", "sport", "team", "animal",
+        "place", "restaurant", "season", "holiday", "game", "show", "author", "artist", "flower", "fruit", "dessert",
+        "number", "day", "time", "music", "genre", "dish", "snack", "coffee", "tea", "city", "country",
+    ]
     private static let notNames: Set<String> = [
         "Just", "So", "Not", "Really", "Sorry", "Calling", "Here", "Fine", "Good", "Great", "Glad", "Happy",
         "Looking", "Going", "Trying", "Still", "Very", "Also", "Back", "Ready", "Sure", "Okay", "Ok", "The",
@@ -201,7 +207,9 @@ enum PatternFacts {
         rule(#"\bmy (?:favou?rite) (\w+) is (?:now )?\#(phrase)"#) { m in
             let thing = m[1].lowercased()
             let value = m[2].replacingOccurrences(of: " now", with: "")
-            return PatternFact(sentence: "The caller's favourite \(thing) is \(value).", sector: .semantic, slot: "favourite.\(thing)", importance: 0.6, sensitive: false, value: value)
+            // Slot names are stored in clear: only a known thing names one.
+            let slot = favouriteThings.contains(thing) ? "favourite.\(thing)" : nil
+            return PatternFact(sentence: "The caller's favourite \(thing) is \(value).", sector: .semantic, slot: slot, importance: 0.6, sensitive: false, value: value)
         },
         rule(#"\bI (?:really |also )?(?:love|like|enjoy|adore)\s+\#(phrase)"#) { m in
             PatternFact(sentence: "The caller likes \(m[1]).", sector: .semantic, slot: nil, importance: 0.55, sensitive: false, value: m[1])

@@ -40,8 +40,10 @@ public struct AnswerPacker: Sendable {
 
     public enum Outcome: Sendable, Equatable { case added, merged, redundant, overBudget, itemLimit }
 
-    /// Hits a search reads before packing (the tool and the evaluation read the same).
-    public static let searchCandidates = 100
+    /// Hits a search reads before packing (the tool and the evaluation read the same). More cost
+    /// search time (near-duplicate collapse compares each kept hit with the others) for little:
+    /// on LoCoMo 0-2, 100 hits gave 75.8 within 2,000 characters, 30 or 50 hits 75.6.
+    public static let searchCandidates = 40
     /// Characters between two items of an answer.
     public static let separator = "\n"
 
@@ -74,7 +76,7 @@ public struct AnswerPacker: Sendable {
             // Into the item of the same call that it touches (shares or borders a turn).
             if let index = items.firstIndex(where: { item in
                 item.plain == nil && item.conversationID == episode.conversationID && item.header == episode.header
-                    && item.lines.contains { line in freshTurns.contains { abs($0 - line.turn) <= 1 } || episode.turns.contains(line.turn) }
+                    && item.lines.contains { line in freshTurns.contains { Self.borders($0, line.turn) } || episode.turns.contains(line.turn) }
             }) {
                 let cost = fresh.reduce(0) { $0 + 1 + $1.text.count }
                 guard used + cost <= budget else { return .overBudget }
@@ -111,6 +113,10 @@ public struct AnswerPacker: Sendable {
         used += separatorCost + item.length
         return .added
     }
+
+    /// The same turn or the next one either way; turn numbers come from stored sources, so no
+    /// arithmetic on them may trap.
+    static func borders(_ a: Int, _ b: Int) -> Bool { a == b || a == b &+ 1 || a == b &- 1 }
 
     private mutating func deliver(_ turns: [Int], of conversationID: String?) {
         for turn in turns {

@@ -74,11 +74,31 @@ struct AnswerPackerTests {
             memory("a", "", turns: []), memory("b", "On 21 November 2025:\ncaller: one line but two turns", turns: [1, 2]),
             memory("c", "On x:\nnobody: hi", turns: [1]), memory("d", "On x:\ncaller: a\ncaller: b", turns: [5, 5]),
             memory("e", "\n\n\n", turns: [-1, Int.max]), memory("f", "On :\ncaller: ", turns: [0], conversation: nil),
+            memory("g", "On x:\ncaller: a\nagent: b", turns: [Int.max, Int.min]), memory("h", "On x:\nagent: c\ncaller: d", turns: [Int.min, Int.max]),
         ]
         let answer = AnswerPacker.pack(odd, budget: 1000)
         #expect(answer.text.count <= 1000)
         #expect(answer.items.contains { $0.text == "On 21 November 2025:\ncaller: one line but two turns" })
         #expect(AnswerPacker.pack(odd, budget: -5).items.isEmpty)
+    }
+
+    @Test("every slot the local extractor names comes from a fixed vocabulary, never from the caller's words (slots are stored in clear)")
+    func slotsNeverCarryWords() {
+        let turns = [
+            Conversation.Turn(index: 0, speaker: .caller, text: "My favourite oncologist is Dr Zed. My favourite colour is teal. I'm allergic to penicillin."),
+            Conversation.Turn(index: 1, speaker: .agent, text: "Your chemotherapy is booked for Monday at 9 am. Hi Dana."),
+            Conversation.Turn(index: 2, speaker: .caller, text: "My wife is called Ann and I live in Springfield. Call me in the mornings."),
+        ]
+        let extraction = LocalExtractor().extractNow(Conversation(conversationID: "c", startedAt: t0, turns: turns, dataCollection: ["reason": "x"]))
+        let fixed: Set<String> = ["name", "booking", "work", "home.city", "preferred_contact_time", "reason"]
+        let slots = extraction.memories.compactMap(\.slot)
+        #expect(slots.contains("booking") && slots.contains("favourite.colour"))
+        for slot in slots {
+            let allowed = fixed.contains(slot) || (slot.hasPrefix("favourite.") && PatternFacts.favouriteThings.contains(String(slot.dropFirst(10))))
+                || ["family.wife", "family.husband", "family.partner"].contains(slot)
+            #expect(allowed, "slot \(slot)")
+            #expect(!slot.contains("oncologist") && !slot.contains("chemotherapy"))
+        }
     }
 
     @Test("the fixture's booking becomes one dated fact citing the turns it carries")
@@ -92,7 +112,7 @@ struct AnswerPackerTests {
         #expect(facts.count == 1)
         #expect(facts.first?.content == "On 21 November 2025 the caller confirmed a cleaning on Friday (28 November 2025) at 10 a.m.")
         #expect(facts.first?.sourceTurns == [0, 1, 4])
-        #expect(facts.first?.slot == "booking.cleaning")
+        #expect(facts.first?.slot == "booking")
 
         let booked = DatedFacts.bookings(in: Conversation(conversationID: "c", startedAt: t0, turns: [
             Conversation.Turn(index: 0, speaker: .caller, text: "I'd like a haircut."),
