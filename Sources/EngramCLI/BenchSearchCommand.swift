@@ -48,6 +48,20 @@ struct BenchSearchCommand: AsyncParsableCommand {
             }
             print(row("vault search, \(kind) caller", histogram))
         }
+        // What the search_memory tool now runs: the search read wide, then packed into its answer.
+        for kind in ["regular", "heavy"] {
+            var rng = SplitMix64.derived(seed, kind == "heavy" ? 2 : 1)
+            var histogram = latencyHistogram()
+            for _ in 0..<queries {
+                let user = kind == "heavy" ? seeder.heavyUser : seeder.user(caller: rng.below(callers))
+                let query = BenchVocabulary.query(&rng)
+                let started = ContinuousClock.now
+                let hits = try await context.vault.search(tenant: tenant.id, user: user, query: query, limit: AnswerPacker.searchCandidates, includeSensitive: false)
+                _ = AnswerPacker.pack(hits.map(\.memory), budget: context.configuration.searchAnswerChars)
+                histogram.record((ContinuousClock.now - started).microseconds)
+            }
+            print(row("tool answer, \(kind) caller", histogram))
+        }
         guard let postgres = context.vault.store as? PostgresMemoryStore else { return }
         for exact in noHnsw ? [true] : [true, false] {
             for kind in ["regular", "heavy"] {

@@ -61,7 +61,8 @@ struct ToolsController {
             let query = body.query.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !query.isEmpty else { throw APIError.badRequest("missing_field", "query must not be empty") }
             guard query.utf8.count <= Self.maxQueryBytes else { throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryBytes) bytes (UTF-8)") }
-            let limit = min(20, max(1, body.limit ?? 5))
+            // `limit` caps the entries of the answer; without it, the character budget alone does.
+            let maxItems = body.limit.map { min(20, max(1, $0)) }
             let tenant = caller.tenant
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
                 return try Response.json(["memories": [SearchResult]()])
@@ -69,13 +70,17 @@ struct ToolsController {
             // Like pre-call, a tool answer can reach a spoofed caller id: sensitive memories stay
             // out unless the tenant allows them (operators still see them in the management API).
             let includeSensitive = tenant.record.allowSensitivePrecall || services.configuration.precallIncludeSensitive
-            let hits = try await services.vault.search(tenant: tenant.id, user: user, query: query, limit: limit, includeSensitive: includeSensitive)
-            await services.reinforcement.reinforce(hits.map(\.memory), at: services.clock.now())
+            let hits = try await services.vault.search(
+                tenant: tenant.id, user: user, query: query, limit: AnswerPacker.searchCandidates, includeSensitive: includeSensitive)
+            // One answer, within the budget, no turn twice (AnswerPacker; the LoCoMo figure measures exactly this).
+            let answer = AnswerPacker.pack(hits.map(\.memory), budget: services.configuration.searchAnswerChars, maxItems: maxItems)
+            let breakdowns = Dictionary(hits.map { ($0.memory.id, $0.breakdown) }, uniquingKeysWith: { first, _ in first })
+            await services.reinforcement.reinforce(answer.items.flatMap(\.memories), at: services.clock.now())
             let explain = body.explain ?? false
-            let results = hits.map { hit in
+            let results = answer.items.map { item in
                 SearchResult(
-                    text: hit.memory.content, when: Self.day(hit.memory.validFrom), sector: hit.memory.sector.rawValue,
-                    id: explain ? hit.memory.id : nil, score: explain ? hit.breakdown : nil)
+                    text: item.text, when: Self.day(item.first.validFrom), sector: item.first.sector.rawValue,
+                    id: explain ? item.first.id : nil, score: explain ? breakdowns[item.first.id] : nil)
             }
             return try Response.json(["memories": results])
         }

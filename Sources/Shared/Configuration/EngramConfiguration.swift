@@ -149,6 +149,8 @@ public struct EngramConfiguration: Sendable {
     public var precallBudget: Duration = .milliseconds(800)
     public var precallContextChars = 1200
     public var precallIncludeSensitive = false
+    /// Character budget of the search-memory tool's answer (AnswerPacker: merged, no turn twice).
+    public var searchAnswerChars = 2000
     public var firstMessageTemplate: String?
     public var promptTemplate: String?
     public var maxAttempts = 5
@@ -259,6 +261,7 @@ public struct EngramConfiguration: Sendable {
         c.precallBudget = try reader.milliseconds("ENGRAM_PRECALL_BUDGET_MS") ?? c.precallBudget
         c.precallContextChars = try reader.int("ENGRAM_PRECALL_CONTEXT_CHARS", range: 0...100_000) ?? c.precallContextChars
         c.precallIncludeSensitive = try reader.bool("ENGRAM_PRECALL_INCLUDE_SENSITIVE") ?? c.precallIncludeSensitive
+        c.searchAnswerChars = try reader.int("ENGRAM_SEARCH_ANSWER_CHARS", range: 100...100_000) ?? c.searchAnswerChars
         c.firstMessageTemplate = reader.string("ENGRAM_FIRST_MESSAGE_TEMPLATE")
         c.promptTemplate = reader.string("ENGRAM_PROMPT_TEMPLATE")
         c.maxAttempts = try reader.int("ENGRAM_MAX_ATTEMPTS", range: 1...100) ?? c.maxAttempts

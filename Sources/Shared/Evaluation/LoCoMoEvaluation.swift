@@ -56,8 +56,8 @@ public struct LoCoMoEvaluation {
 
     /// Character budgets of `recall_within_chars` (shared/eval/README.md: what a voice agent's prompt can afford).
     public static let characterBudgets = [1000, 2000, 4000]
-    /// Hits read per question: enough to fill the largest budget with short memories.
-    static let hitsRead = 100
+    /// Hits read per question: as many as the search tool reads before packing its answer.
+    static let hitsRead = AnswerPacker.searchCandidates
 
     public let dataURL: URL
     public let limitConversations: Int?
@@ -131,8 +131,12 @@ public struct LoCoMoEvaluation {
                 sum.r5 += recall(hits.prefix(5))
                 sum.r10 += recall(hits.prefix(10))
                 sum.r25 += recall(hits.prefix(25))
+                // Within a budget: exactly the answer the search tool gives the agent (AnswerPacker).
+                let memories = hits.map(\.memory)
                 for budget in Self.characterBudgets {
-                    sum.withinChars[budget, default: 0] += recall(hits.prefix(Self.answerLength(hits.map { $0.memory.content }, budget: budget)))
+                    let answer = AnswerPacker.pack(memories, budget: budget)
+                    let cited = Set(answer.citedTurns.compactMap { turnIDs["\($0.conversationID ?? "")#\($0.turn)"] })
+                    sum.withinChars[budget, default: 0] += Double(evidence.intersection(cited).count) / Double(evidence.count)
                 }
                 sum.n += 1
                 sums[question.category] = sum
@@ -168,17 +172,6 @@ public struct LoCoMoEvaluation {
             for (budget, value) in other.withinChars { sum.withinChars[budget, default: 0] += value }
             return sum
         }
-    }
-
-    /// How many memories of an answer, in rank order, fit within `budget` characters: the first one
-    /// that would pass the budget ends the answer (nothing is truncated), as in shared/eval/README.md.
-    static func answerLength(_ contents: [String], budget: Int) -> Int {
-        var used = 0
-        for (index, content) in contents.enumerated() {
-            used += content.count
-            if used > budget { return index }
-        }
-        return contents.count
     }
 
     /// `D30:05` → `D30:5`; `D1:3; D1:4` → both.

@@ -1,8 +1,9 @@
 import Foundation
 
 /// Offline extraction (MEMORY-MODEL.md): the call summary, data-collection results as slot
-/// facts, every substantive turn as an episodic memory citing its index, and pattern facts
-/// (name, likes, allergies, family, work, places, contact preferences) from the caller's words.
+/// facts, every substantive turn as an episode (a window of turns, one line each, citing them),
+/// pattern facts (name, likes, allergies, family, work, places, contact preferences) from the
+/// caller's words, and dated bookings (`DatedFacts`).
 public struct LocalExtractor: Extractor {
     public let id = "local-v1"
 
@@ -64,6 +65,7 @@ public struct LocalExtractor: Extractor {
                 }
             }
         }
+        memories.append(contentsOf: DatedFacts.bookings(in: conversation, day: day))
         return Extraction(memories: memories, summary: conversation.summary, userName: userName, extractor: id)
     }
 
@@ -75,14 +77,21 @@ public struct LocalExtractor: Extractor {
         return f
     }()
 
-    /// "On 21 November 2025 the caller said: "…" (after the agent said: "…"; the agent replied: "…")"
+    /// A window of turns, one line each, in turn order (what `AnswerPacker` merges and de-duplicates):
+    /// "On 21 November 2025:\nagent: …\ncaller: …\nagent: …". The centre turn carries `text`
+    /// (up to 700 characters), its neighbours their own words (up to 300).
     static func episode(day: String, speaker: Conversation.Speaker, text: String, before: Conversation.Turn?, after: Conversation.Turn?, start: Date) -> String {
-        var content = "On \(day) the \(speaker.rawValue) said: \"\(clip(text))\""
-        var context: [String] = []
-        if let before { context.append("after the \(before.speaker.rawValue) said: \"\(clip(RelativeDates.annotate(before.text, callStart: start), limit: contextLimit))\"") }
-        if let after { context.append("the \(after.speaker.rawValue) replied: \"\(clip(RelativeDates.annotate(after.text, callStart: start), limit: contextLimit))\"") }
-        if !context.isEmpty { content += " (" + context.joined(separator: "; ") + ")" }
-        return content
+        var lines = ["On \(day):"]
+        if let before { lines.append(line(before.speaker, clip(RelativeDates.annotate(before.text, callStart: start), limit: contextLimit))) }
+        lines.append(line(speaker, clip(text)))
+        if let after { lines.append(line(after.speaker, clip(RelativeDates.annotate(after.text, callStart: start), limit: contextLimit))) }
+        return lines.joined(separator: "\n")
+    }
+
+    /// One line of an episode: the turn's words on one line.
+    static func line(_ speaker: Conversation.Speaker, _ text: String) -> String {
+        let flat = text.split(whereSeparator: \.isNewline).joined(separator: " ")
+        return "\(speaker.rawValue): \(flat)"
     }
 
     static let contextLimit = 300
@@ -176,6 +185,12 @@ enum PatternFacts {
     }
 
     private static let phrase = "([^.!?,;]{2,60})"
+    /// The things whose favourite is a slot (slot names are stored in clear, so never the caller's own words).
+    static let favouriteThings: Set<String> = [
+        "colour", "color", "food", "drink", "movie", "film", "book", "song", "band", "singer", "sport", "team", "animal",
+        "place", "restaurant", "season", "holiday", "game", "show", "author", "artist", "flower", "fruit", "dessert",
+        "number", "day", "time", "music", "genre", "dish", "snack", "coffee", "tea", "city", "country",
+    ]
     private static let notNames: Set<String> = [
         "Just", "So", "Not", "Really", "Sorry", "Calling", "Here", "Fine", "Good", "Great", "Glad", "Happy",
         "Looking", "Going", "Trying", "Still", "Very", "Also", "Back", "Ready", "Sure", "Okay", "Ok", "The",
@@ -193,7 +208,9 @@ enum PatternFacts {
         rule(#"\bmy (?:favou?rite) (\w+) is (?:now )?\#(phrase)"#) { m in
             let thing = m[1].lowercased()
             let value = m[2].replacingOccurrences(of: " now", with: "")
-            return PatternFact(sentence: "The caller's favourite \(thing) is \(value).", sector: .semantic, slot: "favourite.\(thing)", importance: 0.6, sensitive: false, value: value)
+            // Slot names are stored in clear: only a known thing names one.
+            let slot = favouriteThings.contains(thing) ? "favourite.\(thing)" : nil
+            return PatternFact(sentence: "The caller's favourite \(thing) is \(value).", sector: .semantic, slot: slot, importance: 0.6, sensitive: false, value: value)
         },
         rule(#"\bI (?:really |also )?(?:love|like|enjoy|adore)\s+\#(phrase)"#) { m in
             PatternFact(sentence: "The caller likes \(m[1]).", sector: .semantic, slot: nil, importance: 0.55, sensitive: false, value: m[1])

@@ -41,7 +41,7 @@ public struct PrecallVariables: Codable, Sendable, Equatable {
 
 /// Builds pre-call context (MEMORY-MODEL.md, "Pre-call has no question"): the caller's profile
 /// first (current slot facts), then the last call's summary, then the most salient others,
-/// within a character budget. Sensitive memories stay out unless the tenant allows them.
+/// within a character budget, packed by `AnswerPacker` (no turn twice). Sensitive memories stay out unless the tenant allows them.
 public struct PrecallContextBuilder: Sendable {
     public let vault: MemoryVault
     public let characterBudget: Int
@@ -67,38 +67,40 @@ public struct PrecallContextBuilder: Sendable {
             .sorted { $0.1 > $1.1 }.map(\.0)
         let ordered = slots + (lastSummary.map { [$0] } ?? []) + others
 
-        var lines: [String] = []
-        var used = 0
-        var injected: [Memory] = []
+        var packer = AnswerPacker(budget: characterBudget)
         var userName = ""
         var summaryText = ""
-        // Decrypt in small pages, in rank order, until the budget is spent.
+        // Decrypt in small pages, in rank order, until the budget is spent. One packer builds the
+        // answer: overlapping episodes merge, no turn is given twice, what does not fit is passed
+        // over. After the profile and the summary, the walk ends once less than a memory's worth of
+        // characters is left or a few memories in a row did not fit (a caller can hold thousands).
+        let alwaysRead = slots.count + (lastSummary == nil ? 0 : 1)
+        var misses = 0
         var position = 0
         fill: while position < ordered.count {
             let page = Array(ordered[position..<min(ordered.count, position + 16)])
             position += page.count
             let rows = Dictionary(uniqueKeysWithValues: try await vault.store.memories(tenant: tenant.id, user: user, ids: page.map(\.id)).map { ($0.id, $0) })
-            for head in page {
+            for (offset, head) in page.enumerated() {
                 guard let row = rows[head.id] else { continue }
                 let memory = try vault.decrypt(row, key: key)
                 if row.slot == "name", userName.isEmpty { userName = Self.nameValue(memory.content) }
                 if row.id == lastSummary?.id { summaryText = Self.stripCallPrefix(memory.content) }
-                let cost = memory.content.count + (lines.isEmpty ? 0 : 1)
-                if used + cost > characterBudget {
-                    if row.slot == nil && row.id != lastSummary?.id { break fill }
-                    continue
-                }
-                lines.append(memory.content)
-                used += cost
-                injected.append(memory)
+                misses = packer.add(memory) == .overBudget ? misses + 1 : 0
+                guard position - page.count + offset + 1 >= alwaysRead else { continue }
+                if packer.budget - packer.used < AnswerPacker.minimumUsefulCharacters || misses >= Self.maxMisses { break fill }
             }
         }
+        let injected = packer.items.flatMap(\.memories)
         let days = record.lastCallAt.map { SafeNumber.clampedInt(max(0, now.timeIntervalSince($0)) / 86_400) } ?? -1
         let variables = PrecallVariables(
-            memoryContext: lines.joined(separator: "\n"), userName: userName, isReturningCaller: true,
+            memoryContext: packer.text, userName: userName, isReturningCaller: true,
             lastCallSummary: summaryText, daysSinceLastCall: days, memoryCount: heads.count)
         return (variables, injected)
     }
+
+    /// Memories in a row that may not fit before pre-call stops looking further down the ranking.
+    static let maxMisses = 8
 
     static func nameValue(_ content: String) -> String {
         // "The caller's name is Dana." → "Dana"; a data-collection value "The caller's name: Dana (as of ...)." → "Dana"

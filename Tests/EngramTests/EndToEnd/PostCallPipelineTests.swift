@@ -24,9 +24,11 @@ struct PostCallPipelineTests {
         try await worker.drain()
         let user = try await worker.userKey(phone: Fixtures.fixturePhone)
         let memories = try await worker.vault.memories(tenant: "default", user: user)
-        // Each episode is the turn with the turns around it (tool turns 2 and 3 carry no words).
-        #expect(memories.contains { $0.content.hasPrefix("On 21 November 2025 the caller said: \"Yeah, can you check if I still have the Friday slot?\"") && $0.sourceTurns == [0, 1, 4] })
-        #expect(memories.contains { $0.content.hasPrefix("On 21 November 2025 the agent said: \"Yes, you're booked for Friday at 10 a.m.\"") && $0.sourceTurns == [1, 4] })
+        // Each episode is the turn with the turns around it, one line each (tool turns 2 and 3 carry no words).
+        #expect(memories.contains { $0.content == "On 21 November 2025:\nagent: Hi Dana, welcome back! Last time we talked about moving your cleaning to Friday. How can I help today (21 November 2025)?\ncaller: Yeah, can you check if I still have the Friday slot?\nagent: Yes, you're booked for Friday at 10 a.m." && $0.sourceTurns == [0, 1, 4] })
+        #expect(memories.contains { $0.content == "On 21 November 2025:\ncaller: Yeah, can you check if I still have the Friday slot?\nagent: Yes, you're booked for Friday at 10 a.m." && $0.sourceTurns == [1, 4] })
+        // The booking, stated once and dated, citing the turns whose words it carries.
+        #expect(memories.contains { $0.content == "On 21 November 2025 the caller confirmed a cleaning on Friday (28 November 2025) at 10 a.m." && $0.sourceTurns == [0, 1, 4] && $0.slot == "booking" })
         #expect(memories.contains { $0.sources.first?.kind == "summary" })
         #expect(memories.contains { $0.slot == "reason" })
         #expect(memories.allSatisfy { $0.status == .active && $0.validFrom == Date(timeIntervalSince1970: 1763759979) })

@@ -109,7 +109,13 @@ struct RecallRouteTests {
             #expect(status == .ok)
             #expect(answer["type"] as? String == "conversation_initiation_client_data")
             let variables = try #require(answer["dynamic_variables"] as? [String: Any])
-            #expect((variables["memory_context"] as? String)?.isEmpty == false)
+            let context = try #require(variables["memory_context"] as? String)
+            #expect(!context.isEmpty)
+            // The booking is a dated fact, and no turn is given twice (issue 13).
+            #expect(context.contains("the caller confirmed a cleaning on Friday (28 November 2025) at 10 a.m."))
+            let lines = context.split(separator: "\n").filter { $0.hasPrefix("caller: ") || $0.hasPrefix("agent: ") }
+            #expect(!lines.isEmpty && lines.count == Set(lines).count)
+            #expect(context.count <= env.configuration().precallContextChars)
             #expect(variables["is_returning_caller"] as? Bool == true)
             #expect(variables["user_name"] as? String == "Dana")
             #expect((variables["last_call_summary"] as? String)?.contains("Friday") == true)
@@ -210,6 +216,10 @@ struct RecallRouteTests {
             #expect(cleaning.first.map { ($0["text"] as? String ?? "").contains("Friday") } == true)
             let slot = try await search(client, env, "Friday slot")
             #expect(slot.contains { ($0["text"] as? String ?? "").contains("Friday") })
+            // One answer within the budget: overlapping episodes merged, no turn twice.
+            let lines = slot.flatMap { ($0["text"] as? String ?? "").split(separator: "\n") }.filter { $0.hasPrefix("caller: ") || $0.hasPrefix("agent: ") }
+            #expect(!lines.isEmpty && lines.count == Set(lines).count)
+            #expect(slot.reduce(0) { $0 + ($1["text"] as? String ?? "").count } <= env.configuration().searchAnswerChars)
             #expect(slot.allSatisfy { Set($0.keys) == ["text", "when", "sector"] })
 
             let other = try await search(client, env, "Friday slot cleaning", caller: "+14155550199")
