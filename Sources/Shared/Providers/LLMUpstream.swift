@@ -82,13 +82,14 @@ public struct LLMUpstream: Sendable {
         if let apiKey, !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
         request.body = .bytes(body)
         let http = self.http
+        let prepared = request
         do {
             // Connect, head and first byte share one deadline; after that the stream runs as long
             // as the upstream keeps sending (the gateway's idle timeout bounds a silent one).
             return try await withTimeout(timeout) {
                 // The whole-request deadline of AsyncHTTPClient would cut long streams: a day here,
                 // the real bound is the race above.
-                let response = try await http.execute(request, timeout: .hours(24))
+                let response = try await http.execute(prepared, timeout: .hours(24))
                 let status = Int(response.status.code)
                 let contentType = response.headers.first(name: "Content-Type")
                 let retryAfter = response.headers.first(name: "Retry-After")

@@ -220,10 +220,12 @@ struct LLMProxyTests {
                 let response = try await HTTPClient.shared.execute(try request(port, chatBody("hello"), key: env.apiKey), timeout: .seconds(120))
                 for try await _ in response.body {}
             }
-            #expect(try await eventually { fake.chunksWritten >= 3 })
+            let streaming = try await eventually { fake.chunksWritten >= 3 }
+            #expect(streaming)
             reading.cancel()
             _ = try? await reading.value
-            #expect(try await eventually(60) { fake.readersGone == 1 })
+            let cancelled = try await eventually(60) { fake.readersGone == 1 }
+            #expect(cancelled)
             #expect(fake.streamsFinished == 0)
         }
     }
@@ -288,14 +290,17 @@ struct LLMProxyTests {
     }
 
     @Test("engram elevenlabs config prints the custom-LLM block")
-    func agentConfiguration() throws {
-        let document = ElevenLabsAgentConfiguration.make(baseURL: "https://engram.example.com", secretID: "s", llmSecretID: "k", llmModel: "gpt-4o")
-        let data = try JSONEncoder().encode(document)
-        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    func agentConfiguration() async throws {
+        let env = try TestEnvironment()
+        let base = ["ENGRAM_PUBLIC_BASE_URL": "https://engram.example.com", "ENGRAM_LLM_MODEL": "gpt-4o", "PATH": "/usr/bin:/bin"]
+        let result = try await runEngram(["elevenlabs", "config", "--llm-secret-id", "k"], environment: base, directory: env.directory)
+        #expect(result.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let block = try #require(object["custom_llm"] as? [String: Any])
         #expect(block["url"] as? String == "https://engram.example.com/v1/llm")
         #expect(block["model_id"] as? String == "gpt-4o")
         #expect((block["api_key"] as? [String: Any])?["secret_id"] as? String == "k")
+        try? FileManager.default.removeItem(at: env.directory)
     }
 
     @Test("request bodies are rewritten generically: unknown fields and content parts survive")
@@ -305,8 +310,10 @@ struct LLMProxyTests {
         #expect(turn.engramUser == "u_x")
         #expect(turn.latestUserText == "When is it?")
         #expect(turn.userMessageCount == 1)
-        #expect(turn.addMemory(["The caller's appointment is Friday."]))
-        let out = try #require(try JSONSerialization.jsonObject(with: try #require(turn.forwardedBody(original: Data(text.utf8)))) as? [String: Any])
+        let added = turn.addMemory(["The caller's appointment is Friday."])
+        #expect(added)
+        let forwarded = try #require(turn.forwardedBody(original: Data(text.utf8)))
+        let out = try #require(try JSONSerialization.jsonObject(with: forwarded) as? [String: Any])
         #expect(out["elevenlabs_extra_body"] == nil)
         #expect(out["n"] as? Int == 2)
         #expect(out["url"] as? String == "a/b")
@@ -316,6 +323,7 @@ struct LLMProxyTests {
         #expect(ChatTurn.clipped("ééé", maxBytes: 5) == "éé")
         // A body with no memory and no extra body goes upstream byte for byte.
         let plain = Data(#"{"model":"m","messages":[]}"#.utf8)
-        #expect(try #require(ChatTurn(json: plain)).forwardedBody(original: plain) == plain)
+        let untouched = try #require(ChatTurn(json: plain))
+        #expect(untouched.forwardedBody(original: plain) == plain)
     }
 }
