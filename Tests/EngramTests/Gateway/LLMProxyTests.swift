@@ -284,6 +284,22 @@ struct LLMProxyTests {
         }
     }
 
+    @Test("a key over its rate limit still gets its turn answered, without memory (never a 429 of Engram's)")
+    func rateLimitedTurn() async throws {
+        try await withProxy(configure: { $0.rateLimitPerMinute = 1; $0.rateLimitBurst = 1 }) { port, env, fake in
+            var outcomes: [String] = []
+            for _ in 0..<3 {
+                fake.enqueue(.stream([FakeStreamingUpstream.event("ok", index: 0)]))
+                let (status, headers, text) = try await send(port, chatBody("hello", engramUser: Fixtures.fixturePhone), key: env.apiKey)
+                #expect(status == 200)
+                #expect(text.hasSuffix(FakeStreamingUpstream.done))
+                outcomes.append(headers.first("Engram-Memory") ?? "")
+            }
+            #expect(outcomes.last == "miss")
+            #expect(fake.requests.count == 3)
+        }
+    }
+
     @Test("the engram_llm_memory_misses_total family has its HELP line and zero series")
     func missMetricHelp() {
         #expect(EngramMetrics.help["engram_llm_memory_misses_total"] != nil)
