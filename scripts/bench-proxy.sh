@@ -109,7 +109,7 @@ main() {
   unset ENGRAM_WEBHOOK_SECRET_PREVIOUS ENGRAM_QUEUE_PREFIX OPENAI_API_KEY
   upstream_port=$(free_port)
   export ENGRAM_LLM_UPSTREAM_URL="http://127.0.0.1:$upstream_port/v1"
-  unset ENGRAM_LLM_UPSTREAM_KEY ENGRAM_LLM_MEMORY_DEADLINE_MS ENGRAM_LLM_MEMORY_CHARS
+  unset ENGRAM_LLM_UPSTREAM_KEY  # ENGRAM_LLM_MEMORY_DEADLINE_MS and _CHARS pass through, to measure other settings
   mkdir -p "$work/db"
   base_url="http://127.0.0.1:$ENGRAM_HTTP_PORT"
 

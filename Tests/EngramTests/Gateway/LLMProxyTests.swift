@@ -97,7 +97,7 @@ struct LLMProxyTests {
         return condition()
     }
 
-    @Test("the issue's scenario: the pre-call answer names the caller, and 'When is my cleaning appointment?' reaches the upstream with the Friday slot")
+    @Test("the issue's scenario: the pre-call answer names the caller, and 'When is my cleaning appointment?' reaches the upstream with the Friday slot", .timeLimit(.minutes(1)))
     func scenario() async throws {
         try await withProxy(ingest: true) { port, env, fake in
             // The pre-call answer carries the caller's key for the custom LLM.
@@ -158,7 +158,7 @@ struct LLMProxyTests {
         }
     }
 
-    @Test("an unknown caller or none gets no memory, and elevenlabs_extra_body is never forwarded")
+    @Test("an unknown caller or none gets no memory, and elevenlabs_extra_body is never forwarded", .timeLimit(.minutes(1)))
     func unknownCaller() async throws {
         try await withProxy(ingest: true) { port, env, fake in
             let unknown = "+14155550123"
@@ -189,7 +189,7 @@ struct LLMProxyTests {
         }
     }
 
-    @Test("chunks are relayed in order, the first before the upstream has finished")
+    @Test("chunks are relayed in order, the first before the upstream has finished", .timeLimit(.minutes(1)))
     func streamsAsItArrives() async throws {
         try await withProxy { port, env, fake in
             let chunks = (0..<4).map { FakeStreamingUpstream.event("c\($0)", index: $0) }
@@ -212,7 +212,7 @@ struct LLMProxyTests {
         }
     }
 
-    @Test("a client that goes away cancels the upstream request")
+    @Test("a client that goes away cancels the upstream request", .timeLimit(.minutes(1)))
     func disconnectCancelsUpstream() async throws {
         try await withProxy { port, env, fake in
             fake.enqueue(.trickle(interval: .milliseconds(20)))
@@ -224,13 +224,13 @@ struct LLMProxyTests {
             #expect(streaming)
             reading.cancel()
             _ = try? await reading.value
-            let cancelled = try await eventually(60) { fake.readersGone == 1 }
+            let cancelled = try await eventually(40) { fake.readersGone == 1 }
             #expect(cancelled)
             #expect(fake.streamsFinished == 0)
         }
     }
 
-    @Test("no key or a wrong one gets 401 and nothing reaches the upstream")
+    @Test("no key or a wrong one gets 401 and nothing reaches the upstream", .timeLimit(.minutes(1)))
     func unauthorized() async throws {
         try await withProxy { port, env, fake in
             for key in [nil, "wrong", env.adminKey] as [String?] {
@@ -241,7 +241,7 @@ struct LLMProxyTests {
         }
     }
 
-    @Test("an upstream 429 or 500 comes back with its status and Retry-After; a hung one is cut at the timeout")
+    @Test("an upstream 429 or 500 comes back with its status and Retry-After; a hung one is cut at the timeout", .timeLimit(.minutes(1)))
     func upstreamFailures() async throws {
         try await withProxy(configure: { $0.llmUpstreamTimeout = .milliseconds(500) }) { port, env, fake in
             fake.enqueue(.status(429, retryAfter: "7"), .status(500), .status(401), .hang)
@@ -269,7 +269,7 @@ struct LLMProxyTests {
         }
     }
 
-    @Test("retrieval past its deadline: the turn goes on without memory, and says so")
+    @Test("retrieval past its deadline: the turn goes on without memory, and says so", .timeLimit(.minutes(1)))
     func memoryDeadline() async throws {
         try await withProxy(
             store: { StalledStore(base: try SQLiteMemoryStore(path: $0.databasePath), delay: .seconds(30)) },
@@ -284,7 +284,7 @@ struct LLMProxyTests {
         }
     }
 
-    @Test("a key over its rate limit still gets its turn answered, without memory (never a 429 of Engram's)")
+    @Test("a key over its rate limit still gets its turn answered, without memory (never a 429 of Engram's)", .timeLimit(.minutes(1)))
     func rateLimitedTurn() async throws {
         try await withProxy(configure: { $0.rateLimitPerMinute = 1; $0.rateLimitBurst = 1 }) { port, env, fake in
             var outcomes: [String] = []
@@ -300,12 +300,12 @@ struct LLMProxyTests {
         }
     }
 
-    @Test("the engram_llm_memory_misses_total family has its HELP line and zero series")
+    @Test("the engram_llm_memory_misses_total family has its HELP line and zero series", .timeLimit(.minutes(1)))
     func missMetricHelp() {
         #expect(EngramMetrics.help["engram_llm_memory_misses_total"] != nil)
     }
 
-    @Test("engram elevenlabs config prints the custom-LLM block")
+    @Test("engram elevenlabs config prints the custom-LLM block", .timeLimit(.minutes(1)))
     func agentConfiguration() async throws {
         let env = try TestEnvironment()
         let base = ["ENGRAM_PUBLIC_BASE_URL": "https://engram.example.com", "ENGRAM_LLM_MODEL": "gpt-4o", "PATH": "/usr/bin:/bin"]
@@ -319,7 +319,7 @@ struct LLMProxyTests {
         try? FileManager.default.removeItem(at: env.directory)
     }
 
-    @Test("request bodies are rewritten generically: unknown fields and content parts survive")
+    @Test("request bodies are rewritten generically: unknown fields and content parts survive", .timeLimit(.minutes(1)))
     func chatTurnEditing() throws {
         let text = #"{"model":"m","messages":[{"role":"system","content":"p"},{"role":"user","content":[{"type":"text","text":"When is it?"}]}],"elevenlabs_extra_body":{"engram_user":"u_x"},"n":2,"url":"a/b"}"#
         var turn = try #require(ChatTurn(json: Data(text.utf8)))
