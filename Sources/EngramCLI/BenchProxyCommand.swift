@@ -25,6 +25,7 @@ struct BenchProxyCommand: AsyncParsableCommand {
     @Option(help: "Memories of the one heavy caller.") var heavy = 20_000
     @Option(help: "Seed of the generated data and of the questions.") var seed: UInt64 = 42
     @Flag(help: "Do not seed (use what the store holds).") var skipSeed = false
+    @Flag(help: "Name no caller (no engram_user): the proxy's own cost, without memory.") var noCaller = false
 
     func validate() throws {
         guard (1...100_000).contains(requests) else { throw ValidationError("--requests must be in 1...100000") }
@@ -57,7 +58,7 @@ struct BenchProxyCommand: AsyncParsableCommand {
         var directHistogram = latencyHistogram(), proxiedHistogram = latencyHistogram(), overheadHistogram = latencyHistogram()
         var outcomes: [String: Int] = [:]
         for index in 0..<(requests + 20) {
-            let body = Self.body(question: BenchVocabulary.query(&rng), user: user)
+            let body = Self.body(question: BenchVocabulary.query(&rng), user: noCaller ? nil : user)
             let straight = try await Self.firstByte(url: direct, body: body, key: nil)
             let through = try await Self.firstByte(url: proxied, body: body, key: apiKey)
             guard index >= 20 else { continue }  // warm-up: connections, caches
@@ -66,7 +67,7 @@ struct BenchProxyCommand: AsyncParsableCommand {
             overheadHistogram.record(through.micros > straight.micros ? through.micros - straight.micros : 0)
             outcomes[through.memory, default: 0] += 1
         }
-        print("custom-LLM proxy, heavy caller (\(heavy) memories), \(requests) sequential request pairs, time to first byte")
+        print("custom-LLM proxy, \(noCaller ? "no caller named" : "heavy caller (\(heavy) memories)"), \(requests) sequential request pairs, time to first byte")
         print("path                          p50 ms   p95 ms   p99 ms   max ms")
         print(row("straight to the upstream", directHistogram))
         print(row("through the proxy", proxiedHistogram))
@@ -74,12 +75,12 @@ struct BenchProxyCommand: AsyncParsableCommand {
         print("Engram-Memory: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
     }
 
-    static func body(question: String, user: String) -> ByteBuffer {
-        let object: [String: Any] = [
+    static func body(question: String, user: String?) -> ByteBuffer {
+        var object: [String: Any] = [
             "model": "bench", "stream": true,
             "messages": [["role": "system", "content": "You are a receptionist."], ["role": "user", "content": question]],
-            "elevenlabs_extra_body": ["engram_user": user],
         ]
+        if let user { object["elevenlabs_extra_body"] = ["engram_user": user] }
         return ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: object)) ?? Data())
     }
 
