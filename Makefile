@@ -1,5 +1,5 @@
 # The scripts hold the logic; see scripts/*.sh.
-.PHONY: run test bench bench-search chaos build clean
+.PHONY: run test bench bench-search bench-proxy chaos build clean
 
 # make test ARGS="--filter Queue" passes arguments to `swift test`.
 ARGS ?=
@@ -18,6 +18,10 @@ bench:
 # Search latency at scale on SQLite and PostgreSQL (no HTTP); ARGS go to `engram bench-search`.
 bench-search:
 	bash scripts/bench-search.sh $(ARGS)
+
+# Custom-LLM proxy overhead (time to first byte) against throwaway services; ARGS go to `engram bench-proxy`.
+bench-proxy:
+	bash scripts/bench-proxy.sh $(ARGS)
 
 # Faults under load (release binaries, own Redis and fake LLM, under 10 minutes on 2 cores):
 # 2,000 signed webhooks while workers are killed, Redis is killed and restarted and the LLM

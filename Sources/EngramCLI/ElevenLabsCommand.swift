@@ -10,13 +10,16 @@ struct ElevenLabsCommand: AsyncParsableCommand {
             abstract: "Print the tool definitions, webhook URLs and dynamic variable placeholders to paste into an ElevenLabs agent.")
         @Option(help: "Public https base URL of the gateway (default ENGRAM_PUBLIC_BASE_URL).") var baseURL: String?
         @Option(help: "Id of the ElevenLabs workspace secret whose value is 'Bearer <ENGRAM_API_KEY>'.") var secretID = "engram_api_key"
+        @Option(help: "Id of the ElevenLabs workspace secret whose value is the bare Engram tool key, for the custom LLM.") var llmSecretID = "engram_llm_key"
+        @Option(help: "Model id the custom LLM asks the upstream for (default ENGRAM_LLM_MODEL, else gpt-4o-mini).") var llmModel: String?
 
         func run() async throws {
             let environment = EngramConfiguration.environmentWithDevFile()
             var base = baseURL ?? environment["ENGRAM_PUBLIC_BASE_URL"] ?? EngramConfiguration().publicBaseURL
             while base.hasSuffix("/") { base.removeLast() }
             PublicBaseURLCheck.warn(base: base, explicit: baseURL != nil || environment["ENGRAM_PUBLIC_BASE_URL"] != nil)
-            try printJSON(ElevenLabsAgentConfiguration.make(baseURL: base, secretID: secretID))
+            let model = llmModel ?? environment["ENGRAM_LLM_MODEL"] ?? EngramConfiguration().llmModel
+            try printJSON(ElevenLabsAgentConfiguration.make(baseURL: base, secretID: secretID, llmSecretID: llmSecretID, llmModel: model))
         }
     }
 }
@@ -53,7 +56,7 @@ enum PublicBaseURLCheck {
 
 /// The document `engram elevenlabs config` prints.
 enum ElevenLabsAgentConfiguration {
-    static func make(baseURL: String, secretID: String) -> JSONValue {
+    static func make(baseURL: String, secretID: String, llmSecretID: String = "engram_llm_key", llmModel: String = "gpt-4o-mini") -> JSONValue {
         let auth: JSONValue = .object(["Authorization": .object(["secret_id": .string(secretID)])])
         func callerProperties(_ extra: [String: JSONValue]) -> JSONValue {
             var properties = extra
@@ -96,6 +99,12 @@ enum ElevenLabsAgentConfiguration {
                     "url": .string(baseURL + "/v1/elevenlabs/conversation-init"), "method": "POST", "request_headers": auth,
                     "note": "Agent → Security: enable 'Fetch initiation client data from webhook' (Twilio/SIP calls).",
                 ]),
+            ]),
+            // The other mode: Engram as the agent's LLM, adding memory to every turn (README, "Custom-LLM proxy").
+            "custom_llm": .object([
+                "url": .string(baseURL + "/v1/llm"), "model_id": .string(llmModel),
+                "api_key": .object(["secret_id": .string(llmSecretID)]),
+                "note": "Agent → LLM: Custom LLM. The secret's value is the bare Engram tool key (ElevenLabs sends it as Bearer). Keep the conversation-initiation webhook on: its answer names the caller (custom_llm_extra_body) for every turn.",
             ]),
             "dynamic_variable_placeholders": .object([
                 "memory_context": .string(neutral.memoryContext), "user_name": .string(neutral.userName),

@@ -51,6 +51,10 @@ func buildApplication(
     PostCallController(services: services).addRoutes(to: router)
     ConversationInitController(services: services).addRoutes(to: router)
     ToolsController(services: services).addRoutes(to: router)
+    LLMProxyController(
+        services: services,
+        upstream: LLMUpstream(baseURL: configuration.llmUpstreamURL, apiKey: configuration.llmUpstreamKey, timeout: configuration.llmUpstreamTimeout)
+    ).addRoutes(to: router)
     ManagementController(services: services).addRoutes(to: router)
     let metrics = MetricsController(services: services)
     metrics.addRoutes(to: router)

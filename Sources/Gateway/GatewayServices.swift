@@ -35,6 +35,12 @@ struct GatewayServices: Sendable {
 
     var authenticator: Authenticator { Authenticator(services: self) }
 
+    /// Whether recall for an agent (search tool, custom-LLM proxy) may include sensitive memories:
+    /// its answer can reach a spoofed caller, so only when the tenant allows it (operators still see them).
+    func includeSensitive(_ tenant: TenantContext) -> Bool {
+        tenant.record.allowSensitivePrecall || configuration.precallIncludeSensitive
+    }
+
     /// The caller's user key from tool or pre-call arguments, by the tenant's rule for
     /// client-supplied ids (`CallerResolution`): the phone number first unless the tenant trusts `user_id`.
     func userKey(tenant: TenantContext, userID: String?, callerID: String?) -> UserKey? {

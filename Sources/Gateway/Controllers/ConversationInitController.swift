@@ -25,8 +25,11 @@ struct ConversationInitController {
         var dynamicVariables: PrecallVariables
         var conversationConfigOverride: Override?
         var userID: String?
+        /// Sent back by ElevenLabs on every custom-LLM request as `elevenlabs_extra_body`: who is calling.
+        var customLLMExtraBody: [String: String]?
         enum CodingKeys: String, CodingKey {
             case type, dynamicVariables = "dynamic_variables", conversationConfigOverride = "conversation_config_override", userID = "user_id"
+            case customLLMExtraBody = "custom_llm_extra_body"
         }
     }
 
@@ -75,7 +78,9 @@ struct ConversationInitController {
                 firstMessage: configuration.firstMessageTemplate.map(variables.render),
                 prompt: configuration.promptTemplate.map { Override.Prompt(prompt: variables.render($0)) }))
         }
-        return InitResponse(dynamicVariables: variables, conversationConfigOverride: override, userID: user?.rawValue)
+        return InitResponse(
+            dynamicVariables: variables, conversationConfigOverride: override, userID: user?.rawValue,
+            customLLMExtraBody: user.map { ["engram_user": $0.rawValue] })
     }
 
     /// The variables within the budget, or the neutral set.
@@ -86,7 +91,7 @@ struct ConversationInitController {
             return .neutral
         }
         let builder = services.precall
-        let includeSensitive = tenant.record.allowSensitivePrecall || services.configuration.precallIncludeSensitive
+        let includeSensitive = services.includeSensitive(tenant)
         do {
             let (variables, injected) = try await withTimeout(services.configuration.precallBudget) {
                 try await builder.variables(tenant: tenant, user: user, includeSensitive: includeSensitive)

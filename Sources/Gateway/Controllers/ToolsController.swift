@@ -69,7 +69,7 @@ struct ToolsController {
             }
             // Like pre-call, a tool answer can reach a spoofed caller id: sensitive memories stay
             // out unless the tenant allows them (operators still see them in the management API).
-            let includeSensitive = tenant.record.allowSensitivePrecall || services.configuration.precallIncludeSensitive
+            let includeSensitive = services.includeSensitive(tenant)
             let hits = try await services.vault.search(
                 tenant: tenant.id, user: user, query: query, limit: AnswerPacker.searchCandidates, includeSensitive: includeSensitive)
             // One answer, within the budget, no turn twice (AnswerPacker; the LoCoMo figure measures exactly this).

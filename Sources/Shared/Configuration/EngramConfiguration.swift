@@ -124,6 +124,16 @@ public struct EngramConfiguration: Sendable {
     public var embeddingDimension = 1536
     public var llmTimeout: Duration = .seconds(30)
     public var llmFailurePolicy = LLMFailurePolicy.retryThenLocal
+    /// The custom-LLM proxy's upstream: an OpenAI-compatible base URL ending in /v1.
+    public var llmUpstreamURL = "https://api.openai.com/v1"
+    /// Sent upstream as `Authorization: Bearer`; defaults to OPENAI_API_KEY; none when both are unset.
+    public var llmUpstreamKey: String?
+    /// Connect plus first byte of the upstream's answer, at most.
+    public var llmUpstreamTimeout: Duration = .seconds(10)
+    /// Characters of memory the proxy adds to one turn.
+    public var llmMemoryChars = 1500
+    /// Memory retrieval for one turn, at most; past it the turn goes on without memory.
+    public var llmMemoryDeadline: Duration = .milliseconds(30)
     public var consentMode = ConsentMode.implicit
     public var metricsHost = "127.0.0.1"
     public var metricsPort = 9464
@@ -236,6 +246,16 @@ public struct EngramConfiguration: Sendable {
         c.embeddingDimension = try reader.int("ENGRAM_EMBEDDING_DIMENSIONS", range: 8...8192) ?? c.embeddingDimension
         c.llmTimeout = try reader.milliseconds("ENGRAM_LLM_TIMEOUT_MS") ?? c.llmTimeout
         c.llmFailurePolicy = try reader.enumValue("ENGRAM_LLM_FAILURE_POLICY", LLMFailurePolicy.self) ?? c.llmFailurePolicy
+        if let raw = reader.string("ENGRAM_LLM_UPSTREAM_URL") {
+            guard let url = URLComponents(string: raw), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
+                throw ConfigurationError(variable: "ENGRAM_LLM_UPSTREAM_URL", reason: "expected an http(s) URL ending in /v1, such as https://api.openai.com/v1")
+            }
+            c.llmUpstreamURL = raw.hasSuffix("/") ? String(raw.dropLast()) : raw
+        }
+        c.llmUpstreamKey = reader.string("ENGRAM_LLM_UPSTREAM_KEY") ?? c.openAIKey
+        c.llmUpstreamTimeout = try reader.milliseconds("ENGRAM_LLM_UPSTREAM_TIMEOUT_MS", range: 100...600_000) ?? c.llmUpstreamTimeout
+        c.llmMemoryChars = try reader.int("ENGRAM_LLM_MEMORY_CHARS", range: 0...100_000) ?? c.llmMemoryChars
+        c.llmMemoryDeadline = try reader.milliseconds("ENGRAM_LLM_MEMORY_DEADLINE_MS", range: 1...60_000) ?? c.llmMemoryDeadline
         c.consentMode = try reader.enumValue("ENGRAM_CONSENT_MODE", ConsentMode.self) ?? c.consentMode
         c.metricsHost = reader.string("ENGRAM_METRICS_HOST") ?? c.metricsHost
         c.metricsPort = try reader.int("ENGRAM_METRICS_PORT", range: 0...65535) ?? c.metricsPort

@@ -11,6 +11,7 @@ extension EngramMetrics {
         "engram_postcall_ack_seconds": "Time from receiving a post-call webhook to its acknowledgement.",
         "engram_unverified_body_refused_total": "Post-call uploads refused with 503 because unverified bodies held the whole byte budget.",
         "engram_precall_fallback_total": "Pre-call requests answered with neutral defaults, by reason.",
+        "engram_llm_memory_misses_total": "Custom-LLM proxy turns forwarded without memory, by reason (deadline, store_error, rate_limited).",
         "engram_events_processed_total": "Queue events handled by the worker, by outcome.",
         "engram_events_dead_lettered_total": "Events moved to the dead letters, by reason (worker_died, permanent, attempts_exhausted, invalid_envelope).",
         "engram_event_work_cut_total": "Work cut from events past the per-event budget (turns_dropped, turns_clipped, memories_dropped).",
@@ -41,6 +42,9 @@ extension EngramMetrics {
             }
             for reason in ["rate_limited", "no_caller", "budget", "store_error"] {
                 Counter(label: "engram_precall_fallback_total", dimensions: [("reason", reason)]).increment(by: 0)
+            }
+            for reason in ["deadline", "store_error", "rate_limited"] {
+                Counter(label: "engram_llm_memory_misses_total", dimensions: [("reason", reason)]).increment(by: 0)
             }
         case .worker:
             for outcome in ["stored", "duplicate", "no_user", "no_consent", "tombstoned", "recorded", "ignored", "dead_letter", "failed"] {

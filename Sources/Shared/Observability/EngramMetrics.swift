@@ -30,6 +30,11 @@ public enum EngramMetrics {
         Counter(label: "engram_precall_fallback_total", dimensions: [("reason", reason)]).increment()
     }
 
+    /// A custom-LLM proxy turn that went on without memory (`deadline`, `store_error`, `rate_limited`).
+    public static func llmMemoryMiss(reason: String) {
+        Counter(label: "engram_llm_memory_misses_total", dimensions: [("reason", reason)]).increment()
+    }
+
     public static func eventProcessed(outcome: String, lag: Double?) {
         Counter(label: "engram_events_processed_total", dimensions: [("outcome", outcome)]).increment()
         if let lag { Metrics.Timer(label: "engram_processing_lag_seconds").recordNanoseconds(SafeNumber.clampedInt64(max(0, lag) * 1e9)) }

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# `make bench-proxy`: the custom-LLM proxy's overhead (issue 15) against throwaway services.
+# Builds release, starts a Redis on a free loopback port, a fresh SQLite store in a temporary
+# directory and engram-gateway whose ENGRAM_LLM_UPSTREAM_URL is the local upstream that
+# `engram bench-proxy` runs, then runs it (seeds 100,000 memories + a heavy caller with 20,000;
+# time to first byte through the proxy and straight to the upstream), and stops everything it
+# started. Nothing in ./data is read or touched.
+#
+#   scripts/bench-proxy.sh                                 # standard profile
+#   scripts/bench-proxy.sh --callers 10 --memories 10 --heavy 2000 --requests 100   # quick
+#
+# ENGRAM_BENCH_BUILD=debug uses the debug build (quicker to build, slower to run);
+# ENGRAM_BENCH_BIN_DIR=<dir> uses the executables already built there.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+main() {
+  bash scripts/deps.sh
+  require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
+  require_cmd redis-server
+  require_cmd redis-cli
+  require_cmd curl
+  command -v openssl >/dev/null 2>&1 || require_cmd python3 "needed to generate throwaway secrets"
+
+  build=${ENGRAM_BENCH_BUILD:-release}
+  if [[ -n "${ENGRAM_BENCH_BIN_DIR:-}" ]]; then
+    bin_dir=$ENGRAM_BENCH_BIN_DIR
+  else
+    log "building ($build)..."
+    swift build -c "$build"
+    bin_dir=$(swift build -c "$build" --show-bin-path)
+  fi
+  for exe in engram-gateway engram; do
+    [[ -x "$bin_dir/$exe" ]] || die "$bin_dir/$exe was not built"
+  done
+
+  work=${ENGRAM_BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/engram-bench-proxy.XXXXXX")}
+  mkdir -p "$work"
+  chmod 700 "$work"
+  report="$work/bench-proxy-report.txt"
+
+  redis_pid=""
+  gateway_pid=""
+  # shellcheck disable=SC2329 # called from the traps below
+  cleanup() {
+    trap '' INT TERM
+    [[ -z "$gateway_pid" ]] || terminate "$gateway_pid"
+    [[ -z "$gateway_pid" ]] || await_exit "$gateway_pid" engram-gateway 20
+    [[ -z "$redis_pid" ]] || stop_pid "$redis_pid" redis-server 10
+    gateway_pid="" redis_pid=""
+    rm -rf -- "$work/db" "$work/redis" "$work/spool" "$work/backups"
+  }
+  trap cleanup EXIT
+  trap 'cleanup; exit 130' INT
+  trap 'cleanup; exit 143' TERM
+
+  rand_hex() { # bytes
+    if command -v openssl >/dev/null 2>&1; then openssl rand -hex "$1"; else python3 -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))' "$1"; fi
+  }
+
+  mkdir -p "$work/redis"
+  for attempt in 1 2 3; do
+    redis_port=$(free_port)
+    spawn redis-server --port "$redis_port" --bind 127.0.0.1 --protected-mode yes \
+      --save '' --appendonly no --dir "$work/redis" --daemonize no \
+      --logfile "$work/redis.log"
+    redis_pid=$!
+    if wait_for_redis "$redis_port" "$redis_pid" "$work/redis.log" 10; then break; fi
+    stop_pid "$redis_pid" redis-server 5
+    redis_pid=""
+    ((attempt < 3)) || die "could not start Redis for the benchmark"
+  done
+
+  # --- configuration (exported for the three processes; secrets never printed) --
+  export ENGRAM_DATABASE_URL="sqlite://$work/db/engram.sqlite"
+  export ENGRAM_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+  export ENGRAM_HTTP_HOST=127.0.0.1
+  export ENGRAM_HTTP_PORT
+  ENGRAM_HTTP_PORT=$(free_port)
+  export ENGRAM_METRICS_HOST=127.0.0.1
+  export ENGRAM_METRICS_PORT
+  ENGRAM_METRICS_PORT=$(free_port)
+  # The gateway's metrics listener: a free port too, so parallel runs do not collide on 9465.
+  export ENGRAM_GATEWAY_METRICS_PORT
+  ENGRAM_GATEWAY_METRICS_PORT=$(free_port)
+  export ENGRAM_SPOOL_DIR="$work/spool"
+  # No scheduled backup: copying the store mid-run would be measured as the service's latency.
+  export ENGRAM_BACKUP_INTERVAL_MS=0
+  export ENGRAM_BACKUP_DIR="$work/backups"
+  export ENGRAM_LOG_LEVEL=warning
+  export ENGRAM_EXTRACTOR=local
+  export ENGRAM_EMBEDDER=local
+  export ENGRAM_WEBHOOK_SECRET
+  ENGRAM_WEBHOOK_SECRET="wsec_bench_$(rand_hex 16)"
+  export ENGRAM_API_KEY
+  ENGRAM_API_KEY="ek_bench_$(rand_hex 20)"
+  export ENGRAM_ADMIN_KEY
+  ENGRAM_ADMIN_KEY="eka_bench_$(rand_hex 20)"
+  export ENGRAM_MASTER_KEY
+  ENGRAM_MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+  # The benchmark drives one key far past the production default rate limit (600/min);
+  # 1,000,000/min is the largest value the configuration accepts.
+  export ENGRAM_RATE_LIMIT_PER_MINUTE=1000000
+  export ENGRAM_RATE_LIMIT_BURST=100000
+  unset ENGRAM_WEBHOOK_SECRET_PREVIOUS ENGRAM_QUEUE_PREFIX OPENAI_API_KEY
+  upstream_port=$(free_port)
+  export ENGRAM_LLM_UPSTREAM_URL="http://127.0.0.1:$upstream_port/v1"
+  unset ENGRAM_LLM_UPSTREAM_KEY  # ENGRAM_LLM_MEMORY_DEADLINE_MS and _CHARS pass through, to measure other settings
+  mkdir -p "$work/db"
+  base_url="http://127.0.0.1:$ENGRAM_HTTP_PORT"
+
+  cd "$work"
+  spawn "$bin_dir/engram-gateway" >"$work/gateway.log" 2>&1
+  gateway_pid=$!
+  deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null --max-time 2 "$base_url/health/ready" 2>/dev/null; do
+    kill -0 "$gateway_pid" 2>/dev/null || { tail -n 20 "$work/gateway.log" >&2; die "engram-gateway exited (log: $work/gateway.log)"; }
+    ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s (log: $work/gateway.log)"
+    sleep 0.2
+  done
+  log "gateway $base_url ready; upstream 127.0.0.1:$upstream_port; store $work/db"
+
+  set +e
+  timeout 1800 "$bin_dir/engram" bench-proxy --gateway "$base_url" --upstream-port "$upstream_port" "$@" | tee "$report"
+  status=${PIPESTATUS[0]}
+  set -e
+  cd "$root"
+
+  cleanup
+  log ""
+  log "report: $report"
+  log "logs:   $work/gateway.log, $work/redis.log"
+  exit "$status"
+}
+
+main "$@"
