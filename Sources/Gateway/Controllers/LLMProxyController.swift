@@ -111,7 +111,9 @@ struct LLMProxyController {
         // episodes merged, no turn twice, within the budget; nothing already in this conversation.
         let answer = AnswerPacker.pack(ChatTurn.fresh(candidates, notIn: turn.conversationText), budget: configuration.llmMemoryChars)
         let chosen = answer.items.flatMap(\.memories)
-        guard !chosen.isEmpty, turn.addMemory(answer.items.map(\.text)) else { return .empty }
+        // One line per item in the system message (an episode's turns follow its date).
+        let lines = answer.items.map { $0.text.split(separator: "\n").joined(separator: " ") }
+        guard !chosen.isEmpty, turn.addMemory(lines) else { return .empty }
         await services.reinforcement.reinforce(chosen, at: services.clock.now())
         return .injected
     }
@@ -187,11 +189,13 @@ struct ChatTurn {
     }
 
     /// Memories in order, once each, none already in the conversation, within `budget` characters.
-    /// The candidates not yet in this conversation (an earlier turn's memory message included), each once.
+    /// The candidates not yet in this conversation, each once. A memory counts as given when every
+    /// line of it is there already (an earlier turn's memory message holds merged episodes line by line).
     static func fresh(_ candidates: [Memory], notIn conversation: String) -> [Memory] {
         var seen = Set<String>()
         return candidates.filter { memory in
-            seen.insert(memory.id).inserted && !memory.content.isEmpty && !conversation.contains(memory.content)
+            guard seen.insert(memory.id).inserted, !memory.content.isEmpty else { return false }
+            return !memory.content.split(separator: "\n").allSatisfy { conversation.contains($0) }
         }
     }
 
