@@ -1,26 +1,53 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import Synchronization
 import Testing
 @testable import Shared
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A free TCP port on 127.0.0.1, chosen by the kernel.
+/// A free TCP port on 127.0.0.1 for a server a test starts.
+///
+/// Not one the kernel picks: those come from the ephemeral range, where any outgoing connection
+/// of the parallel tests can take the port between this call and the server's bind ("Address
+/// already in use" seen under load). Ports below the ephemeral range are handed out in turn, each
+/// once per test process, and checked to be bindable now.
 func freePort() throws -> Int {
+    for _ in 0..<2_000 {
+        let port = PortAllocator.next()
+        if canBind(port) { return port }
+    }
+    throw TestSetupError.timeout("no free port below the ephemeral range")
+}
+
+/// Hands out ports 20000–32767 in turn, from a random start per test process.
+enum PortAllocator {
+    static let range = 20_000..<32_768
+    private static let cursor = Mutex(Int.random(in: 0..<(32_768 - 20_000)))
+
+    static func next() -> Int {
+        cursor.withLock { offset in
+            offset = (offset + 1) % range.count
+            return range.lowerBound + offset
+        }
+    }
+}
+
+private func canBind(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
     defer { close(fd) }
+    var reuse: Int32 = 1
+    _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound else { throw TestSetupError.timeout("no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// The directory of the built executables (next to the test bundle).
