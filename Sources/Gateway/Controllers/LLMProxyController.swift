@@ -19,7 +19,7 @@ struct LLMProxyController {
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v1/llm/chat/completions") { request, context in
             let caller = try await services.authenticator.authenticate(request, scope: .tool)
-            let data = try await Self.body(of: request, limit: services.configuration.maxBodyBytes)
+            let data = try await request.strictJSONBody(limit: services.configuration.maxBodyBytes)
             guard var turn = ChatTurn(json: data) else {
                 throw APIError.badRequest("invalid_json", "body is not a chat-completions JSON object")
             }
@@ -37,26 +37,6 @@ struct LLMProxyController {
             }
             return relay(answer, outcome: outcome)
         }
-    }
-
-    static func body(of request: Request, limit: Int) async throws -> Data {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError.tooLarge
-        }
-        let data = Data(buffer: buffer)
-        do {
-            try StrictJSON.check(data, maxDepth: JSONLimits.maxDepth)
-        } catch StrictJSONError.tooDeep {
-            throw APIError.badRequest("json_too_deep", "JSON nesting deeper than \(JSONLimits.maxDepth) levels")
-        } catch StrictJSONError.duplicateKey {
-            throw APIError.badRequest("duplicate_key", "an object in the body has the same key twice")
-        } catch {
-            throw APIError.badRequest("invalid_json", "body is not valid JSON")
-        }
-        return data
     }
 
     /// What memory did for one turn (the `Engram-Memory` header's value).

@@ -145,6 +145,18 @@ extension Response {
 extension Request {
     /// Decodes a JSON body of at most `limit` bytes: 413 beyond it, 400 when it is not the shape.
     func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
+        let data = try await strictJSONBody(limit: limit)
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch {
+            throw APIError.badRequest("invalid_json", "body is not valid JSON of the expected shape")
+        }
+    }
+
+    /// A JSON body of at most `limit` bytes, checked strictly: 413 beyond the limit; 400 for
+    /// nesting past `JSONLimits.maxDepth`, a duplicate key (JSONDecoder would keep one silently)
+    /// or anything that is not JSON.
+    func strictJSONBody(limit: Int) async throws -> Data {
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: limit)
@@ -152,7 +164,6 @@ extension Request {
             throw APIError.tooLarge
         }
         let data = Data(buffer: buffer)
-        // Strict first: bounded depth and no duplicate keys (JSONDecoder would keep one silently).
         do {
             try StrictJSON.check(data, maxDepth: JSONLimits.maxDepth)
         } catch StrictJSONError.tooDeep {
@@ -162,10 +173,6 @@ extension Request {
         } catch {
             throw APIError.badRequest("invalid_json", "body is not valid JSON of the expected shape")
         }
-        do {
-            return try JSONDecoder().decode(T.self, from: data)
-        } catch {
-            throw APIError.badRequest("invalid_json", "body is not valid JSON of the expected shape")
-        }
+        return data
     }
 }
