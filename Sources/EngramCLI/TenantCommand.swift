@@ -6,7 +6,7 @@ import Shared
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tenant", abstract: "Create tenants and set their webhook secrets.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self, TenantList.self, TenantShow.self])
+        commandName: "tenant", abstract: "Create, list and configure tenants: webhook secrets, consent mode, retention, trust of client ids, re-embedding.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self, TenantList.self, TenantShow.self])
 
     struct Reembed: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
