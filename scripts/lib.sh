@@ -83,3 +83,62 @@ stop_pid() { # pid name timeout_seconds
   terminate "$1"
   await_exit "$@"
 }
+
+# --- throwaway services for the benchmarks (scripts/bench.sh, scripts/bench-proxy.sh) ---
+
+rand_hex() { # bytes
+  if command -v openssl >/dev/null 2>&1; then openssl rand -hex "$1"; else python3 -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))' "$1"; fi
+}
+
+# Starts a Redis without persistence under $1/redis; sets redis_pid and redis_port.
+bench_start_redis() { # work
+  local work=$1 attempt
+  mkdir -p "$work/redis"
+  for attempt in 1 2 3; do
+    redis_port=$(free_port)
+    spawn redis-server --port "$redis_port" --bind 127.0.0.1 --protected-mode yes \
+      --save '' --appendonly no --dir "$work/redis" --daemonize no \
+      --logfile "$work/redis.log"
+    redis_pid=$!
+    if wait_for_redis "$redis_port" "$redis_pid" "$work/redis.log" 10; then break; fi
+    stop_pid "$redis_pid" redis-server 5
+    redis_pid=""
+    ((attempt < 3)) || die "could not start Redis for the benchmark"
+  done
+}
+
+# Exports the configuration the benchmark's processes read (secrets generated, never printed).
+bench_export_environment() { # work
+  local work=$1
+  export ENGRAM_DATABASE_URL="sqlite://$work/db/engram.sqlite"
+  export ENGRAM_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+  export ENGRAM_HTTP_HOST=127.0.0.1
+  export ENGRAM_HTTP_PORT
+  ENGRAM_HTTP_PORT=$(free_port)
+  export ENGRAM_METRICS_HOST=127.0.0.1
+  export ENGRAM_METRICS_PORT
+  ENGRAM_METRICS_PORT=$(free_port)
+  # The gateway's metrics listener: a free port too, so parallel runs do not collide on 9465.
+  export ENGRAM_GATEWAY_METRICS_PORT
+  ENGRAM_GATEWAY_METRICS_PORT=$(free_port)
+  export ENGRAM_SPOOL_DIR="$work/spool"
+  # No scheduled backup: copying the store mid-run would be measured as the service's latency.
+  export ENGRAM_BACKUP_INTERVAL_MS=0
+  export ENGRAM_BACKUP_DIR="$work/backups"
+  export ENGRAM_LOG_LEVEL=warning
+  export ENGRAM_EXTRACTOR=local
+  export ENGRAM_EMBEDDER=local
+  export ENGRAM_WEBHOOK_SECRET
+  ENGRAM_WEBHOOK_SECRET="wsec_bench_$(rand_hex 16)"
+  export ENGRAM_API_KEY
+  ENGRAM_API_KEY="ek_bench_$(rand_hex 20)"
+  export ENGRAM_ADMIN_KEY
+  ENGRAM_ADMIN_KEY="eka_bench_$(rand_hex 20)"
+  export ENGRAM_MASTER_KEY
+  ENGRAM_MASTER_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+  # The benchmark drives one key far past the production default rate limit (600/min);
+  # 1,000,000/min is the largest value the configuration accepts.
+  export ENGRAM_RATE_LIMIT_PER_MINUTE=1000000
+  export ENGRAM_RATE_LIMIT_BURST=100000
+  unset ENGRAM_WEBHOOK_SECRET_PREVIOUS ENGRAM_QUEUE_PREFIX OPENAI_API_KEY
+}
