@@ -100,7 +100,11 @@ struct PostCallController {
         guard let tenant else { throw APIError.from(SignatureError.mismatch) }
         let decision: IntakeDecision
         do {
-            decision = try intake.classify(kept: Data(buffer: kept), oversize: total > limit, tenant: tenant.id, signatureHeader: header ?? "")
+            // Erasure tags of the callers the body names, so an erasure finds the queued copy.
+            let keyRing = services.vault.keyRing
+            decision = try intake.classify(kept: Data(buffer: kept), oversize: total > limit, tenant: tenant.id, signatureHeader: header ?? "") {
+                EventOwner.tags(of: $0, tenant: tenant, keyRing: keyRing)
+            }
         } catch let error as IntakeError {
             throw APIError.from(error)
         }
@@ -108,9 +112,7 @@ struct PostCallController {
         case .ignore(let reason):
             context.logger.info("post-call event acknowledged and dropped", metadata: ["reason": "\(reason)"])
             EngramMetrics.postCallAcknowledged(outcome: "ignored_\(reason)", duration: ContinuousClock.now - started)
-        case .enqueue(var envelope, let dedupe):
-            // Erasure tags of the callers the body names, so an erasure finds the queued copy.
-            envelope.userTags = EventOwner.tags(body: Data(buffer: kept), type: envelope.type, tenant: tenant, keyRing: services.vault.keyRing)
+        case .enqueue(let envelope, let dedupe):
             do {
                 let outcome = try await services.ingest.accept(envelope, dedupe: dedupe, logger: context.logger)
                 context.logger.info("post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "outcome": "\(outcome.rawValue)"])

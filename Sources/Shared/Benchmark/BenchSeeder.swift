@@ -152,8 +152,8 @@ public struct BenchSeeder: Sendable {
                 lastReport = ContinuousClock.now
                 let seconds = max(0.001, (ContinuousClock.now - started).seconds)
                 let rate = Double(done) / seconds
-                let left = rate > 0 ? " about \(Int((Double(max(0, total - done)) / rate).rounded())) s left" : ""
-                progress("seeded \(done)/\(total) memories (\(Int(rate))/s,\(left))")
+                let left = rate > 0 ? " about \(SafeNumber.clampedInt((Double(max(0, total - done)) / rate).rounded())) s left" : ""
+                progress("seeded \(done)/\(total) memories (\(SafeNumber.clampedInt(rate))/s,\(left))")
             }
             while next < jobs.count || running > 0 {
                 while running < parallelism, next < jobs.count {

@@ -9,13 +9,23 @@ public enum EventOwner {
         switch type {
         case EventType.postCallTranscription, EventType.callInitiationFailure:
             guard let data = (try? JSONDecoder().decode(PostCallWebhook.self, from: body))?.data else { return [] }
-            return unique(CallerResolution.candidates(clientIDs: EventIngestor.clientIDs(of: data), phone: data.callerNumber).map(tenant.userKeys.key(for:)))
+            return users(of: data, tenant: tenant)
         case EventType.remember:
             guard let event = try? JSONDecoder().decode(RememberEvent.self, from: body), let user = UserKey(event.user) else { return [] }
             return [user]
         default:
             return []
         }
+    }
+
+    /// The user keys of every caller identity a post-call event names (see `users(body:type:tenant:)`).
+    public static func users(of data: PostCallData, tenant: TenantContext) -> [UserKey] {
+        unique(CallerResolution.candidates(clientIDs: EventIngestor.clientIDs(of: data), phone: data.callerNumber).map(tenant.userKeys.key(for:)))
+    }
+
+    /// The erasure tags of a post-call event already parsed (the gateway's, at intake).
+    public static func tags(of data: PostCallData, tenant: TenantContext, keyRing: KeyRing) -> [String] {
+        users(of: data, tenant: tenant).map { keyRing.userTag(tenant: tenant.id, user: $0) }
     }
 
     /// The erasure tags of `users(body:type:tenant:)`, under the current master key.

@@ -49,7 +49,11 @@ public struct PostCallIntake: Sendable {
     }
 
     /// Classifies a verified body. `kept` is at most `maxBodyBytes`; `oversize` says more came.
-    public func classify(kept: Data, oversize: Bool, tenant: String, signatureHeader: String) throws -> IntakeDecision {
+    /// `userTags`: the erasure tags of the callers the parsed event names, set on its envelope
+    /// (from the one parse here, so the post-call path reads the body once).
+    public func classify(
+        kept: Data, oversize: Bool, tenant: String, signatureHeader: String, userTags: (PostCallData) -> [String]? = { _ in nil }
+    ) throws -> IntakeDecision {
         if oversize {
             // Audio is sent whole and can be tens of MB: acknowledged and dropped, never kept.
             if Self.declaresType("post_call_audio", in: kept) { return .ignore(reason: "audio_oversize") }
@@ -81,7 +85,7 @@ public struct PostCallIntake: Sendable {
             let now = clock.now()
             let envelope: Envelope
             do {
-                envelope = try Envelope.seal(kept, tenant: tenant, type: type, receivedAt: now, cipher: cipher)
+                envelope = try Envelope.seal(kept, tenant: tenant, type: type, receivedAt: now, cipher: cipher, userTags: userTags(data))
             } catch {
                 throw IntakeError.malformedJSON  // sealing cannot fail for valid input; keep the error domain closed
             }
