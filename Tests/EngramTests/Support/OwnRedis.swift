@@ -10,7 +10,7 @@ final class OwnRedis: @unchecked Sendable {
     let directory: URL
     /// Extra `redis-server` arguments (they override the defaults below).
     let extraArguments: [String]
-    private var process: Process?
+    private var process: ChildProcess?
 
     init(directory: URL, extraArguments: [String] = []) throws {
         port = try freePort()
@@ -21,12 +21,11 @@ final class OwnRedis: @unchecked Sendable {
     var endpoint: RedisEndpoint { RedisEndpoint(host: "127.0.0.1", port: port) }
 
     func start() async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", directory.path] + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess(
+            executable: "/usr/bin/redis-server",
+            arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", directory.path]
+                + extraArguments,
+            environment: ProcessInfo.processInfo.environment, directory: directory.path, output: nil)
         self.process = process
         let client = RedisClient(endpoint: endpoint, timeout: .milliseconds(500), connections: 1)
         try await waitUntil("own redis answers") { (try? await client.ping()) != nil }
@@ -36,6 +35,7 @@ final class OwnRedis: @unchecked Sendable {
     func stop() async {
         guard let process else { return }
         kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
         self.process = nil
         let client = RedisClient(endpoint: endpoint, timeout: .milliseconds(200), connections: 1)
         try? await waitUntil("own redis is gone") { (try? await client.ping()) == nil }

@@ -66,19 +66,15 @@ extension TestEnvironment {
 
 /// A started Engram executable with its output captured to a file.
 final class ServiceProcess: @unchecked Sendable {
-    let process = Process()
+    let process: ChildProcess
     let logURL: URL
 
     init(_ name: String, environment: [String: String], directory: URL) throws {
-        process.executableURL = productsDirectory.appendingPathComponent(name)
-        process.environment = environment
-        process.currentDirectoryURL = directory
         logURL = directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: logURL)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        process = try ChildProcess(
+            executable: productsDirectory.appendingPathComponent(name).path, arguments: [], environment: environment,
+            directory: directory.path, output: logURL.path)
     }
 
     var output: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
@@ -161,11 +157,6 @@ struct CLIRun {
 func runEngram(
     _ arguments: [String], environment: [String: String], directory: URL, input: String? = nil, timeout: Duration = .seconds(60)
 ) async throws -> CLIRun {
-    let process = Process()
-    process.executableURL = productsDirectory.appendingPathComponent("engram")
-    process.arguments = arguments
-    process.environment = environment
-    process.currentDirectoryURL = directory
     let id = UUID().uuidString.prefix(6)
     let out = directory.appendingPathComponent("engram-\(id).out")
     let err = directory.appendingPathComponent("engram-\(id).err")
@@ -174,10 +165,9 @@ func runEngram(
     _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     _ = FileManager.default.createFile(atPath: inURL.path, contents: Data((input ?? "").utf8))
     defer { for url in [out, err, inURL] { try? FileManager.default.removeItem(at: url) } }
-    process.standardOutput = try FileHandle(forWritingTo: out)
-    process.standardError = try FileHandle(forWritingTo: err)
-    process.standardInput = try FileHandle(forReadingFrom: inURL)
-    try process.run()
+    let process = try ChildProcess(
+        executable: productsDirectory.appendingPathComponent("engram").path, arguments: arguments, environment: environment,
+        directory: directory.path, output: out.path, input: inURL.path, errors: err.path)
     let end = ContinuousClock.now + timeout
     while process.isRunning {
         if ContinuousClock.now > end {
