@@ -12,6 +12,9 @@
 # the store contract on the second backend; tests find it in
 # ENGRAM_TEST_POSTGRES_URL and create a database each. ENGRAM_TEST_POSTGRES=0
 # skips it, and with it the PostgreSQL cases (a quick local run only).
+#
+# When `.swift-format-enforced` exists, `scripts/format.sh --lint` runs first and fails the
+# run on any formatting violation (listed as file:line).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,6 +26,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started_at=$SECONDS
 bash scripts/deps.sh
 require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
+
+# Formatting lint, before anything is started or built, so a violation fails in seconds with
+# its file:line list. Active once `.swift-format-enforced` exists (created when the tree was
+# formatted with scripts/format.sh); until then the code is not formatted yet and it is skipped.
+if [[ -f .swift-format-enforced ]]; then
+  log "swift-format lint (.swift-format-enforced is present)"
+  bash scripts/format.sh --lint
+fi
 
 tmpdir=""
 redis_pid=""
