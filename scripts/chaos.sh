@@ -217,7 +217,7 @@ main() {
   # --- load and faults ------------------------------------------------------------------------
   run_id=$(date -u +%H%M%S)$RANDOM
   CHAOS_WEBHOOK_SECRET=$ENGRAM_WEBHOOK_SECRET python3 "$root/scripts/chaos_tool.py" load \
-    --url "$base_url/v1/elevenlabs/post-call" --fixture "$root/../shared/fixtures/elevenlabs/post_call_transcription.json" \
+    --url "$base_url/v1/elevenlabs/post-call" --fixture "$root/Tests/Fixtures/elevenlabs/post_call_transcription.json" \
     --run "$run_id" --count "$count" --rate "$rate" --callers "$callers" --out "$work/results.jsonl" \
     2> >(tee -a "$work/timeline.txt" >&2) &
   load_pid=$!

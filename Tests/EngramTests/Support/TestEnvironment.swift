@@ -93,21 +93,21 @@ struct TestEnvironment {
 
 enum TestSetupError: Error { case missingRedis, missingPostgres, missingFixture(String), timeout(String) }
 
-/// Files of `../shared`, read where they are (never copied into the repository).
+/// Files of `Tests/Fixtures`, inside the repository (the docs' examples use the same files).
 enum Fixtures {
-    static var sharedDirectory: URL {
+    static var directory: URL {
         URL(fileURLWithPath: #filePath)  // Tests/EngramTests/Support/TestEnvironment.swift
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared")
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures")
     }
 
     static func data(_ relativePath: String) throws -> Data {
-        let url = sharedDirectory.appendingPathComponent(relativePath)
+        let url = directory.appendingPathComponent(relativePath)
         guard let data = FileManager.default.contents(atPath: url.path) else { throw TestSetupError.missingFixture(url.path) }
         return data
     }
 
-    static func elevenLabs(_ name: String) throws -> Data { try data("fixtures/elevenlabs/\(name)") }
+    static func elevenLabs(_ name: String) throws -> Data { try data("elevenlabs/\(name)") }
 
     /// The fixture's phone number and its distinctive content, for privacy assertions.
     static let fixturePhone = "+12523960448"
