@@ -1,6 +1,8 @@
 import ArgumentParser
+import EngramApp
+import EngramCore
+import EngramQueue
 import Foundation
-import Shared
 
 /// `engram backfill`: queue finished ElevenLabs conversations whose webhook never reached Engram.
 struct BackfillCommand: AsyncParsableCommand {

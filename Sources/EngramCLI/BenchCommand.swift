@@ -1,8 +1,11 @@
 import ArgumentParser
 import AsyncHTTPClient
+import EngramCore
+import EngramQueue
+import EngramStore
+import EngramTools
 import Foundation
 import Histogram
-import Shared
 
 /// `engram bench`: the load benchmark of the service levels (ARCHITECTURE.md). Seeds the store
 /// deterministically, then drives a RUNNING gateway over HTTP at fixed arrival rates, open loop:

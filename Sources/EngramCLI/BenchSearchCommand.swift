@@ -1,7 +1,10 @@
 import ArgumentParser
+import EngramApp
+import EngramProviders
+import EngramStore
+import EngramTools
 import Foundation
 import Histogram
-import Shared
 
 /// `engram bench-search`: the search path at scale, per backend, without HTTP. Seeds the
 /// configured store (the same deterministic data as `engram bench`), then times

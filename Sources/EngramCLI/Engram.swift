@@ -1,7 +1,8 @@
 import ArgumentParser
+import EngramApp
+import EngramCore
 import Foundation
 import Logging
-import Shared
 
 /// `engram`: the operator CLI. Every subcommand reads `./data/dev.env` when present and needs
 /// only the variables it uses.

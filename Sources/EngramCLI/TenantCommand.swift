@@ -1,7 +1,9 @@
 import ArgumentParser
 import Crypto
+import EngramApp
+import EngramCore
+import EngramStore
 import Foundation
-import Shared
 
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {

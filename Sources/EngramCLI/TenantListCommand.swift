@@ -1,7 +1,7 @@
 import ArgumentParser
 import Crypto
+import EngramStore
 import Foundation
-import Shared
 
 /// `engram tenant list`: every tenant, one line each (or one JSON array).
 struct TenantList: AsyncParsableCommand {

@@ -1,6 +1,9 @@
+import EngramApp
+import EngramCore
+import EngramQueue
+import EngramStore
 import Foundation
 import Logging
-import Shared
 
 /// Everything the gateway's controllers share, built once at start.
 struct GatewayServices: Sendable {

@@ -1,6 +1,8 @@
+import EngramObservability
+import EngramQueue
+import EngramStore
 import Hummingbird
 import Logging
-import Shared
 
 /// The worker's Prometheus endpoint (`ENGRAM_METRICS_HOST`:`ENGRAM_METRICS_PORT`) and liveness
 /// probe (`/health/live`), plus a sampler that records queue depths, whether Redis answers and

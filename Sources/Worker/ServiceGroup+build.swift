@@ -1,7 +1,11 @@
+import EngramApp
+import EngramCore
+import EngramProviders
+import EngramQueue
+import EngramStore
 import Foundation
 import Logging
 import ServiceLifecycle
-import Shared
 
 /// The worker's parts, built from configuration; tests drive `processor` directly.
 struct WorkerRuntime {

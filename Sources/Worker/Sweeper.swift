@@ -1,6 +1,7 @@
+import EngramCore
+import EngramStore
 import Foundation
 import Logging
-import Shared
 
 /// The periodic sweep: archives memories that have faded and were neither recalled nor
 /// ingested for the idle period. It never rewrites salience (that would compound decay).

@@ -1,5 +1,5 @@
+import EngramCore
 import Hummingbird
-import Shared
 
 /// Probes: live = the process answers; ready = the database answers and Redis is reachable.
 struct HealthController {

@@ -1,7 +1,8 @@
+import EngramCore
+import EngramStore
 import Foundation
 import Hummingbird
 import Logging
-import Shared
 
 /// The management API (admin keys only): read, correct, export and erase a caller's memories,
 /// record consent. Every action lands in the audit log (who, what, when, which user; never content).

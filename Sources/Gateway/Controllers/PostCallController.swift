@@ -1,8 +1,10 @@
+import EngramApp
+import EngramCore
+import EngramObservability
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
-import Shared
 
 /// `POST /v1/elevenlabs/post-call`: verify the signature on the raw body as it streams, keep at
 /// most the configured prefix, classify, enqueue durably, answer 200 in milliseconds.

@@ -1,7 +1,9 @@
+import EngramApp
+import EngramCore
+import EngramStore
 import Foundation
 import Hummingbird
 import Logging
-import Shared
 
 /// ElevenLabs server tools, called by the agent's LLM mid-call. Answers are short and plain: the
 /// LLM reads them verbatim.

@@ -1,7 +1,9 @@
 import Crypto
+import EngramApp
+import EngramCore
+import EngramStore
 import Foundation
 import Hummingbird
-import Shared
 
 /// Who is calling: the tenant a bearer key belongs to, the key's scope, and an id for the
 /// audit log and rate limits (never the key itself).

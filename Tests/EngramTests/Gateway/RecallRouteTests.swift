@@ -1,10 +1,13 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 /// A real store that answers slowly: the pre-call budget must not wait for it.
