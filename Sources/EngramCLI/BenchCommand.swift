@@ -103,7 +103,7 @@ struct BenchCommand: AsyncParsableCommand {
         do {
             try await load.checkReady()
             try await load.warmUp()
-            report.paths = try await mainRun(load, queue: queue, store: context.vault.store, tenant: tenant.id, report: &report)
+            report.paths = try await mainRun(load, queue: queue, store: context.store, tenant: tenant.id, report: &report)
             if findMaxPostcall {
                 if report.queueDrained == false {
                     // The steps should not start behind the mixed run's backlog.

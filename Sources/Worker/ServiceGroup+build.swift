@@ -56,7 +56,7 @@ func backupJobs(store: any MemoryStore, configuration: EngramConfiguration, logg
 /// Carries erasures to the queue, Redis' files and the SQLite backups; expires dead letters.
 func erasureJob(vault: MemoryVault, queue: RedisEventQueue, configuration: EngramConfiguration, logger: Logger) -> PeriodicJob {
     let purge = ErasurePurge(
-        vault: vault, queue: queue, backupDirectory: vault.store is SQLiteMemoryStore ? configuration.backupDirectory : nil,
+        vault: vault, queue: queue, backupDirectory: vault.isSQLite ? configuration.backupDirectory : nil,
         deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400)
     return PeriodicJob(name: "erasure-purge", interval: configuration.erasurePurgeInterval, logger: logger) {
         let report = try await purge.run()

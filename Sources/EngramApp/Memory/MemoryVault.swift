@@ -22,8 +22,9 @@ public struct TenantContext: Sendable {
 /// is the same for every backend (per-user data keys, keyed term hashes, hybrid search, the
 /// conflict rules applied to a write).
 public struct MemoryVault: Sendable {
-    public let store: any MemoryStore
-    public let keyRing: KeyRing
+    /// Internal: outside EngramApp the data is reached through the vault's operations only.
+    let store: any MemoryStore
+    let keyRing: KeyRing
     public let embedder: any Embedder
     public let vectorCache: VectorCache
     public let clock: WallClock

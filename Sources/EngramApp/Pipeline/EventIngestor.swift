@@ -217,8 +217,7 @@ public struct EventIngestor: Sendable {
         case .explicit: allowed = existing?.consent == true || consentFromCall == true
         }
         if consentFromCall == true, existing?.consent != true {
-            _ = try await vault.userForWriting(tenant: tenant.id, user: user)
-            try await store.setConsent(tenant: tenant.id, user: user, granted: true, at: now)
+            try await vault.setConsent(tenant: tenant.id, user: user, granted: true, at: now)
             allowed = mode != .off
         }
         guard allowed else {

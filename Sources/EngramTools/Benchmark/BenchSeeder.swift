@@ -106,9 +106,9 @@ public struct BenchSeeder: Sendable {
     public func isSeeded() async throws -> Bool {
         guard profile.heavyMemories > 0 else {
             guard profile.callers > 0 else { return true }
-            return try await vault.store.activeMemoryCount(tenant: tenant.id, user: user(caller: profile.callers - 1)) >= profile.memoriesPerCaller
+            return try await vault.activeMemoryCount(tenant: tenant.id, user: user(caller: profile.callers - 1)) >= profile.memoriesPerCaller
         }
-        return try await vault.store.activeMemoryCount(tenant: tenant.id, user: heavyUser) >= profile.heavyMemories
+        return try await vault.activeMemoryCount(tenant: tenant.id, user: heavyUser) >= profile.heavyMemories
     }
 
     struct Job: Sendable {
@@ -179,7 +179,7 @@ public struct BenchSeeder: Sendable {
 
     func run(_ job: Job) async throws -> (written: Int, skipped: Bool) {
         let key = "bench:\(job.label):\(job.chunk)"
-        if try await vault.store.isProcessed(tenant: tenant.id, idempotencyKey: key) { return (0, true) }
+        if try await vault.isProcessed(tenant: tenant.id, idempotencyKey: key) { return (0, true) }
         let user = tenant.userKeys.key(for: .phone(job.phone))
         let memories = Self.memories(seed: profile.seed, caller: job.callerSeed, chunk: job.chunk, count: job.range.count, now: now)
         let extraction = Extraction(memories: memories, summary: nil, userName: nil, extractor: "bench-v1")
@@ -187,7 +187,7 @@ public struct BenchSeeder: Sendable {
             tenant: tenant.id, user: user, extraction: extraction, conversationID: "bench-seed-\(job.label)-\(job.chunk)",
             callAt: memories.compactMap(\.validFrom).max(), idempotencyKey: key, eventID: "bench-\(job.label)-\(job.chunk)",
             eventType: Self.eventType)
-        return try await vault.store.apply(batch) ? (batch.inserts.count, false) : (0, true)
+        return try await vault.write(batch) ? (batch.inserts.count, false) : (0, true)
     }
 
     // MARK: generated memories

@@ -1,3 +1,4 @@
+@testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
