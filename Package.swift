@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "Worker",
             dependencies: [
-                "EngramCore", "EngramObservability", "EngramStore", "EngramQueue", "EngramProviders", "EngramApp",
+                "EngramCore", "EngramObservability", "EngramQueue", "EngramProviders", "EngramApp",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

@@ -28,11 +28,11 @@ LAYERS = {
     "Gateway": 6, "Worker": 6, "EngramCLI": 6,
     "EngramTests": 7,
 }
-# Modules the thin executables must not import: the database and Redis drivers, and for the
-# gateway and the worker the benchmark and evaluation tools. They reach memories through EngramApp.
+# Modules the thin executables must not import: the database and Redis drivers, the benchmark
+# and evaluation tools, and for the worker the store. They reach memories through EngramApp.
 FORBIDDEN = {
     "Gateway": {"EngramTools", "GRDB", "PostgresNIO", "CHiredis"},
-    "Worker": {"EngramTools", "GRDB", "PostgresNIO", "CHiredis"},
+    "Worker": {"EngramStore", "EngramTools", "GRDB", "PostgresNIO", "CHiredis"},
     "EngramCLI": {"GRDB", "PostgresNIO", "CHiredis"},
 }
 # Expressions that reach past the vault to the data (allowed inside EngramApp only).

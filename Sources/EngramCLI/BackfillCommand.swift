@@ -50,7 +50,7 @@ struct BackfillCommand: AsyncParsableCommand {
         let client = try configuration.elevenLabsClient()
         let context = try await CLIContext()
         let tenant = try await context.tenant(self.tenant.tenant)
-        var backfill = ConversationBackfill(
+        let backfill = ConversationBackfill(
             client: client, vault: context.vault,
             queue: RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix)),
             dedupeTTLSeconds: configuration.dedupeTTLSeconds)

@@ -2,7 +2,6 @@ import EngramApp
 import EngramCore
 import EngramProviders
 import EngramQueue
-import EngramStore
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -37,18 +36,18 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
         processor,
         Reaper.job(queue: queue, interval: configuration.reaperInterval, maxAttempts: configuration.maxAttempts, logger: logger),
         RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
-        Sweeper.job(store: store, clock: clock, interval: configuration.sweepInterval, logger: logger),
-        MetricsServer.sampler(queue: queue, store: store, logger: logger),
+        Sweeper.job(vault: vault, clock: clock, interval: configuration.sweepInterval, logger: logger),
+        MetricsServer.sampler(queue: queue, vault: vault, logger: logger),
         erasureJob(vault: vault, queue: queue, configuration: configuration, logger: logger),
-    ] + backupJobs(store: store, configuration: configuration, logger: logger)
+    ] + backupJobs(vault: vault, configuration: configuration, logger: logger)
     return WorkerRuntime(processor: processor, queue: queue, vault: vault, services: services)
 }
 
 /// The scheduled SQLite backup (interval 0 turns it off).
-func backupJobs(store: any MemoryStore, configuration: EngramConfiguration, logger: Logger) -> [any Service] {
-    guard let sqlite = store as? SQLiteMemoryStore, configuration.backupInterval > .zero else { return [] }
+func backupJobs(vault: MemoryVault, configuration: EngramConfiguration, logger: Logger) -> [any Service] {
+    guard vault.isSQLite, configuration.backupInterval > .zero else { return [] }
     return [PeriodicJob(name: "backup", interval: configuration.backupInterval, logger: logger) {
-        let url = try SQLiteBackup.create(from: sqlite.database, to: configuration.backupDirectory, keep: configuration.backupKeep)
+        guard let url = try vault.backup(to: configuration.backupDirectory, keep: configuration.backupKeep) else { return }
         logger.info("backup written and verified", metadata: ["file": "\(url.lastPathComponent)"])
     }]
 }
