@@ -8,7 +8,6 @@ let package = Package(
         .executable(name: "engram-gateway", targets: ["Gateway"]),
         .executable(name: "engram-worker", targets: ["Worker"]),
         .executable(name: "engram", targets: ["EngramCLI"]),
-        .library(name: "Shared", targets: ["Shared"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -35,30 +34,81 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // Layers, lowest first: a target may depend only on targets above it in this list
+        // (scripts/module-graph.sh checks it, and that the executables stay off the store's internals).
         .target(
-            name: "Shared",
+            name: "EngramCore",
             dependencies: [
-                "CHiredis",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .target(
+            name: "EngramObservability",
+            dependencies: [
+                "EngramCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "OTel", package: "swift-otel"),
+            ]
+        ),
+        .target(
+            name: "EngramStore",
+            dependencies: [
+                "EngramCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "EngramQueue",
+            dependencies: [
+                "CHiredis", "EngramCore", "EngramObservability",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]
+        ),
+        .target(
+            name: "EngramProviders",
+            dependencies: [
+                "EngramCore", "EngramObservability",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]
+        ),
+        .target(
+            name: "EngramApp",
+            dependencies: [
+                "EngramCore", "EngramObservability", "EngramStore", "EngramQueue", "EngramProviders",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
+            ]
+        ),
+        .target(
+            name: "EngramTools",
+            dependencies: [
+                "EngramCore", "EngramStore", "EngramProviders", "EngramApp",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "Gateway",
             dependencies: [
-                "Shared",
+                "EngramCore", "EngramObservability", "EngramStore", "EngramQueue", "EngramProviders", "EngramApp",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -70,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "Worker",
             dependencies: [
-                "Shared",
+                "EngramCore", "EngramObservability", "EngramQueue", "EngramProviders", "EngramApp",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
@@ -79,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "EngramCLI",
             dependencies: [
-                "Shared",
+                "EngramCore", "EngramStore", "EngramQueue", "EngramProviders", "EngramApp", "EngramTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -89,7 +139,8 @@ let package = Package(
         .testTarget(
             name: "EngramTests",
             dependencies: [
-                "Shared", "Gateway", "Worker",
+                "EngramCore", "EngramObservability", "EngramStore", "EngramQueue", "EngramProviders", "EngramApp",
+                "Gateway", "Worker",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -26,6 +26,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started_at=$SECONDS
 bash scripts/deps.sh
 require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
+# The layering (no cycle, arrows down, executables off the store) is checked before anything starts.
+bash scripts/module-graph.sh
 
 # Formatting lint, before anything is started or built, so a violation fails in seconds with
 # its file:line list. Active once `.swift-format-enforced` exists (created when the tree was

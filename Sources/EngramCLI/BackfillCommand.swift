@@ -1,6 +1,8 @@
 import ArgumentParser
+import EngramApp
+import EngramCore
+import EngramQueue
 import Foundation
-import Shared
 
 /// `engram backfill`: queue finished ElevenLabs conversations whose webhook never reached Engram.
 struct BackfillCommand: AsyncParsableCommand {
@@ -48,11 +50,10 @@ struct BackfillCommand: AsyncParsableCommand {
         let client = try configuration.elevenLabsClient()
         let context = try await CLIContext()
         let tenant = try await context.tenant(self.tenant.tenant)
-        var backfill = ConversationBackfill(
-            client: client, store: context.vault.store,
+        let backfill = ConversationBackfill(
+            client: client, vault: context.vault,
             queue: RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix)),
-            envelopeCipher: try configuration.keyRing().envelopeCipher, dedupeTTLSeconds: configuration.dedupeTTLSeconds)
-        backfill.userTagKeyRing = try configuration.keyRing()
+            dedupeTTLSeconds: configuration.dedupeTTLSeconds)
         guard let start = CLIDate.parse(since) else { throw ValidationError("--since: expected YYYY-MM-DD, an ISO 8601 time or Unix seconds") }
         let end = until.flatMap(CLIDate.parse)
         let progress = ProgressLine("reconciling conversations", json: json)

@@ -1,6 +1,8 @@
 import ArgumentParser
+import EngramApp
+import EngramQueue
+import EngramStore
 import Foundation
-import Shared
 
 struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,8 +1,11 @@
 import ArgumentParser
 import AsyncHTTPClient
+import EngramCore
+import EngramQueue
+import EngramStore
+import EngramTools
 import Foundation
 import Histogram
-import Shared
 
 /// `engram bench`: the load benchmark of the service levels (ARCHITECTURE.md). Seeds the store
 /// deterministically, then drives a RUNNING gateway over HTTP at fixed arrival rates, open loop:
@@ -100,7 +103,7 @@ struct BenchCommand: AsyncParsableCommand {
         do {
             try await load.checkReady()
             try await load.warmUp()
-            report.paths = try await mainRun(load, queue: queue, store: context.vault.store, tenant: tenant.id, report: &report)
+            report.paths = try await mainRun(load, queue: queue, store: context.store, tenant: tenant.id, report: &report)
             if findMaxPostcall {
                 if report.queueDrained == false {
                     // The steps should not start behind the mixed run's backlog.

@@ -1,11 +1,12 @@
 import ArgumentParser
 import AsyncHTTPClient
+import EngramCore
+import EngramTools
 import Foundation
 import Histogram
 import Hummingbird
 import Logging
 import NIOCore
-import Shared
 
 /// `engram bench-proxy`: what the custom-LLM proxy adds to time to first byte. Runs a local
 /// streaming upstream on `--upstream-port` (the running gateway's ENGRAM_LLM_UPSTREAM_URL must be

@@ -1,7 +1,10 @@
 import ArgumentParser
+import EngramApp
+import EngramProviders
+import EngramStore
+import EngramTools
 import Foundation
 import Histogram
-import Shared
 
 /// `engram bench-search`: the search path at scale, per backend, without HTTP. Seeds the
 /// configured store (the same deterministic data as `engram bench`), then times
@@ -62,7 +65,7 @@ struct BenchSearchCommand: AsyncParsableCommand {
             }
             print(row("tool answer, \(kind) caller", histogram))
         }
-        guard let postgres = context.vault.store as? PostgresMemoryStore else { return }
+        guard let postgres = context.store as? PostgresMemoryStore else { return }
         for exact in noHnsw ? [true] : [true, false] {
             for kind in ["regular", "heavy"] {
                 var rng = SplitMix64.derived(seed, kind == "heavy" ? 4 : 3)

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Shared
+import EngramCore
+import EngramStore
 
 // Choice options are enums so `--help` lists their values and a wrong value is a usage error
 // that names them.

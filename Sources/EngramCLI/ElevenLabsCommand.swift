@@ -1,6 +1,7 @@
 import ArgumentParser
+import EngramApp
+import EngramProviders
 import Foundation
-import Shared
 
 struct ElevenLabsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "elevenlabs", abstract: "ElevenLabs agent configuration.", subcommands: [Config.self])

@@ -1,7 +1,9 @@
 import ArgumentParser
+import EngramApp
+import EngramCore
+import EngramStore
 import Foundation
 import Logging
-import Shared
 
 /// `engram`: the operator CLI. Every subcommand reads `./data/dev.env` when present and needs
 /// only the variables it uses.
@@ -76,12 +78,14 @@ enum CLIError: Error, CustomStringConvertible {
 struct CLIContext {
     let configuration: EngramConfiguration
     let vault: MemoryVault
+    /// The store itself, for the benchmarks only (they time it without the vault); every data
+    /// command goes through `vault`.
+    let store: any MemoryStore
 
     init() async throws {
         configuration = try EngramConfiguration.fromEnvironment()
-        vault = MemoryVault(
-            store: try await StoreFactory.open(configuration, logger: Logger(label: "engram-cli")), keyRing: try configuration.keyRing(),
-            embedder: try ProviderFactory.embedder(configuration))
+        store = try await StoreFactory.open(configuration, logger: Logger(label: "engram-cli"))
+        vault = MemoryVault(store: store, keyRing: try configuration.keyRing(), embedder: try ProviderFactory.embedder(configuration))
     }
 
     func tenant(_ id: String) async throws -> TenantContext {

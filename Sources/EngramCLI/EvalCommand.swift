@@ -1,7 +1,7 @@
 import ArgumentParser
+import EngramTools
 import Foundation
 import Logging
-import Shared
 
 struct EvalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "eval", abstract: "Recall evaluations.", subcommands: [LoCoMo.self])

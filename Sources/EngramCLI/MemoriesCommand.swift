@@ -1,7 +1,9 @@
 import ArgumentParser
+import EngramApp
+import EngramCore
+import EngramStore
 import Foundation
 import Logging
-import Shared
 
 struct MemoriesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "memories", abstract: "Inspect a caller's memories.", subcommands: [List.self])

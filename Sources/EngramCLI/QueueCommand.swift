@@ -1,6 +1,8 @@
 import ArgumentParser
+import EngramApp
+import EngramCore
+import EngramQueue
 import Foundation
-import Shared
 
 struct QueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "queue", abstract: "Inspect the event queue.", subcommands: [Stats.self, Peek.self, Dead.self])

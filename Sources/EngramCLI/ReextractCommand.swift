@@ -1,7 +1,9 @@
 import ArgumentParser
+import EngramApp
+import EngramCore
+import EngramProviders
 import Foundation
 import Logging
-import Shared
 
 /// `engram reextract`: redo, with the LLM, extractions that fell back to the local extractor.
 struct ReextractCommand: AsyncParsableCommand {

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Crypto
+import EngramApp
+import EngramCore
+import EngramStore
 import Foundation
-import Shared
 
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {
@@ -19,7 +21,7 @@ struct TenantCommand: AsyncParsableCommand {
         @Argument(help: "The tenant's name.") var name: String
         func run() async throws {
             let context = try await CLIContext()
-            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
             let count = try await context.vault.reembed(tenant: name)
             print("tenant \(name): \(count) memories re-embedded")
         }
@@ -38,8 +40,8 @@ struct TenantCommand: AsyncParsableCommand {
         @Argument(help: "Trust client-supplied user ids before the phone number.") var setting: Switch
         func run() async throws {
             let context = try await CLIContext()
-            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
-            try await context.vault.store.setTrustClientUserIDs(tenant: name, trusted: setting == .on)
+            guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            try await context.vault.setTrustClientUserIDs(tenant: name, trusted: setting == .on)
             print(setting == .on
                 ? "tenant \(name): client-supplied user ids are trusted before the phone number"
                 : "tenant \(name): the phone number decides; client-supplied user ids only for calls without one")
@@ -53,8 +55,8 @@ struct TenantCommand: AsyncParsableCommand {
         func run() async throws {
             guard days >= 0, days <= 36_500 else { throw ValidationError("days must be 0...36500") }
             let context = try await CLIContext()
-            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
-            try await context.vault.store.setRetention(tenant: name, days: days == 0 ? nil : days)
+            guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            try await context.vault.setRetention(tenant: name, days: days == 0 ? nil : days)
             print(days == 0 ? "tenant \(name): memories kept until erased" : "tenant \(name): memories deleted after \(days) days by the worker's sweep")
         }
     }
@@ -72,7 +74,7 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try await CLIContext()
-            if try await context.vault.store.tenant(id: name) != nil { throw ValidationError("tenant \(name) exists already") }
+            if try await context.vault.tenantRecord(id: name) != nil { throw ValidationError("tenant \(name) exists already") }
             guard let tenant = try await context.vault.tenant(name, create: true, consentMode: consent) else { throw CLIError.unknownTenant(name) }
             let tool = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .tool)
             let admin = try await KeysCommand.issue(context: context, tenant: tenant.id, scope: .admin)
@@ -96,19 +98,11 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try await CLIContext()
-            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
             let secret = (readLine(strippingNewline: true) ?? "").trimmingCharacters(in: .whitespaces)
             guard secret.utf8.count >= 16, secret.utf8.count <= 256 else { throw ValidationError("the secret on standard input must be 16 to 256 bytes") }
-            let keyRing = context.vault.keyRing
-            let stored = try await context.vault.store.tenantWebhookSecrets(tenant: name)
-            var previous: Data?
-            if !dropPrevious, let stored, let wrapped = stored.current {
-                let plain = try keyRing.unwrap(wrapped, keyID: stored.keyID, context: "webhook:\(name)")
-                previous = try keyRing.wrap(plain, context: "webhook:\(name)").wrapped
-            }
-            let current = try keyRing.wrap(Data(secret.utf8), context: "webhook:\(name)")
-            try await context.vault.store.setTenantWebhookSecrets(tenant: name, current: current.wrapped, previous: previous, keyID: current.keyID)
-            print("webhook secret stored for \(name)\(previous == nil ? "" : " (the previous one stays valid until --drop-previous)")")
+            let keptPrevious = try await context.vault.setWebhookSecret(tenant: name, secret: secret, dropPrevious: dropPrevious)
+            print("webhook secret stored for \(name)\(keptPrevious ? " (the previous one stays valid until --drop-previous)" : "")")
         }
     }
 
@@ -121,8 +115,8 @@ struct TenantCommand: AsyncParsableCommand {
         func run() async throws {
             let consent = mode
             let context = try await CLIContext()
-            guard try await context.vault.store.tenant(id: name) != nil else { throw CLIError.unknownTenant(name) }
-            try await context.vault.store.setTenantConsentMode(tenant: name, mode: consent, allowSensitivePrecall: allowSensitivePrecall)
+            guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
+            try await context.vault.setTenantConsentMode(tenant: name, mode: consent, allowSensitivePrecall: allowSensitivePrecall)
             print("tenant \(name): consent \(consent.rawValue), sensitive pre-call \(allowSensitivePrecall ? "allowed" : "excluded")")
         }
     }
@@ -137,7 +131,7 @@ struct KeysCommand: AsyncParsableCommand {
         let raw = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.hexString
         let key = (scope == .admin ? "eka_" : "ek_") + raw
         let id = "key_" + String(UUIDv7.make().replacingOccurrences(of: "-", with: "").suffix(16))
-        try await context.vault.store.insertAPIKey(APIKeyRecord(
+        try await context.vault.insertAPIKey(APIKeyRecord(
             id: id, tenant: tenant, scope: scope, keyHash: Data(SHA256.hash(data: Data(key.utf8))), createdAt: Date()))
         return (id, key)
     }
@@ -170,7 +164,7 @@ struct KeysCommand: AsyncParsableCommand {
         @Argument(help: "Key id, as `engram keys list` shows it (key_...).") var id: String
         func run() async throws {
             let context = try await CLIContext()
-            guard try await context.vault.store.revokeAPIKey(tenant: tenant.tenant, id: id, at: Date()) else { throw ValidationError("no active key \(id) for tenant \(tenant.tenant)") }
+            guard try await context.vault.revokeAPIKey(tenant: tenant.tenant, id: id, at: Date()) else { throw ValidationError("no active key \(id) for tenant \(tenant.tenant)") }
             print("revoked \(id)")
         }
     }
@@ -185,7 +179,7 @@ struct KeysCommand: AsyncParsableCommand {
             guard let raw = EngramConfiguration.environmentWithDevFile()["ENGRAM_MASTER_KEY_NEW"], let newKey = MasterKey(base64: raw) else {
                 throw ConfigurationError(variable: "ENGRAM_MASTER_KEY_NEW", reason: "required: 32 bytes, base64-encoded")
             }
-            let count = try await MasterKeyRotation.rotate(store: context.vault.store, from: context.vault.keyRing, to: newKey)
+            let count = try await context.vault.rotateMasterKey(to: newKey)
             print("re-wrapped \(count) secrets under master key \(newKey.id)")
         }
     }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Crypto
+import EngramStore
 import Foundation
-import Shared
 
 /// `engram tenant list`: every tenant, one line each (or one JSON array).
 struct TenantList: AsyncParsableCommand {
@@ -11,7 +11,7 @@ struct TenantList: AsyncParsableCommand {
     func run() async throws {
         let context = try await CLIContext()
         var summaries: [TenantSummary] = []
-        for record in try await context.vault.store.tenants().sorted(by: { $0.id < $1.id }) {
+        for record in try await context.vault.tenants().sorted(by: { $0.id < $1.id }) {
             summaries.append(try await TenantSummary.make(record, context: context))
         }
         if json { return try printJSON(summaries) }
@@ -34,7 +34,7 @@ struct TenantShow: AsyncParsableCommand {
 
     func run() async throws {
         let context = try await CLIContext()
-        guard let record = try await context.vault.store.tenant(id: name) else { throw CLIError.unknownTenant(name) }
+        guard let record = try await context.vault.tenantRecord(id: name) else { throw CLIError.unknownTenant(name) }
         let summary = try await TenantSummary.make(record, context: context)
         if json { return try printJSON(summary) }
         print("tenant              \(summary.id)")
@@ -65,8 +65,8 @@ struct TenantSummary: Encodable {
     }
 
     static func make(_ record: TenantRecord, context: CLIContext) async throws -> TenantSummary {
-        let secrets = try await context.vault.store.tenantWebhookSecrets(tenant: record.id)
-        var webhook = secrets?.current == nil ? "none" : (secrets?.previous == nil ? "set" : "set (rotation: previous still valid)")
+        let secrets = try await context.vault.webhookSecretsStored(tenant: record.id)
+        var webhook = !secrets.current ? "none" : (!secrets.previous ? "set" : "set (rotation: previous still valid)")
         if webhook == "none", record.id == "default", context.configuration.webhookSecret != nil { webhook = "environment (ENGRAM_WEBHOOK_SECRET)" }
         let keys = try await KeysListing.rows(context: context, tenant: record.id).filter { $0.state == "active" }
         return TenantSummary(
@@ -90,7 +90,7 @@ struct KeyRow: Encodable {
 /// `engram keys list`: stored keys and, for the default tenant, the keys set in the environment.
 enum KeysListing {
     static func rows(context: CLIContext, tenant: String) async throws -> [KeyRow] {
-        var rows = try await context.vault.store.apiKeys(tenant: tenant).map { key in
+        var rows = try await context.vault.apiKeys(tenant: tenant).map { key in
             KeyRow(id: key.id, scope: key.scope.rawValue, state: key.revokedAt == nil ? "active" : "revoked", source: "store",
                    createdAt: isoDay.string(from: key.createdAt), revokedAt: key.revokedAt.map(isoDay.string))
         }
@@ -106,7 +106,7 @@ enum KeysListing {
     }
 
     static func print(context: CLIContext, tenant: String, json: Bool) async throws {
-        guard try await context.vault.store.tenant(id: tenant) != nil || tenant == "default" else { throw CLIError.unknownTenant(tenant) }
+        guard try await context.vault.tenantRecord(id: tenant) != nil || tenant == "default" else { throw CLIError.unknownTenant(tenant) }
         let rows = try await rows(context: context, tenant: tenant)
         if json { return try printJSON(rows) }
         if rows.isEmpty {

@@ -1,7 +1,8 @@
+import EngramApp
+import EngramObservability
 import Foundation
 import Hummingbird
 import Logging
-import Shared
 
 /// engram-gateway: read configuration, build, run. Nothing else.
 @main

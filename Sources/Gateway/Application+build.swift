@@ -1,9 +1,13 @@
+import EngramApp
+import EngramCore
+import EngramProviders
+import EngramQueue
+import EngramStore
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
-import Shared
 
 /// Builds the gateway from configuration: store, queue, controllers, middleware.
 /// `store` replaces the configured backend (tests wrap the real store to stall it).

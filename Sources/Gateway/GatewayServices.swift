@@ -1,6 +1,8 @@
+import EngramApp
+import EngramCore
+import EngramQueue
 import Foundation
 import Logging
-import Shared
 
 /// Everything the gateway's controllers share, built once at start.
 struct GatewayServices: Sendable {
@@ -24,13 +26,7 @@ struct GatewayServices: Sendable {
     /// After an erasure: drops the caller's queued events and spooled records now. Best effort:
     /// the erasure itself is done, and the worker's next purge run repeats this.
     func propagateErasure(tenant: String, user: UserKey, logger: Logger) async {
-        do {
-            guard let erasedAt = try await vault.store.tombstone(tenant: tenant, user: user) else { return }
-            _ = try await erasure.propagate(Tombstone(tenant: tenant, user: user, erasedAt: erasedAt))
-            _ = try await erasure.purgeSpool(ingest.spool)
-        } catch {
-            logger.warning("erasure not yet propagated to the queue; the worker's purge will", metadata: ["error_class": "\(type(of: error))"])
-        }
+        await erasure.propagateErasure(tenant: tenant, user: user, spool: ingest.spool, logger: logger)
     }
 
     var authenticator: Authenticator { Authenticator(services: self) }

@@ -1,7 +1,11 @@
+import EngramApp
+import EngramCore
+import EngramObservability
+import EngramProviders
+import EngramQueue
 import Foundation
 import Logging
 import ServiceLifecycle
-import Shared
 import Synchronization
 import Tracing
 

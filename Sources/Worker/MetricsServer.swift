@@ -1,6 +1,8 @@
+import EngramApp
+import EngramObservability
+import EngramQueue
 import Hummingbird
 import Logging
-import Shared
 
 /// The worker's Prometheus endpoint (`ENGRAM_METRICS_HOST`:`ENGRAM_METRICS_PORT`) and liveness
 /// probe (`/health/live`), plus a sampler that records queue depths, whether Redis answers and
@@ -15,7 +17,7 @@ enum MetricsServer {
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "engram-worker-metrics"), logger: logger)
     }
 
-    static func sampler(queue: any EventQueue, store: any MemoryStore, logger: Logger) -> PeriodicJob {
+    static func sampler(queue: any EventQueue, vault: MemoryVault, logger: Logger) -> PeriodicJob {
         PeriodicJob(name: "metrics-sampler", interval: .seconds(5), logger: logger) {
             // engram_redis_up says whether engram_queue_depth is current: a depth keeps its last
             // value while Redis cannot be read.
@@ -26,7 +28,7 @@ enum MetricsServer {
                 EngramMetrics.redisUp(false)
                 throw error
             }
-            for (status, count) in try await store.memoryCountsByStatus() { EngramMetrics.memories(status: status, count: count) }
+            for (status, count) in try await vault.memoryCountsByStatus() { EngramMetrics.memories(status: status, count: count) }
         }
     }
 }

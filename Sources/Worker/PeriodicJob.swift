@@ -1,5 +1,5 @@
+import EngramObservability
 import Logging
-import Shared
 import ServiceLifecycle
 
 /// Runs `body` every `interval` until graceful shutdown. A failing run is logged (by error

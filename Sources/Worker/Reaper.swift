@@ -1,6 +1,7 @@
+import EngramObservability
+import EngramQueue
 import Logging
 import ServiceLifecycle
-import Shared
 
 /// Returns the in-flight events of workers whose heartbeat expired to the pending list, each
 /// return counted as an attempt; an event whose workers died `maxAttempts` times goes to the

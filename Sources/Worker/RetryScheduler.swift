@@ -1,6 +1,7 @@
+import EngramCore
+import EngramQueue
 import Foundation
 import Logging
-import Shared
 
 /// Moves retries whose time has come back to the pending list.
 enum RetryScheduler {

@@ -1,7 +1,10 @@
+import EngramApp
+import EngramCore
+import EngramProviders
+import EngramQueue
 import Foundation
 import Logging
 import ServiceLifecycle
-import Shared
 
 /// The worker's parts, built from configuration; tests drive `processor` directly.
 struct WorkerRuntime {
@@ -33,18 +36,18 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
         processor,
         Reaper.job(queue: queue, interval: configuration.reaperInterval, maxAttempts: configuration.maxAttempts, logger: logger),
         RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
-        Sweeper.job(store: store, clock: clock, interval: configuration.sweepInterval, logger: logger),
-        MetricsServer.sampler(queue: queue, store: store, logger: logger),
+        Sweeper.job(vault: vault, clock: clock, interval: configuration.sweepInterval, logger: logger),
+        MetricsServer.sampler(queue: queue, vault: vault, logger: logger),
         erasureJob(vault: vault, queue: queue, configuration: configuration, logger: logger),
-    ] + backupJobs(store: store, configuration: configuration, logger: logger)
+    ] + backupJobs(vault: vault, configuration: configuration, logger: logger)
     return WorkerRuntime(processor: processor, queue: queue, vault: vault, services: services)
 }
 
 /// The scheduled SQLite backup (interval 0 turns it off).
-func backupJobs(store: any MemoryStore, configuration: EngramConfiguration, logger: Logger) -> [any Service] {
-    guard let sqlite = store as? SQLiteMemoryStore, configuration.backupInterval > .zero else { return [] }
+func backupJobs(vault: MemoryVault, configuration: EngramConfiguration, logger: Logger) -> [any Service] {
+    guard vault.isSQLite, configuration.backupInterval > .zero else { return [] }
     return [PeriodicJob(name: "backup", interval: configuration.backupInterval, logger: logger) {
-        let url = try SQLiteBackup.create(from: sqlite.database, to: configuration.backupDirectory, keep: configuration.backupKeep)
+        guard let url = try vault.backup(to: configuration.backupDirectory, keep: configuration.backupKeep) else { return }
         logger.info("backup written and verified", metadata: ["file": "\(url.lastPathComponent)"])
     }]
 }
@@ -52,7 +55,7 @@ func backupJobs(store: any MemoryStore, configuration: EngramConfiguration, logg
 /// Carries erasures to the queue, Redis' files and the SQLite backups; expires dead letters.
 func erasureJob(vault: MemoryVault, queue: RedisEventQueue, configuration: EngramConfiguration, logger: Logger) -> PeriodicJob {
     let purge = ErasurePurge(
-        vault: vault, queue: queue, backupDirectory: vault.store is SQLiteMemoryStore ? configuration.backupDirectory : nil,
+        vault: vault, queue: queue, backupDirectory: vault.isSQLite ? configuration.backupDirectory : nil,
         deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400)
     return PeriodicJob(name: "erasure-purge", interval: configuration.erasurePurgeInterval, logger: logger) {
         let report = try await purge.run()

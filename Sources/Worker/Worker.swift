@@ -1,7 +1,8 @@
+import EngramApp
+import EngramObservability
 import Foundation
 import Logging
 import ServiceLifecycle
-import Shared
 
 /// engram-worker: read configuration, build the services, run until SIGTERM.
 @main

@@ -1,7 +1,9 @@
+import EngramApp
+import EngramCore
+import EngramObservability
 import Foundation
 import Hummingbird
 import Logging
-import Shared
 
 /// `POST /v1/elevenlabs/conversation-init`: what Engram remembers, as dynamic variables, before
 /// the phone stops ringing. Never fails a call: anything but a wrong key gets 200, with the

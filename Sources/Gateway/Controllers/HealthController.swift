@@ -1,5 +1,5 @@
+import EngramCore
 import Hummingbird
-import Shared
 
 /// Probes: live = the process answers; ready = the database answers and Redis is reachable.
 struct HealthController {
@@ -9,7 +9,7 @@ struct HealthController {
         router.get("/health/live") { _, _ in try Response.json(["status": "ok"]) }
         router.get("/health/ready") { _, _ in
             var checks: [String: String] = [:]
-            do { try await withTimeout(.seconds(2)) { try await services.vault.store.ping() }; checks["database"] = "ok" } catch { checks["database"] = "unavailable" }
+            do { try await withTimeout(.seconds(2)) { try await services.vault.ping() }; checks["database"] = "ok" } catch { checks["database"] = "unavailable" }
             do { try await withTimeout(.seconds(2)) { try await services.queue.ping() }; checks["redis"] = "ok" } catch { checks["redis"] = "unavailable" }
             // A Redis outage does not take the gateway out of rotation while the spool can keep events.
             let spool = services.ingest.spool

@@ -1,9 +1,12 @@
+import EngramApp
+import EngramCore
+import EngramObservability
+import EngramProviders
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import Shared
 
 /// `POST /v1/llm/chat/completions`: the agent's custom LLM. Adds what Engram remembers that
 /// matters for this turn as one system message, forwards the request otherwise as received to

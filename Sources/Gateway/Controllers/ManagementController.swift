@@ -1,7 +1,7 @@
+import EngramCore
 import Foundation
 import Hummingbird
 import Logging
-import Shared
 
 /// The management API (admin keys only): read, correct, export and erase a caller's memories,
 /// record consent. Every action lands in the audit log (who, what, when, which user; never content).
@@ -98,9 +98,9 @@ struct ManagementController {
 
         router.get("/v1/users/{user}/export") { request, context in
             let (caller, user) = try await resolve(request, context)
-            let record = try await services.vault.store.user(tenant: caller.tenant.id, user: user)
+            let record = try await services.vault.user(tenant: caller.tenant.id, user: user)
             let memories = try await services.vault.memories(tenant: caller.tenant.id, user: user, includeHistory: true)
-            let erasedAt = try await services.vault.store.tombstone(tenant: caller.tenant.id, user: user)
+            let erasedAt = try await services.vault.erasedAt(tenant: caller.tenant.id, user: user)
             try await audit(caller, "user.export", user: user)
             struct Export: Encodable {
                 var userID: String
@@ -123,16 +123,14 @@ struct ManagementController {
 
         router.delete("/v1/users/{user}") { request, context in
             let (caller, user) = try await resolve(request, context)
-            try await services.vault.store.erase(tenant: caller.tenant.id, user: user, at: services.clock.now())
-            await services.vault.vectorCache.invalidate(tenant: caller.tenant.id, user: user)
-            await services.propagateErasure(tenant: caller.tenant.id, user: user, logger: context.logger)
-            try await audit(caller, "user.erase", user: user)
+            try await services.erasure.eraseUser(
+                tenant: caller.tenant.id, user: user, actor: caller.keyID, action: "user.erase", spool: services.ingest.spool, logger: context.logger)
             return try Response.json(["status": "erased", "user_id": user.rawValue])
         }
 
         router.get("/v1/users/{user}/consent") { request, context in
             let (caller, user) = try await resolve(request, context)
-            let record = try await services.vault.store.user(tenant: caller.tenant.id, user: user)
+            let record = try await services.vault.user(tenant: caller.tenant.id, user: user)
             try await audit(caller, "consent.read", user: user)
             struct ConsentView: Encodable { var userID: String; var mode: String; var granted: Bool?; var at: Date?
                 enum CodingKeys: String, CodingKey { case userID = "user_id", mode, granted, at } }
@@ -142,8 +140,7 @@ struct ManagementController {
         router.put("/v1/users/{user}/consent") { request, context in
             let (caller, user) = try await resolve(request, context)
             let body = try await request.decodeJSON(ConsentBody.self, limit: 1024)
-            _ = try await services.vault.userForWriting(tenant: caller.tenant.id, user: user)
-            try await services.vault.store.setConsent(tenant: caller.tenant.id, user: user, granted: body.granted, at: services.clock.now())
+            try await services.vault.setConsent(tenant: caller.tenant.id, user: user, granted: body.granted, at: services.clock.now())
             try await audit(caller, body.granted ? "consent.grant" : "consent.withdraw", user: user)
             struct Recorded: Encodable { var userID: String; var granted: Bool
                 enum CodingKeys: String, CodingKey { case userID = "user_id", granted } }
@@ -176,7 +173,7 @@ struct ManagementController {
 
         router.delete("/v1/memories/{id}") { request, context in
             let (caller, memory) = try await loadMemory(request, context)
-            _ = try await services.vault.store.deleteMemory(tenant: caller.tenant.id, id: memory.id)
+            _ = try await services.vault.deleteMemory(tenant: caller.tenant.id, id: memory.id)
             try await audit(caller, "memory.delete", user: memory.user, memoryID: memory.id)
             return try Response.json(["status": "deleted", "id": memory.id])
         }
@@ -184,7 +181,7 @@ struct ManagementController {
         router.get("/v1/audit") { request, context in
             let caller = try await services.authenticator.authorize(request, scope: .admin)
             let limit = min(1000, max(1, request.uri.queryParameters.get("limit", as: Int.self) ?? 100))
-            return try Response.json(["entries": try await services.vault.store.auditEntries(tenant: caller.tenant.id, limit: limit)])
+            return try Response.json(["entries": try await services.vault.auditEntries(tenant: caller.tenant.id, limit: limit)])
         }
     }
 
@@ -200,13 +197,12 @@ struct ManagementController {
         let caller = try await services.authenticator.authorize(request, scope: .admin)
         // Another tenant's memory is indistinguishable from a missing one.
         guard let id = context.parameters.get("id"), id.utf8.count <= 64,
-              let row = try await services.vault.store.memory(tenant: caller.tenant.id, id: id),
-              let user = try await services.vault.store.user(tenant: caller.tenant.id, user: row.user)
+              let memory = try await services.vault.memory(tenant: caller.tenant.id, id: id)
         else { throw APIError(status: .notFound, code: "not_found", message: "no such memory") }
-        return (caller, try services.vault.decrypt(row, key: try services.vault.dataKey(of: user)))
+        return (caller, memory)
     }
 
     func audit(_ caller: Caller, _ action: String, user: UserKey?, memoryID: String? = nil) async throws {
-        try await services.vault.store.audit(AuditEntry(tenant: caller.tenant.id, actor: caller.keyID, action: action, user: user, memoryID: memoryID, at: services.clock.now()))
+        try await services.vault.audit(tenant: caller.tenant.id, actor: caller.keyID, action: action, user: user, memoryID: memoryID)
     }
 }

@@ -1,6 +1,7 @@
+import EngramCore
+import EngramObservability
 import Hummingbird
 import Logging
-import Shared
 
 /// The gateway's Prometheus endpoint: its own listener on `ENGRAM_METRICS_HOST`:`ENGRAM_GATEWAY_METRICS_PORT`
 /// (no request log, no request counter, not reachable through the public port's ingress), and

@@ -1,8 +1,10 @@
+import EngramApp
+import EngramCore
+import EngramObservability
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
-import Shared
 
 /// `POST /v1/elevenlabs/post-call`: verify the signature on the raw body as it streams, keep at
 /// most the configured prefix, classify, enqueue durably, answer 200 in milliseconds.
@@ -35,12 +37,7 @@ struct PostCallController {
     func intake(for tenant: TenantContext, logger: Logger) async throws -> PostCallIntake {
         var secrets: [String] = []
         if tenant.id == services.defaultTenant.id { secrets = services.intake.secrets }
-        if let stored = try await services.vault.store.tenantWebhookSecrets(tenant: tenant.id) {
-            for wrapped in [stored.current, stored.previous].compactMap({ $0 }) {
-                let secret = try services.vault.keyRing.unwrap(wrapped, keyID: stored.keyID, context: "webhook:\(tenant.id)")
-                secrets.append(String(decoding: secret, as: UTF8.self))
-            }
-        }
+        secrets += try await services.vault.webhookSecrets(tenant: tenant.id)
         guard !secrets.isEmpty else {
             // Answered as a wrong signature, like an unknown tenant; the operator sees why here.
             logger.warning("post-call refused: no webhook secret is configured for this tenant", metadata: ["tenant": "\(tenant.id)"])
@@ -101,9 +98,9 @@ struct PostCallController {
         let decision: IntakeDecision
         do {
             // Erasure tags of the callers the body names, so an erasure finds the queued copy.
-            let keyRing = services.vault.keyRing
+            let vault = services.vault
             decision = try intake.classify(kept: Data(buffer: kept), oversize: total > limit, tenant: tenant.id, signatureHeader: header ?? "") {
-                EventOwner.tags(of: $0, tenant: tenant, keyRing: keyRing)
+                vault.erasureTags(of: $0, tenant: tenant)
             }
         } catch let error as IntakeError {
             throw APIError.from(error)

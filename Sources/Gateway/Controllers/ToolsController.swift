@@ -1,7 +1,8 @@
+import EngramApp
+import EngramCore
 import Foundation
 import Hummingbird
 import Logging
-import Shared
 
 /// ElevenLabs server tools, called by the agent's LLM mid-call. Answers are short and plain: the
 /// LLM reads them verbatim.
@@ -96,9 +97,8 @@ struct ToolsController {
                 return try Response.json(["status": "skipped", "message": "The caller is unknown, so this was not remembered."])
             }
             let event = RememberEvent(user: user, fact: fact, conversationID: body.conversationID, saidAt: services.clock.now())
-            let envelope = try Envelope.seal(
-                try JSONEncoder().encode(event), tenant: tenant.id, type: EventType.remember, receivedAt: services.clock.now(),
-                cipher: services.vault.keyRing.envelopeCipher, userTags: [services.vault.keyRing.userTag(tenant: tenant.id, user: user)])
+            let envelope = try services.vault.sealEvent(
+                try JSONEncoder().encode(event), tenant: tenant.id, type: EventType.remember, receivedAt: services.clock.now(), users: [user])
             do {
                 _ = try await services.ingest.accept(envelope, dedupe: [], logger: context.logger)
             } catch {
@@ -115,10 +115,8 @@ struct ToolsController {
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
                 return try Response.json(["status": "skipped", "message": "I could not identify the caller, so nothing was erased."])
             }
-            try await services.vault.store.erase(tenant: tenant.id, user: user, at: services.clock.now())
-            await services.vault.vectorCache.invalidate(tenant: tenant.id, user: user)
-            await services.propagateErasure(tenant: tenant.id, user: user, logger: context.logger)
-            try await services.vault.store.audit(AuditEntry(tenant: tenant.id, actor: caller.keyID, action: "tool.forget_me", user: user, at: services.clock.now()))
+            try await services.erasure.eraseUser(
+                tenant: tenant.id, user: user, actor: caller.keyID, action: "tool.forget_me", spool: services.ingest.spool, logger: context.logger)
             context.logger.info("caller erased by tool", metadata: ["tenant": "\(tenant.id)"])
             return try Response.json(["status": "erased", "message": "Everything remembered about this caller has been erased."])
         }
@@ -130,9 +128,8 @@ struct ToolsController {
             guard let user = services.userKey(tenant: tenant, userID: body.userID, callerID: body.callerID) else {
                 return try Response.json(["status": "skipped", "message": "I could not identify the caller, so their choice was not recorded."])
             }
-            _ = try await services.vault.userForWriting(tenant: tenant.id, user: user)
-            try await services.vault.store.setConsent(tenant: tenant.id, user: user, granted: body.granted, at: services.clock.now())
-            try await services.vault.store.audit(AuditEntry(tenant: tenant.id, actor: caller.keyID, action: body.granted ? "tool.consent_granted" : "tool.consent_withdrawn", user: user, at: services.clock.now()))
+            try await services.vault.setConsent(tenant: tenant.id, user: user, granted: body.granted, at: services.clock.now())
+            try await services.vault.audit(tenant: tenant.id, actor: caller.keyID, action: body.granted ? "tool.consent_granted" : "tool.consent_withdrawn", user: user)
             return try Response.json(body.granted
                 ? ["status": "granted", "message": "Thanks, I will remember what we talk about for next time."]
                 : ["status": "withdrawn", "message": "Understood, I will not keep anything from our calls."])

@@ -1,8 +1,11 @@
+import EngramApp
+import EngramCore
+import EngramObservability
+import EngramStore
 import Foundation
 import Hummingbird
 import NIOCore
 import NIOHTTP1
-import Shared
 
 /// An error answered as `{"error":{"code","message"}}` with its status. The one place where
 /// domain errors become HTTP.

@@ -1,7 +1,9 @@
 import Crypto
+import EngramApp
+import EngramCore
+import EngramStore
 import Foundation
 import Hummingbird
-import Shared
 
 /// Who is calling: the tenant a bearer key belongs to, the key's scope, and an id for the
 /// audit log and rate limits (never the key itself).
@@ -25,7 +27,7 @@ struct Authenticator: Sendable {
             return Caller(tenant: services.defaultTenant, scope: scope, keyID: "env:\(scope.rawValue)")
         }
         let hash = Data(SHA256.hash(data: Data(token.utf8)))
-        guard let record = try await services.vault.store.apiKey(hash: hash), record.revokedAt == nil, record.scope == scope,
+        guard let record = try await services.vault.apiKey(hash: hash), record.revokedAt == nil, record.scope == scope,
               constantTimeEquals(record.keyHash, hash),
               let tenant = try await services.vault.tenant(record.tenant)
         else { throw APIError.unauthorized() }

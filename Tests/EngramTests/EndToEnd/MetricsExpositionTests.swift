@@ -1,10 +1,12 @@
 import AsyncHTTPClient
+@testable import EngramCore
+@testable import EngramObservability
+@testable import EngramQueue
 import Foundation
 import Logging
 import NIOCore
 import Synchronization
 import Testing
-@testable import Shared
 
 /// `/metrics` of the real gateway and worker processes: every family has HELP (what `promtool
 /// check metrics` insists on), the process and build families exist, counters start at zero,

@@ -1,8 +1,12 @@
 import AsyncHTTPClient
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramQueue
+@testable import EngramStore
 import Foundation
 import NIOCore
 import Testing
-@testable import Shared
 
 /// Issue 11 with the real executables: a signed call carrying one number that does not fit an
 /// integer killed every worker that took it (SIGILL), and nothing else was stored.

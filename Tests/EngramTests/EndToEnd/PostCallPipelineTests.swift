@@ -1,10 +1,14 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramQueue
+@testable import EngramStore
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 @Suite("Signed post-call → Redis → worker → SQLite", .timeLimit(.minutes(2)))

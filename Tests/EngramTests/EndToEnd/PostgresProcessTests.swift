@@ -2,7 +2,6 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
-@testable import Shared
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,8 +1,11 @@
 import AsyncHTTPClient
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
 import NIOCore
 import Testing
-@testable import Shared
 
 @Suite("The real executables", .timeLimit(.minutes(3)))
 struct ProcessTests {

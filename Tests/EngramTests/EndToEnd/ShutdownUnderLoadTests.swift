@@ -1,11 +1,13 @@
 import AsyncHTTPClient
+@testable import EngramCore
+@testable import EngramQueue
+@testable import EngramStore
 import Foundation
 import NIOCore
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Shared
 @testable import Worker
 
 /// A value shared by concurrent tasks.

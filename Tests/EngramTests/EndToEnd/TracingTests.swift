@@ -1,8 +1,10 @@
 import AsyncHTTPClient
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramObservability
 import Foundation
 import NIOCore
 import Testing
-@testable import Shared
 
 /// OTLP/HTTP tracing through the real executables: one trace from the webhook request, through
 /// the Redis envelope, to the worker's LLM call and store write; and nothing at all when off.

@@ -1,10 +1,13 @@
 import Crypto
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
+@testable import Gateway
 import HummingbirdTesting
 import NIOCore
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 /// Issue 11 §4: a client-supplied `user_id` must not outrank the phone number unless the tenant

@@ -1,10 +1,13 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Gateway
-@testable import Shared
 
 @Suite("Gateway intake: duplicate keys, tenant enumeration, byte limits", .timeLimit(.minutes(1)))
 struct IntakeHardeningTests {

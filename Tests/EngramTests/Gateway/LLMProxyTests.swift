@@ -1,12 +1,15 @@
 import AsyncHTTPClient
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramObservability
+@testable import EngramStore
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 /// The custom-LLM proxy (`POST /v1/llm/chat/completions`) through the real gateway on a real

@@ -1,10 +1,13 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramObservability
+@testable import EngramQueue
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Gateway
-@testable import Shared
 
 @Suite("POST /v1/elevenlabs/post-call", .timeLimit(.minutes(3)))
 struct PostCallRouteTests {

@@ -1,11 +1,14 @@
 import Crypto
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 @Suite("Tenants, keys, consent, erasure, encryption at rest, rate limits", .timeLimit(.minutes(3)))

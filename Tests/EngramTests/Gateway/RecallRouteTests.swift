@@ -1,10 +1,13 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 /// A real store that answers slowly: the pre-call budget must not wait for it.
@@ -373,8 +376,8 @@ struct SweepTests {
         let batch = try await vault.prepareWrite(tenant: "default", user: user, extraction: extraction, conversationID: "c", callAt: t0, idempotencyKey: "k", eventID: "e", eventType: "t")
         #expect(try await store.apply(batch))
         // 200 days on: nothing idle long enough and faded enough yet for semantic; episodic 0.05 + 0.55 e^-3 = 0.077 < 0.08.
-        #expect(try await Sweeper.sweep(store: store, now: t0.addingTimeInterval(100 * 86_400)) == 0)
-        #expect(try await Sweeper.sweep(store: store, now: t0.addingTimeInterval(200 * 86_400)) == 1)
+        #expect(try await vault.sweep(now: t0.addingTimeInterval(100 * 86_400)) == 0)
+        #expect(try await vault.sweep(now: t0.addingTimeInterval(200 * 86_400)) == 1)
         let all = try await store.memories(tenant: "default", user: user, includeHistory: true)
         #expect(all.first { $0.sector == .episodic }?.status == .archived)
         #expect(all.first { $0.sector == .semantic }?.status == .active)
@@ -382,7 +385,7 @@ struct SweepTests {
 
         // Retention: with 30 days set, the sweep deletes for good what is older.
         try await store.setRetention(tenant: "default", days: 30)
-        _ = try await Sweeper.sweep(store: store, now: t0.addingTimeInterval(31 * 86_400))
+        _ = try await vault.sweep(now: t0.addingTimeInterval(31 * 86_400))
         #expect(try await store.memories(tenant: "default", user: user, includeHistory: true).isEmpty)
         await env.cleanUp()
     }

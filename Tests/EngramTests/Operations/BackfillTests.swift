@@ -1,10 +1,13 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramQueue
 import Foundation
 import GRDB
+@testable import Gateway
 import HummingbirdTesting
 import NIOCore
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 /// `engram backfill` against a fake ElevenLabs Conversations API, a real Redis queue and a real

@@ -1,11 +1,15 @@
 import AsyncHTTPClient
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramQueue
+@testable import EngramStore
 import Foundation
 import GRDB
+@testable import Gateway
 import HummingbirdTesting
 import NIOCore
 import Testing
-@testable import Gateway
-@testable import Shared
 @testable import Worker
 
 /// Issue 11 §3: after `forget-me`, nothing Engram keeps may decrypt into the caller's data with

@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-@testable import Shared
 
 /// What an on-call engineer sees from the real `engram` executable: failures are one line with
 /// their cause and exit 1, usage only for usage errors, tenants and keys listed, warnings where

@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-@testable import Shared
 
 /// The `engram backfill` and `engram reextract` executables: what an operator sees.
 @Suite("engram backfill and reextract on the command line", .timeLimit(.minutes(3)))

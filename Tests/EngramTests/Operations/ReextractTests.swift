@@ -1,7 +1,10 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
 import GRDB
 import Testing
-@testable import Shared
 @testable import Worker
 
 /// `engram reextract`: fallback memories (stored by the local extractor after the LLM failed)

@@ -1,6 +1,8 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
 import Foundation
 import Testing
-@testable import Shared
 
 @Suite("Recall answers: packed within a budget, no turn twice, dated facts", .timeLimit(.minutes(1)))
 struct AnswerPackerTests {

@@ -1,7 +1,10 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
 import GRDB
 import Testing
-@testable import Shared
 
 /// Issue 11 §4: unkeyed hashed vectors gave back their words and linked equal texts across
 /// tenants. The local embedder is now keyed per tenant.

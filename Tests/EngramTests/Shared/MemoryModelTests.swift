@@ -1,6 +1,7 @@
+@testable import EngramCore
+@testable import EngramProviders
 import Foundation
 import Testing
-@testable import Shared
 
 @Suite("Salience, decay, reinforcement and conflicts", .timeLimit(.minutes(3)))
 struct MemoryModelTests {

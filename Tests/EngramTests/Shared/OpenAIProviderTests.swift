@@ -1,6 +1,7 @@
+@testable import EngramCore
+@testable import EngramProviders
 import Foundation
 import Testing
-@testable import Shared
 
 /// The OpenAI extractor and embedder against a local fake of the OpenAI HTTP API: wire format,
 /// retries, `Retry-After`, timeouts, malformed answers and the circuit breaker.

@@ -1,6 +1,8 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
 import Foundation
 import Testing
-@testable import Shared
 
 /// The poison payloads of issue 11: one number that did not fit `Int64(Double)` trapped the
 /// worker (SIGILL), and the event went back to the queue to kill the next one.

@@ -1,6 +1,8 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramQueue
 import Foundation
 import Testing
-@testable import Shared
 
 /// ENGRAM_REDIS_URL: ACL users, refusals that say what to do, and connections as an ACL user
 /// against the real Redis that `make test` starts.

@@ -1,6 +1,7 @@
+@testable import EngramApp
+@testable import EngramCore
 import Foundation
 import Testing
-@testable import Shared
 
 @Suite("ElevenLabs webhook signatures", .timeLimit(.minutes(3)))
 struct WebhookSignatureTests {

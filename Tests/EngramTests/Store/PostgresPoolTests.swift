@@ -1,7 +1,7 @@
+@testable import EngramStore
 import Foundation
 import PostgresNIO
 import Testing
-@testable import Shared
 
 /// postgres-nio 1.33.2's pool, once a connection attempt has failed, queues every lease until a new
 /// connection succeeds, even while an idle connection is there: with the default 30 s keep-alive

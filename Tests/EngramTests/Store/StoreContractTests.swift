@@ -1,6 +1,9 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
 import Testing
-@testable import Shared
 @testable import Worker
 
 /// The `MemoryStore` contract, run on every backend the test setup has: SQLite always, PostgreSQL

@@ -1,10 +1,12 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramStore
 import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
 import Testing
-@testable import Shared
 
 /// Every store call has a deadline: a call stalled in the database (a lock held elsewhere, a busy
 /// writer) fails with `StoreError.unavailable` when it runs out, and the store works again once

@@ -1,6 +1,6 @@
+@testable import EngramCore
 import Foundation
 import GRDB
-@testable import Shared
 
 /// What an attacker holding Engram's master key could read back, place by place: every queue
 /// envelope found in any bytes (Redis values, AOF and RDB files, the spool) and every memory in

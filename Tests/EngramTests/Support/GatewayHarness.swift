@@ -1,10 +1,9 @@
 import Foundation
+@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-@testable import Gateway
-@testable import Shared
 
 /// Headers for a signed post-call request.
 func postCallHeaders(_ body: Data, secret: String, at time: Date = Date()) -> HTTPFields {

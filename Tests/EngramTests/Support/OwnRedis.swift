@@ -1,8 +1,9 @@
+@testable import EngramCore
+@testable import EngramQueue
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Shared
 
 /// A Redis server of the test's own, for tests that stop and restart it.
 final class OwnRedis: @unchecked Sendable {

@@ -1,9 +1,12 @@
 import AsyncHTTPClient
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
 import NIOCore
 import Synchronization
 import Testing
-@testable import Shared
 #if canImport(Glibc)
 import Glibc
 #endif

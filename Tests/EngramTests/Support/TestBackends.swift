@@ -1,8 +1,8 @@
+@testable import EngramStore
 import Foundation
 import Logging
 import PostgresNIO
 import Testing
-@testable import Shared
 
 /// The store backends a test can run on: SQLite always; PostgreSQL whenever the test setup has
 /// one (`make test` starts one and sets ENGRAM_TEST_POSTGRES_URL).

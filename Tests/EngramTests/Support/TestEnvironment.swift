@@ -1,7 +1,10 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramQueue
+@testable import EngramStore
 import Foundation
 import Logging
 import Testing
-@testable import Shared
 
 /// The real services a test talks to, started by `make test`, and a fresh namespace per test:
 /// its own Redis key prefix, its own SQLite file, its own keys.

@@ -1,5 +1,5 @@
+@testable import EngramCore
 import Foundation
-@testable import Shared
 @testable import Worker
 
 extension WorkerRuntime {

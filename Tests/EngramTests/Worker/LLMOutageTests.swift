@@ -1,6 +1,10 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramObservability
+@testable import EngramProviders
+@testable import EngramQueue
 import Foundation
 import Testing
-@testable import Shared
 @testable import Worker
 
 /// The LLM down for every request, end to end through the worker: real Redis queue and retry

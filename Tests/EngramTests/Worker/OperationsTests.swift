@@ -1,7 +1,11 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramQueue
+@testable import EngramStore
 import Foundation
 import GRDB
 import Testing
-@testable import Shared
 @testable import Worker
 
 @Suite("Backups and dead-letter replay", .timeLimit(.minutes(3)))

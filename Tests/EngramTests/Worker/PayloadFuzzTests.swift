@@ -1,6 +1,9 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
 import Foundation
 import Testing
-@testable import Shared
 
 /// Seeded mutations of the post-call fixture, fed in process through the gateway's
 /// classification (`PostCallIntake.classify`) and the worker's reading and extraction

@@ -1,6 +1,8 @@
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramQueue
 import Foundation
 import Testing
-@testable import Shared
 @testable import Worker
 
 @Suite("Poison events: no payload stops ingestion", .timeLimit(.minutes(2)))

@@ -1,6 +1,10 @@
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramQueue
+@testable import EngramStore
 import Foundation
 import Testing
-@testable import Shared
 @testable import Worker
 
 /// The queue as Redis looks from a worker while Redis is down: every call fails, except that

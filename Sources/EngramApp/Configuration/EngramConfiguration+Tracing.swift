@@ -1,0 +1,3 @@
+import EngramObservability
+
+extension EngramConfiguration: TracingSettings {}

@@ -1,0 +1,54 @@
+import EngramCore
+import EngramStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Collects recall reinforcements off the request path and writes them in batches.
+public actor ReinforcementBuffer {
+    private var pending: [String: [String: (salience0: Double, at: Date)]] = [:]  // tenant → memory → update
+    private let store: any MemoryStore
+
+    public init(store: any MemoryStore) { self.store = store }
+
+    /// `salience0 = s + 0.18 (1 - s)`, `reinforced_at = now`, for each memory returned to an agent.
+    public func reinforce(_ memories: [Memory], at now: Date) {
+        for memory in memories {
+            var current = memory
+            if let earlier = pending[memory.tenant]?[memory.id] {
+                current.salience0 = earlier.salience0
+                current.reinforcedAt = earlier.at
+            }
+            pending[memory.tenant, default: [:]][memory.id] = (Salience.reinforced(current, at: now), now)
+        }
+    }
+
+    public func flush() async throws {
+        let batch = pending
+        pending = [:]
+        for (tenant, updates) in batch {
+            try await store.reinforce(tenant: tenant, updates.map { ($0.key, $0.value.salience0, $0.value.at) })
+        }
+    }
+}
+
+/// Flushes a `ReinforcementBuffer` on an interval, and once more at shutdown.
+public struct ReinforcementFlusher: Service {
+    let buffer: ReinforcementBuffer
+    let interval: Duration
+    let logger: Logger
+
+    public init(buffer: ReinforcementBuffer, interval: Duration, logger: Logger) {
+        self.buffer = buffer
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+            do { try await buffer.flush() } catch { logger.error("reinforcement flush failed", metadata: ["error_class": "\(type(of: error))"]) }
+        }
+        try? await buffer.flush()
+    }
+}

@@ -1,0 +1,3 @@
+import EngramCore
+
+extension RedisError: DescribedWithoutPersonalData {}
