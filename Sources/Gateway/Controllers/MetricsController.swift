@@ -6,12 +6,14 @@ import Shared
 /// (no request log, no request counter, not reachable through the public port's ingress), and
 /// on the public port only with `ENGRAM_METRICS_KEY` as a bearer token.
 struct MetricsController {
-    let services: GatewayServices
+    let configuration: EngramConfiguration
+    let queue: any EventQueue
+    let spool: Spool
 
     /// Samples what only a scrape sees (spool depth, whether Redis answers) and renders the registry.
     func render() async -> Response {
-        EngramMetrics.spoolDepth(services.ingest.spool.depth)
-        let redisUp = (try? await withTimeout(.milliseconds(500)) { try await services.queue.ping() }) != nil
+        EngramMetrics.spoolDepth(spool.depth)
+        let redisUp = (try? await withTimeout(.milliseconds(500)) { try await queue.ping() }) != nil
         EngramMetrics.redisUp(redisUp)
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -19,12 +21,14 @@ struct MetricsController {
     }
 
     /// `/metrics` on the public router: 404 unless a metrics key is configured, then 401 without it.
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        guard let key = services.configuration.metricsKey else { return }
-        router.get("/metrics") { request, _ in
+    var endpoints: RouteCollection<GatewayRequestContext> {
+        let routes = RouteCollection(context: GatewayRequestContext.self)
+        guard let key = configuration.metricsKey else { return routes }
+        routes.get("/metrics") { request, _ in
             guard let presented = BearerAuth.token(request), secretsEqual(presented, key) else { throw APIError.unauthorized() }
             return await render()
         }
+        return routes
     }
 
     /// The separate listener, as a service of the gateway's application.
@@ -32,7 +36,6 @@ struct MetricsController {
         let router = Router()
         router.get("/metrics") { _, _ in await render() }
         router.get("/health/live") { _, _ in "ok" }
-        let configuration = services.configuration
         return Application(
             router: router, configuration: .init(address: .hostname(configuration.metricsHost, port: configuration.gatewayMetricsPort), serverName: "engram-gateway-metrics"),
             logger: logger)
