@@ -28,7 +28,8 @@ struct PostCallController {
         do {
             // Erasure tags of the callers the body names, so an erasure finds the queued copy.
             let keyRing = vault.keyRing
-            decision = try intake.classify(kept: Data(buffer: context.webhook.kept), oversize: context.webhook.oversize, tenant: tenant.id, signatureHeader: header ?? "") {
+            let kept = Data(buffer: context.webhook.kept)
+            decision = try intake.classify(kept: kept, oversize: context.webhook.oversize, tenant: tenant.id, signatureHeader: header ?? "") {
                 EventOwner.tags(of: $0, tenant: tenant, keyRing: keyRing)
             }
         } catch let error as IntakeError {

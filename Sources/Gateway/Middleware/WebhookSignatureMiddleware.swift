@@ -80,7 +80,9 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
 
     /// `tenant` nil: the path named no existing tenant; the body is read and verified as for any
     /// tenant and refused as a signature mismatch.
-    func verify(_ request: Request, context: Context, tenant: TenantContext?, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func verify(
+        _ request: Request, context: Context, tenant: TenantContext?, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         let started = ContinuousClock.now
         let header = request.headers[Self.signatureField]
         let intake: PostCallIntake
@@ -128,7 +130,8 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
         // Unreachable for an unknown tenant (nobody signs with a random secret); kept as a guard.
         guard let tenant else { throw APIError.from(SignatureError.mismatch) }
         var context = context
-        context.webhook = VerifiedWebhook(tenant: tenant, intake: intake, kept: kept, oversize: total > limit, signatureHeader: header, started: started)
+        context.webhook = VerifiedWebhook(
+            tenant: tenant, intake: intake, kept: kept, oversize: total > limit, signatureHeader: header, started: started)
         return try await next(request, context)
     }
 }

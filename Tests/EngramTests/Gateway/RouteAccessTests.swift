@@ -78,7 +78,8 @@ struct RouteAccessTests {
     static func insertKey(_ scope: APIKeyRecord.Scope, tenant: String, store: any MemoryStore, revoked: Bool = false) async throws -> String {
         let key = "k_\(scope.rawValue)_\(UUID().uuidString)"
         let id = "key_\(UUID().uuidString.prefix(12))"
-        try await store.insertAPIKey(APIKeyRecord(id: id, tenant: tenant, scope: scope, keyHash: Data(SHA256.hash(data: Data(key.utf8))), createdAt: Date()))
+        let hash = Data(SHA256.hash(data: Data(key.utf8)))
+        try await store.insertAPIKey(APIKeyRecord(id: id, tenant: tenant, scope: scope, keyHash: hash, createdAt: Date()))
         if revoked { #expect(try await store.revokeAPIKey(tenant: tenant, id: id, at: Date())) }
         return key
     }
@@ -139,7 +140,10 @@ struct RouteAccessTests {
         return "\(response.status.code) \(response.headers[.wwwAuthenticate] ?? "-") \(error)"
     }
 
-    static let refusedKey = "401 Bearer [\"code=unauthorized\", \"message=missing or invalid credentials\"]"
+    /// A 401 `unauthorized` with its message, as `answer` writes it.
+    static func refused(_ message: String) -> String { "401 Bearer [\"code=unauthorized\", \"message=\(message)\"]" }
+
+    static let refusedKey = refused("missing or invalid credentials")
 
     @Test("every route of the router has a declared access, and every declared route exists")
     func everyRouteIsDeclared() async throws {
@@ -152,7 +156,7 @@ struct RouteAccessTests {
         }
     }
 
-    @Test("every key route refuses no key, a wrong key, a revoked key and the other scope's keys with the same 401, and admits its own scope of any tenant")
+    @Test("every key route refuses no key, a wrong key, a revoked key and the other scope's keys with the same 401; its own scope gets in")
     func keyRoutesRefuseWrongCredentials() async throws {
         try await withGateway { client, _, g in
             for (route, access) in Self.routes.sorted(by: { $0.key < $1.key }) {
@@ -170,13 +174,15 @@ struct RouteAccessTests {
                     ("a revoked \(scope.rawValue) key", "Bearer \(g.acme.revoked(scope))"),
                 ]
                 for (what, authorization) in refused {
-                    let answer = try await client.execute(uri: Self.uri(path), method: method, headers: Self.headers(authorization: authorization)) { Self.answer($0) }
+                    let headers = Self.headers(authorization: authorization)
+                    let answer = try await client.execute(uri: Self.uri(path), method: method, headers: headers) { Self.answer($0) }
                     #expect(answer == Self.refusedKey, "\(route) with \(what)")
                 }
                 // Its own scope gets through authentication, for the default tenant and another
                 // one (which then only sees its own callers: PrivacyTests.tenantIsolation).
                 for (what, key) in [("the environment's", g.envKey(scope)), ("another tenant's", g.acme.key(scope))] {
-                    let status = try await client.execute(uri: Self.uri(path), method: method, headers: Self.headers(authorization: "Bearer \(key)")) { $0.status }
+                    let headers = Self.headers(authorization: "Bearer \(key)")
+                    let status = try await client.execute(uri: Self.uri(path), method: method, headers: headers) { $0.status }
                     #expect(status != .unauthorized, "\(route) with \(what) \(scope.rawValue) key")
                     #expect(status.code < 500, "\(route) with \(what) \(scope.rawValue) key: \(status)")
                 }
@@ -193,8 +199,9 @@ struct RouteAccessTests {
                 let (method, path) = Self.split(route)
                 let key = try await g.freshKey(scope)
                 var statuses: [HTTPResponse.Status] = []
+                let headers = Self.headers(authorization: "Bearer \(key)")
                 for _ in 0..<2 {
-                    statuses.append(try await client.execute(uri: Self.uri(path), method: method, headers: Self.headers(authorization: "Bearer \(key)")) { response in
+                    statuses.append(try await client.execute(uri: Self.uri(path), method: method, headers: headers) { response in
                         if response.status == .tooManyRequests {
                             #expect(response.headers[.retryAfter] != nil, "\(route)")
                             #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "rate_limited", "\(route)")
@@ -208,7 +215,7 @@ struct RouteAccessTests {
         }
     }
 
-    @Test("every webhook route refuses a missing, malformed or wrong signature and another tenant's secret; an unknown tenant answers exactly as a wrong signature")
+    @Test("every webhook route refuses a missing, malformed or wrong signature and another tenant's secret; an unknown tenant gets the same")
     func webhookRoutesRefuseWrongSignatures() async throws {
         try await withGateway { client, _, g in
             let body = try fixtureTranscript()
@@ -217,7 +224,9 @@ struct RouteAccessTests {
                 if let signature { headers[HTTPField.Name("ElevenLabs-Signature")!] = signature }
                 return try await client.execute(uri: uri, method: .post, headers: headers, body: ByteBuffer(data: body)) { Self.answer($0) }
             }
-            let mismatch = "401 Bearer [\"code=unauthorized\", \"message=signature does not match\"]"
+            let mismatch = Self.refused("signature does not match")
+            let missing = Self.refused("missing ElevenLabs-Signature header")
+            let malformed = Self.refused("malformed ElevenLabs-Signature header")
             for (route, access) in Self.routes.sorted(by: { $0.key < $1.key }) where access == .webhookSignature {
                 let (method, path) = Self.split(route)
                 #expect(method == .post)
@@ -225,8 +234,8 @@ struct RouteAccessTests {
                 let uri = Self.uri(path)
                 // The tenant's own secret, and the one of the other tenant (default ↔ acme).
                 let (own, others) = tenantPath ? (g.acme.webhookSecret, g.env.webhookSecret) : (g.env.webhookSecret, g.acme.webhookSecret)
-                #expect(try await post(uri, signature: nil) == "401 Bearer [\"code=unauthorized\", \"message=missing ElevenLabs-Signature header\"]", "\(route)")
-                #expect(try await post(uri, signature: "v0=abc") == "401 Bearer [\"code=unauthorized\", \"message=malformed ElevenLabs-Signature header\"]", "\(route)")
+                #expect(try await post(uri, signature: nil) == missing, "\(route)")
+                #expect(try await post(uri, signature: "v0=abc") == malformed, "\(route)")
                 #expect(try await post(uri, signature: signedHeader(body, secret: "wsec_wrong")) == mismatch, "\(route) with a wrong secret")
                 #expect(try await post(uri, signature: signedHeader(body, secret: others)) == mismatch, "\(route) with another tenant's secret")
                 if tenantPath {
@@ -235,7 +244,8 @@ struct RouteAccessTests {
                         #expect(answer == mismatch, "\(route) for an unknown tenant")
                     }
                 }
-                let accepted = try await client.execute(uri: uri, method: .post, headers: postCallHeaders(body, secret: own), body: ByteBuffer(data: body)) { $0.status }
+                let signed = postCallHeaders(body, secret: own)
+                let accepted = try await client.execute(uri: uri, method: .post, headers: signed, body: ByteBuffer(data: body)) { $0.status }
                 #expect(accepted == .ok, "\(route) with its tenant's secret")
             }
         }
@@ -252,10 +262,12 @@ struct RouteAccessTests {
                     #expect(status != .unauthorized, "\(route)")
                 case .metricsKey:
                     for authorization in [nil, "Bearer \(g.env.apiKey)", "Bearer \(g.env.adminKey)", "Bearer wrong"] {
-                        let status = try await client.execute(uri: path, method: method, headers: Self.headers(authorization: authorization)) { $0.status }
+                        let headers = Self.headers(authorization: authorization)
+                        let status = try await client.execute(uri: path, method: method, headers: headers) { $0.status }
                         #expect(status == .unauthorized, "\(route) with \(authorization == nil ? "no key" : "a wrong key")")
                     }
-                    let status = try await client.execute(uri: path, method: method, headers: Self.headers(authorization: "Bearer \(g.metricsKey)")) { $0.status }
+                    let headers = Self.headers(authorization: "Bearer \(g.metricsKey)")
+                    let status = try await client.execute(uri: path, method: method, headers: headers) { $0.status }
                     #expect(status == .ok, "\(route) with the metrics key")
                 default:
                     continue
@@ -275,7 +287,7 @@ struct RouteAccessTests {
                 #expect(Self.answer(response) == Self.refusedKey)
             }
             try await client.execute(uri: "/unguarded/webhook", method: .post) { response in
-                #expect(Self.answer(response) == "401 Bearer [\"code=unauthorized\", \"message=signature does not match\"]")
+                #expect(Self.answer(response) == Self.refused("signature does not match"))
             }
         }
     }
