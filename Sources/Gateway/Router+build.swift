@@ -15,9 +15,14 @@ func buildRouter(_ services: GatewayServices) -> Router<GatewayRequestContext> {
     let spool = services.ingest.spool
     let erasure = ErasurePropagation(vault: services.vault, purge: services.erasure, spool: spool)
 
-    // Public: the probes, and the metrics scrape (its own key, and only when one is configured).
+    // Public: the probes.
     router.addRoutes(HealthController(vault: services.vault, queue: services.queue, spool: spool).endpoints)
-    router.addRoutes(MetricsController(configuration: configuration, queue: services.queue, spool: spool).endpoints)
+    // The metrics scrape on the public port: only with a key of its own.
+    if let key = configuration.metricsKey {
+        router.group()
+            .add(middleware: MetricsKeyMiddleware(key: key))
+            .addRoutes(MetricsController(configuration: configuration, queue: services.queue, spool: spool).endpoints)
+    }
 
     // ElevenLabs' post-call webhooks: the HMAC signature of the body, with the tenant's secrets.
     router.group()

@@ -276,6 +276,17 @@ struct RouteAccessTests {
         }
     }
 
+    @Test("without a metrics key the public port has no /metrics route (404)")
+    func noMetricsKeyNoRoute() async throws {
+        try await withGateway(configure: { $0.metricsKey = nil }) { client, routes, g in
+            #expect(!routes.contains("GET /metrics"))
+            for authorization in [nil, "Bearer \(g.metricsKey)", "Bearer \(g.env.adminKey)"] {
+                let status = try await client.execute(uri: "/metrics", method: .get, headers: Self.headers(authorization: authorization)) { $0.status }
+                #expect(status == .notFound)
+            }
+        }
+    }
+
     @Test("a route grouped without its authentication middleware is refused, never served")
     func groupWithoutMiddlewareRefuses() async throws {
         let router = Router(context: GatewayRequestContext.self)
