@@ -3,7 +3,7 @@ import Shared
 
 /// The gateway's routes, grouped by who may call them. Authentication is middleware on each
 /// group, never a call inside a handler; a handler behind it gets a context in which the caller
-/// (or the verified webhook) cannot be missing. `GatewayRouteAccessTests` sends every route of
+/// (or the verified webhook) cannot be missing. `RouteAccessTests` sends every route of
 /// this router every kind of wrong credential: a route added outside these groups fails it.
 func buildRouter(_ services: GatewayServices) -> Router<GatewayRequestContext> {
     let configuration = services.configuration
