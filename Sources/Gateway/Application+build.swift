@@ -17,6 +17,22 @@ func buildApplication(
     observability: [any Service] = []
 ) async throws -> some ApplicationProtocol {
     let logger = logger ?? Logging.Logger(label: "engram-gateway")
+    let gateway = try await buildGateway(configuration: configuration, clock: clock, store: store, logger: logger, observability: observability)
+    return Application(
+        router: gateway.router,
+        // Closes keep-alive connections left idle and uploads that stall mid-body.
+        server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
+        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
+        services: gateway.services,
+        logger: logger)
+}
+
+/// The gateway's router (`buildRouter`) and the services that run beside it, built from
+/// configuration; `buildApplication` puts them behind the HTTP server (tests also list the routes).
+func buildGateway(
+    configuration: EngramConfiguration, clock: WallClock = .system, store: (any MemoryStore)? = nil, logger: Logger,
+    observability: [any Service] = []
+) async throws -> (router: Router<GatewayRequestContext>, services: [any Service]) {
     _ = try configuration.require(\.apiKey, "ENGRAM_API_KEY")
     let webhookSecret = try configuration.require(\.webhookSecret, "ENGRAM_WEBHOOK_SECRET")
     let keyRing = try configuration.keyRing()
@@ -47,21 +63,7 @@ func buildApplication(
         unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes),
         erasure: ErasurePurge(vault: vault, queue: queue, backupDirectory: nil, deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400))
 
-    let router = Router(context: BasicRequestContext.self)
-    if configuration.otelEndpoint != nil { router.add(middleware: RequestTracingMiddleware()) }
-    router.add(middleware: RequestLogMiddleware())
-    router.add(middleware: ErrorMiddleware())
-    HealthController(services: services).addRoutes(to: router)
-    PostCallController(services: services).addRoutes(to: router)
-    ConversationInitController(services: services).addRoutes(to: router)
-    ToolsController(services: services).addRoutes(to: router)
-    LLMProxyController(
-        services: services,
-        upstream: LLMUpstream(baseURL: configuration.llmUpstreamURL, apiKey: configuration.llmUpstreamKey, timeout: configuration.llmUpstreamTimeout)
-    ).addRoutes(to: router)
-    ManagementController(services: services).addRoutes(to: router)
-    let metrics = MetricsController(services: services)
-    metrics.addRoutes(to: router)
+    let router = buildRouter(services)
 
     var background: [any Service] = observability + (injected ? [] : StoreFactory.services(for: store)) + [
         ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
@@ -69,13 +71,9 @@ func buildApplication(
         SpoolErasureJob(purge: services.erasure, spool: ingest.spool, interval: configuration.erasurePurgeInterval, logger: logger),
     ]
     // The metrics listener, apart from the public port (no request log, not behind the Ingress).
-    if configuration.gatewayMetricsPort > 0 { background.append(metrics.application(logger: logger)) }
-
-    return Application(
-        router: router,
-        // Closes keep-alive connections left idle and uploads that stall mid-body.
-        server: .http1(configuration: .init(idleTimeout: TimeAmount(configuration.httpIdleTimeout))),
-        configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "engram-gateway"),
-        services: background,
-        logger: logger)
+    if configuration.gatewayMetricsPort > 0 {
+        let metrics = MetricsController(configuration: configuration, queue: queue, spool: ingest.spool)
+        background.append(metrics.application(logger: logger))
+    }
+    return (router, background)
 }

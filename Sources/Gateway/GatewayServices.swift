@@ -4,7 +4,8 @@ import EngramQueue
 import Foundation
 import Logging
 
-/// Everything the gateway's controllers share, built once at start.
+/// Everything the gateway builds once at start. `buildRouter` hands each controller and
+/// middleware only the part it uses; nothing below the router sees all of it.
 struct GatewayServices: Sendable {
     let configuration: EngramConfiguration
     let vault: MemoryVault
@@ -22,25 +23,4 @@ struct GatewayServices: Sendable {
     let unverifiedBodies: UnverifiedBodyBudget
     /// Carries an erasure to the queue at once (the worker's run does Redis' files and backups).
     let erasure: ErasurePurge
-
-    /// After an erasure: drops the caller's queued events and spooled records now. Best effort:
-    /// the erasure itself is done, and the worker's next purge run repeats this.
-    func propagateErasure(tenant: String, user: UserKey, logger: Logger) async {
-        await erasure.propagateErasure(tenant: tenant, user: user, spool: ingest.spool, logger: logger)
-    }
-
-    var authenticator: Authenticator { Authenticator(services: self) }
-
-    /// Whether recall for an agent (search tool, custom-LLM proxy) may include sensitive memories:
-    /// its answer can reach a spoofed caller, so only when the tenant allows it (operators still see them).
-    func includeSensitive(_ tenant: TenantContext) -> Bool {
-        tenant.record.allowSensitivePrecall || configuration.precallIncludeSensitive
-    }
-
-    /// The caller's user key from tool or pre-call arguments, by the tenant's rule for
-    /// client-supplied ids (`CallerResolution`): the phone number first unless the tenant trusts `user_id`.
-    func userKey(tenant: TenantContext, userID: String?, callerID: String?) -> UserKey? {
-        CallerResolution.resolve(clientIDs: [userID], phone: callerID, trustClientIDs: tenant.record.trustClientUserIDs)
-            .map { tenant.userKeys.key(for: $0) }
-    }
 }

@@ -9,7 +9,12 @@ import Logging
 /// the phone stops ringing. Never fails a call: anything but a wrong key gets 200, with the
 /// neutral set when memory is slow or the caller unknown.
 struct ConversationInitController {
-    let services: GatewayServices
+    typealias Context = AuthenticatedRequestContext
+    let configuration: EngramConfiguration
+    let precall: PrecallContextBuilder
+    let reinforcement: ReinforcementBuffer
+    let rateLimiter: RateLimiter
+    let clock: WallClock
 
     struct InitRequest: Decodable {
         var callerID: String?
@@ -45,23 +50,31 @@ struct ConversationInitController {
         var agent: Agent
     }
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.post("/v1/elevenlabs/conversation-init") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .tool)
+    /// Behind `Authenticator` (tool scope) but not `RateLimitMiddleware`: a ringing phone is never refused.
+    var webhookEndpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.post("/v1/elevenlabs/conversation-init") { request, context in
+            let caller = context.caller
             // A malformed body is still a ringing phone: answer the neutral set.
-            let body = try? await request.decodeJSON(InitRequest.self, limit: services.configuration.maxToolBodyBytes)
+            let body = try? await request.decodeJSON(InitRequest.self, limit: configuration.maxToolBodyBytes)
             let tenant = caller.tenant
-            let user = services.userKey(tenant: tenant, userID: body?.userID, callerID: body?.callerID)
+            let user = tenant.userKey(userID: body?.userID, callerID: body?.callerID)
             // Over its rate limit a call still gets 200: the neutral set, never a 429.
-            guard await services.rateLimiter.check(caller.keyID).allowed else {
+            guard await rateLimiter.check(caller.keyID).allowed else {
                 EngramMetrics.precallFallback(reason: "rate_limited")
                 return try Response.json(response(.neutral, user: user))
             }
             let variables = await variables(tenant: tenant, user: user, logger: context.logger)
             return try Response.json(response(variables, user: user))
         }
-        router.get("/v1/users/{user}/variables") { request, context in
-            let caller = try await services.authenticator.authorize(request, scope: .tool)
+        return routes
+    }
+
+    /// Behind `Authenticator` (tool scope) and `RateLimitMiddleware`.
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.get("/v1/users/{user}/variables") { request, context in
+            let caller = context.caller
             let tenant = caller.tenant
             guard let raw = context.parameters.get("user"), let identity = CallerReference.parse(raw) else {
                 throw APIError.badRequest("invalid_user", "user must be a u_ key, a +E.164 phone number or ext:<id>")
@@ -70,11 +83,11 @@ struct ConversationInitController {
             let variables = await variables(tenant: tenant, user: user, logger: context.logger)
             return try Response.json(response(variables, user: user))
         }
+        return routes
     }
 
     func response(_ variables: PrecallVariables, user: UserKey?) -> InitResponse {
         var override: Override?
-        let configuration = services.configuration
         if configuration.firstMessageTemplate != nil || configuration.promptTemplate != nil {
             override = Override(agent: .init(
                 firstMessage: configuration.firstMessageTemplate.map(variables.render),
@@ -92,13 +105,13 @@ struct ConversationInitController {
             EngramMetrics.precallFallback(reason: "no_caller")
             return .neutral
         }
-        let builder = services.precall
-        let includeSensitive = services.includeSensitive(tenant)
+        let builder = precall
+        let includeSensitive = tenant.includeSensitive(configuration)
         do {
-            let (variables, injected) = try await withTimeout(services.configuration.precallBudget) {
+            let (variables, injected) = try await withTimeout(configuration.precallBudget) {
                 try await builder.variables(tenant: tenant, user: user, includeSensitive: includeSensitive)
             }
-            await services.reinforcement.reinforce(injected, at: services.clock.now())
+            await reinforcement.reinforce(injected, at: clock.now())
             return variables
         } catch {
             let reason = error is TimeoutError ? "budget" : "store_error"

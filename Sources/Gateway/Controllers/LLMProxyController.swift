@@ -13,16 +13,25 @@ import NIOCore
 /// the configured OpenAI-compatible upstream, and relays the answer chunk by chunk. Nothing the
 /// caller, the agent or the model says is logged or stored here.
 struct LLMProxyController {
-    let services: GatewayServices
+    typealias Context = AuthenticatedRequestContext
+    let configuration: EngramConfiguration
+    let vault: MemoryVault
+    let precall: PrecallContextBuilder
+    let reinforcement: ReinforcementBuffer
+    let rateLimiter: RateLimiter
+    let clock: WallClock
     let upstream: LLMUpstream
 
     /// `Engram-Memory` response header: what this turn got.
     static let memoryHeader = HTTPField.Name("Engram-Memory")!
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.post("/v1/llm/chat/completions") { request, context in
-            let caller = try await services.authenticator.authenticate(request, scope: .tool)
-            let data = try await request.strictJSONBody(limit: services.configuration.maxBodyBytes)
+    /// Behind `Authenticator` (tool scope) but not `RateLimitMiddleware`: over its budget a turn
+    /// goes on without memory (`memory(for:caller:logger:)` checks the limiter itself).
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.post("/v1/llm/chat/completions") { request, context in
+            let caller = context.caller
+            let data = try await request.strictJSONBody(limit: configuration.maxBodyBytes)
             guard var turn = ChatTurn(json: data) else {
                 throw APIError.badRequest("invalid_json", "body is not a chat-completions JSON object")
             }
@@ -40,6 +49,7 @@ struct LLMProxyController {
             }
             return relay(answer, outcome: outcome)
         }
+        return routes
     }
 
     /// What memory did for one turn (the `Engram-Memory` header's value).
@@ -61,15 +71,15 @@ struct LLMProxyController {
         let user = tenant.userKeys.key(for: identity)
         // The search tool's budget, per key; over it the turn goes on without memory (a 429 would
         // fail the caller's turn, not protect anything: the upstream call costs Engram nothing).
-        guard await services.rateLimiter.check(caller.keyID).allowed else {
+        guard await rateLimiter.check(caller.keyID).allowed else {
             EngramMetrics.llmMemoryMiss(reason: "rate_limited")
             return .miss
         }
-        let configuration = services.configuration
-        let includeSensitive = services.includeSensitive(tenant)
+        let includeSensitive = tenant.includeSensitive(configuration)
         let query = ChatTurn.clipped(turn.latestUserText, maxBytes: ToolsController.maxQueryBytes)
         let firstTurn = turn.userMessageCount <= 1
-        let services = self.services
+        let precall = self.precall
+        let vault = self.vault
         let candidates: [Memory]
         do {
             // Retrieval runs to its end even when the turn stops waiting for it: cut short, it would
@@ -77,9 +87,9 @@ struct LLMProxyController {
             // (measured: a heavy caller missed 300 turns of 300 at 30 ms, and 0 once the cache was warm).
             let retrieval = Task {
                 async let profile: [Memory] = firstTurn
-                    ? services.precall.variables(tenant: tenant, user: user, includeSensitive: includeSensitive).1 : []
+                    ? precall.variables(tenant: tenant, user: user, includeSensitive: includeSensitive).1 : []
                 async let hits: [SearchHit] = query.isEmpty
-                    ? [] : services.vault.search(tenant: tenant.id, user: user, query: query, limit: 8, includeSensitive: includeSensitive)
+                    ? [] : vault.search(tenant: tenant.id, user: user, query: query, limit: 8, includeSensitive: includeSensitive)
                 // The best for the question first, then who the caller is.
                 return try await hits.map(\.memory) + profile
             }
@@ -97,7 +107,7 @@ struct LLMProxyController {
         // One line per item in the system message (an episode's turns follow its date).
         let lines = answer.items.map { $0.text.split(separator: "\n").joined(separator: " ") }
         guard !chosen.isEmpty, turn.addMemory(lines) else { return .empty }
-        await services.reinforcement.reinforce(chosen, at: services.clock.now())
+        await reinforcement.reinforce(chosen, at: clock.now())
         return .injected
     }
 

@@ -6,7 +6,11 @@ import Logging
 /// The management API (admin keys only): read, correct, export and erase a caller's memories,
 /// record consent. Every action lands in the audit log (who, what, when, which user; never content).
 struct ManagementController {
-    let services: GatewayServices
+    typealias Context = AuthenticatedRequestContext
+    let configuration: EngramConfiguration
+    let vault: MemoryVault
+    let erasure: ErasurePropagation
+    let clock: WallClock
 
     struct MemoryView: Encodable {
         var id: String
@@ -61,14 +65,16 @@ struct ManagementController {
 
     struct ConsentBody: Decodable { var granted: Bool }
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
-        router.get("/v1/users/{user}/memories") { request, context in
-            let (caller, user) = try await resolve(request, context)
+    /// Behind `Authenticator` (admin scope) and `RateLimitMiddleware`.
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.get("/v1/users/{user}/memories") { request, context in
+            let (caller, user) = try resolve(context)
             let query = request.uri.queryParameters
             let limit = min(500, max(1, query.get("limit", as: Int.self) ?? 100))
             let offset = max(0, query.get("offset", as: Int.self) ?? 0)
             let history = query.get("include_history").map { ["1", "true", "yes"].contains($0.lowercased()) } ?? false
-            var memories = try await services.vault.memories(tenant: caller.tenant.id, user: user, includeHistory: history || query.get("status") != nil)
+            var memories = try await vault.memories(tenant: caller.tenant.id, user: user, includeHistory: history || query.get("status") != nil)
             if let sector = query.get("sector") {
                 guard let s = Sector(rawValue: sector) else { throw APIError.badRequest("invalid_parameter", "sector must be one of \(Sector.allCases.map(\.rawValue).joined(separator: ", "))") }
                 memories = memories.filter { $0.sector == s }
@@ -78,29 +84,29 @@ struct ManagementController {
                 memories = memories.filter { $0.status == s }
             }
             try await audit(caller, "memories.list", user: user)
-            let now = services.clock.now()
+            let now = clock.now()
             let page = memories.dropFirst(offset).prefix(limit).map { MemoryView($0, now: now) }
             return try Response.json(Page(userID: user.rawValue, memories: Array(page), total: memories.count, limit: limit, offset: offset))
         }
 
-        router.post("/v1/users/{user}/memories/search") { request, context in
-            let (caller, user) = try await resolve(request, context)
-            let body = try await request.decodeJSON(SearchRequest.self, limit: services.configuration.maxToolBodyBytes)
+        routes.post("/v1/users/{user}/memories/search") { request, context in
+            let (caller, user) = try resolve(context)
+            let body = try await request.decodeJSON(SearchRequest.self, limit: configuration.maxToolBodyBytes)
             guard !body.query.trimmingCharacters(in: .whitespaces).isEmpty, body.query.utf8.count <= 1_000 else {
                 throw APIError.badRequest("invalid_parameter", "query must have 1 to 1000 bytes (UTF-8)")
             }
-            let hits = try await services.vault.search(tenant: caller.tenant.id, user: user, query: body.query, limit: min(50, max(1, body.limit ?? 10)))
+            let hits = try await vault.search(tenant: caller.tenant.id, user: user, query: body.query, limit: min(50, max(1, body.limit ?? 10)))
             try await audit(caller, "memories.search", user: user)
             struct Hit: Encodable { var memory: MemoryView; var score: ScoreBreakdown }
-            let now = services.clock.now()
+            let now = clock.now()
             return try Response.json(["results": hits.map { Hit(memory: MemoryView($0.memory, now: now), score: $0.breakdown) }])
         }
 
-        router.get("/v1/users/{user}/export") { request, context in
-            let (caller, user) = try await resolve(request, context)
-            let record = try await services.vault.user(tenant: caller.tenant.id, user: user)
-            let memories = try await services.vault.memories(tenant: caller.tenant.id, user: user, includeHistory: true)
-            let erasedAt = try await services.vault.erasedAt(tenant: caller.tenant.id, user: user)
+        routes.get("/v1/users/{user}/export") { request, context in
+            let (caller, user) = try resolve(context)
+            let record = try await vault.user(tenant: caller.tenant.id, user: user)
+            let memories = try await vault.memories(tenant: caller.tenant.id, user: user, includeHistory: true)
+            let erasedAt = try await vault.erasedAt(tenant: caller.tenant.id, user: user)
             try await audit(caller, "user.export", user: user)
             struct Export: Encodable {
                 var userID: String
@@ -115,47 +121,46 @@ struct ManagementController {
                     case userID = "user_id", tenant, consent, consentAt = "consent_at", createdAt = "created_at", lastCallAt = "last_call_at", erasedAt = "erased_at", memories
                 }
             }
-            let now = services.clock.now()
+            let now = clock.now()
             return try Response.json(Export(
                 userID: user.rawValue, tenant: caller.tenant.id, consent: record?.consent, consentAt: record?.consentAt, createdAt: record?.createdAt,
                 lastCallAt: record?.lastCallAt, erasedAt: erasedAt, memories: memories.map { MemoryView($0, now: now) }))
         }
 
-        router.delete("/v1/users/{user}") { request, context in
-            let (caller, user) = try await resolve(request, context)
-            try await services.erasure.eraseUser(
-                tenant: caller.tenant.id, user: user, actor: caller.keyID, action: "user.erase", spool: services.ingest.spool, logger: context.logger)
+        routes.delete("/v1/users/{user}") { request, context in
+            let (caller, user) = try resolve(context)
+            try await erasure.eraseUser(tenant: caller.tenant.id, user: user, actor: caller.keyID, action: "user.erase", logger: context.logger)
             return try Response.json(["status": "erased", "user_id": user.rawValue])
         }
 
-        router.get("/v1/users/{user}/consent") { request, context in
-            let (caller, user) = try await resolve(request, context)
-            let record = try await services.vault.user(tenant: caller.tenant.id, user: user)
+        routes.get("/v1/users/{user}/consent") { request, context in
+            let (caller, user) = try resolve(context)
+            let record = try await vault.user(tenant: caller.tenant.id, user: user)
             try await audit(caller, "consent.read", user: user)
             struct ConsentView: Encodable { var userID: String; var mode: String; var granted: Bool?; var at: Date?
                 enum CodingKeys: String, CodingKey { case userID = "user_id", mode, granted, at } }
             return try Response.json(ConsentView(userID: user.rawValue, mode: caller.tenant.record.consentMode.rawValue, granted: record?.consent, at: record?.consentAt))
         }
 
-        router.put("/v1/users/{user}/consent") { request, context in
-            let (caller, user) = try await resolve(request, context)
+        routes.put("/v1/users/{user}/consent") { request, context in
+            let (caller, user) = try resolve(context)
             let body = try await request.decodeJSON(ConsentBody.self, limit: 1024)
-            try await services.vault.setConsent(tenant: caller.tenant.id, user: user, granted: body.granted, at: services.clock.now())
+            try await vault.setConsent(tenant: caller.tenant.id, user: user, granted: body.granted, at: clock.now())
             try await audit(caller, body.granted ? "consent.grant" : "consent.withdraw", user: user)
             struct Recorded: Encodable { var userID: String; var granted: Bool
                 enum CodingKeys: String, CodingKey { case userID = "user_id", granted } }
             return try Response.json(Recorded(userID: user.rawValue, granted: body.granted))
         }
 
-        router.get("/v1/memories/{id}") { request, context in
-            let (caller, memory) = try await loadMemory(request, context)
+        routes.get("/v1/memories/{id}") { request, context in
+            let (caller, memory) = try await loadMemory(context)
             try await audit(caller, "memory.read", user: memory.user, memoryID: memory.id)
-            return try Response.json(MemoryView(memory, now: services.clock.now()))
+            return try Response.json(MemoryView(memory, now: clock.now()))
         }
 
-        router.patch("/v1/memories/{id}") { request, context in
-            let (caller, memory) = try await loadMemory(request, context)
-            let body = try await request.decodeJSON(PatchRequest.self, limit: services.configuration.maxToolBodyBytes)
+        routes.patch("/v1/memories/{id}") { request, context in
+            let (caller, memory) = try await loadMemory(context)
+            let body = try await request.decodeJSON(PatchRequest.self, limit: configuration.maxToolBodyBytes)
             var updated = memory
             if let content = body.content?.trimmingCharacters(in: .whitespacesAndNewlines) {
                 guard !content.isEmpty, content.utf8.count <= 2_000 else { throw APIError.badRequest("invalid_parameter", "content must have 1 to 2000 bytes (UTF-8)") }
@@ -166,43 +171,44 @@ struct ManagementController {
                 guard let s = MemoryStatus(rawValue: status), s != .erased else { throw APIError.badRequest("invalid_parameter", "status must be active or archived") }
                 updated.status = s
             }
-            try await services.vault.replace(updated)
+            try await vault.replace(updated)
             try await audit(caller, "memory.update", user: memory.user, memoryID: memory.id)
-            return try Response.json(MemoryView(updated, now: services.clock.now()))
+            return try Response.json(MemoryView(updated, now: clock.now()))
         }
 
-        router.delete("/v1/memories/{id}") { request, context in
-            let (caller, memory) = try await loadMemory(request, context)
-            _ = try await services.vault.deleteMemory(tenant: caller.tenant.id, id: memory.id)
+        routes.delete("/v1/memories/{id}") { request, context in
+            let (caller, memory) = try await loadMemory(context)
+            _ = try await vault.deleteMemory(tenant: caller.tenant.id, id: memory.id)
             try await audit(caller, "memory.delete", user: memory.user, memoryID: memory.id)
             return try Response.json(["status": "deleted", "id": memory.id])
         }
 
-        router.get("/v1/audit") { request, context in
-            let caller = try await services.authenticator.authorize(request, scope: .admin)
+        routes.get("/v1/audit") { request, context in
+            let caller = context.caller
             let limit = min(1000, max(1, request.uri.queryParameters.get("limit", as: Int.self) ?? 100))
-            return try Response.json(["entries": try await services.vault.auditEntries(tenant: caller.tenant.id, limit: limit)])
+            return try Response.json(["entries": try await vault.auditEntries(tenant: caller.tenant.id, limit: limit)])
         }
+        return routes
     }
 
-    func resolve(_ request: Request, _ context: BasicRequestContext) async throws -> (Caller, UserKey) {
-        let caller = try await services.authenticator.authorize(request, scope: .admin)
+    func resolve(_ context: Context) throws -> (Caller, UserKey) {
+        let caller = context.caller
         guard let raw = context.parameters.get("user"), raw.utf8.count <= 300, let identity = CallerReference.parse(raw) else {
             throw APIError.badRequest("invalid_user", "user must be a u_ key, a +E.164 phone number or ext:<id>")
         }
         return (caller, caller.tenant.userKeys.key(for: identity))
     }
 
-    func loadMemory(_ request: Request, _ context: BasicRequestContext) async throws -> (Caller, Memory) {
-        let caller = try await services.authenticator.authorize(request, scope: .admin)
+    func loadMemory(_ context: Context) async throws -> (Caller, Memory) {
+        let caller = context.caller
         // Another tenant's memory is indistinguishable from a missing one.
         guard let id = context.parameters.get("id"), id.utf8.count <= 64,
-              let memory = try await services.vault.memory(tenant: caller.tenant.id, id: id)
+              let memory = try await vault.memory(tenant: caller.tenant.id, id: id)
         else { throw APIError(status: .notFound, code: "not_found", message: "no such memory") }
         return (caller, memory)
     }
 
     func audit(_ caller: Caller, _ action: String, user: UserKey?, memoryID: String? = nil) async throws {
-        try await services.vault.audit(tenant: caller.tenant.id, actor: caller.keyID, action: action, user: user, memoryID: memoryID)
+        try await vault.audit(tenant: caller.tenant.id, actor: caller.keyID, action: action, user: user, memoryID: memoryID)
     }
 }

@@ -1,0 +1,135 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import EngramApp
+import EngramCore
+import EngramObservability
+import EngramQueue
+
+/// A post-call body whose HMAC signature checked out: what `WebhookSignatureMiddleware` hands
+/// to the post-call handler.
+struct VerifiedWebhook: Sendable {
+    let tenant: TenantContext
+    /// The intake that verified the body (the tenant's secrets); it also classifies it.
+    let intake: PostCallIntake
+    /// At most the configured prefix of the body (`ENGRAM_MAX_BODY_BYTES`).
+    let kept: ByteBuffer
+    /// The body was longer than what was kept.
+    let oversize: Bool
+    let signatureHeader: String?
+    /// When verification began, for `engram_postcall_ack_seconds`.
+    let started: ContinuousClock.Instant
+}
+
+/// Authentication of the post-call webhooks (middleware): verify the ElevenLabs signature on the
+/// raw body as it streams, keeping at most the configured prefix, before any handler runs.
+///
+/// The tenant is the one the path names (`{tenant}`), or the default tenant on the path without
+/// one. An unknown tenant is answered exactly as a wrong signature is (no tenant enumeration):
+/// its body is checked against a secret nobody has, so it fails at the same step with the same
+/// error. Until the HMAC is checked, every byte kept is held for an unauthenticated sender, so
+/// it counts against the shared `UnverifiedBodyBudget` until the request ends.
+struct WebhookSignatureMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+    static let signatureField = HTTPField.Name("ElevenLabs-Signature")!
+
+    let configuration: EngramConfiguration
+    let vault: MemoryVault
+    /// The default tenant's intake: the environment's secrets, tolerances, limits, cipher, clock.
+    let intake: PostCallIntake
+    let defaultTenant: TenantContext
+    /// The default tenant also has secrets stored with `engram tenant set-webhook-secret default`.
+    let hasStoredDefaultWebhookSecret: Bool
+    /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
+    let unverifiedBodies: UnverifiedBodyBudget
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let tenant: TenantContext?
+        if let id = context.parameters.get("tenant") {
+            tenant = id.isEmpty || id.utf8.count > 64 ? nil : try await vault.tenant(id)
+        } else {
+            tenant = defaultTenant
+        }
+        return try await verify(request, context: context, tenant: tenant, next: next)
+    }
+
+    /// Verification against a random secret, for a tenant that does not exist or has no secret.
+    func unverifiableIntake() -> PostCallIntake {
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let base = intake
+        return PostCallIntake(secrets: [secret], tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock)
+    }
+
+    /// The tenant's HMAC secrets: stored ones (wrapped), and for the default tenant the environment's.
+    func intake(for tenant: TenantContext, logger: Logger) async throws -> PostCallIntake {
+        var secrets: [String] = []
+        if tenant.id == defaultTenant.id { secrets = intake.secrets }
+        secrets += try await vault.webhookSecrets(tenant: tenant.id)
+        guard !secrets.isEmpty else {
+            // Answered as a wrong signature, like an unknown tenant; the operator sees why here.
+            logger.warning("post-call refused: no webhook secret is configured for this tenant", metadata: ["tenant": "\(tenant.id)"])
+            return unverifiableIntake()
+        }
+        let base = intake
+        return PostCallIntake(secrets: secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock)
+    }
+
+    /// `tenant` nil: the path named no existing tenant; the body is read and verified as for any
+    /// tenant and refused as a signature mismatch.
+    func verify(
+        _ request: Request, context: Context, tenant: TenantContext?, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let started = ContinuousClock.now
+        let header = request.headers[Self.signatureField]
+        let intake: PostCallIntake
+        if let tenant {
+            intake = tenant.id == defaultTenant.id && !hasStoredDefaultWebhookSecret
+                ? self.intake : try await self.intake(for: tenant, logger: context.logger)
+        } else {
+            intake = unverifiableIntake()
+        }
+        var verifier: StreamingSignatureVerifier
+        do {
+            verifier = try intake.begin(header: header)
+        } catch let error as SignatureError {
+            throw APIError.from(error)
+        }
+        let limit = configuration.maxBodyBytes
+        let bodyDeadline = ContinuousClock.now + configuration.requestBodyTimeout
+        var kept = ByteBuffer()
+        var total = 0
+        // What this request keeps is held for an unauthenticated sender until the HMAC is checked;
+        // given back when the request ends (after the handler), as before this was middleware.
+        var reserved = 0
+        defer { unverifiedBodies.release(reserved) }
+        for try await chunk in request.body {
+            total += chunk.readableBytes
+            if total > configuration.maxStreamBytes { throw APIError.tooLarge }
+            // A stall is closed by the idle timeout; a slow drip of bytes is cut off here.
+            if ContinuousClock.now > bodyDeadline { throw APIError.bodyTimeout }
+            chunk.withUnsafeReadableBytes { verifier.update($0) }
+            let keep = min(chunk.readableBytes, max(0, limit - kept.readableBytes))
+            if keep > 0, let slice = chunk.getSlice(at: chunk.readerIndex, length: keep) {
+                guard unverifiedBodies.reserve(keep) else {
+                    EngramMetrics.unverifiedBodyRefused()
+                    throw APIError.unverifiedBudgetExhausted
+                }
+                reserved += keep
+                kept.writeImmutableBuffer(slice)
+            }
+        }
+        do {
+            try verifier.finish()
+        } catch let error as SignatureError {
+            throw APIError.from(error)
+        }
+        // Unreachable for an unknown tenant (nobody signs with a random secret); kept as a guard.
+        guard let tenant else { throw APIError.from(SignatureError.mismatch) }
+        var context = context
+        context.webhook = VerifiedWebhook(
+            tenant: tenant, intake: intake, kept: kept, oversize: total > limit, signatureHeader: header, started: started)
+        return try await next(request, context)
+    }
+}
