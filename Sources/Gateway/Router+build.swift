@@ -1,3 +1,4 @@
+import EngramProviders
 import Hummingbird
 import EngramApp
 import EngramCore

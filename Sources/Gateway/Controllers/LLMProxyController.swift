@@ -1,3 +1,4 @@
+import EngramQueue
 import EngramApp
 import EngramCore
 import EngramObservability

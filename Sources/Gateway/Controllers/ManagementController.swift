@@ -1,3 +1,6 @@
+import EngramQueue
+import EngramObservability
+import EngramApp
 import EngramCore
 import Foundation
 import Hummingbird

@@ -1,3 +1,5 @@
+import EngramQueue
+import EngramApp
 import EngramCore
 import EngramObservability
 import Hummingbird

@@ -1,3 +1,5 @@
+import EngramQueue
+import EngramObservability
 import EngramApp
 import EngramCore
 import Foundation

@@ -8,6 +8,7 @@ import Testing
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramStore
+@testable import EngramProviders
 
 /// Authentication is middleware on route groups (`buildRouter`). These tests ask every route of
 /// the production router who may call it, so a route added outside its group, or in the wrong
