@@ -20,8 +20,6 @@ enum StatedFacts {
             #"\b(?:I|we)\s+(?:just\s+|recently\s+|finally\s+|also\s+|even\s+|actually\s+)?(?:went|got|made|took|joined|started|finished|signed|bought|visited|saw|met|found|painted|read|ran|had|did|tried|learned|adopted|moved|gave|won|lost|decided|played|attended|watched|wrote|built|baked|cooked|traveled|travelled|booked|volunteered|quit|left|completed|organized|organised|hosted)\b"#,
             // plans and ongoing: "I'm going to", "we are planning", "I'm learning"
             #"\b(?:I\#(apostrophe)m|I am|we\#(apostrophe)re|we are)\s+(?:going|planning|thinking|hoping|looking forward|excited|learning|taking|starting|working|volunteering|moving|getting|doing)\b"#,
-            // what has been going on: "I've been running more", "we have just finished"
-            #"\b(?:I\#(apostrophe)ve|I have|we\#(apostrophe)ve|we have)\s+(?:been|got|started|always|never|just|recently|finally|made|done|had|tried|learned|found|decided)\b"#,
             // preferences
             #"\b(?:I|we)\s+(?:really\s+|also\s+)?(?:love|like|enjoy|prefer|hate)\b"#,
             // relations, pets, work, names
