@@ -4,7 +4,7 @@ import Foundation
 /// Offline extraction (MEMORY-MODEL.md): the call summary, data-collection results as slot
 /// facts, every substantive turn as an episode (a window of turns, one line each, citing them),
 /// pattern facts (name, likes, allergies, family, work, places, contact preferences) from the
-/// caller's words, and dated bookings (`DatedFacts`).
+/// caller's words, dated bookings (`DatedFacts`) and stated facts (`StatedFacts`).
 public struct LocalExtractor: Extractor {
     public let id = "local-v1"
 
@@ -67,6 +67,7 @@ public struct LocalExtractor: Extractor {
             }
         }
         memories.append(contentsOf: DatedFacts.bookings(in: conversation, day: day))
+        memories.append(contentsOf: StatedFacts.facts(in: conversation, day: day))
         return Extraction(memories: memories, summary: conversation.summary, userName: userName, extractor: id)
     }
 
