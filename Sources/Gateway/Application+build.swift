@@ -56,6 +56,8 @@ func buildApplication(
         upstream: LLMUpstream(baseURL: configuration.llmUpstreamURL, apiKey: configuration.llmUpstreamKey, timeout: configuration.llmUpstreamTimeout)
     ).addRoutes(to: router)
     ManagementController(services: services).addRoutes(to: router)
+    // The memory tools over the Model Context Protocol (Sources/Gateway/MCP).
+    MCPController(services: services).addRoutes(to: router)
     let metrics = MetricsController(services: services)
     metrics.addRoutes(to: router)
 
