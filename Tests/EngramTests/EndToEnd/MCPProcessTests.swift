@@ -105,6 +105,8 @@ struct MCPProcessTests {
         #expect((seen["tools"] as? [String])?.contains("search_memory") == true)
         #expect((seen["search_text"] as? String)?.contains("Friday") == true)
         #expect(seen["reconnected"] as? Bool == true)
+        // The client's default negotiation (a `server/discover` probe first) falls back to the handshake.
+        #expect(seen["protocol_version"] as? String == "2025-11-25")
 
         // Without the key, the MCP client is turned away.
         let refused = try await Self.runClient(["check", "--url", "http://127.0.0.1:\(port)/mcp"], key: "ek_wrong", directory: env.directory)

@@ -278,4 +278,21 @@ struct MCPTests {
             #expect(revision.errorCode == -32600)
         }
     }
+
+    @Test("engram elevenlabs config prints the MCP server block next to the custom-LLM block and the tools", .timeLimit(.minutes(1)))
+    func agentConfiguration() async throws {
+        let env = try TestEnvironment()
+        let base = ["ENGRAM_PUBLIC_BASE_URL": "https://engram.example.com", "PATH": "/usr/bin:/bin"]
+        let result = try await runEngram(["elevenlabs", "config", "--secret-id", "s"], environment: base, directory: env.directory)
+        #expect(result.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let block = try #require(object["mcp_server"] as? [String: Any])
+        #expect(block["url"] as? String == "https://engram.example.com/mcp")
+        #expect(block["transport"] as? String == "streamable_http")
+        let header = (block["request_headers"] as? [String: Any])?["Authorization"] as? [String: Any]
+        #expect(header?["secret_id"] as? String == "s")
+        #expect((object["custom_llm"] as? [String: Any])?["url"] as? String == "https://engram.example.com/v1/llm")
+        #expect((object["tools"] as? [Any])?.count == 4)
+        try? FileManager.default.removeItem(at: env.directory)
+    }
 }
