@@ -9,6 +9,9 @@
 #   scripts/bench-proxy.sh                                 # standard profile
 #   scripts/bench-proxy.sh --callers 10 --memories 10 --heavy 2000 --requests 100   # quick
 #
+# Then the MCP round trip (tools/call search_memory) on the same gateway, with the Python client
+# in .venv-mcp (installed if missing); ENGRAM_BENCH_MCP=0 skips it.
+#
 # ENGRAM_BENCH_BUILD=debug uses the debug build (quicker to build, slower to run);
 # ENGRAM_BENCH_BIN_DIR=<dir> uses the executables already built there.
 set -euo pipefail
@@ -17,6 +20,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+# shellcheck source=scripts/mcp-client.sh
+. scripts/mcp-client.sh
 
 main() {
   bash scripts/deps.sh
@@ -83,6 +88,19 @@ main() {
   status=${PIPESTATUS[0]}
   set -e
   cd "$root"
+
+  # The MCP round trip on the same gateway and store (ENGRAM_BENCH_MCP=0 skips it): tools/call
+  # search_memory for the heavy caller and for a regular one, through the official Python client
+  # and as bare JSON-RPC POSTs (scripts/mcp_client.py bench).
+  if ((status == 0)) && [[ "${ENGRAM_BENCH_MCP:-1}" != 0 ]]; then
+    ensure_mcp_client
+    for caller in +15552019999 +15552000000; do
+      log "MCP round trip, caller ${caller:0:6}..., ${ENGRAM_BENCH_MCP_ROUNDS:-300} calls"
+      printf 'MCP tools/call search_memory, caller %s: ' "$([[ $caller == +15552019999 ]] && echo heavy || echo regular)" | tee -a "$report"
+      ENGRAM_MCP_KEY=$ENGRAM_API_KEY timeout 900 "$MCP_VENV/bin/python" scripts/mcp_client.py bench \
+        --url "$base_url/mcp" --caller "$caller" --rounds "${ENGRAM_BENCH_MCP_ROUNDS:-300}" | tee -a "$report" || status=1
+    done
+  fi
 
   cleanup
   log ""

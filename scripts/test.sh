@@ -22,6 +22,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 # shellcheck source=scripts/postgres.sh
 . scripts/postgres.sh
+# shellcheck source=scripts/mcp-client.sh
+. scripts/mcp-client.sh
 
 started_at=$SECONDS
 bash scripts/deps.sh
@@ -95,6 +97,13 @@ if [[ -z "${ENGRAM_TEST_POSTGRES_URL:-}" && "${ENGRAM_TEST_POSTGRES:-1}" != 0 ]]
   done
   export ENGRAM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
   log "test PostgreSQL: $ENGRAM_TEST_POSTGRES_URL (pid $pg_pid, $("$PG_BIN/postgres" --version))"
+fi
+
+# The official Python MCP client (PyPI `mcp`) that the MCP tests drive /mcp with, in .venv-mcp
+# (scripts/mcp_client.py); ENGRAM_TEST_MCP_PYTHON points the tests at it.
+if [[ -z "${ENGRAM_TEST_MCP_PYTHON:-}" ]]; then
+  ensure_mcp_client
+  export ENGRAM_TEST_MCP_PYTHON="$PWD/$MCP_VENV/bin/python"
 fi
 
 # Build everything first: the process tests start the real engram-gateway and engram-worker.

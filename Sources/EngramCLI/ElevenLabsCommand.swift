@@ -107,6 +107,12 @@ enum ElevenLabsAgentConfiguration {
                 "api_key": .object(["secret_id": .string(llmSecretID)]),
                 "note": "Agent → LLM: Custom LLM. The secret's value is the bare Engram tool key (ElevenLabs sends it as Bearer). Keep the conversation-initiation webhook on: its answer names the caller (custom_llm_extra_body) for every turn.",
             ]),
+            // The third mode: the same four tools from Engram's MCP server (docs/mcp.md).
+            "mcp_server": .object([
+                "url": .string(baseURL + "/mcp"), "transport": "streamable_http",
+                "request_headers": .object(["Authorization": .object(["secret_id": .string(secretID)])]),
+                "note": "Agent → Tools → MCP servers: add this URL (Streamable HTTP) with the header; the secret's value is 'Bearer <ENGRAM_API_KEY>', as for the webhook tools. Put 'The caller's number is {{system__caller_id}}' in the prompt: the tools take it as caller_id. Approve search_memory, remember and set_consent; keep forget_me on approval.",
+            ]),
             "dynamic_variable_placeholders": .object([
                 "memory_context": .string(neutral.memoryContext), "user_name": .string(neutral.userName),
                 "is_returning_caller": .bool(neutral.isReturningCaller), "last_call_summary": .string(neutral.lastCallSummary),

@@ -50,13 +50,15 @@ func buildRouter(_ services: GatewayServices) -> Router<GatewayRequestContext> {
         rateLimiter: services.rateLimiter, clock: services.clock,
         upstream: LLMUpstream(baseURL: configuration.llmUpstreamURL, apiKey: configuration.llmUpstreamKey, timeout: configuration.llmUpstreamTimeout)
     ).endpoints)
+    let tools = ToolsController(
+        configuration: configuration, vault: services.vault, ingest: services.ingest, reinforcement: services.reinforcement,
+        erasure: erasure, clock: services.clock)
     toolCallers.group()
         .add(middleware: RateLimitMiddleware(rateLimiter: services.rateLimiter))
         .addRoutes(precall.endpoints)
-        .addRoutes(ToolsController(
-            configuration: configuration, vault: services.vault, ingest: services.ingest, reinforcement: services.reinforcement,
-            erasure: erasure, clock: services.clock
-        ).endpoints)
+        .addRoutes(tools.endpoints)
+    // The same tools over the Model Context Protocol (Sources/Gateway/MCP): only `tools/call` is rate limited.
+    toolCallers.addRoutes(MCPController(configuration: configuration, tools: MCPTools(actions: tools, rateLimiter: services.rateLimiter)).endpoints)
 
     // Admin keys: the management API.
     router.group()

@@ -63,85 +63,25 @@ struct ToolsController {
     static let maxQueryBytes = 1_000
     static let maxFactBytes = 2_000
 
-    /// Behind `Authenticator` (tool scope) and `RateLimitMiddleware`.
+    /// Behind `Authenticator` (tool scope) and `RateLimitMiddleware`. What each tool does is in
+    /// ToolsController+Actions.swift, shared with the MCP server.
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
         routes.post("/v1/tools/search-memory") { request, context in
-            let caller = context.caller
             let body = try await request.decodeJSON(SearchRequest.self, limit: configuration.maxToolBodyBytes)
-            let query = body.query.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !query.isEmpty else { throw APIError.badRequest("missing_field", "query must not be empty") }
-            guard query.utf8.count <= Self.maxQueryBytes else { throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryBytes) bytes (UTF-8)") }
-            // `limit` caps the entries of the answer; without it, the character budget alone does.
-            let maxItems = body.limit.map { min(20, max(1, $0)) }
-            let tenant = caller.tenant
-            guard let user = tenant.userKey(userID: body.userID, callerID: body.callerID) else {
-                return try Response.json(["memories": [SearchResult]()])
-            }
-            // Like pre-call, a tool answer can reach a spoofed caller id: sensitive memories stay
-            // out unless the tenant allows them (operators still see them in the management API).
-            let includeSensitive = tenant.includeSensitive(configuration)
-            let hits = try await vault.search(
-                tenant: tenant.id, user: user, query: query, limit: AnswerPacker.searchCandidates, includeSensitive: includeSensitive)
-            // One answer, within the budget, no turn twice (AnswerPacker; the LoCoMo figure measures exactly this).
-            let answer = AnswerPacker.pack(hits.map(\.memory), budget: configuration.searchAnswerChars, maxItems: maxItems)
-            let breakdowns = Dictionary(hits.map { ($0.memory.id, $0.breakdown) }, uniquingKeysWith: { first, _ in first })
-            await reinforcement.reinforce(answer.items.flatMap(\.memories), at: clock.now())
-            let explain = body.explain ?? false
-            let results = answer.items.map { item in
-                SearchResult(
-                    text: item.text, when: Self.day(item.first.validFrom), sector: item.first.sector.rawValue,
-                    id: explain ? item.first.id : nil, score: explain ? breakdowns[item.first.id] : nil)
-            }
-            return try Response.json(["memories": results])
+            return try Response.json(["memories": try await search(body, caller: context.caller)])
         }
-
         routes.post("/v1/tools/remember") { request, context in
-            let caller = context.caller
             let body = try await request.decodeJSON(RememberRequest.self, limit: configuration.maxToolBodyBytes)
-            let fact = body.fact.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !fact.isEmpty else { throw APIError.badRequest("missing_field", "fact must not be empty") }
-            guard fact.utf8.count <= Self.maxFactBytes else { throw APIError.badRequest("field_too_long", "fact is longer than \(Self.maxFactBytes) bytes (UTF-8)") }
-            let tenant = caller.tenant
-            guard let user = tenant.userKey(userID: body.userID, callerID: body.callerID) else {
-                return try Response.json(["status": "skipped", "message": "The caller is unknown, so this was not remembered."])
-            }
-            let event = RememberEvent(user: user, fact: fact, conversationID: body.conversationID, saidAt: clock.now())
-            let envelope = try vault.sealEvent(
-                try JSONEncoder().encode(event), tenant: tenant.id, type: EventType.remember, receivedAt: clock.now(), users: [user])
-            do {
-                _ = try await ingest.accept(envelope, dedupe: [], logger: context.logger)
-            } catch {
-                context.logger.error("enqueue failed", metadata: ["error_class": "\(type(of: error))"])
-                throw APIError(status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the fact right now", headers: [.retryAfter: "5"])
-            }
-            return try Response.json(["status": "remembered", "message": "Noted. I will remember that."])
+            return try Response.json(try await remember(body, caller: context.caller, logger: context.logger))
         }
-
         routes.post("/v1/tools/forget-me") { request, context in
-            let caller = context.caller
             let body = try await request.decodeJSON(CallerRequest.self, limit: configuration.maxToolBodyBytes)
-            let tenant = caller.tenant
-            guard let user = tenant.userKey(userID: body.userID, callerID: body.callerID) else {
-                return try Response.json(["status": "skipped", "message": "I could not identify the caller, so nothing was erased."])
-            }
-            try await erasure.eraseUser(tenant: tenant.id, user: user, actor: caller.keyID, action: "tool.forget_me", logger: context.logger)
-            context.logger.info("caller erased by tool", metadata: ["tenant": "\(tenant.id)"])
-            return try Response.json(["status": "erased", "message": "Everything remembered about this caller has been erased."])
+            return try Response.json(try await forgetMe(body, caller: context.caller, logger: context.logger))
         }
-
         routes.post("/v1/tools/set-consent") { request, context in
-            let caller = context.caller
             let body = try await request.decodeJSON(ConsentRequest.self, limit: configuration.maxToolBodyBytes)
-            let tenant = caller.tenant
-            guard let user = tenant.userKey(userID: body.userID, callerID: body.callerID) else {
-                return try Response.json(["status": "skipped", "message": "I could not identify the caller, so their choice was not recorded."])
-            }
-            try await vault.setConsent(tenant: tenant.id, user: user, granted: body.granted, at: clock.now())
-            try await vault.audit(tenant: tenant.id, actor: caller.keyID, action: body.granted ? "tool.consent_granted" : "tool.consent_withdrawn", user: user)
-            return try Response.json(body.granted
-                ? ["status": "granted", "message": "Thanks, I will remember what we talk about for next time."]
-                : ["status": "withdrawn", "message": "Understood, I will not keep anything from our calls."])
+            return try Response.json(try await setConsent(body, caller: context.caller))
         }
         return routes
     }

@@ -12,13 +12,19 @@ struct RateLimitMiddleware: RouterMiddleware {
     let rateLimiter: RateLimiter
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let decision = await rateLimiter.check(context.caller.keyID)
+        try await Self.enforce(rateLimiter, keyID: context.caller.keyID)
+        return try await next(request, context)
+    }
+
+    /// 429 with Retry-After when the key is over its budget; also used by the MCP server, where
+    /// only `tools/call` counts (reconnects and `tools/list` do not use up the budget).
+    static func enforce(_ rateLimiter: RateLimiter, keyID: String) async throws {
+        let decision = await rateLimiter.check(keyID)
         guard decision.allowed else {
             // Whole seconds, at least 1; a value Redis sent that is not finite cannot trap here.
             let seconds = decision.retryAfter.isFinite ? min(max(1, decision.retryAfter.rounded(.up)), 86_400) : 1
             throw APIError(status: .tooManyRequests, code: "rate_limited", message: "too many requests for this key",
                            headers: [.retryAfter: String(Int(seconds))])
         }
-        return try await next(request, context)
     }
 }

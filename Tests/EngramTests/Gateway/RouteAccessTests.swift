@@ -40,6 +40,10 @@ struct RouteAccessTests {
         "POST /v1/tools/remember": .key(.tool, rateLimited: true),
         "POST /v1/tools/forget-me": .key(.tool, rateLimited: true),
         "POST /v1/tools/set-consent": .key(.tool, rateLimited: true),
+        // MCP: the key on every method; only `tools/call` counts against the rate (MCPTests).
+        "POST /mcp": .key(.tool, rateLimited: false),
+        "GET /mcp": .key(.tool, rateLimited: false),
+        "DELETE /mcp": .key(.tool, rateLimited: false),
         "GET /v1/users/{user}/memories": .key(.admin, rateLimited: true),
         "POST /v1/users/{user}/memories/search": .key(.admin, rateLimited: true),
         "GET /v1/users/{user}/export": .key(.admin, rateLimited: true),
