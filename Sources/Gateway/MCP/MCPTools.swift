@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import EngramApp
 import EngramCore
+import EngramProviders
 import EngramQueue
+import EngramStore
 
 /// The memory tools as MCP tools: their names, descriptions and input schemas, and a call that
 /// runs the same action as the webhook tool of that name (`ToolsController+Actions`).
