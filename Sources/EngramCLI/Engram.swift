@@ -81,7 +81,7 @@ struct CLIContext {
         configuration = try EngramConfiguration.fromEnvironment()
         vault = MemoryVault(
             store: try await StoreFactory.open(configuration, logger: Logger(label: "engram-cli")), keyRing: try configuration.keyRing(),
-            embedder: try ProviderFactory.embedder(configuration))
+            embedder: try ProviderFactory.embedder(configuration), termIndexCache: TermIndexCache(maxBytes: configuration.termIndexMaxBytes))
     }
 
     func tenant(_ id: String) async throws -> TenantContext {

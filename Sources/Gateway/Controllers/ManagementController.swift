@@ -124,7 +124,7 @@ struct ManagementController {
         router.delete("/v1/users/{user}") { request, context in
             let (caller, user) = try await resolve(request, context)
             try await services.vault.store.erase(tenant: caller.tenant.id, user: user, at: services.clock.now())
-            await services.vault.vectorCache.invalidate(tenant: caller.tenant.id, user: user)
+            await services.vault.forgetCached(tenant: caller.tenant.id, user: user)
             await services.propagateErasure(tenant: caller.tenant.id, user: user, logger: context.logger)
             try await audit(caller, "user.erase", user: user)
             return try Response.json(["status": "erased", "user_id": user.rawValue])

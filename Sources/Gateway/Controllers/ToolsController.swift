@@ -116,7 +116,7 @@ struct ToolsController {
                 return try Response.json(["status": "skipped", "message": "I could not identify the caller, so nothing was erased."])
             }
             try await services.vault.store.erase(tenant: tenant.id, user: user, at: services.clock.now())
-            await services.vault.vectorCache.invalidate(tenant: tenant.id, user: user)
+            await services.vault.forgetCached(tenant: tenant.id, user: user)
             await services.propagateErasure(tenant: tenant.id, user: user, logger: context.logger)
             try await services.vault.store.audit(AuditEntry(tenant: tenant.id, actor: caller.keyID, action: "tool.forget_me", user: user, at: services.clock.now()))
             context.logger.info("caller erased by tool", metadata: ["tenant": "\(tenant.id)"])
