@@ -12,8 +12,8 @@ struct Worker {
             EngramLogging.bootstrap(service: "engram-worker", level: configuration.logLevel, traceMetadata: configuration.otelEndpoint != nil)
             MetricsExport.bootstrap(.worker)
             let logger = Logger(label: "engram-worker")
-            // Reads first: before the worker starts its threads (they inherit it), and again below.
-            CPUPriority.lower(to: configuration.workerNice, logger: logger)
+            // Reads first: before the worker starts its threads (they inherit it), then once a second.
+            CPUPriority.keepLowered(to: configuration.workerNice, logger: logger)
             // Before anything makes an HTTP client: the shared one picks its tracer when first used.
             let tracing = try EngramTracing.bootstrap(configuration: configuration, service: "engram-worker", logger: logger)
             let runtime = try await buildWorker(configuration: configuration, logger: logger)
@@ -22,7 +22,6 @@ struct Worker {
             let group = ServiceGroup(configuration: .init(
                 services: services.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            CPUPriority.lower(to: configuration.workerNice, logger: logger)
             logger.info("worker started", metadata: ["worker": "\(configuration.workerID)"])
             try await group.run()
         } catch {

@@ -60,9 +60,11 @@ struct TermIndexTests {
     func sameAsStore(_ backend: Backend) async throws {
         let env = try await TestEnvironment.make(backend)
         let store = try await env.openStore()
-        let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
+        // One instant for both, so salience and recency are the same in both answers.
+        let clock = WallClock.fixed(Date())
+        let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), clock: clock)
         let withoutIndex = MemoryVault(
-            store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), termIndexCache: TermIndexCache(maxBytes: 0))
+            store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), termIndexCache: TermIndexCache(maxBytes: 0), clock: clock)
         let tenant = try #require(try await vault.tenant("default", create: true))
         let user = tenant.userKeys.key(for: .phone("+14155550191"))
         try await Self.seed(vault, user: user)
@@ -155,10 +157,13 @@ struct TermIndexTests {
         try await writerStore.erase(tenant: "default", user: user, at: Date())
         #expect(try await reader.search(tenant: "default", user: user, query: "Biscuit penicillin", limit: 10).isEmpty)
 
-        // The caller comes back (consent again): a new user row, new memories, none of the old.
-        let batch = try await writer.prepareBulkInsert(
+        // The caller comes back and consents again: a new user row, new memories, none of the old.
+        _ = try await writer.userForWriting(tenant: "default", user: user)
+        try await writerStore.setConsent(tenant: "default", user: user, granted: true, at: Date())
+        var batch = try await writer.prepareBulkInsert(
             tenant: "default", user: user, extraction: Self.extraction(["The caller's cat is called Pepper"]), conversationID: nil, callAt: nil,
             idempotencyKey: "again", eventID: "again", eventType: "test")
+        batch.erasedAt = try await writerStore.tombstone(tenant: "default", user: user)  // seen and lifted by the new consent
         #expect(try await writerStore.apply(batch))
         let again = try await reader.search(tenant: "default", user: user, query: "Biscuit penicillin cat Pepper", limit: 10)
         #expect(again.map(\.memory.content) == ["The caller's cat is called Pepper"])
