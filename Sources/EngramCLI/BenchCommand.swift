@@ -650,9 +650,10 @@ struct BenchReport: Encodable {
                 pad(p.path, 27, left: true) + pad(f(p.offeredRate, 1), 10) + pad(f(p.achievedRate, 1), 11) + pad(String(p.ok), 7) + pad(f(p.p50Ms), 9)
                     + pad(f(p.p95Ms), 9) + pad(f(p.p99Ms), 9) + pad(f(p.maxMs), 9) + pad(String(p.errors), 8) + pad("< " + f(p.targetP95Ms, 0) + " ms", 12) + "  " + p.verdict)
         }
-        for p in paths where !p.errorKinds.isEmpty || p.degraded > 0 {
+        // Pre-call fallbacks are always stated, also when there are none (issue 14's target).
+        for p in paths where !p.errorKinds.isEmpty || p.degraded > 0 || p.path == "conversation-init" {
             var detail = p.errorKinds.sorted { $0.value > $1.value }.map { "\($0.key): \($0.value)" }
-            if p.degraded > 0 { detail.append("answered with the neutral set (budget or store error): \(p.degraded)") }
+            if p.degraded > 0 || p.path == "conversation-init" { detail.append("answered with the neutral set (budget or store error): \(p.degraded) of \(p.ok)") }
             lines.append("  \(p.path): " + detail.joined(separator: "; "))
         }
         let delays = paths.compactMap { p in p.sendDelayP99Ms.map { "\(p.path) p50 \(f(p.sendDelayP50Ms ?? 0)) / p99 \(f($0))" } }

@@ -1,3 +1,4 @@
+import EngramCore
 import ArgumentParser
 import EngramApp
 import EngramProviders

@@ -85,7 +85,9 @@ struct CLIContext {
     init() async throws {
         configuration = try EngramConfiguration.fromEnvironment()
         store = try await StoreFactory.open(configuration, logger: Logger(label: "engram-cli"))
-        vault = MemoryVault(store: store, keyRing: try configuration.keyRing(), embedder: try ProviderFactory.embedder(configuration))
+        vault = MemoryVault(
+            store: store, keyRing: try configuration.keyRing(), embedder: try ProviderFactory.embedder(configuration),
+            termIndexCache: TermIndexCache(maxBytes: configuration.termIndexMaxBytes))
     }
 
     func tenant(_ id: String) async throws -> TenantContext {

@@ -44,6 +44,9 @@ public protocol MemoryStore: Sendable {
     func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float])
     func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting]
     func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics
+    /// Every current memory's id and term count, and those memories' postings, from one snapshot:
+    /// what a user's in-memory keyword index (`TermIndex`) is built from.
+    func termIndexRows(tenant: String, user: UserKey) async throws -> (documents: [(id: String, length: Int)], postings: [TermPosting])
 
     /// Reinforcement from recall: new salience0 and reinforced_at per memory (batched).
     func reinforce(tenant: String, _ updates: [(id: String, salience0: Double, at: Date)]) async throws

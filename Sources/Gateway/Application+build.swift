@@ -41,7 +41,8 @@ func buildGateway(
     let injected = store != nil
     let store: any MemoryStore = if let store { store } else { try await StoreFactory.open(configuration, logger: logger) }
     let embedder = try ProviderFactory.embedder(configuration)
-    let vault = MemoryVault(store: store, keyRing: keyRing, embedder: embedder, clock: clock)
+    let vault = MemoryVault(
+        store: store, keyRing: keyRing, embedder: embedder, termIndexCache: TermIndexCache(maxBytes: configuration.termIndexMaxBytes), clock: clock)
     guard let defaultTenant = try await vault.defaultTenant(consentMode: configuration.consentMode) else {
         throw StoreError.notFound("default tenant")
     }

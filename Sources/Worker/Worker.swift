@@ -13,6 +13,8 @@ struct Worker {
             EngramLogging.bootstrap(service: "engram-worker", level: configuration.logLevel, traceMetadata: configuration.otelEndpoint != nil)
             MetricsExport.bootstrap(.worker)
             let logger = Logger(label: "engram-worker")
+            // Reads first: before the worker starts its threads (they inherit it), then once a second.
+            CPUPriority.keepLowered(to: configuration.workerNice, logger: logger)
             // Before anything makes an HTTP client: the shared one picks its tracer when first used.
             let tracing = try EngramTracing.bootstrap(configuration: configuration, service: "engram-worker", logger: logger)
             let runtime = try await buildWorker(configuration: configuration, logger: logger)

@@ -66,6 +66,10 @@ public struct EngramConfiguration: Sendable {
     public var signatureToleranceFuture: Duration = .seconds(5 * 60)
     public var dedupeTTLSeconds = 7 * 24 * 3600
     public var precallBudget: Duration = .milliseconds(800)
+    /// Bound of the in-memory keyword indexes (estimated bytes; 0: search reads postings from the store).
+    public var termIndexMaxBytes = TermIndexCache.defaultMaxBytes
+    /// Nice value the worker lowers itself to (0: unchanged), so reads are not starved by extraction.
+    public var workerNice = 10
     public var precallContextChars = 1200
     public var precallIncludeSensitive = false
     /// Character budget of the search-memory tool's answer (AnswerPacker: merged, no turn twice).
@@ -188,6 +192,8 @@ public struct EngramConfiguration: Sendable {
             ?? c.unverifiedBodyBudgetBytes
         c.dedupeTTLSeconds = try reader.int("ENGRAM_DEDUPE_TTL_SECONDS", range: 60...(90 * 86400)) ?? c.dedupeTTLSeconds
         c.precallBudget = try reader.milliseconds("ENGRAM_PRECALL_BUDGET_MS") ?? c.precallBudget
+        c.termIndexMaxBytes = try reader.int("ENGRAM_TERM_INDEX_MAX_MB", range: 0...1_048_576).map { $0 * 1024 * 1024 } ?? c.termIndexMaxBytes
+        c.workerNice = try reader.int("ENGRAM_WORKER_NICE", range: 0...19) ?? c.workerNice
         c.precallContextChars = try reader.int("ENGRAM_PRECALL_CONTEXT_CHARS", range: 0...100_000) ?? c.precallContextChars
         c.precallIncludeSensitive = try reader.bool("ENGRAM_PRECALL_INCLUDE_SENSITIVE") ?? c.precallIncludeSensitive
         c.searchAnswerChars = try reader.int("ENGRAM_SEARCH_ANSWER_CHARS", range: 100...100_000) ?? c.searchAnswerChars

@@ -28,7 +28,7 @@ extension MemoryVault {
     /// `ErasurePurge.eraseUser`, which also carries the erasure to the queue and audits it.
     public func erase(tenant: String, user: UserKey) async throws {
         try await store.erase(tenant: tenant, user: user, at: clock.now())
-        await vectorCache.invalidate(tenant: tenant, user: user)
+        await forgetCached(tenant: tenant, user: user)
     }
 
     /// One memory by id, decrypted; nil when there is none in this tenant (another tenant's

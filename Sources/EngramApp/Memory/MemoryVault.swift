@@ -27,15 +27,21 @@ public struct MemoryVault: Sendable {
     let keyRing: KeyRing
     public let embedder: any Embedder
     public let vectorCache: VectorCache
+    /// Per-user keyword indexes, so a search reads no posting from the store (`TermIndex`).
+    public let termIndexCache: TermIndexCache
     public let clock: WallClock
     /// The local embedder keyed per tenant, made once per tenant.
     let tenantEmbedders = TenantEmbedders()
 
-    public init(store: any MemoryStore, keyRing: KeyRing, embedder: any Embedder, vectorCache: VectorCache = VectorCache(), clock: WallClock = .system) {
+    public init(
+        store: any MemoryStore, keyRing: KeyRing, embedder: any Embedder, vectorCache: VectorCache = VectorCache(),
+        termIndexCache: TermIndexCache = TermIndexCache(), clock: WallClock = .system
+    ) {
         self.store = store
         self.keyRing = keyRing
         self.embedder = embedder
         self.vectorCache = vectorCache
+        self.termIndexCache = termIndexCache
         self.clock = clock
     }
 
@@ -131,14 +137,12 @@ public struct MemoryVault: Sendable {
         let key = try dataKey(of: record)
         let now = clock.now()
 
-        // The vector and keyword reads do not depend on each other: issued together, a networked
-        // store (PostgreSQL) costs one round trip for them instead of three.
+        // The vector and keyword reads do not depend on each other: issued together. Both come
+        // from per-user caches of the record's version (read from the store only when it changed).
         let queryTerms = Array(Self.termHashes(query, key: key).keys)
-        let store = self.store
         let embedder = try await self.embedder(forTenant: tenant)
         async let vectorRead = vectorEntry(record, embedder: embedder)
-        async let postingsRead = queryTerms.isEmpty ? [] : store.postings(tenant: tenant, user: user, terms: queryTerms)
-        async let statisticsRead = queryTerms.isEmpty ? TermStatistics(documentCount: 0, averageLength: 0) : store.termStatistics(tenant: tenant, user: user)
+        async let keywordRead = keywordCandidates(record, terms: queryTerms)
         async let queryVectorRead = try? embedder.embed([query]).first
 
         // Vector candidates; an unavailable query embedding falls back to keywords only.
@@ -150,30 +154,11 @@ public struct MemoryVault: Sendable {
             }
         }
 
-        // Keyword candidates over keyed term hashes.
+        // Keyword candidates over keyed term hashes (MemoryVault+Keywords), best first.
         var bm25: [String: Double] = [:]
-        let postings = try await postingsRead
-        let stats = try await statisticsRead
-        if !queryTerms.isEmpty {
-            if !postings.isEmpty {
-                var documentFrequency: [Data: Int] = [:]
-                var perMemory: [String: [(Data, Int)]] = [:]
-                var lengths: [String: Int] = [:]
-                for posting in postings {
-                    documentFrequency[posting.term, default: 0] += 1
-                    perMemory[posting.memoryID, default: []].append((posting.term, posting.frequency))
-                    lengths[posting.memoryID] = posting.documentLength
-                }
-                var raw: [(String, Double)] = perMemory.map { id, terms in
-                    let tfs = terms.map { (tf: $0.1, df: documentFrequency[$0.0] ?? 1) }
-                    return (id, Scoring.bm25(termFrequencies: tfs, documentLength: lengths[id] ?? 1, averageLength: stats.averageLength, documentCount: stats.documentCount))
-                }
-                raw.sort { $0.1 > $1.1 }
-                let top = raw.prefix(MemoryModelConstants.keywordCandidates)
-                let best = top.first?.1 ?? 1
-                for (id, score) in top { bm25[id] = best > 0 ? score / best : 0 }
-            }
-        }
+        let top = try await keywordRead
+        let best = top.first?.score ?? 1
+        for (id, score) in top { bm25[id] = best > 0 ? score / best : 0 }
 
         let candidateIDs = Array(Set(cosine.keys).union(bm25.keys))
         let rows = try await store.memories(tenant: tenant, user: user, ids: candidateIDs)

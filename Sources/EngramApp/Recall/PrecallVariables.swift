@@ -60,13 +60,11 @@ public struct PrecallContextBuilder: Sendable {
         let heads = try await vault.heads(record)
         guard !heads.isEmpty else { return (.neutral, []) }
 
-        let visible = heads.filter { includeSensitive || !$0.sensitive }
-        let slots = visible.filter { $0.slot != nil }.sorted { $0.importance > $1.importance || ($0.importance == $1.importance && $0.validFrom > $1.validFrom) }
-        let lastSummary = visible.filter(\.isSummary).max { $0.validFrom < $1.validFrom }
-        let others = visible.filter { $0.slot == nil && $0.id != lastSummary?.id }
-            .map { ($0, Salience.at(now, salience0: $0.salience0, reinforcedAt: $0.reinforcedAt, sector: $0.sector)) }
-            .sorted { $0.1 > $1.1 }.map(\.0)
-        let ordered = slots + (lastSummary.map { [$0] } ?? []) + others
+        // Slots, the last summary, then the others by salience: ranked lazily (PrecallRanking), as
+        // the walk below reads a few dozen of a caller's thousands.
+        var ordered = PrecallRanking(heads: heads, includeSensitive: includeSensitive, now: now)
+        let slots = ordered.slots
+        let lastSummary = ordered.lastSummary
 
         var packer = AnswerPacker(budget: characterBudget)
         var userName = ""
@@ -79,7 +77,7 @@ public struct PrecallContextBuilder: Sendable {
         var misses = 0
         var position = 0
         fill: while position < ordered.count {
-            let page = Array(ordered[position..<min(ordered.count, position + 16)])
+            let page = ordered.page(position..<min(ordered.count, position + 16))
             position += page.count
             let rows = Dictionary(uniqueKeysWithValues: try await vault.store.memories(tenant: tenant.id, user: user, ids: page.map(\.id)).map { ($0.id, $0) })
             for (offset, head) in page.enumerated() {

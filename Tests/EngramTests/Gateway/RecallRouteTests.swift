@@ -38,6 +38,9 @@ struct StalledStore: MemoryStore {
     func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) { try await base.vectors(tenant: tenant, user: user, embedder: embedder) }
     func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting] { try await base.postings(tenant: tenant, user: user, terms: terms) }
     func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics { try await base.termStatistics(tenant: tenant, user: user) }
+    func termIndexRows(tenant: String, user: UserKey) async throws -> (documents: [(id: String, length: Int)], postings: [TermPosting]) {
+        try await base.termIndexRows(tenant: tenant, user: user)
+    }
     func reinforce(tenant: String, _ updates: [(id: String, salience0: Double, at: Date)]) async throws { try await base.reinforce(tenant: tenant, updates) }
     func archive(tenant: String, ids: [String]) async throws { try await base.archive(tenant: tenant, ids: ids) }
     func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] { try await base.sweepCandidates(tenant: tenant, limit: limit, after: after) }
