@@ -24,7 +24,8 @@ root=$PWD
 # so editing it during a run cannot change the run.
 main() {
   standard_profile=(--callers 1000 --memories 100 --heavy 20000 --duration 20
-    --rate-postcall 200 --rate-precall 50 --rate-search 50 --find-max-postcall)
+    --rate-postcall 200 --rate-precall 50 --rate-search 50 --find-max-postcall
+    --worker-burst 3000 --remember-burst 2000)
 
   bash scripts/deps.sh
   require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
@@ -36,8 +37,11 @@ main() {
   log "building (release)..."
   swift build -c release
   bin_dir=$(swift build -c release --show-bin-path)
-  for exe in engram-gateway engram-worker engram; do
-    [[ -x "$bin_dir/$exe" ]] || die "$bin_dir/$exe was not built"
+  # ENGRAM_BENCH_SERVICE_BIN: run the gateway and worker from another build (e.g. a copy of the
+  # previous commit's release binaries) with this build's bench, to compare builds back to back.
+  service_dir=${ENGRAM_BENCH_SERVICE_BIN:-$bin_dir}
+  for exe in "$service_dir/engram-gateway" "$service_dir/engram-worker" "$bin_dir/engram"; do
+    [[ -x "$exe" ]] || die "$exe was not built"
   done
 
   work=${ENGRAM_BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/engram-bench.XXXXXX")}
@@ -73,9 +77,9 @@ main() {
   # The services and the CLI run from $work so that a ./data/dev.env of the
   # repository can never fill in a value.
   cd "$work"
-  spawn "$bin_dir/engram-gateway" >"$work/gateway.log" 2>&1
+  spawn "$service_dir/engram-gateway" >"$work/gateway.log" 2>&1
   gateway_pid=$!
-  spawn "$bin_dir/engram-worker" >"$work/worker.log" 2>&1
+  spawn "$service_dir/engram-worker" >"$work/worker.log" 2>&1
   worker_pid=$!
 
   deadline=$((SECONDS + 60))

@@ -33,6 +33,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the running gateway (loopback only).") var gateway = "http://127.0.0.1:8080"
     @Option(help: "Seed of the generated data and of the request mix.") var seed: UInt64 = 42
     @Option(help: "Seconds per step of --find-max-postcall.") var stepDuration = 5.0
+    @Option(help: "Worker throughput: post-calls sent at --burst-rate after the mixed load, timed until stored (0: off).") var workerBurst = 0
+    @Option(help: "Worker throughput for one caller: remember calls for the heavy caller at --burst-rate, timed until stored (0: off).") var rememberBurst = 0
+    @Option(help: "Requests per second of the worker bursts.") var burstRate = 1_000.0
     @Flag(help: "Seed the store and stop.") var seedOnly = false
     @Flag(help: "Do not seed (use what the store holds).") var skipSeed = false
     @Flag(inversion: .prefixedNo, exclusivity: .chooseLast, help: "Also step the post-call rate up and report the highest rate whose p99 stays under 50 ms with no errors.") var findMaxPostcall = false
@@ -52,6 +55,8 @@ struct BenchCommand: AsyncParsableCommand {
         for (name, rate) in [("--rate-postcall", ratePostcall), ("--rate-precall", ratePrecall), ("--rate-search", rateSearch)] {
             guard rate >= 0, rate <= 20_000 else { throw ValidationError("\(name) must be in 0...20000 per second") }
         }
+        guard (0...100_000).contains(workerBurst), (0...100_000).contains(rememberBurst) else { throw ValidationError("--worker-burst and --remember-burst must be in 0...100000") }
+        guard burstRate >= 1, burstRate <= 20_000 else { throw ValidationError("--burst-rate must be in 1...20000 per second") }
         guard heavyShare >= 0, heavyShare <= 1 else { throw ValidationError("--heavy-share must be in 0...1") }
         guard !(seedOnly && skipSeed) else { throw ValidationError("--seed-only and --skip-seed exclude each other") }
         guard let url = URLComponents(string: gateway), url.scheme == "http", let host = url.host, Self.isLoopback(host) else {
@@ -104,6 +109,12 @@ struct BenchCommand: AsyncParsableCommand {
             try await load.checkReady()
             try await load.warmUp()
             report.paths = try await mainRun(load, queue: queue, store: context.store, tenant: tenant.id, report: &report)
+            if workerBurst > 0 {
+                report.workerBursts.append(await self.workerBurst(load, queue: queue, path: .postCall, label: "post-call burst", count: workerBurst, rate: burstRate))
+            }
+            if rememberBurst > 0 {
+                report.workerBursts.append(await self.workerBurst(load, queue: queue, path: .rememberHeavy, label: "remember burst, heavy caller", count: rememberBurst, rate: burstRate))
+            }
             if findMaxPostcall {
                 if report.queueDrained == false {
                     // The steps should not start behind the mixed run's backlog.
@@ -205,6 +216,8 @@ func note(_ text: String) {
 /// The three HTTP paths under test.
 enum BenchPath: Sendable {
     case postCall, conversationInit, searchMemory
+    /// The `remember` tool for the heavy caller (worker bursts only).
+    case rememberHeavy
 }
 
 /// Sends requests at a fixed arrival rate and records what came back.
@@ -284,6 +297,12 @@ struct LoadGenerator: Sendable {
             return Prepared(
                 url: base + "/v1/elevenlabs/conversation-init", headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(apiKey)")],
                 body: Data(body.utf8), eventKey: nil, expectReturning: true)
+        case .rememberHeavy:
+            let fact = BenchVocabulary.query(&rng) + " (note \(id))"
+            let body = #"{"fact":\#(jsonLiteral(fact)),"caller_id":\#(jsonLiteral(BenchSeeder.heavyPhone)),"conversation_id":\#(jsonLiteral("bench-\(runID)-\(id)"))}"#
+            return Prepared(
+                url: base + "/v1/tools/remember", headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(apiKey)")],
+                body: Data(body.utf8), eventKey: nil, expectReturning: false)
         case .searchMemory:
             let query = BenchVocabulary.query(&rng)
             let body = #"{"query":\#(jsonLiteral(query)),"caller_id":\#(jsonLiteral(phone)),"conversation_id":\#(jsonLiteral("bench-\(runID)-\(id)")),"limit":5}"#
@@ -357,6 +376,7 @@ extension BenchPath {
         case .postCall: return 1
         case .conversationInit: return 2
         case .searchMemory: return 3
+        case .rememberHeavy: return 4
         }
     }
 }
@@ -621,6 +641,7 @@ struct BenchReport: Encodable {
     var deadLettersAdded: Int?
     var retriesPending: Int?
     var maxPostcall: MaxPostcallResult?
+    var workerBursts: [WorkerBurstResult] = []
     var notes = [
         "open loop: latency counts from each request's due time (coordinated omission corrected); percentiles over successful answers",
         "extraction lag: acknowledged post-call → its processed-event row seen by a 20 ms poll (reads up to ~20 ms high)",
@@ -630,7 +651,7 @@ struct BenchReport: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case profile, seeding, paths, queueDrained = "queue_drained", drainSeconds = "drain_seconds", deadLettersAdded = "dead_letters_added"
-        case retriesPending = "retries_pending", maxPostcall = "max_postcall", notes
+        case retriesPending = "retries_pending", maxPostcall = "max_postcall", workerBursts = "worker_bursts", notes
     }
 
     func table() -> String {
@@ -661,6 +682,11 @@ struct BenchReport: Encodable {
         if let queueDrained, let drainSeconds {
             lines.append("queue: " + (queueDrained ? "drained \(f(drainSeconds, 1)) s after the load" : "NOT drained within \(f(drainSeconds, 0)) s")
                 + (deadLettersAdded.map { ", \($0) new dead letters" } ?? "") + (retriesPending.map { ", \($0) retries pending" } ?? ""))
+        }
+        if !workerBursts.isEmpty {
+            lines.append("")
+            lines.append("worker throughput (one worker, local extractor and embedder):")
+            lines.append(contentsOf: workerBursts.map { "  " + $0.line })
         }
         if let maxPostcall {
             lines.append("")

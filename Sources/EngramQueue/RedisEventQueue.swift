@@ -36,16 +36,16 @@ public struct RedisEventQueue: EventQueue {
         return 1
         """
 
+    static let enqueue = RedisScript(enqueueScript)
+
     public func enqueue(_ envelope: Envelope, dedupe: [String], ttlSeconds: Int) async throws -> Bool {
+        var keyArguments: [RedisArgument] = [RedisArgument(keys.events), RedisArgument(keys.erased)]
+        keyArguments += dedupe.map { RedisArgument(keys.seen($0)) }
         var arguments: [RedisArgument] = [
-            "EVAL", RedisArgument(Self.enqueueScript), RedisArgument(String(2 + dedupe.count)), RedisArgument(keys.events), RedisArgument(keys.erased),
-        ]
-        arguments += dedupe.map { RedisArgument(keys.seen($0)) }
-        arguments += [
             RedisArgument(try envelope.encoded()), RedisArgument(String(ttlSeconds)), RedisArgument(String(format: "%.6f", envelope.receivedAt)),
         ]
         arguments += (envelope.userTags ?? []).map { RedisArgument($0) }
-        return try await client.command(arguments).int == 1
+        return try await Self.enqueue.run(on: client, keys: keyArguments, arguments: arguments).int == 1
     }
 
     public func take(worker: String, timeout: Duration) async throws -> TakenEvent? {

@@ -177,6 +177,9 @@ public struct WriteBatch: Sendable {
     /// The store refuses the batch (`StoreError.erased`) if, inside its write transaction, the
     /// user's tombstone is another one: an erasure that landed while the batch was prepared.
     public var erasedAt: Date?
+    /// The user row (its `memory_version`) the batch was prepared against: after the write,
+    /// `MemoryVault.didApply` moves that version's caches forward in place. Not stored.
+    public var preparedAgainst: UserRecord?
 
     /// Whether a tombstone at `erasedAt` (nil: none) found inside the write refuses this batch.
     public func isRefused(byErasureAt tombstone: Date?) -> Bool {

@@ -32,6 +32,8 @@ public struct MemoryVault: Sendable {
     public let clock: WallClock
     /// The local embedder keyed per tenant, made once per tenant.
     let tenantEmbedders = TenantEmbedders()
+    /// Slots and ids of each user's current memories, for conflict resolution (write path).
+    public let conflictIndexes = ConflictIndexCache()
 
     public init(
         store: any MemoryStore, keyRing: KeyRing, embedder: any Embedder, vectorCache: VectorCache = VectorCache(),
@@ -250,26 +252,28 @@ public struct MemoryVault: Sendable {
         let now = clock.now()
         let (record, key) = try await userForWriting(tenant: tenant, user: user)
         var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
+        batch.preparedAgainst = record
         guard !extraction.memories.isEmpty else { return batch }
         let embedder = try await self.embedder(forTenant: tenant)
 
-        let existingRows = replacing.isEmpty
-            ? try await store.memories(tenant: tenant, user: user, includeHistory: false)
-            : Self.currentRows(removing: replacing, from: try await store.memories(tenant: tenant, user: user, includeHistory: true))
-        let entry = try await vectorEntry(record, embedder: embedder)
-        var candidates: [ResolutionCandidate] = []
-        var existingByID: [String: Memory] = [:]
-        for row in existingRows {
-            let memory = try decrypt(row, key: key)
-            existingByID[row.id] = memory
-            candidates.append(ResolutionCandidate(id: row.id, sector: row.sector, slot: row.slot, content: memory.content, vector: entry.vector(for: row.id)))
-        }
-
+        // All of the event's texts in one call to the embedder.
         let vectors = try await EngramTracing.withSpan("embed") { span in
             span.attributes["engram.embedder"] = embedder.id
             span.attributes["engram.texts"] = extraction.memories.count
             return try await embedder.embed(extraction.memories.map(\.content))
         }
+        let entry = try await vectorEntry(record, embedder: embedder)
+        // Only the memories the rules could pick (same slot, a similar vector, or no vector), found
+        // through the caches; every current memory (decrypted) when that cannot be decided.
+        let found: WriteCandidates
+        if replacing.isEmpty, let narrowed = try await conflictCandidates(
+            record, key: key, entry: entry, extraction: extraction, vectors: vectors, duplicateThreshold: embedder.duplicateThreshold) {
+            found = narrowed
+        } else {
+            found = try await allCandidates(record, key: key, entry: entry, replacing: replacing)
+        }
+        var candidates = found.candidates
+        let existingByID = found.existing
         var pendingIndex: [String: Int] = [:]  // new memory id → index in batch.inserts
         var reinforcedNow: [String: Double] = [:]
         for (extracted, vector) in zip(extraction.memories, vectors) {

@@ -5,11 +5,11 @@ import EngramStore
 /// set, so a cache in one process never serves another process's stale rows.
 public actor VectorCache {
     public struct Entry: Sendable {
-        public let version: String
-        public let ids: [String]
-        public let flat: [Float]
+        public internal(set) var version: String
+        public internal(set) var ids: [String]
+        public internal(set) var flat: [Float]
         public let dimension: Int
-        public let positions: [String: Int]
+        public internal(set) var positions: [String: Int]
 
         init(version: String, ids: [String], flat: [Float], dimension: Int) {
             self.version = version
@@ -90,6 +90,29 @@ public actor VectorCache {
             if let evicted = entries.removeValue(forKey: oldest) { floats -= evicted.flat.count }
         }
         return entry
+    }
+
+    /// Moves a user's entry from version `from` to `to` in place after a write made exactly that
+    /// step (`MemoryVault.didApply`): its new current vectors added, the memories it closed
+    /// removed. An entry at any other version is left alone (the next read reloads it); one that
+    /// cannot take the change (a vector of another dimension) is dropped. True if advanced.
+    @discardableResult
+    public func advance(
+        tenant: String, user: UserKey, embedder: String, from: String, to: String, inserting: [(id: String, vector: [Float])], removing: [String]
+    ) -> Bool {
+        let key = "\(tenant)|\(user.rawValue)|\(embedder)"
+        // Taken out of the dictionary so that, unless a reader holds a copy, the arrays are
+        // uniquely referenced and change in place (no copy of a large caller's vectors).
+        guard entries[key]?.version == from, var entry = entries.removeValue(forKey: key) else { return false }
+        floats -= entry.flat.count
+        guard entry.apply(inserting: inserting, removing: removing) else {
+            useOrder.removeAll { $0 == key }
+            return false
+        }
+        entry.version = to
+        floats += entry.flat.count
+        entries[key] = entry
+        return true
     }
 
     public func invalidate(tenant: String, user: UserKey) {

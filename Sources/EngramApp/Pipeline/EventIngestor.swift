@@ -237,6 +237,7 @@ public struct EventIngestor: Sendable {
             return .tombstoned
         }
         guard applied else { return .duplicate }
+        await vault.didApply(batch)
         return .stored(memories: batch.inserts.count, reinforced: batch.reinforcements.count, superseded: batch.supersessions.count)
     }
 

@@ -210,14 +210,16 @@ public struct SQLiteMemoryStore: MemoryStore {
             db, sql: "SELECT erased_at FROM tombstones WHERE tenant_id = ? AND user_key = ?", arguments: [batch.tenant, batch.user.rawValue])
         if batch.isRefused(byErasureAt: erased.map(Date.init(timeIntervalSince1970:))) { throw StoreError.erased }
         let encoder = JSONEncoder()
+        // Cached statements: compiled once per connection, not once per row (an event writes
+        // hundreds of term postings).
+        let insertMemory = try db.cachedStatement(sql: """
+            INSERT INTO memories (id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at,
+                sensitive, valid_from, valid_to, superseded_by, status, sources, created_at, last_recalled_at,
+                needs_reextraction, term_count)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
         for row in batch.inserts {
-            try db.execute(
-                sql: """
-                    INSERT INTO memories (id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at,
-                        sensitive, valid_from, valid_to, superseded_by, status, sources, created_at, last_recalled_at,
-                        needs_reextraction, term_count)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
+            try insertMemory.execute(
                 arguments: [
                     row.id, row.tenant, row.user.rawValue, row.sector.rawValue, row.sealedContent, row.slot, row.importance,
                     row.salience0, row.reinforcedAt.timeIntervalSince1970, row.sensitive, row.validFrom.timeIntervalSince1970,
@@ -226,14 +228,16 @@ public struct SQLiteMemoryStore: MemoryStore {
                     row.lastRecalledAt?.timeIntervalSince1970, row.needsReextraction, row.termCount,
                 ])
         }
+        let insertVector = try db.cachedStatement(
+            sql: "INSERT OR REPLACE INTO memory_vectors (memory_id, embedder, tenant_id, user_key, vector) VALUES (?, ?, ?, ?, ?)")
         for vector in batch.vectors {
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO memory_vectors (memory_id, embedder, tenant_id, user_key, vector) VALUES (?, ?, ?, ?, ?)",
+            try insertVector.execute(
                 arguments: [vector.memoryID, vector.embedder, batch.tenant, batch.user.rawValue, Data(VectorMath.toBytes(vector.vector))])
         }
+        let insertPosting = try db.cachedStatement(
+            sql: "INSERT OR REPLACE INTO memory_terms (tenant_id, user_key, term, memory_id, frequency) VALUES (?, ?, ?, ?, ?)")
         for posting in batch.postings {
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO memory_terms (tenant_id, user_key, term, memory_id, frequency) VALUES (?, ?, ?, ?, ?)",
+            try insertPosting.execute(
                 arguments: [batch.tenant, batch.user.rawValue, posting.term, posting.memoryID, posting.frequency])
         }
         for closing in batch.supersessions {
