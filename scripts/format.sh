@@ -6,8 +6,7 @@
 #   scripts/format.sh --lint   # check only: list every file:line the formatter would change
 #                              # or a lint rule rejects, and exit non-zero if there is one
 #
-# scripts/test.sh runs the --lint form before the build once `.swift-format-enforced` exists
-# at the repository root (created when the whole tree was formatted once).
+# scripts/test.sh runs the --lint form before the build, so the tree stays formatted.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -13,8 +13,8 @@
 # ENGRAM_TEST_POSTGRES_URL and create a database each. ENGRAM_TEST_POSTGRES=0
 # skips it, and with it the PostgreSQL cases (a quick local run only).
 #
-# When `.swift-format-enforced` exists, `scripts/format.sh --lint` runs first and fails the
-# run on any formatting violation (listed as file:line).
+# `scripts/format.sh --lint` and the docs' link check run first and fail the run on any
+# formatting violation (listed as file:line) or broken relative link.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,13 +31,11 @@ require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
 # The layering (no cycle, arrows down, executables off the store) is checked before anything starts.
 bash scripts/module-graph.sh
 
-# Formatting lint, before anything is started or built, so a violation fails in seconds with
-# its file:line list. Active once `.swift-format-enforced` exists (created when the tree was
-# formatted with scripts/format.sh); until then the code is not formatted yet and it is skipped.
-if [[ -f .swift-format-enforced ]]; then
-  log "swift-format lint (.swift-format-enforced is present)"
-  bash scripts/format.sh --lint
-fi
+# Formatting lint and the docs' relative links, before anything is started or built, so a
+# violation fails in seconds with its file:line list (scripts/format.sh fixes the formatting).
+log "swift-format lint"
+bash scripts/format.sh --lint
+python3 scripts/check-doc-links.py
 
 tmpdir=""
 redis_pid=""

@@ -41,7 +41,11 @@ struct BackfillCommand: AsyncParsableCommand {
         var counts: [String: Int]
         var conversations: [BackfillItem]
         enum CodingKeys: String, CodingKey {
-            case tenant, agentID = "agent_id", since, until, dryRun = "dry_run", counts, conversations
+            case tenant
+            case agentID = "agent_id"
+            case since, until
+            case dryRun = "dry_run"
+            case counts, conversations
         }
     }
 
@@ -52,21 +56,24 @@ struct BackfillCommand: AsyncParsableCommand {
         let tenant = try await context.tenant(self.tenant.tenant)
         let backfill = ConversationBackfill(
             client: client, vault: context.vault,
-            queue: RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix)),
+            queue: RedisEventQueue(
+                endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix)),
             dedupeTTLSeconds: configuration.dedupeTTLSeconds)
         guard let start = CLIDate.parse(since) else { throw ValidationError("--since: expected YYYY-MM-DD, an ISO 8601 time or Unix seconds") }
         let end = until.flatMap(CLIDate.parse)
         let progress = ProgressLine("reconciling conversations", json: json)
-        let items = try await backfill.run(tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun, progress: { progress.update(done: $0, total: nil) })
+        let items = try await backfill.run(
+            tenant: tenant, agentID: agentID, since: start, until: end, dryRun: dryRun, progress: { progress.update(done: $0, total: nil) })
         progress.finish()
 
         var counts: [String: Int] = [:]
         for outcome in BackfillOutcome.allCases { counts[outcome.rawValue] = 0 }
         for item in items { counts[item.outcome.rawValue, default: 0] += 1 }
         if json {
-            try printJSON(Output(
-                tenant: tenant.id, agentID: agentID, since: isoDay.string(from: start), until: end.map(isoDay.string), dryRun: dryRun,
-                counts: counts, conversations: items))
+            try printJSON(
+                Output(
+                    tenant: tenant.id, agentID: agentID, since: isoDay.string(from: start), until: end.map(isoDay.string), dryRun: dryRun,
+                    counts: counts, conversations: items))
         } else {
             printTable(items)
             let summary = BackfillOutcome.allCases.map { "\($0.rawValue) \(counts[$0.rawValue] ?? 0)" }.joined(separator: ", ")

@@ -15,7 +15,8 @@ struct BackupCommand: AsyncParsableCommand {
             return (configuration, try AppDatabase(path: path))
         case .postgres(let url):
             let settings = try PostgresSettings.parse(url)
-            throw ValidationError("""
+            throw ValidationError(
+                """
                 engram backup is for the SQLite store. On PostgreSQL, back up with PostgreSQL's own tools:
                 a logical dump with pg_dump (use the client of the server's major version), e.g.
 
@@ -61,11 +62,14 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             let (configuration, database) = try BackupCommand.sqlite()
             if !force {
-                let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
+                let queue = RedisEventQueue(
+                    endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
                 guard let alive = try? await queue.liveWorkers() else {
                     throw ValidationError("cannot reach Redis to check that no worker is running; stop the services or use --force")
                 }
-                if !alive.isEmpty { throw ValidationError("\(alive.count) worker(s) are running; stop the gateway and workers first, or use --force") }
+                if !alive.isEmpty {
+                    throw ValidationError("\(alive.count) worker(s) are running; stop the gateway and workers first, or use --force")
+                }
             }
             let result = try await SQLiteBackup.restore(file, into: database, backupDirectory: configuration.backupDirectory)
             print("restored \(result.restored) memories; re-applied \(result.tombstonesReapplied) erasures")

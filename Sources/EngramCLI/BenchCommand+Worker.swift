@@ -1,9 +1,9 @@
-import Foundation
 import EngramApp
 import EngramCore
 import EngramQueue
 import EngramStore
 import EngramTools
+import Foundation
 
 /// The worker's own throughput (issue 14): a burst of requests sent faster than one worker stores
 /// them, then the time until the queue is empty. Post-calls come from regular callers (one
@@ -25,8 +25,14 @@ struct WorkerBurstResult: Encodable {
     var drained: Bool
 
     enum CodingKeys: String, CodingKey {
-        case label, sent, acknowledged, offeredRate = "offered_rate", seconds, storedPerSecond = "stored_per_second"
-        case leftAfterSend = "left_after_send", drainSeconds = "drain_seconds", drainPerSecond = "drain_per_second", drained
+        case label, sent, acknowledged
+        case offeredRate = "offered_rate"
+        case seconds
+        case storedPerSecond = "stored_per_second"
+        case leftAfterSend = "left_after_send"
+        case drainSeconds = "drain_seconds"
+        case drainPerSecond = "drain_per_second"
+        case drained
     }
 
     var line: String {
@@ -40,7 +46,9 @@ struct WorkerBurstResult: Encodable {
 extension BenchCommand {
     static let burstDrainDeadline = Duration.seconds(120)
 
-    func workerBurst(_ load: LoadGenerator, queue: RedisEventQueue, path: BenchPath, label: String, count: Int, rate: Double) async -> WorkerBurstResult {
+    func workerBurst(_ load: LoadGenerator, queue: RedisEventQueue, path: BenchPath, label: String, count: Int, rate: Double) async
+        -> WorkerBurstResult
+    {
         _ = await Self.waitForDrain(queue, deadline: Self.drainDeadline)
         note("worker burst: \(count) \(label) at \(Int(rate))/s, then until the queue is empty")
         let start = ContinuousClock.now + .milliseconds(50)

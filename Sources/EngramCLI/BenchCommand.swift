@@ -34,11 +34,14 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Seed of the generated data and of the request mix.") var seed: UInt64 = 42
     @Option(help: "Seconds per step of --find-max-postcall.") var stepDuration = 5.0
     @Option(help: "Worker throughput: post-calls sent at --burst-rate after the mixed load, timed until stored (0: off).") var workerBurst = 0
-    @Option(help: "Worker throughput for one caller: remember calls for the heavy caller at --burst-rate, timed until stored (0: off).") var rememberBurst = 0
+    @Option(help: "Worker throughput for one caller: remember calls for the heavy caller at --burst-rate, timed until stored (0: off).")
+    var rememberBurst = 0
     @Option(help: "Requests per second of the worker bursts.") var burstRate = 1_000.0
     @Flag(help: "Seed the store and stop.") var seedOnly = false
     @Flag(help: "Do not seed (use what the store holds).") var skipSeed = false
-    @Flag(inversion: .prefixedNo, exclusivity: .chooseLast, help: "Also step the post-call rate up and report the highest rate whose p99 stays under 50 ms with no errors.") var findMaxPostcall = false
+    @Flag(
+        inversion: .prefixedNo, exclusivity: .chooseLast,
+        help: "Also step the post-call rate up and report the highest rate whose p99 stays under 50 ms with no errors.") var findMaxPostcall = false
     @Flag(help: "One JSON object.") var json = false
 
     static let maxPostcallSteps: [Double] = [250, 500, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000]
@@ -55,7 +58,9 @@ struct BenchCommand: AsyncParsableCommand {
         for (name, rate) in [("--rate-postcall", ratePostcall), ("--rate-precall", ratePrecall), ("--rate-search", rateSearch)] {
             guard rate >= 0, rate <= 20_000 else { throw ValidationError("\(name) must be in 0...20000 per second") }
         }
-        guard (0...100_000).contains(workerBurst), (0...100_000).contains(rememberBurst) else { throw ValidationError("--worker-burst and --remember-burst must be in 0...100000") }
+        guard (0...100_000).contains(workerBurst), (0...100_000).contains(rememberBurst) else {
+            throw ValidationError("--worker-burst and --remember-burst must be in 0...100000")
+        }
         guard burstRate >= 1, burstRate <= 20_000 else { throw ValidationError("--burst-rate must be in 1...20000 per second") }
         guard heavyShare >= 0, heavyShare <= 1 else { throw ValidationError("--heavy-share must be in 0...1") }
         guard !(seedOnly && skipSeed) else { throw ValidationError("--seed-only and --skip-seed exclude each other") }
@@ -91,29 +96,36 @@ struct BenchCommand: AsyncParsableCommand {
             let showProgress = !json && isatty(STDERR_FILENO) == 1
             let seeded = try await seeder.seed(progress: { if showProgress { note($0) } })
             report.seeding = .init(status: "seeded", memoriesWritten: seeded.memoriesWritten, seconds: seeded.seconds)
-            note("seeded \(seeded.memoriesWritten) memories in \(String(format: "%.1f", seeded.seconds)) s (\(seeded.batchesSkipped) batches were already there)")
+            note(
+                "seeded \(seeded.memoriesWritten) memories in \(String(format: "%.1f", seeded.seconds)) s (\(seeded.batchesSkipped) batches were already there)"
+            )
         }
         if seedOnly { return try emit(report) }
 
         // 2. Drive the gateway.
         let secret = try configuration.require(\.webhookSecret, "ENGRAM_WEBHOOK_SECRET")
         let apiKey = try configuration.require(\.apiKey, "ENGRAM_API_KEY")
-        let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
+        let queue = RedisEventQueue(
+            endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         clientConfiguration.timeout = .init(connect: .seconds(10), read: .seconds(10))  // waiting for a pooled connection counts as connecting
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let base = gateway.hasSuffix("/") ? String(gateway.dropLast()) : gateway
-        let load = LoadGenerator(client: client, base: base, apiKey: apiKey, secret: secret, seeder: seeder, seed: seed, heavyShare: heavyShare, runID: Self.runID())
+        let load = LoadGenerator(
+            client: client, base: base, apiKey: apiKey, secret: secret, seeder: seeder, seed: seed, heavyShare: heavyShare, runID: Self.runID())
         do {
             try await load.checkReady()
             try await load.warmUp()
             report.paths = try await mainRun(load, queue: queue, store: context.store, tenant: tenant.id, report: &report)
             if workerBurst > 0 {
-                report.workerBursts.append(await self.workerBurst(load, queue: queue, path: .postCall, label: "post-call burst", count: workerBurst, rate: burstRate))
+                report.workerBursts.append(
+                    await self.workerBurst(load, queue: queue, path: .postCall, label: "post-call burst", count: workerBurst, rate: burstRate))
             }
             if rememberBurst > 0 {
-                report.workerBursts.append(await self.workerBurst(load, queue: queue, path: .rememberHeavy, label: "remember burst, heavy caller", count: rememberBurst, rate: burstRate))
+                report.workerBursts.append(
+                    await self.workerBurst(
+                        load, queue: queue, path: .rememberHeavy, label: "remember burst, heavy caller", count: rememberBurst, rate: burstRate))
             }
             if findMaxPostcall {
                 if report.queueDrained == false {
@@ -132,11 +144,15 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     /// All paths at once for `duration`, then the queue drains and the lag tracker finishes.
-    func mainRun(_ load: LoadGenerator, queue: RedisEventQueue, store: any MemoryStore, tenant: String, report: inout BenchReport) async throws -> [PathResult] {
+    func mainRun(_ load: LoadGenerator, queue: RedisEventQueue, store: any MemoryStore, tenant: String, report: inout BenchReport) async throws
+        -> [PathResult]
+    {
         let before = try? await queue.stats()
         let tracker = LagTracker(store: store, tenant: tenant)
         let poller = Task { await tracker.poll(every: Self.lagPollInterval) }
-        note("driving \(load.base) for \(Int(duration)) s: post-call \(ratePostcall)/s, conversation-init \(ratePrecall)/s, search-memory \(rateSearch)/s (open loop)")
+        note(
+            "driving \(load.base) for \(Int(duration)) s: post-call \(ratePostcall)/s, conversation-init \(ratePrecall)/s, search-memory \(rateSearch)/s (open loop)"
+        )
         let start = ContinuousClock.now + .milliseconds(50)
         async let post = load.drive(.postCall, label: "m", rate: ratePostcall, duration: duration, start: start, tracker: tracker)
         async let pre = load.drive(.conversationInit, label: "m", rate: ratePrecall, duration: duration, start: start, tracker: nil)
@@ -177,9 +193,10 @@ struct BenchCommand: AsyncParsableCommand {
             let recorded = await load.drive(.postCall, label: "max\(Int(rate))", rate: rate, duration: stepDuration, start: start, tracker: nil)
             let step = recorded.summary(path: "post-call ack", offered: rate, start: start, targetMs: Self.maxPostcallP99Ms)
             let passed = step.errors == 0 && step.p99Ms < Self.maxPostcallP99Ms && step.achievedRate >= 0.95 * rate
-            result.steps.append(.init(
-                rate: rate, achievedRate: step.achievedRate, p50Ms: step.p50Ms, p99Ms: step.p99Ms, maxMs: step.maxMs, errors: step.errors,
-                sendDelayP99Ms: step.sendDelayP99Ms ?? 0, passed: passed))
+            result.steps.append(
+                .init(
+                    rate: rate, achievedRate: step.achievedRate, p50Ms: step.p50Ms, p99Ms: step.p99Ms, maxMs: step.maxMs, errors: step.errors,
+                    sendDelayP99Ms: step.sendDelayP99Ms ?? 0, passed: passed))
             guard passed else { break }
             result.sustainableRate = rate
         }
@@ -282,7 +299,8 @@ struct LoadGenerator: Sendable {
                 #"{"role":\#(jsonLiteral(turn.role)),"message":\#(jsonLiteral(turn.message)),"time_in_call_secs":\#(i * 8)}"#
             }
             // Built by hand: JSONSerialization costs more than the gateway's whole answer.
-            let body = Data(("""
+            let body = Data(
+                ("""
                 {"type":"post_call_transcription","event_timestamp":\(now),"data":{"agent_id":"agent_bench",\
                 "conversation_id":\(jsonLiteral(conversationID)),"status":"done","transcript":[\(transcript.joined(separator: ","))],\
                 "metadata":{"start_time_unix_secs":\(now - 60),"call_duration_secs":45,\
@@ -293,19 +311,23 @@ struct LoadGenerator: Sendable {
                 url: base + "/v1/elevenlabs/post-call", headers: [("Content-Type", "application/json"), ("ElevenLabs-Signature", header)],
                 body: body, eventKey: "\(EventType.postCallTranscription):\(conversationID)", expectReturning: false)
         case .conversationInit:
-            let body = #"{"caller_id":\#(jsonLiteral(phone)),"agent_id":"agent_bench","called_number":"+15550100000","call_sid":\#(jsonLiteral("bench-\(runID)-\(id)"))}"#
+            let body =
+                #"{"caller_id":\#(jsonLiteral(phone)),"agent_id":"agent_bench","called_number":"+15550100000","call_sid":\#(jsonLiteral("bench-\(runID)-\(id)"))}"#
             return Prepared(
-                url: base + "/v1/elevenlabs/conversation-init", headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(apiKey)")],
+                url: base + "/v1/elevenlabs/conversation-init",
+                headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(apiKey)")],
                 body: Data(body.utf8), eventKey: nil, expectReturning: true)
         case .rememberHeavy:
             let fact = BenchVocabulary.query(&rng) + " (note \(id))"
-            let body = #"{"fact":\#(jsonLiteral(fact)),"caller_id":\#(jsonLiteral(BenchSeeder.heavyPhone)),"conversation_id":\#(jsonLiteral("bench-\(runID)-\(id)"))}"#
+            let body =
+                #"{"fact":\#(jsonLiteral(fact)),"caller_id":\#(jsonLiteral(BenchSeeder.heavyPhone)),"conversation_id":\#(jsonLiteral("bench-\(runID)-\(id)"))}"#
             return Prepared(
                 url: base + "/v1/tools/remember", headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(apiKey)")],
                 body: Data(body.utf8), eventKey: nil, expectReturning: false)
         case .searchMemory:
             let query = BenchVocabulary.query(&rng)
-            let body = #"{"query":\#(jsonLiteral(query)),"caller_id":\#(jsonLiteral(phone)),"conversation_id":\#(jsonLiteral("bench-\(runID)-\(id)")),"limit":5}"#
+            let body =
+                #"{"query":\#(jsonLiteral(query)),"caller_id":\#(jsonLiteral(phone)),"conversation_id":\#(jsonLiteral("bench-\(runID)-\(id)")),"limit":5}"#
             return Prepared(
                 url: base + "/v1/tools/search-memory", headers: [("Content-Type", "application/json"), ("Authorization", "Bearer \(apiKey)")],
                 body: Data(body.utf8), eventKey: nil, expectReturning: false)
@@ -344,7 +366,9 @@ struct LoadGenerator: Sendable {
     /// Open loop: request i is due at start + i/rate; it is sent then (or at once when the
     /// generator is late) without waiting for earlier answers, and its latency counts from its
     /// due time, so a server that stalls is charged for the requests that queued behind it.
-    func drive(_ path: BenchPath, label: String, rate: Double, duration: Double, start: ContinuousClock.Instant, tracker: LagTracker?) async -> PathRecorder {
+    func drive(_ path: BenchPath, label: String, rate: Double, duration: Double, start: ContinuousClock.Instant, tracker: LagTracker?) async
+        -> PathRecorder
+    {
         let recorder = PathRecorder()
         guard rate > 0 else { return recorder }
         let count = Int((rate * duration).rounded())
@@ -401,7 +425,8 @@ func jsonLiteral(_ text: String) -> String {
         case "\n": out += "\\n"
         case "\r": out += "\\r"
         case "\t": out += "\\t"
-        case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+        case _ where scalar.value < 0x20:
+            out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
         default: out.unicodeScalars.append(scalar)
         }
     }
@@ -551,12 +576,26 @@ struct PathResult: Encodable {
     var sendDelayP99Ms: Double?
 
     enum CodingKeys: String, CodingKey {
-        case path, offeredRate = "offered_rate", achievedRate = "achieved_rate", requests, ok, errors, errorKinds = "error_kinds", degraded
-        case p50Ms = "p50_ms", p95Ms = "p95_ms", p99Ms = "p99_ms", maxMs = "max_ms", targetP95Ms = "target_p95_ms", verdict
-        case sendDelayP50Ms = "send_delay_p50_ms", sendDelayP99Ms = "send_delay_p99_ms"
+        case path
+        case offeredRate = "offered_rate"
+        case achievedRate = "achieved_rate"
+        case requests, ok, errors
+        case errorKinds = "error_kinds"
+        case degraded
+        case p50Ms = "p50_ms"
+        case p95Ms = "p95_ms"
+        case p99Ms = "p99_ms"
+        case maxMs = "max_ms"
+        case targetP95Ms = "target_p95_ms"
+        case verdict
+        case sendDelayP50Ms = "send_delay_p50_ms"
+        case sendDelayP99Ms = "send_delay_p99_ms"
     }
 
-    init(path: String, offeredRate: Double, achievedRate: Double, requests: Int, ok: Int, errors: Int, errorKinds: [String: Int], degraded: Int, histogram: Histogram<UInt64>, targetMs: Double) {
+    init(
+        path: String, offeredRate: Double, achievedRate: Double, requests: Int, ok: Int, errors: Int, errorKinds: [String: Int], degraded: Int,
+        histogram: Histogram<UInt64>, targetMs: Double
+    ) {
         self.path = path
         self.offeredRate = offeredRate
         self.achievedRate = achievedRate
@@ -587,8 +626,14 @@ struct MaxPostcallResult: Encodable {
         var sendDelayP99Ms: Double
         var passed: Bool
         enum CodingKeys: String, CodingKey {
-            case rate, achievedRate = "achieved_rate", p50Ms = "p50_ms", p99Ms = "p99_ms", maxMs = "max_ms", errors
-            case sendDelayP99Ms = "send_delay_p99_ms", passed
+            case rate
+            case achievedRate = "achieved_rate"
+            case p50Ms = "p50_ms"
+            case p99Ms = "p99_ms"
+            case maxMs = "max_ms"
+            case errors
+            case sendDelayP99Ms = "send_delay_p99_ms"
+            case passed
         }
     }
     var criterion: String
@@ -596,7 +641,12 @@ struct MaxPostcallResult: Encodable {
     var steps: [Step] = []
     /// Events still queued for the worker when the steps ended.
     var queuePendingAfter: Int?
-    enum CodingKeys: String, CodingKey { case criterion, sustainableRate = "sustainable_rate", steps, queuePendingAfter = "queue_pending_after" }
+    enum CodingKeys: String, CodingKey {
+        case criterion
+        case sustainableRate = "sustainable_rate"
+        case steps
+        case queuePendingAfter = "queue_pending_after"
+    }
 }
 
 struct BenchReport: Encodable {
@@ -611,8 +661,15 @@ struct BenchReport: Encodable {
         var heavyShare: Double
         var cores: Int
         enum CodingKeys: String, CodingKey {
-            case callers, memoriesPerCaller = "memories_per_caller", heavyMemories = "heavy_memories", totalMemories = "total_memories"
-            case seed, durationSeconds = "duration_seconds", gateway, heavyShare = "heavy_share", cores
+            case callers
+            case memoriesPerCaller = "memories_per_caller"
+            case heavyMemories = "heavy_memories"
+            case totalMemories = "total_memories"
+            case seed
+            case durationSeconds = "duration_seconds"
+            case gateway
+            case heavyShare = "heavy_share"
+            case cores
         }
         init(_ command: BenchCommand, profile: BenchSeeder.Profile) {
             callers = profile.callers
@@ -630,7 +687,11 @@ struct BenchReport: Encodable {
         var status: String
         var memoriesWritten: Int = 0
         var seconds: Double = 0
-        enum CodingKeys: String, CodingKey { case status, memoriesWritten = "memories_written", seconds }
+        enum CodingKeys: String, CodingKey {
+            case status
+            case memoriesWritten = "memories_written"
+            case seconds
+        }
     }
 
     var profile: Profile
@@ -650,38 +711,56 @@ struct BenchReport: Encodable {
     ]
 
     enum CodingKeys: String, CodingKey {
-        case profile, seeding, paths, queueDrained = "queue_drained", drainSeconds = "drain_seconds", deadLettersAdded = "dead_letters_added"
-        case retriesPending = "retries_pending", maxPostcall = "max_postcall", workerBursts = "worker_bursts", notes
+        case profile, seeding, paths
+        case queueDrained = "queue_drained"
+        case drainSeconds = "drain_seconds"
+        case deadLettersAdded = "dead_letters_added"
+        case retriesPending = "retries_pending"
+        case maxPostcall = "max_postcall"
+        case workerBursts = "worker_bursts"
+        case notes
     }
 
     func table() -> String {
         var lines: [String] = []
-        lines.append("Engram load benchmark: \(profile.totalMemories) memories (\(profile.callers) callers × \(profile.memoriesPerCaller) + heavy caller \(profile.heavyMemories)), \(profile.cores) cores, gateway \(profile.gateway)")
-        lines.append("seeding: \(seeding.status)" + (seeding.memoriesWritten > 0 ? ", \(seeding.memoriesWritten) memories in \(String(format: "%.1f", seeding.seconds)) s" : ""))
+        lines.append(
+            "Engram load benchmark: \(profile.totalMemories) memories (\(profile.callers) callers × \(profile.memoriesPerCaller) + heavy caller \(profile.heavyMemories)), \(profile.cores) cores, gateway \(profile.gateway)"
+        )
+        lines.append(
+            "seeding: \(seeding.status)"
+                + (seeding.memoriesWritten > 0 ? ", \(seeding.memoriesWritten) memories in \(String(format: "%.1f", seeding.seconds)) s" : ""))
         guard !paths.isEmpty else { return lines.joined(separator: "\n") }
-        lines.append("load: \(Int(profile.durationSeconds)) s, open loop, heavy caller in \(Int((profile.heavyShare * 100).rounded()))% of reads, latency from each request's due time (ms)")
+        lines.append(
+            "load: \(Int(profile.durationSeconds)) s, open loop, heavy caller in \(Int((profile.heavyShare * 100).rounded()))% of reads, latency from each request's due time (ms)"
+        )
         lines.append("")
         func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
             s.count >= n ? s : (left ? s + String(repeating: " ", count: n - s.count) : String(repeating: " ", count: n - s.count) + s)
         }
         func f(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
-        lines.append(pad("path", 27, left: true) + pad("offered/s", 10) + pad("achieved/s", 11) + pad("ok", 7) + pad("p50", 9) + pad("p95", 9) + pad("p99", 9) + pad("max", 9) + pad("errors", 8) + pad("target p95", 12) + "  verdict")
+        lines.append(
+            pad("path", 27, left: true) + pad("offered/s", 10) + pad("achieved/s", 11) + pad("ok", 7) + pad("p50", 9) + pad("p95", 9) + pad("p99", 9)
+                + pad("max", 9) + pad("errors", 8) + pad("target p95", 12) + "  verdict")
         for p in paths {
             lines.append(
                 pad(p.path, 27, left: true) + pad(f(p.offeredRate, 1), 10) + pad(f(p.achievedRate, 1), 11) + pad(String(p.ok), 7) + pad(f(p.p50Ms), 9)
-                    + pad(f(p.p95Ms), 9) + pad(f(p.p99Ms), 9) + pad(f(p.maxMs), 9) + pad(String(p.errors), 8) + pad("< " + f(p.targetP95Ms, 0) + " ms", 12) + "  " + p.verdict)
+                    + pad(f(p.p95Ms), 9) + pad(f(p.p99Ms), 9) + pad(f(p.maxMs), 9) + pad(String(p.errors), 8)
+                    + pad("< " + f(p.targetP95Ms, 0) + " ms", 12) + "  " + p.verdict)
         }
         // Pre-call fallbacks are always stated, also when there are none (issue 14's target).
         for p in paths where !p.errorKinds.isEmpty || p.degraded > 0 || p.path == "conversation-init" {
             var detail = p.errorKinds.sorted { $0.value > $1.value }.map { "\($0.key): \($0.value)" }
-            if p.degraded > 0 || p.path == "conversation-init" { detail.append("answered with the neutral set (budget or store error): \(p.degraded) of \(p.ok)") }
+            if p.degraded > 0 || p.path == "conversation-init" {
+                detail.append("answered with the neutral set (budget or store error): \(p.degraded) of \(p.ok)")
+            }
             lines.append("  \(p.path): " + detail.joined(separator: "; "))
         }
         let delays = paths.compactMap { p in p.sendDelayP99Ms.map { "\(p.path) p50 \(f(p.sendDelayP50Ms ?? 0)) / p99 \(f($0))" } }
         if !delays.isEmpty { lines.append("generator send delay after due time (ms, included above): " + delays.joined(separator: "; ")) }
         if let queueDrained, let drainSeconds {
-            lines.append("queue: " + (queueDrained ? "drained \(f(drainSeconds, 1)) s after the load" : "NOT drained within \(f(drainSeconds, 0)) s")
-                + (deadLettersAdded.map { ", \($0) new dead letters" } ?? "") + (retriesPending.map { ", \($0) retries pending" } ?? ""))
+            lines.append(
+                "queue: " + (queueDrained ? "drained \(f(drainSeconds, 1)) s after the load" : "NOT drained within \(f(drainSeconds, 0)) s")
+                    + (deadLettersAdded.map { ", \($0) new dead letters" } ?? "") + (retriesPending.map { ", \($0) retries pending" } ?? ""))
         }
         if !workerBursts.isEmpty {
             lines.append("")
@@ -691,7 +770,9 @@ struct BenchReport: Encodable {
         if let maxPostcall {
             lines.append("")
             lines.append("maximum post-call rate (\(maxPostcall.criterion)): \(f(maxPostcall.sustainableRate, 0))/s")
-            lines.append(pad("rate/s", 8) + pad("achieved/s", 11) + pad("p50", 9) + pad("p99", 9) + pad("max", 9) + pad("errors", 8) + pad("send delay p99", 16) + "  result")
+            lines.append(
+                pad("rate/s", 8) + pad("achieved/s", 11) + pad("p50", 9) + pad("p99", 9) + pad("max", 9) + pad("errors", 8)
+                    + pad("send delay p99", 16) + "  result")
             for s in maxPostcall.steps {
                 lines.append(
                     pad(f(s.rate, 0), 8) + pad(f(s.achievedRate, 1), 11) + pad(f(s.p50Ms), 9) + pad(f(s.p99Ms), 9) + pad(f(s.maxMs), 9)

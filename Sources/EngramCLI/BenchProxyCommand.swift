@@ -56,7 +56,9 @@ struct BenchProxyCommand: AsyncParsableCommand {
         let user = seeder.heavyUser.rawValue
 
         var rng = SplitMix64.derived(seed, 7)
-        var directHistogram = latencyHistogram(), proxiedHistogram = latencyHistogram(), overheadHistogram = latencyHistogram()
+        var directHistogram = latencyHistogram()
+        var proxiedHistogram = latencyHistogram()
+        var overheadHistogram = latencyHistogram()
         var outcomes: [String: Int] = [:]
         for index in 0..<(requests + 20) {
             let body = Self.body(question: BenchVocabulary.query(&rng), user: noCaller ? nil : user)
@@ -68,7 +70,9 @@ struct BenchProxyCommand: AsyncParsableCommand {
             overheadHistogram.record(through.micros > straight.micros ? through.micros - straight.micros : 0)
             outcomes[through.memory, default: 0] += 1
         }
-        print("custom-LLM proxy, \(noCaller ? "no caller named" : "heavy caller (\(heavy) memories)"), \(requests) sequential request pairs, time to first byte")
+        print(
+            "custom-LLM proxy, \(noCaller ? "no caller named" : "heavy caller (\(heavy) memories)"), \(requests) sequential request pairs, time to first byte"
+        )
         print("path                          p50 ms   p95 ms   p99 ms   max ms")
         print(row("straight to the upstream", directHistogram))
         print(row("through the proxy", proxiedHistogram))
@@ -107,20 +111,25 @@ struct BenchProxyCommand: AsyncParsableCommand {
         let router = Router()
         router.post("v1/chat/completions") { request, _ in
             _ = try await request.body.collect(upTo: 16 * 1024 * 1024)
-            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: ResponseBody { writer in
-                for text in ["Hello", " there", "."] {
-                    try await writer.write(ByteBuffer(string: "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\(text)\"}}]}\n\n"))
-                }
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-            })
+            return Response(
+                status: .ok, headers: [.contentType: "text/event-stream"],
+                body: ResponseBody { writer in
+                    for text in ["Hello", " there", "."] {
+                        try await writer.write(ByteBuffer(string: "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\(text)\"}}]}\n\n"))
+                    }
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    try await writer.finish(nil)
+                })
         }
         var logger = Logger(label: "bench-upstream")
         logger.logLevel = .critical
         let (ready, readyContinuation) = AsyncStream.makeStream(of: Bool.self)
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "bench-upstream"),
-            onServerRunning: { _ in readyContinuation.yield(true); readyContinuation.finish() }, logger: logger)
+            onServerRunning: { _ in
+                readyContinuation.yield(true)
+                readyContinuation.finish()
+            }, logger: logger)
         let task = Task {
             defer { readyContinuation.finish() }
             try await app.runService(gracefulShutdownSignals: [])
@@ -136,7 +145,8 @@ struct BenchProxyCommand: AsyncParsableCommand {
 
     func row(_ label: String, _ histogram: Histogram<UInt64>) -> String {
         func ms(_ p: Double) -> String { String(format: "%8.2f", Double(histogram.valueAtPercentile(p)) / 1000) }
-        return label.padding(toLength: 28, withPad: " ", startingAt: 0) + ms(50) + " " + ms(95) + " " + ms(99) + " " + String(format: "%8.2f", Double(histogram.max) / 1000)
+        return label.padding(toLength: 28, withPad: " ", startingAt: 0) + ms(50) + " " + ms(95) + " " + ms(99) + " "
+            + String(format: "%8.2f", Double(histogram.max) / 1000)
     }
 }
 

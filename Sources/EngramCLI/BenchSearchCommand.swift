@@ -1,6 +1,6 @@
-import EngramCore
 import ArgumentParser
 import EngramApp
+import EngramCore
 import EngramProviders
 import EngramStore
 import EngramTools
@@ -38,7 +38,9 @@ struct BenchSearchCommand: AsyncParsableCommand {
             note("seeded \(report.memoriesWritten) memories in \(String(format: "%.0f", report.seconds)) s")
         }
         let embedder = LocalEmbedder()
-        print("backend \(backend), \(profile.totalMemories) memories (\(callers) callers × \(memories) + one with \(heavy)), \(queries) searches per row, sequential")
+        print(
+            "backend \(backend), \(profile.totalMemories) memories (\(callers) callers × \(memories) + one with \(heavy)), \(queries) searches per row, sequential"
+        )
         print("path                          p50 ms   p95 ms   p99 ms   max ms")
         for kind in ["regular", "heavy"] {
             var rng = SplitMix64.derived(seed, kind == "heavy" ? 2 : 1)
@@ -60,7 +62,8 @@ struct BenchSearchCommand: AsyncParsableCommand {
                 let user = kind == "heavy" ? seeder.heavyUser : seeder.user(caller: rng.below(callers))
                 let query = BenchVocabulary.query(&rng)
                 let started = ContinuousClock.now
-                let hits = try await context.vault.search(tenant: tenant.id, user: user, query: query, limit: AnswerPacker.searchCandidates, includeSensitive: false)
+                let hits = try await context.vault.search(
+                    tenant: tenant.id, user: user, query: query, limit: AnswerPacker.searchCandidates, includeSensitive: false)
                 _ = AnswerPacker.pack(hits.map(\.memory), budget: context.configuration.searchAnswerChars)
                 histogram.record((ContinuousClock.now - started).microseconds)
             }
@@ -77,17 +80,21 @@ struct BenchSearchCommand: AsyncParsableCommand {
                     let user = kind == "heavy" ? seeder.heavyUser : seeder.user(caller: rng.below(callers))
                     let vector = embedder.vector(BenchVocabulary.query(&rng))
                     let started = ContinuousClock.now
-                    returned += try await postgres.nearest(tenant: tenant.id, user: user, embedder: embedder.id, query: vector, limit: 25, exact: exact).count
+                    returned += try await postgres.nearest(
+                        tenant: tenant.id, user: user, embedder: embedder.id, query: vector, limit: 25, exact: exact
+                    ).count
                     histogram.record((ContinuousClock.now - started).microseconds)
                 }
-                print(row("pgvector \(exact ? "exact" : "hnsw "), \(kind) caller", histogram)
-                      + String(format: "   (%d searches, %.1f of 25 rows returned on average)", runs, Double(returned) / Double(runs)))
+                print(
+                    row("pgvector \(exact ? "exact" : "hnsw "), \(kind) caller", histogram)
+                        + String(format: "   (%d searches, %.1f of 25 rows returned on average)", runs, Double(returned) / Double(runs)))
             }
         }
     }
 
     func row(_ label: String, _ histogram: Histogram<UInt64>) -> String {
         func ms(_ p: Double) -> String { String(format: "%8.2f", Double(histogram.valueAtPercentile(p)) / 1000) }
-        return label.padding(toLength: 28, withPad: " ", startingAt: 0) + ms(50) + " " + ms(95) + " " + ms(99) + " " + String(format: "%8.2f", Double(histogram.max) / 1000)
+        return label.padding(toLength: 28, withPad: " ", startingAt: 0) + ms(50) + " " + ms(95) + " " + ms(99) + " "
+            + String(format: "%8.2f", Double(histogram.max) / 1000)
     }
 }

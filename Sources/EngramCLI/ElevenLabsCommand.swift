@@ -4,14 +4,16 @@ import EngramProviders
 import Foundation
 
 struct ElevenLabsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "elevenlabs", abstract: "ElevenLabs agent configuration.", subcommands: [Config.self])
+    static let configuration = CommandConfiguration(
+        commandName: "elevenlabs", abstract: "ElevenLabs agent configuration.", subcommands: [Config.self])
 
     struct Config: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the tool definitions, webhook URLs and dynamic variable placeholders to paste into an ElevenLabs agent.")
         @Option(help: "Public https base URL of the gateway (default ENGRAM_PUBLIC_BASE_URL).") var baseURL: String?
         @Option(help: "Id of the ElevenLabs workspace secret whose value is 'Bearer <ENGRAM_API_KEY>'.") var secretID = "engram_api_key"
-        @Option(help: "Id of the ElevenLabs workspace secret whose value is the bare Engram tool key, for the custom LLM.") var llmSecretID = "engram_llm_key"
+        @Option(help: "Id of the ElevenLabs workspace secret whose value is the bare Engram tool key, for the custom LLM.") var llmSecretID =
+            "engram_llm_key"
         @Option(help: "Model id the custom LLM asks the upstream for (default ENGRAM_LLM_MODEL, else gpt-4o-mini).") var llmModel: String?
 
         func run() async throws {
@@ -30,7 +32,9 @@ enum PublicBaseURLCheck {
     static func warnings(base: String, explicit: Bool) -> [String] {
         var warnings: [String] = []
         if !explicit {
-            warnings.append("ENGRAM_PUBLIC_BASE_URL is not set: the URLs below use \(base), which ElevenLabs cannot reach; set it (or --base-url) to the gateway's public https address")
+            warnings.append(
+                "ENGRAM_PUBLIC_BASE_URL is not set: the URLs below use \(base), which ElevenLabs cannot reach; set it (or --base-url) to the gateway's public https address"
+            )
         }
         let components = URLComponents(string: base)
         let host = (components?.host ?? "").lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
@@ -79,22 +83,28 @@ enum ElevenLabsAgentConfiguration {
         let neutral = PrecallVariables.neutral
         return .object([
             "tools": .array([
-                tool("search_memory", "Look up what is remembered about this caller from earlier calls. Use when the caller refers to past interactions or you need a fact about them.",
-                     path: "/v1/tools/search-memory", required: ["query"],
-                     properties: ["query": .object(["type": "string", "description": "What to look up, in a few words"])]),
-                tool("remember", "Store one fact the caller just told you that should be remembered for future calls.",
-                     path: "/v1/tools/remember", required: ["fact"],
-                     properties: ["fact": .object(["type": "string", "description": "The fact, as one short self-contained sentence"])]),
-                tool("set_consent", "Record whether the caller agrees to be remembered across calls. Use when they say yes or no to that.",
-                     path: "/v1/tools/set-consent", required: ["granted"],
-                     properties: ["granted": .object(["type": "boolean", "description": "true if the caller agrees to be remembered, false if not"])]),
-                tool("forget_me", "Erase everything remembered about this caller. Use only when the caller explicitly asks to be forgotten.",
-                     path: "/v1/tools/forget-me", required: [], properties: [:]),
+                tool(
+                    "search_memory",
+                    "Look up what is remembered about this caller from earlier calls. Use when the caller refers to past interactions or you need a fact about them.",
+                    path: "/v1/tools/search-memory", required: ["query"],
+                    properties: ["query": .object(["type": "string", "description": "What to look up, in a few words"])]),
+                tool(
+                    "remember", "Store one fact the caller just told you that should be remembered for future calls.",
+                    path: "/v1/tools/remember", required: ["fact"],
+                    properties: ["fact": .object(["type": "string", "description": "The fact, as one short self-contained sentence"])]),
+                tool(
+                    "set_consent", "Record whether the caller agrees to be remembered across calls. Use when they say yes or no to that.",
+                    path: "/v1/tools/set-consent", required: ["granted"],
+                    properties: ["granted": .object(["type": "boolean", "description": "true if the caller agrees to be remembered, false if not"])]),
+                tool(
+                    "forget_me", "Erase everything remembered about this caller. Use only when the caller explicitly asks to be forgotten.",
+                    path: "/v1/tools/forget-me", required: [], properties: [:]),
             ]),
             "webhooks": .object([
                 "post_call": .object([
                     "url": .string(baseURL + "/v1/elevenlabs/post-call"),
-                    "note": "Workspace settings → Webhooks: add this URL with HMAC authentication; put the shared secret in ENGRAM_WEBHOOK_SECRET. Enable transcript events.",
+                    "note":
+                        "Workspace settings → Webhooks: add this URL with HMAC authentication; put the shared secret in ENGRAM_WEBHOOK_SECRET. Enable transcript events.",
                 ]),
                 "conversation_initiation": .object([
                     "url": .string(baseURL + "/v1/elevenlabs/conversation-init"), "method": "POST", "request_headers": auth,
@@ -105,13 +115,15 @@ enum ElevenLabsAgentConfiguration {
             "custom_llm": .object([
                 "url": .string(baseURL + "/v1/llm"), "model_id": .string(llmModel),
                 "api_key": .object(["secret_id": .string(llmSecretID)]),
-                "note": "Agent → LLM: Custom LLM. The secret's value is the bare Engram tool key (ElevenLabs sends it as Bearer). Keep the conversation-initiation webhook on: its answer names the caller (custom_llm_extra_body) for every turn.",
+                "note":
+                    "Agent → LLM: Custom LLM. The secret's value is the bare Engram tool key (ElevenLabs sends it as Bearer). Keep the conversation-initiation webhook on: its answer names the caller (custom_llm_extra_body) for every turn.",
             ]),
             // The third mode: the same four tools from Engram's MCP server (docs/mcp.md).
             "mcp_server": .object([
                 "url": .string(baseURL + "/mcp"), "transport": "streamable_http",
                 "request_headers": .object(["Authorization": .object(["secret_id": .string(secretID)])]),
-                "note": "Agent → Tools → MCP servers: add this URL (Streamable HTTP) with the header; the secret's value is 'Bearer <ENGRAM_API_KEY>', as for the webhook tools. Put 'The caller's number is {{system__caller_id}}' in the prompt: the tools take it as caller_id. Approve search_memory, remember and set_consent; keep forget_me on approval.",
+                "note":
+                    "Agent → Tools → MCP servers: add this URL (Streamable HTTP) with the header; the secret's value is 'Bearer <ENGRAM_API_KEY>', as for the webhook tools. Put 'The caller's number is {{system__caller_id}}' in the prompt: the tools take it as caller_id. Approve search_memory, remember and set_consent; keep forget_me on approval.",
             ]),
             "dynamic_variable_placeholders": .object([
                 "memory_context": .string(neutral.memoryContext), "user_name": .string(neutral.userName),

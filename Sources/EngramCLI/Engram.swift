@@ -12,7 +12,11 @@ struct EngramCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engram",
         abstract: "Operate Engram: memories, queue, ElevenLabs configuration, evaluation.",
-        subcommands: [MemoriesCommand.self, QueueCommand.self, ElevenLabsCommand.self, VariablesCommand.self, MigrateCommand.self, EvalCommand.self, TenantCommand.self, KeysCommand.self, BackupCommand.self, BenchCommand.self, BenchSearchCommand.self, BenchProxyCommand.self, BackfillCommand.self, ReextractCommand.self])
+        subcommands: [
+            MemoriesCommand.self, QueueCommand.self, ElevenLabsCommand.self, VariablesCommand.self, MigrateCommand.self, EvalCommand.self,
+            TenantCommand.self, KeysCommand.self, BackupCommand.self, BenchCommand.self, BenchSearchCommand.self, BenchProxyCommand.self,
+            BackfillCommand.self, ReextractCommand.self,
+        ])
 
     /// Usage errors (unknown option, failed `validate()`) print usage and exit 64 as ArgumentParser
     /// does; an error thrown while a command runs is one line, `engram: <cause>`, and exit 1.

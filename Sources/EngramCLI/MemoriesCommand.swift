@@ -30,8 +30,13 @@ struct MemoriesCommand: AsyncParsableCommand {
             var conversationIDs: [String]
             var extractor: String?
             enum CodingKeys: String, CodingKey {
-                case id, content, sector, slot, salience, status, sensitive, validFrom = "valid_from", validTo = "valid_to"
-                case supersededBy = "superseded_by", sourceTurns = "source_turns", conversationIDs = "conversation_ids", extractor
+                case id, content, sector, slot, salience, status, sensitive
+                case validFrom = "valid_from"
+                case validTo = "valid_to"
+                case supersededBy = "superseded_by"
+                case sourceTurns = "source_turns"
+                case conversationIDs = "conversation_ids"
+                case extractor
             }
         }
 
@@ -50,13 +55,18 @@ struct MemoriesCommand: AsyncParsableCommand {
                     extractor: memory.sources.first?.extractor)
             }
             if json { return try printJSON(rows) }
-            if rows.isEmpty { print("no memories for this user (\(key.rawValue))"); return }
+            if rows.isEmpty {
+                print("no memories for this user (\(key.rawValue))")
+                return
+            }
             print("user \(key.rawValue): \(rows.count) memories")
             var table = TextTable(
                 header: ["ID", "SECTOR/SLOT", "SALIENCE", "STATUS", "VALID FROM", "VALID TO", "CONTENT"],
                 rows: rows.map { row in
-                    [row.id, row.sector + (row.slot.map { "/\($0)" } ?? ""), String(format: "%.3f", row.salience),
-                     row.status + (row.sensitive ? " (sensitive)" : ""), row.validFrom, row.validTo ?? "-", row.content]
+                    [
+                        row.id, row.sector + (row.slot.map { "/\($0)" } ?? ""), String(format: "%.3f", row.salience),
+                        row.status + (row.sensitive ? " (sensitive)" : ""), row.validFrom, row.validTo ?? "-", row.content,
+                    ]
                 })
             table.maxCellWidth = 120
             print(table.rendered)
@@ -80,7 +90,10 @@ struct VariablesCommand: AsyncParsableCommand {
         struct Output: Encodable {
             var dynamicVariables: PrecallVariables
             var userID: String
-            enum CodingKeys: String, CodingKey { case dynamicVariables = "dynamic_variables", userID = "user_id" }
+            enum CodingKeys: String, CodingKey {
+                case dynamicVariables = "dynamic_variables"
+                case userID = "user_id"
+            }
         }
         try printJSON(Output(dynamicVariables: variables, userID: key.rawValue))
     }
@@ -126,7 +139,8 @@ struct MigrateCommand: AsyncParsableCommand {
         let started = ContinuousClock.now
         if isatty(STDERR_FILENO) == 1 {
             // StoreCopy reports no per-row progress; say that the wait is expected (57 s per 100,000 memories measured).
-            FileHandle.standardError.write(Data("copying \(path) → \(settings.redacted) in one transaction; about a minute per 100,000 memories\n".utf8))
+            FileHandle.standardError.write(
+                Data("copying \(path) → \(settings.redacted) in one transaction; about a minute per 100,000 memories\n".utf8))
         }
         let copied: Result<StoreCopy.Report, any Error>
         do { copied = .success(try await StoreCopy.copy(from: source, to: target, logger: logger)) } catch { copied = .failure(error) }

@@ -5,7 +5,8 @@ import EngramQueue
 import Foundation
 
 struct QueueCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "queue", abstract: "Inspect the event queue.", subcommands: [Stats.self, Peek.self, Dead.self])
+    static let configuration = CommandConfiguration(
+        commandName: "queue", abstract: "Inspect the event queue.", subcommands: [Stats.self, Peek.self, Dead.self])
 
     static func open() throws -> RedisEventQueue {
         let configuration = try EngramConfiguration.fromEnvironment()
@@ -35,10 +36,20 @@ struct QueueCommand: AsyncParsableCommand {
         func run() async throws {
             let envelopes = try await QueueCommand.open().peek(max(1, min(count, 1000)))
             let cipher = decrypt ? try EngramConfiguration.fromEnvironment().keyRing().envelopeCipher : nil
-            struct Row: Encodable { var id: String; var tenant: String; var type: String; var attempt: Int; var receivedAt: String; var body: String }
+            struct Row: Encodable {
+                var id: String
+                var tenant: String
+                var type: String
+                var attempt: Int
+                var receivedAt: String
+                var body: String
+            }
             let rows = envelopes.map { e in
-                Row(id: e.id, tenant: e.tenant, type: e.type, attempt: e.attempt, receivedAt: isoDay.string(from: Date(timeIntervalSince1970: e.receivedAt)),
-                    body: cipher.flatMap { try? e.openBody(cipher: $0) }.map { String(decoding: $0, as: UTF8.self) } ?? "<encrypted \(e.body.count) bytes>")
+                Row(
+                    id: e.id, tenant: e.tenant, type: e.type, attempt: e.attempt,
+                    receivedAt: isoDay.string(from: Date(timeIntervalSince1970: e.receivedAt)),
+                    body: cipher.flatMap { try? e.openBody(cipher: $0) }.map { String(decoding: $0, as: UTF8.self) }
+                        ?? "<encrypted \(e.body.count) bytes>")
             }
             if json { return try printJSON(rows) }
             if rows.isEmpty { print("queue is empty") }
@@ -48,7 +59,8 @@ struct QueueCommand: AsyncParsableCommand {
 
     struct Dead: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Dead letters: list, show, replay, purge.", subcommands: [List.self, Show.self, Replay.self, Purge.self], defaultSubcommand: List.self)
+            abstract: "Dead letters: list, show, replay, purge.", subcommands: [List.self, Show.self, Replay.self, Purge.self],
+            defaultSubcommand: List.self)
 
         struct List: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Dead letters, newest first: error class and message only.")
@@ -57,9 +69,17 @@ struct QueueCommand: AsyncParsableCommand {
 
             func run() async throws {
                 let letters = try await QueueCommand.open().deadLetters(limit: max(1, limit))
-                struct Row: Encodable { var id: String; var errorClass: String; var errorMessage: String; var failedAt: String; var worker: String }
+                struct Row: Encodable {
+                    var id: String
+                    var errorClass: String
+                    var errorMessage: String
+                    var failedAt: String
+                    var worker: String
+                }
                 let rows = letters.map {
-                    Row(id: $0.id, errorClass: $0.errorClass, errorMessage: $0.errorMessage, failedAt: isoDay.string(from: Date(timeIntervalSince1970: $0.failedAt)), worker: $0.worker)
+                    Row(
+                        id: $0.id, errorClass: $0.errorClass, errorMessage: $0.errorMessage,
+                        failedAt: isoDay.string(from: Date(timeIntervalSince1970: $0.failedAt)), worker: $0.worker)
                 }
                 if json { return try printJSON(rows) }
                 if rows.isEmpty { print("no dead letters") }
@@ -76,7 +96,9 @@ struct QueueCommand: AsyncParsableCommand {
                 guard let letter = try await QueueCommand.open().deadLetters(limit: 100_000).first(where: { $0.id == id }) else {
                     throw ValidationError("no dead letter \(id)")
                 }
-                print("id \(letter.id)\nerror \(letter.errorClass): \(letter.errorMessage)\nworker \(letter.worker)\nfailed \(isoDay.string(from: Date(timeIntervalSince1970: letter.failedAt)))")
+                print(
+                    "id \(letter.id)\nerror \(letter.errorClass): \(letter.errorMessage)\nworker \(letter.worker)\nfailed \(isoDay.string(from: Date(timeIntervalSince1970: letter.failedAt)))"
+                )
                 if decrypt, let envelope = try? Envelope.decode(Data(letter.envelope.utf8)) {
                     let body = try envelope.openBody(cipher: try EngramConfiguration.fromEnvironment().keyRing().envelopeCipher)
                     print(String(decoding: body, as: UTF8.self))
@@ -85,7 +107,8 @@ struct QueueCommand: AsyncParsableCommand {
         }
 
         struct Replay: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Return dead letters to the queue with a fresh attempt count (erased callers stay erased).")
+            static let configuration = CommandConfiguration(
+                abstract: "Return dead letters to the queue with a fresh attempt count (erased callers stay erased).")
             @Argument(help: "Dead letter id to replay (or --all).") var id: String?
             @Flag(help: "Replay every dead letter.") var all = false
             func validate() throws { if (id == nil) == !all { throw ValidationError("give an id or --all") } }

@@ -28,7 +28,11 @@ struct ReextractCommand: AsyncParsableCommand {
         var dryRun: Bool
         var counts: [String: Int]
         var conversations: [ReextractItem]
-        enum CodingKeys: String, CodingKey { case tenant, dryRun = "dry_run", counts, conversations }
+        enum CodingKeys: String, CodingKey {
+            case tenant
+            case dryRun = "dry_run"
+            case counts, conversations
+        }
     }
 
     func run() async throws {
@@ -47,7 +51,8 @@ struct ReextractCommand: AsyncParsableCommand {
             client = try configuration.elevenLabsClient()
             guard configuration.extractor == .openai else {
                 throw ValidationError(
-                    "reextract needs the LLM extractor: set OPENAI_API_KEY (and ENGRAM_LLM_BASE_URL for another OpenAI-compatible server); ENGRAM_EXTRACTOR is local")
+                    "reextract needs the LLM extractor: set OPENAI_API_KEY (and ENGRAM_LLM_BASE_URL for another OpenAI-compatible server); ENGRAM_EXTRACTOR is local"
+                )
             }
             extractor = try ProviderFactory.extractor(configuration)
         }

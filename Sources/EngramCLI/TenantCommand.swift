@@ -8,7 +8,12 @@ import Foundation
 /// Tenants: one business each, with its own keys, webhook secret and pseudonym secret.
 struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tenant", abstract: "Create, list and configure tenants: webhook secrets, consent mode, retention, trust of client ids, re-embedding.", subcommands: [Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self, TenantList.self, TenantShow.self])
+        commandName: "tenant",
+        abstract: "Create, list and configure tenants: webhook secrets, consent mode, retention, trust of client ids, re-embedding.",
+        subcommands: [
+            Create.self, SetWebhookSecret.self, SetConsentMode.self, SetRetention.self, TrustClientIDs.self, Reembed.self, TenantList.self,
+            TenantShow.self,
+        ])
 
     struct Reembed: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -42,14 +47,16 @@ struct TenantCommand: AsyncParsableCommand {
             let context = try await CLIContext()
             guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
             try await context.vault.setTrustClientUserIDs(tenant: name, trusted: setting == .on)
-            print(setting == .on
-                ? "tenant \(name): client-supplied user ids are trusted before the phone number"
-                : "tenant \(name): the phone number decides; client-supplied user ids only for calls without one")
+            print(
+                setting == .on
+                    ? "tenant \(name): client-supplied user ids are trusted before the phone number"
+                    : "tenant \(name): the phone number decides; client-supplied user ids only for calls without one")
         }
     }
 
     struct SetRetention: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "set-retention", abstract: "Delete a tenant's memories for good once older than DAYS (0 = keep forever).")
+        static let configuration = CommandConfiguration(
+            commandName: "set-retention", abstract: "Delete a tenant's memories for good once older than DAYS (0 = keep forever).")
         @Argument(help: "Tenant id.") var name: String
         @Argument(help: "Days a memory is kept (0 = until erased).") var days: Int
         func run() async throws {
@@ -57,7 +64,9 @@ struct TenantCommand: AsyncParsableCommand {
             let context = try await CLIContext()
             guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
             try await context.vault.setRetention(tenant: name, days: days == 0 ? nil : days)
-            print(days == 0 ? "tenant \(name): memories kept until erased" : "tenant \(name): memories deleted after \(days) days by the worker's sweep")
+            print(
+                days == 0 ? "tenant \(name): memories kept until erased" : "tenant \(name): memories deleted after \(days) days by the worker's sweep"
+            )
         }
     }
 
@@ -100,14 +109,17 @@ struct TenantCommand: AsyncParsableCommand {
             let context = try await CLIContext()
             guard try await context.vault.tenantRecord(id: name) != nil else { throw CLIError.unknownTenant(name) }
             let secret = (readLine(strippingNewline: true) ?? "").trimmingCharacters(in: .whitespaces)
-            guard secret.utf8.count >= 16, secret.utf8.count <= 256 else { throw ValidationError("the secret on standard input must be 16 to 256 bytes") }
+            guard secret.utf8.count >= 16, secret.utf8.count <= 256 else {
+                throw ValidationError("the secret on standard input must be 16 to 256 bytes")
+            }
             let keptPrevious = try await context.vault.setWebhookSecret(tenant: name, secret: secret, dropPrevious: dropPrevious)
             print("webhook secret stored for \(name)\(keptPrevious ? " (the previous one stays valid until --drop-previous)" : "")")
         }
     }
 
     struct SetConsentMode: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "set-consent-mode", abstract: "Set a tenant's consent mode and whether pre-call context may include sensitive memories.")
+        static let configuration = CommandConfiguration(
+            commandName: "set-consent-mode", abstract: "Set a tenant's consent mode and whether pre-call context may include sensitive memories.")
         @Argument(help: "Tenant id.") var name: String
         @Argument(help: "Consent mode.") var mode: ConsentMode
         @Flag(help: "Allow sensitive memories in pre-call context (a spoofed caller id could hear them).") var allowSensitivePrecall = false
@@ -131,13 +143,15 @@ struct KeysCommand: AsyncParsableCommand {
         let raw = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.hexString
         let key = (scope == .admin ? "eka_" : "ek_") + raw
         let id = "key_" + String(UUIDv7.make().replacingOccurrences(of: "-", with: "").suffix(16))
-        try await context.vault.insertAPIKey(APIKeyRecord(
-            id: id, tenant: tenant, scope: scope, keyHash: Data(SHA256.hash(data: Data(key.utf8))), createdAt: Date()))
+        try await context.vault.insertAPIKey(
+            APIKeyRecord(
+                id: id, tenant: tenant, scope: scope, keyHash: Data(SHA256.hash(data: Data(key.utf8))), createdAt: Date()))
         return (id, key)
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Issue a key (printed once). The old key keeps working until revoked: rotation with overlap.")
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a key (printed once). The old key keeps working until revoked: rotation with overlap.")
         @OptionGroup var tenant: TenantOption
         @Option(help: "tool (pre-call and tools) or admin (management API).") var scope = APIKeyRecord.Scope.tool
         func run() async throws {
@@ -164,7 +178,9 @@ struct KeysCommand: AsyncParsableCommand {
         @Argument(help: "Key id, as `engram keys list` shows it (key_...).") var id: String
         func run() async throws {
             let context = try await CLIContext()
-            guard try await context.vault.revokeAPIKey(tenant: tenant.tenant, id: id, at: Date()) else { throw ValidationError("no active key \(id) for tenant \(tenant.tenant)") }
+            guard try await context.vault.revokeAPIKey(tenant: tenant.tenant, id: id, at: Date()) else {
+                throw ValidationError("no active key \(id) for tenant \(tenant.tenant)")
+            }
             print("revoked \(id)")
         }
     }
@@ -173,7 +189,9 @@ struct KeysCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "rotate-master",
             abstract: "Re-wrap every data key and tenant secret under the key in ENGRAM_MASTER_KEY_NEW; content is not touched.",
-            discussion: "Then set ENGRAM_MASTER_KEY to the new key and ENGRAM_MASTER_KEY_PREVIOUS to the old one, restart, and drop PREVIOUS once the queue holds no envelope from before the switch.")
+            discussion:
+                "Then set ENGRAM_MASTER_KEY to the new key and ENGRAM_MASTER_KEY_PREVIOUS to the old one, restart, and drop PREVIOUS once the queue holds no envelope from before the switch."
+        )
         func run() async throws {
             let context = try await CLIContext()
             guard let raw = EngramConfiguration.environmentWithDevFile()["ENGRAM_MASTER_KEY_NEW"], let newKey = MasterKey(base64: raw) else {

@@ -5,7 +5,8 @@ import Foundation
 
 /// `engram tenant list`: every tenant, one line each (or one JSON array).
 struct TenantList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List tenants: consent mode, retention, keys and whether a webhook secret is set.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List tenants: consent mode, retention, keys and whether a webhook secret is set.")
     @Flag(help: "One JSON array.") var json = false
 
     func run() async throws {
@@ -15,20 +16,28 @@ struct TenantList: AsyncParsableCommand {
             summaries.append(try await TenantSummary.make(record, context: context))
         }
         if json { return try printJSON(summaries) }
-        if summaries.isEmpty { print("no tenants (the default tenant is created on first use)"); return }
-        print(TextTable(
-            header: ["TENANT", "CONSENT", "RETENTION", "ACTIVE KEYS", "WEBHOOK SECRET", "CREATED"],
-            rows: summaries.map { s in
-                [s.id, s.consentMode, s.retentionDays.map { "\($0) days" } ?? "forever",
-                 "\(s.activeKeys.filter { $0.scope == "tool" }.count) tool, \(s.activeKeys.filter { $0.scope == "admin" }.count) admin",
-                 s.webhookSecret, s.createdAt]
-            }).rendered)
+        if summaries.isEmpty {
+            print("no tenants (the default tenant is created on first use)")
+            return
+        }
+        print(
+            TextTable(
+                header: ["TENANT", "CONSENT", "RETENTION", "ACTIVE KEYS", "WEBHOOK SECRET", "CREATED"],
+                rows: summaries.map { s in
+                    [
+                        s.id, s.consentMode, s.retentionDays.map { "\($0) days" } ?? "forever",
+                        "\(s.activeKeys.filter { $0.scope == "tool" }.count) tool, \(s.activeKeys.filter { $0.scope == "admin" }.count) admin",
+                        s.webhookSecret, s.createdAt,
+                    ]
+                }
+            ).rendered)
     }
 }
 
 /// `engram tenant show NAME`: one tenant's settings and key ids (never keys or secrets).
 struct TenantShow: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one tenant's settings, key ids and webhook-secret state (never the keys or secrets).")
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Show one tenant's settings, key ids and webhook-secret state (never the keys or secrets).")
     @Argument(help: "Tenant id.") var name: String
     @Flag(help: "One JSON object.") var json = false
 
@@ -60,8 +69,13 @@ struct TenantSummary: Encodable {
     var activeKeys: [KeyRow]
 
     enum CodingKeys: String, CodingKey {
-        case id, createdAt = "created_at", consentMode = "consent_mode", allowSensitivePrecall = "allow_sensitive_precall"
-        case retentionDays = "retention_days", webhookSecret = "webhook_secret", activeKeys = "active_keys"
+        case id
+        case createdAt = "created_at"
+        case consentMode = "consent_mode"
+        case allowSensitivePrecall = "allow_sensitive_precall"
+        case retentionDays = "retention_days"
+        case webhookSecret = "webhook_secret"
+        case activeKeys = "active_keys"
     }
 
     static func make(_ record: TenantRecord, context: CLIContext) async throws -> TenantSummary {
@@ -84,19 +98,26 @@ struct KeyRow: Encodable {
     var source: String
     var createdAt: String?
     var revokedAt: String?
-    enum CodingKeys: String, CodingKey { case id, scope, state, source, createdAt = "created_at", revokedAt = "revoked_at" }
+    enum CodingKeys: String, CodingKey {
+        case id, scope, state, source
+        case createdAt = "created_at"
+        case revokedAt = "revoked_at"
+    }
 }
 
 /// `engram keys list`: stored keys and, for the default tenant, the keys set in the environment.
 enum KeysListing {
     static func rows(context: CLIContext, tenant: String) async throws -> [KeyRow] {
         var rows = try await context.vault.apiKeys(tenant: tenant).map { key in
-            KeyRow(id: key.id, scope: key.scope.rawValue, state: key.revokedAt == nil ? "active" : "revoked", source: "store",
-                   createdAt: isoDay.string(from: key.createdAt), revokedAt: key.revokedAt.map(isoDay.string))
+            KeyRow(
+                id: key.id, scope: key.scope.rawValue, state: key.revokedAt == nil ? "active" : "revoked", source: "store",
+                createdAt: isoDay.string(from: key.createdAt), revokedAt: key.revokedAt.map(isoDay.string))
         }
         if tenant == "default" {
             // The environment's keys serve the default tenant; shown by a fingerprint, never the key.
-            for (variable, scope, key) in [("ENGRAM_API_KEY", "tool", context.configuration.apiKey), ("ENGRAM_ADMIN_KEY", "admin", context.configuration.adminKey)] {
+            for (variable, scope, key) in [
+                ("ENGRAM_API_KEY", "tool", context.configuration.apiKey), ("ENGRAM_ADMIN_KEY", "admin", context.configuration.adminKey),
+            ] {
                 guard let key, !key.isEmpty else { continue }
                 let fingerprint = SHA256.hash(data: Data(key.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
                 rows.append(KeyRow(id: "env:\(fingerprint)", scope: scope, state: "active", source: variable, createdAt: nil, revokedAt: nil))
@@ -113,8 +134,10 @@ enum KeysListing {
             Swift.print("tenant \(tenant): no keys (issue one with `engram keys create --tenant \(tenant)`)")
             return
         }
-        Swift.print(TextTable(
-            header: ["ID", "SCOPE", "STATE", "SOURCE", "CREATED", "REVOKED"],
-            rows: rows.map { [$0.id, $0.scope, $0.state, $0.source, $0.createdAt ?? "-", $0.revokedAt ?? "-"] }).rendered)
+        Swift.print(
+            TextTable(
+                header: ["ID", "SCOPE", "STATE", "SOURCE", "CREATED", "REVOKED"],
+                rows: rows.map { [$0.id, $0.scope, $0.state, $0.source, $0.createdAt ?? "-", $0.revokedAt ?? "-"] }
+            ).rendered)
     }
 }

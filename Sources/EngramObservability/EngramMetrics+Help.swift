@@ -14,7 +14,8 @@ extension EngramMetrics {
         "engram_precall_fallback_total": "Pre-call requests answered with neutral defaults, by reason.",
         "engram_llm_memory_misses_total": "Custom-LLM proxy turns forwarded without memory, by reason (deadline, store_error, rate_limited).",
         "engram_events_processed_total": "Queue events handled by the worker, by outcome.",
-        "engram_events_dead_lettered_total": "Events moved to the dead letters, by reason (worker_died, permanent, attempts_exhausted, invalid_envelope).",
+        "engram_events_dead_lettered_total":
+            "Events moved to the dead letters, by reason (worker_died, permanent, attempts_exhausted, invalid_envelope).",
         "engram_event_work_cut_total": "Work cut from events past the per-event budget (turns_dropped, turns_clipped, memories_dropped).",
         "engram_processing_lag_seconds": "Time from a webhook's receipt to its event being stored by the worker.",
         "engram_extraction_duration_seconds": "Duration of memory-extraction calls, by provider.",

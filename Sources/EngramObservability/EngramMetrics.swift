@@ -9,7 +9,8 @@ public enum EngramMetrics {
     public static func httpRequest(route: String, method: String, status: Int, duration: Duration) {
         // The status stays off the histogram: one bucket set per route and method, not per status code.
         Counter(label: "engram_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))]).increment()
-        Metrics.Timer(label: "engram_http_request_duration_seconds", dimensions: [("route", route), ("method", method)]).recordNanoseconds(duration.nanoseconds)
+        Metrics.Timer(label: "engram_http_request_duration_seconds", dimensions: [("route", route), ("method", method)]).recordNanoseconds(
+            duration.nanoseconds)
     }
 
     public static func postCallAcknowledged(outcome: String, duration: Duration) {

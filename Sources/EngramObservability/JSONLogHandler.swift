@@ -85,8 +85,9 @@ public enum EngramLogging {
             LoggingSystem.bootstrap { label in JSONLogHandler(label: label, service: service, level: level) }
             return
         }
-        LoggingSystem.bootstrap({ label, provider in
-            JSONLogHandler(label: label, service: service, level: level, metadataProvider: provider)
-        }, metadataProvider: EngramTracing.loggingMetadataProvider)
+        LoggingSystem.bootstrap(
+            { label, provider in
+                JSONLogHandler(label: label, service: service, level: level, metadataProvider: provider)
+            }, metadataProvider: EngramTracing.loggingMetadataProvider)
     }
 }

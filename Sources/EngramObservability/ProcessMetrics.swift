@@ -3,7 +3,7 @@ import Prometheus
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The standard `process_*` metrics (as Prometheus' own clients name them), read from /proc at
@@ -70,24 +70,25 @@ public final class ProcessMetrics: Sendable {
 
     static func read() -> Snapshot? {
         #if os(Linux)
-        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        // Fields after "pid (comm)": the command name may hold spaces and parentheses, so split after the last ')'.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // fields[0] is the state (field 3 of proc(5)); field n is fields[n - 3].
-        func field(_ n: Int) -> Double? { fields.indices.contains(n - 3) ? Double(fields[n - 3]) : nil }
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        let page = Double(sysconf(Int32(_SC_PAGESIZE)))
-        guard ticks > 0, let utime = field(14), let stime = field(15) else { return nil }
-        var startTime: Double?
-        if let started = field(22), let boot = bootTime() { startTime = boot + started / ticks }
-        let maxFDs = openFileLimit()
-        let openFDs = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.count).map { max(0, $0 - 1) } ?? 0
-        return Snapshot(
-            cpuSeconds: (utime + stime) / ticks, residentBytes: (field(24) ?? 0) * page, virtualBytes: field(23) ?? 0,
-            openFDs: openFDs, maxFDs: maxFDs, startTime: startTime)
+            guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after "pid (comm)": the command name may hold spaces and parentheses, so split after the last ')'.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // fields[0] is the state (field 3 of proc(5)); field n is fields[n - 3].
+            func field(_ n: Int) -> Double? { fields.indices.contains(n - 3) ? Double(fields[n - 3]) : nil }
+            let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+            let page = Double(sysconf(Int32(_SC_PAGESIZE)))
+            guard ticks > 0, let utime = field(14), let stime = field(15) else { return nil }
+            var startTime: Double?
+            if let started = field(22), let boot = bootTime() { startTime = boot + started / ticks }
+            let maxFDs = openFileLimit()
+            let openFDs = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.count).map { max(0, $0 - 1) } ?? 0
+            return Snapshot(
+                cpuSeconds: (utime + stime) / ticks, residentBytes: (field(24) ?? 0) * page, virtualBytes: field(23) ?? 0,
+                openFDs: openFDs, maxFDs: maxFDs, startTime: startTime)
         #else
-        return nil
+            return nil
         #endif
     }
 

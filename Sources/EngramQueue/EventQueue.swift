@@ -19,7 +19,11 @@ public struct DeadLetter: Codable, Sendable {
     public var worker: String
 
     enum CodingKeys: String, CodingKey {
-        case id, envelope, errorClass = "error_class", errorMessage = "error_message", failedAt = "failed_at", worker
+        case id, envelope
+        case errorClass = "error_class"
+        case errorMessage = "error_message"
+        case failedAt = "failed_at"
+        case worker
     }
 
     public init(id: String, envelope: String, errorClass: String, errorMessage: String, failedAt: Double, worker: String) {

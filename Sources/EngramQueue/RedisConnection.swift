@@ -76,7 +76,8 @@ final class RedisConnection {
         do {
             if let password = endpoint.password {
                 // Redis 6 ACL: `AUTH user password`; without a user, the default user's password.
-                let command: [RedisArgument] = endpoint.username.map { ["AUTH", RedisArgument($0), RedisArgument(password)] } ?? ["AUTH", RedisArgument(password)]
+                let command: [RedisArgument] =
+                    endpoint.username.map { ["AUTH", RedisArgument($0), RedisArgument(password)] } ?? ["AUTH", RedisArgument(password)]
                 if case .error(let message) = try execute(command) {
                     // The server's reason (WRONGPASS ...) names neither the user's password nor anything else secret.
                     throw RedisError.connection("\(place): authentication refused (\(message.prefix(80)))")

@@ -80,56 +80,58 @@ extension RedisEventQueue {
 
     /// KEYS: erased tags, pending, retry, dead, then every processing list. Removes each copy
     /// whose tag was erased at or after the event was received; returns the counts per place.
-    static let purgeScript = envelopeFieldsLua + "\n" + """
-        local function erased(item, nested)
-            local found, received = tags(item, nested)
-            if not found then return false end
-            for _, tag in ipairs(found) do
-                local score = redis.call('ZSCORE', KEYS[1], tag)
-                if score and tonumber(score) >= received then return true end
+    static let purgeScript =
+        envelopeFieldsLua + "\n" + """
+            local function erased(item, nested)
+                local found, received = tags(item, nested)
+                if not found then return false end
+                for _, tag in ipairs(found) do
+                    local score = redis.call('ZSCORE', KEYS[1], tag)
+                    if score and tonumber(score) >= received then return true end
+                end
+                return false
             end
-            return false
-        end
-        local function purgeList(key, nested)
-            local n = 0
-            for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
-                if erased(item, nested) then n = n + redis.call('LREM', key, 1, item) end
+            local function purgeList(key, nested)
+                local n = 0
+                for _, item in ipairs(redis.call('LRANGE', key, 0, -1)) do
+                    if erased(item, nested) then n = n + redis.call('LREM', key, 1, item) end
+                end
+                return n
             end
-            return n
-        end
-        if redis.call('ZCARD', KEYS[1]) == 0 then return {0, 0, 0, 0} end
-        local pending = purgeList(KEYS[2], false)
-        local retry = 0
-        for _, item in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-            if erased(item, false) then retry = retry + redis.call('ZREM', KEYS[3], item) end
-        end
-        local dead = purgeList(KEYS[4], true)
-        local processing = 0
-        for i = 5, #KEYS do processing = processing + purgeList(KEYS[i], false) end
-        return {pending, processing, retry, dead}
-        """
+            if redis.call('ZCARD', KEYS[1]) == 0 then return {0, 0, 0, 0} end
+            local pending = purgeList(KEYS[2], false)
+            local retry = 0
+            for _, item in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+                if erased(item, false) then retry = retry + redis.call('ZREM', KEYS[3], item) end
+            end
+            local dead = purgeList(KEYS[4], true)
+            local processing = 0
+            for i = 5, #KEYS do processing = processing + purgeList(KEYS[i], false) end
+            return {pending, processing, retry, dead}
+            """
 
     /// KEYS: pending, retry, dead, then every processing list; ARGV: a receive time. Returns
     /// `key, item` pairs of the envelopes without `user_tags` received by then.
-    static let untaggedScript = envelopeFieldsLua + "\n" + """
-        local out = {}
-        local cutoff = tonumber(ARGV[1])
-        local function consider(key, item, nested)
-            local found, received = tags(item, nested)
-            if received and not found and received <= cutoff then
-                out[#out + 1] = key
-                out[#out + 1] = item
+    static let untaggedScript =
+        envelopeFieldsLua + "\n" + """
+            local out = {}
+            local cutoff = tonumber(ARGV[1])
+            local function consider(key, item, nested)
+                local found, received = tags(item, nested)
+                if received and not found and received <= cutoff then
+                    out[#out + 1] = key
+                    out[#out + 1] = item
+                end
             end
-        end
-        for i = 1, #KEYS do
-            if i == 2 then
-                for _, item in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do consider(KEYS[i], item, false) end
-            else
-                for _, item in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do consider(KEYS[i], item, i == 3) end
+            for i = 1, #KEYS do
+                if i == 2 then
+                    for _, item in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do consider(KEYS[i], item, false) end
+                else
+                    for _, item in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do consider(KEYS[i], item, i == 3) end
+                end
             end
-        end
-        return out
-        """
+            return out
+            """
 
     /// Removes every queued copy (pending, in flight, retry, dead) of the events of callers in
     /// the erased set, atomically per call.
@@ -212,7 +214,8 @@ extension RedisEventQueue {
     /// Deletes dead letters that failed before `cutoff` (and unreadable ones). Returns how many.
     public func expireDeadLetters(failedBefore cutoff: Date) async throws -> Int {
         let reply = try await client.command([
-            "EVAL", RedisArgument(Self.expireDeadScript), "1", RedisArgument(keys.dead), RedisArgument(String(format: "%.3f", cutoff.timeIntervalSince1970)),
+            "EVAL", RedisArgument(Self.expireDeadScript), "1", RedisArgument(keys.dead),
+            RedisArgument(String(format: "%.3f", cutoff.timeIntervalSince1970)),
         ])
         return Int(reply.int ?? 0)
     }
@@ -220,12 +223,14 @@ extension RedisEventQueue {
     /// The erasure time up to which purges have completed (nil before the first).
     public func erasurePurgedThrough() async throws -> Date? {
         guard let data = try await client.command("GET", RedisArgument(keys.erasurePurgedThrough)).data,
-              let seconds = Double(String(decoding: data, as: UTF8.self)) else { return nil }
+            let seconds = Double(String(decoding: data, as: UTF8.self))
+        else { return nil }
         return Date(timeIntervalSince1970: seconds)
     }
 
     public func setErasurePurgedThrough(_ date: Date) async throws {
-        _ = try await client.command("SET", RedisArgument(keys.erasurePurgedThrough), RedisArgument(String(format: "%.6f", date.timeIntervalSince1970)))
+        _ = try await client.command(
+            "SET", RedisArgument(keys.erasurePurgedThrough), RedisArgument(String(format: "%.6f", date.timeIntervalSince1970)))
     }
 
     /// Starts a rewrite of the append-only file and a new RDB snapshot (each only if Redis keeps

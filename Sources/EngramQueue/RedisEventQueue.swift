@@ -94,7 +94,9 @@ public struct RedisEventQueue: EventQueue {
 
     public func heartbeat(worker: String, ttl: Duration) async throws {
         let millis = max(100, SafeNumber.clampedInt64(ttl.seconds * 1000))
-        try await client.command(["SET", RedisArgument(keys.heartbeat(worker)), RedisArgument(String(Date().timeIntervalSince1970)), "PX", RedisArgument(String(millis))])
+        try await client.command([
+            "SET", RedisArgument(keys.heartbeat(worker)), RedisArgument(String(Date().timeIntervalSince1970)), "PX", RedisArgument(String(millis)),
+        ])
     }
 
     public func clearHeartbeat(worker: String) async throws {
@@ -220,7 +222,7 @@ public struct RedisEventQueue: EventQueue {
         var replayed = 0
         for item in reply.array ?? [] {
             guard let raw = item.data, let letter = try? JSONDecoder().decode(DeadLetter.self, from: raw), id == nil || letter.id == id,
-                  var envelope = try? Envelope.decode(Data(letter.envelope.utf8))
+                var envelope = try? Envelope.decode(Data(letter.envelope.utf8))
             else { continue }
             envelope.attempt = 0
             let moved = try await client.command([

@@ -1,5 +1,5 @@
-@preconcurrency import Crypto
 import CHiredis
+@preconcurrency import Crypto
 import EngramCore
 import Foundation
 

@@ -1,8 +1,9 @@
 import EngramCore
 import Foundation
 import Logging
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One spooled enqueue: the envelope and its dedupe marks, as `EventQueue.enqueue` takes them.
@@ -106,7 +107,10 @@ public final class Spool: @unchecked Sendable {
             try writeOffset(0)
             guard rename(temporary.path, logURL.path) == 0 else { throw SpoolError.io("cannot replace the spool") }
             let directory = open(logURL.deletingLastPathComponent().path, O_RDONLY)
-            if directory >= 0 { _ = fsync(directory); close(directory) }
+            if directory >= 0 {
+                _ = fsync(directory)
+                close(directory)
+            }
             pendingCount = kept.count
             generation += 1
             return removed
@@ -179,7 +183,9 @@ public final class Spool: @unchecked Sendable {
 public enum SpoolError: Error, CustomStringConvertible {
     case io(String)
     public var description: String {
-        switch self { case .io(let why): return "spool: \(why)" }
+        switch self {
+        case .io(let why): return "spool: \(why)"
+        }
     }
 }
 

@@ -12,7 +12,9 @@ public enum StoreCopy {
     public struct Report: Sendable, Equatable {
         /// Rows per table, in copy order, as counted in the target after the copy.
         public var tables: [(name: String, rows: Int)]
-        public static func == (a: Report, b: Report) -> Bool { a.tables.map(\.name) == b.tables.map(\.name) && a.tables.map(\.rows) == b.tables.map(\.rows) }
+        public static func == (a: Report, b: Report) -> Bool {
+            a.tables.map(\.name) == b.tables.map(\.name) && a.tables.map(\.rows) == b.tables.map(\.rows)
+        }
     }
 
     static let tables = ["tenants", "users", "processed_events", "memories", "memory_vectors", "memory_terms", "tombstones", "api_keys", "audit_log"]
@@ -70,7 +72,8 @@ public enum StoreCopy {
         var last: Int64 = .min
         while true {
             let page = try await pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT rowid AS copy_rowid, * FROM \(table) WHERE rowid > ? ORDER BY rowid LIMIT \(chunk)", arguments: [last])
+                try Row.fetchAll(
+                    db, sql: "SELECT rowid AS copy_rowid, * FROM \(table) WHERE rowid > ? ORDER BY rowid LIMIT \(chunk)", arguments: [last])
             }
             guard let end = page.last?["copy_rowid"] as Int64? else { return }
             try await body(page)
@@ -160,7 +163,8 @@ public enum StoreCopy {
             let rows = try await pool.read { [last] db in
                 if let last {
                     return try Row.fetchAll(
-                        db, sql: """
+                        db,
+                        sql: """
                             SELECT * FROM memory_terms WHERE (tenant_id, user_key, term, memory_id) > (?, ?, ?, ?)
                             ORDER BY tenant_id, user_key, term, memory_id LIMIT \(chunk)
                             """, arguments: [last.0, last.1, last.2, last.3])

@@ -46,7 +46,10 @@ public struct UserRecord: Sendable, Equatable {
     public var lastCallAt: Date?
     public var memoryVersion: Int64
 
-    public init(tenant: String, user: UserKey, dataKeyWrapped: Data, keyID: String, consent: Bool? = nil, consentAt: Date? = nil, createdAt: Date, lastCallAt: Date? = nil, memoryVersion: Int64 = 0) {
+    public init(
+        tenant: String, user: UserKey, dataKeyWrapped: Data, keyID: String, consent: Bool? = nil, consentAt: Date? = nil, createdAt: Date,
+        lastCallAt: Date? = nil, memoryVersion: Int64 = 0
+    ) {
         self.tenant = tenant
         self.user = user
         self.dataKeyWrapped = dataKeyWrapped
@@ -81,7 +84,11 @@ public struct MemoryRow: Sendable, Equatable {
     public var needsReextraction: Bool
     public var termCount: Int
 
-    public init(id: String, tenant: String, user: UserKey, sector: Sector, sealedContent: Data, slot: String?, importance: Double, salience0: Double, reinforcedAt: Date, sensitive: Bool, validFrom: Date, validTo: Date?, supersededBy: String?, status: MemoryStatus, sources: [MemorySource], createdAt: Date, lastRecalledAt: Date?, needsReextraction: Bool, termCount: Int) {
+    public init(
+        id: String, tenant: String, user: UserKey, sector: Sector, sealedContent: Data, slot: String?, importance: Double, salience0: Double,
+        reinforcedAt: Date, sensitive: Bool, validFrom: Date, validTo: Date?, supersededBy: String?, status: MemoryStatus, sources: [MemorySource],
+        createdAt: Date, lastRecalledAt: Date?, needsReextraction: Bool, termCount: Int
+    ) {
         self.id = id
         self.tenant = tenant
         self.user = user
@@ -116,7 +123,10 @@ public struct MemoryHead: Sendable {
     public var sensitive: Bool
     public var isSummary: Bool
 
-    public init(id: String, sector: Sector, slot: String?, importance: Double, salience0: Double, reinforcedAt: Date, validFrom: Date, sensitive: Bool, isSummary: Bool) {
+    public init(
+        id: String, sector: Sector, slot: String?, importance: Double, salience0: Double, reinforcedAt: Date, validFrom: Date, sensitive: Bool,
+        isSummary: Bool
+    ) {
         self.id = id
         self.sector = sector
         self.slot = slot
@@ -240,7 +250,12 @@ public struct AuditEntry: Sendable, Codable, Equatable {
         self.at = at
     }
 
-    enum CodingKeys: String, CodingKey { case id, tenant, actor, action, user = "user_key", memoryID = "memory_id", at }
+    enum CodingKeys: String, CodingKey {
+        case id, tenant, actor, action
+        case user = "user_key"
+        case memoryID = "memory_id"
+        case at
+    }
 }
 
 /// A wrapped secret, for master-key rotation: which row, its bytes and the key id that wrapped them.

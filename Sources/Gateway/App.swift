@@ -12,7 +12,8 @@ struct App {
             let configuration = try EngramConfiguration.fromEnvironment()
             EngramLogging.bootstrap(service: "engram-gateway", level: configuration.logLevel, traceMetadata: configuration.otelEndpoint != nil)
             MetricsExport.bootstrap(.gateway)
-            let tracing = try EngramTracing.bootstrap(configuration: configuration, service: "engram-gateway", logger: Logger(label: "engram-gateway"))
+            let tracing = try EngramTracing.bootstrap(
+                configuration: configuration, service: "engram-gateway", logger: Logger(label: "engram-gateway"))
             let app = try await buildApplication(configuration: configuration, observability: tracing.map { [$0] } ?? [])
             try await app.runService()
         } catch {

@@ -46,13 +46,15 @@ func buildGateway(
     guard let defaultTenant = try await vault.defaultTenant(consentMode: configuration.consentMode) else {
         throw StoreError.notFound("default tenant")
     }
-    let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
+    let queue = RedisEventQueue(
+        endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
     let intake = PostCallIntake(
         secrets: [webhookSecret] + (configuration.webhookSecretPrevious.map { [$0] } ?? []),
         tolerancePast: configuration.signatureTolerancePast, toleranceFuture: configuration.signatureToleranceFuture,
         maxBodyBytes: configuration.maxBodyBytes, cipher: keyRing.envelopeCipher, clock: clock)
     let reinforcement = ReinforcementBuffer(store: store)
-    let ingest = DurableIngest(queue: queue, spool: try Spool(directory: configuration.spoolDirectory, logger: logger), ttlSeconds: configuration.dedupeTTLSeconds)
+    let ingest = DurableIngest(
+        queue: queue, spool: try Spool(directory: configuration.spoolDirectory, logger: logger), ttlSeconds: configuration.dedupeTTLSeconds)
     let services = GatewayServices(
         configuration: configuration, vault: vault, queue: queue, ingest: ingest, intake: intake,
         precall: PrecallContextBuilder(vault: vault, characterBudget: configuration.precallContextChars),
@@ -62,15 +64,17 @@ func buildGateway(
             keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
         hasStoredDefaultWebhookSecret: try await store.tenantWebhookSecrets(tenant: defaultTenant.id)?.current != nil,
         unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes),
-        erasure: ErasurePurge(vault: vault, queue: queue, backupDirectory: nil, deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400))
+        erasure: ErasurePurge(
+            vault: vault, queue: queue, backupDirectory: nil, deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400))
 
     let router = buildRouter(services)
 
-    var background: [any Service] = observability + (injected ? [] : StoreFactory.services(for: store)) + [
-        ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
-        SpoolDrainer(ingest: ingest, logger: logger),
-        SpoolErasureJob(purge: services.erasure, spool: ingest.spool, interval: configuration.erasurePurgeInterval, logger: logger),
-    ]
+    var background: [any Service] =
+        observability + (injected ? [] : StoreFactory.services(for: store)) + [
+            ReinforcementFlusher(buffer: reinforcement, interval: configuration.reinforcementFlushInterval, logger: logger),
+            SpoolDrainer(ingest: ingest, logger: logger),
+            SpoolErasureJob(purge: services.erasure, spool: ingest.spool, interval: configuration.erasurePurgeInterval, logger: logger),
+        ]
     // The metrics listener, apart from the public port (no request log, not behind the Ingress).
     if configuration.gatewayMetricsPort > 0 {
         let metrics = MetricsController(configuration: configuration, queue: queue, spool: ingest.spool)

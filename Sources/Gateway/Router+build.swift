@@ -1,9 +1,9 @@
-import EngramProviders
-import Hummingbird
 import EngramApp
 import EngramCore
 import EngramObservability
+import EngramProviders
 import EngramQueue
+import Hummingbird
 
 /// The gateway's routes, grouped by who may call them. Authentication is middleware on each
 /// group, never a call inside a handler; a handler behind it gets a context in which the caller
@@ -30,9 +30,11 @@ func buildRouter(_ services: GatewayServices) -> Router<GatewayRequestContext> {
 
     // ElevenLabs' post-call webhooks: the HMAC signature of the body, with the tenant's secrets.
     router.group()
-        .add(middleware: WebhookSignatureMiddleware(
-            configuration: configuration, vault: services.vault, intake: services.intake, defaultTenant: services.defaultTenant,
-            hasStoredDefaultWebhookSecret: services.hasStoredDefaultWebhookSecret, unverifiedBodies: services.unverifiedBodies))
+        .add(
+            middleware: WebhookSignatureMiddleware(
+                configuration: configuration, vault: services.vault, intake: services.intake, defaultTenant: services.defaultTenant,
+                hasStoredDefaultWebhookSecret: services.hasStoredDefaultWebhookSecret, unverifiedBodies: services.unverifiedBodies)
+        )
         .group(context: WebhookRequestContext.self)
         .addRoutes(PostCallController(vault: services.vault, ingest: services.ingest).endpoints)
 
@@ -45,11 +47,13 @@ func buildRouter(_ services: GatewayServices) -> Router<GatewayRequestContext> {
         clock: services.clock)
     // A ringing phone and a live LLM turn are never refused for their rate: over it they go on without memory.
     toolCallers.addRoutes(precall.webhookEndpoints)
-    toolCallers.addRoutes(LLMProxyController(
-        configuration: configuration, vault: services.vault, precall: services.precall, reinforcement: services.reinforcement,
-        rateLimiter: services.rateLimiter, clock: services.clock,
-        upstream: LLMUpstream(baseURL: configuration.llmUpstreamURL, apiKey: configuration.llmUpstreamKey, timeout: configuration.llmUpstreamTimeout)
-    ).endpoints)
+    toolCallers.addRoutes(
+        LLMProxyController(
+            configuration: configuration, vault: services.vault, precall: services.precall, reinforcement: services.reinforcement,
+            rateLimiter: services.rateLimiter, clock: services.clock,
+            upstream: LLMUpstream(
+                baseURL: configuration.llmUpstreamURL, apiKey: configuration.llmUpstreamKey, timeout: configuration.llmUpstreamTimeout)
+        ).endpoints)
     let tools = ToolsController(
         configuration: configuration, vault: services.vault, ingest: services.ingest, reinforcement: services.reinforcement,
         erasure: erasure, clock: services.clock)

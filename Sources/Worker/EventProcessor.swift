@@ -68,9 +68,10 @@ struct EventProcessor: Service {
     func handle(_ taken: TakenEvent) async {
         guard let envelope = taken.envelope else {
             // Not an envelope: its bytes are not known to be encrypted, so only their digest is kept.
-            await deadLetter(taken.raw, id: "unknown", errorClass: taken.decodeError ?? "DecodingError",
-                             message: "queue item is not a valid envelope (sha256 prefix \(PostCallIntake.digest(String(decoding: taken.raw, as: UTF8.self))))",
-                             keepBytes: false, reason: "invalid_envelope")
+            await deadLetter(
+                taken.raw, id: "unknown", errorClass: taken.decodeError ?? "DecodingError",
+                message: "queue item is not a valid envelope (sha256 prefix \(PostCallIntake.digest(String(decoding: taken.raw, as: UTF8.self))))",
+                keepBytes: false, reason: "invalid_envelope")
             return
         }
         // A child of the gateway's "enqueue event" span when the envelope carries its context, so
@@ -102,7 +103,8 @@ struct EventProcessor: Service {
                 // Stored, but not acknowledged: not a failure of the event (no retry, no dead
                 // letter). It is returned on this worker's next turn and found already processed.
                 inFlightCheck.isNeeded = true
-                logger.error("cannot acknowledge a processed event; it will be redelivered as a duplicate", metadata: ["error_class": "\(type(of: error))"])
+                logger.error(
+                    "cannot acknowledge a processed event; it will be redelivered as a duplicate", metadata: ["error_class": "\(type(of: error))"])
             }
             // `received_at` comes from Redis: a time that is not a plausible date gives no lag.
             let now = Date().timeIntervalSince1970
@@ -117,11 +119,13 @@ struct EventProcessor: Service {
                     attributes["engram.memories.superseded"] = superseded
                 }
             }
-            logger.info("event processed", metadata: [
-                "outcome": "\(outcome)", "attempt": "\(envelope.attempt)",
-                "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))",
-                "lag_ms": "\(String(format: "%.1f", lag * 1000))",
-            ])
+            logger.info(
+                "event processed",
+                metadata: [
+                    "outcome": "\(outcome)", "attempt": "\(envelope.attempt)",
+                    "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))",
+                    "lag_ms": "\(String(format: "%.1f", lag * 1000))",
+                ])
         } catch let error as PermanentEventError {
             span.attributes["engram.outcome"] = "dead_letter"
             span.attributes["error.type"] = error.errorClass
@@ -146,8 +150,15 @@ struct EventProcessor: Service {
             if case .rateLimited(let after)? = error as? ExtractionError { retryAfter = after }
             let delay = RetryScheduler.delay(attempt: envelope.attempt, base: retryBase, cap: retryMax, retryAfter: retryAfter)
             do {
-                try await withRetries { try await queue.scheduleRetry(worker: worker, raw: taken.raw, next: next, dueAt: Date().addingTimeInterval(delay.seconds)) }
-                logger.warning("event failed; retry scheduled", metadata: ["error_class": "\(errorClass)", "attempt": "\(envelope.attempt)", "delay_ms": "\(SafeNumber.clampedInt64(delay.seconds * 1000))"])
+                try await withRetries {
+                    try await queue.scheduleRetry(worker: worker, raw: taken.raw, next: next, dueAt: Date().addingTimeInterval(delay.seconds))
+                }
+                logger.warning(
+                    "event failed; retry scheduled",
+                    metadata: [
+                        "error_class": "\(errorClass)", "attempt": "\(envelope.attempt)",
+                        "delay_ms": "\(SafeNumber.clampedInt64(delay.seconds * 1000))",
+                    ])
             } catch {
                 inFlightCheck.isNeeded = true
                 logger.error("cannot schedule retry; the event is returned on the next turn", metadata: ["error_class": "\(type(of: error))"])

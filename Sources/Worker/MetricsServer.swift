@@ -11,10 +11,13 @@ enum MetricsServer {
     static func application(host: String, port: Int, logger: Logger) -> some ApplicationProtocol {
         let router = Router()
         router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: MetricsExport.render())))
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: MetricsExport.render())))
         }
         router.get("/health/live") { _, _ in "ok" }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "engram-worker-metrics"), logger: logger)
+        return Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "engram-worker-metrics"), logger: logger)
     }
 
     static func sampler(queue: any EventQueue, vault: MemoryVault, logger: Logger) -> PeriodicJob {

@@ -20,9 +20,11 @@ enum Reaper {
         }
         if returned.deadLettered > 0 {
             EngramMetrics.eventDeadLettered(reason: workerDiedErrorClass, count: returned.deadLettered)
-            logger.error("dead-lettered events whose worker died on every attempt", metadata: [
-                "count": "\(returned.deadLettered)", "error_class": "\(workerDiedErrorClass)",
-            ])
+            logger.error(
+                "dead-lettered events whose worker died on every attempt",
+                metadata: [
+                    "count": "\(returned.deadLettered)", "error_class": "\(workerDiedErrorClass)",
+                ])
         }
     }
 }

@@ -16,7 +16,9 @@ struct WorkerRuntime {
 
 /// Services in dependency order: the store's connection pool first (closed last, after every
 /// user of the store has stopped), the heartbeat, then the processor, then the periodic jobs.
-func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system, extractor: (any Extractor)? = nil, logger: Logger) async throws -> WorkerRuntime {
+func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system, extractor: (any Extractor)? = nil, logger: Logger) async throws
+    -> WorkerRuntime
+{
     let keyRing = try configuration.keyRing()
     let store = try await StoreFactory.open(configuration, logger: logger)
     let vault = MemoryVault(store: store, keyRing: keyRing, embedder: try ProviderFactory.embedder(configuration), clock: clock)
@@ -25,31 +27,35 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
         maxAttempts: configuration.maxAttempts, envelopeCipher: keyRing.envelopeCipher, defaultConsentMode: configuration.consentMode)
     ingestor.previousEnvelopeCiphers = Array(keyRing.envelopeCiphers.dropFirst())
     ingestor.budget = ExtractionBudget(maxMemories: configuration.maxMemoriesPerEvent, maxTurns: configuration.maxTurnsPerEvent)
-    let queue = RedisEventQueue(endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
+    let queue = RedisEventQueue(
+        endpoint: configuration.redis, timeout: configuration.redisTimeout, keys: QueueKeys(prefix: configuration.queuePrefix))
     var processorLogger = logger
     processorLogger[metadataKey: "worker"] = "\(configuration.workerID)"
     let processor = EventProcessor(
         queue: queue, ingestor: ingestor, worker: configuration.workerID, maxAttempts: configuration.maxAttempts,
         retryBase: configuration.retryBase, retryMax: configuration.retryMax, logger: processorLogger)
-    let services: [any Service] = StoreFactory.services(for: store) + [
-        Heartbeat(queue: queue, worker: configuration.workerID, ttl: configuration.heartbeatTTL, logger: logger),
-        processor,
-        Reaper.job(queue: queue, interval: configuration.reaperInterval, maxAttempts: configuration.maxAttempts, logger: logger),
-        RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
-        Sweeper.job(vault: vault, clock: clock, interval: configuration.sweepInterval, logger: logger),
-        MetricsServer.sampler(queue: queue, vault: vault, logger: logger),
-        erasureJob(vault: vault, queue: queue, configuration: configuration, logger: logger),
-    ] + backupJobs(vault: vault, configuration: configuration, logger: logger)
+    let services: [any Service] =
+        StoreFactory.services(for: store) + [
+            Heartbeat(queue: queue, worker: configuration.workerID, ttl: configuration.heartbeatTTL, logger: logger),
+            processor,
+            Reaper.job(queue: queue, interval: configuration.reaperInterval, maxAttempts: configuration.maxAttempts, logger: logger),
+            RetryScheduler.job(queue: queue, interval: .milliseconds(500), logger: logger),
+            Sweeper.job(vault: vault, clock: clock, interval: configuration.sweepInterval, logger: logger),
+            MetricsServer.sampler(queue: queue, vault: vault, logger: logger),
+            erasureJob(vault: vault, queue: queue, configuration: configuration, logger: logger),
+        ] + backupJobs(vault: vault, configuration: configuration, logger: logger)
     return WorkerRuntime(processor: processor, queue: queue, vault: vault, services: services)
 }
 
 /// The scheduled SQLite backup (interval 0 turns it off).
 func backupJobs(vault: MemoryVault, configuration: EngramConfiguration, logger: Logger) -> [any Service] {
     guard vault.isSQLite, configuration.backupInterval > .zero else { return [] }
-    return [PeriodicJob(name: "backup", interval: configuration.backupInterval, logger: logger) {
-        guard let url = try vault.backup(to: configuration.backupDirectory, keep: configuration.backupKeep) else { return }
-        logger.info("backup written and verified", metadata: ["file": "\(url.lastPathComponent)"])
-    }]
+    return [
+        PeriodicJob(name: "backup", interval: configuration.backupInterval, logger: logger) {
+            guard let url = try vault.backup(to: configuration.backupDirectory, keep: configuration.backupKeep) else { return }
+            logger.info("backup written and verified", metadata: ["file": "\(url.lastPathComponent)"])
+        }
+    ]
 }
 
 /// Carries erasures to the queue, Redis' files and the SQLite backups; expires dead letters.
@@ -63,13 +69,16 @@ func erasureJob(vault: MemoryVault, queue: RedisEventQueue, configuration: Engra
             logger.warning("redis' last AOF rewrite or snapshot failed; asked again, as old copies stay in its files until one succeeds")
         }
         if let refused = report.persistence?.refused, !refused.isEmpty {
-            logger.warning("redis refused to rewrite its files; erased callers' old events stay in them until it does", metadata: ["commands": "\(refused)"])
+            logger.warning(
+                "redis refused to rewrite its files; erased callers' old events stay in them until it does", metadata: ["commands": "\(refused)"])
         }
         if report.queue.total + report.untaggedRemoved + report.backups.erasures + report.deadLettersExpired > 0 {
-            logger.info("erasures propagated", metadata: [
-                "queued_events_removed": "\(report.queue.total + report.untaggedRemoved)", "backups_scrubbed": "\(report.backups.scrubbed)",
-                "dead_letters_expired": "\(report.deadLettersExpired)",
-            ])
+            logger.info(
+                "erasures propagated",
+                metadata: [
+                    "queued_events_removed": "\(report.queue.total + report.untaggedRemoved)", "backups_scrubbed": "\(report.backups.scrubbed)",
+                    "dead_letters_expired": "\(report.deadLettersExpired)",
+                ])
         }
     }
 }

@@ -20,9 +20,10 @@ struct Worker {
             let runtime = try await buildWorker(configuration: configuration, logger: logger)
             // The exporter first, so it stops last and flushes the spans of the events in flight.
             let services = (tracing.map { [$0] } ?? []) + workerServices(runtime, configuration: configuration, logger: logger)
-            let group = ServiceGroup(configuration: .init(
-                services: services.map { .init(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: services.map { .init(service: $0) },
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             logger.info("worker started", metadata: ["worker": "\(configuration.workerID)"])
             try await group.run()
         } catch {

@@ -161,7 +161,8 @@ public struct EngramConfiguration: Sendable {
         c.llmFailurePolicy = try reader.enumValue("ENGRAM_LLM_FAILURE_POLICY", LLMFailurePolicy.self) ?? c.llmFailurePolicy
         if let raw = reader.string("ENGRAM_LLM_UPSTREAM_URL") {
             guard let url = URLComponents(string: raw), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
-                throw ConfigurationError(variable: "ENGRAM_LLM_UPSTREAM_URL", reason: "expected an http(s) URL ending in /v1, such as https://api.openai.com/v1")
+                throw ConfigurationError(
+                    variable: "ENGRAM_LLM_UPSTREAM_URL", reason: "expected an http(s) URL ending in /v1, such as https://api.openai.com/v1")
             }
             c.llmUpstreamURL = raw.hasSuffix("/") ? String(raw.dropLast()) : raw
         }
@@ -188,7 +189,8 @@ public struct EngramConfiguration: Sendable {
         c.maxToolBodyBytes = try reader.int("ENGRAM_MAX_TOOL_BODY_BYTES", range: 256...(16 * 1024 * 1024)) ?? c.maxToolBodyBytes
         c.httpIdleTimeout = try reader.milliseconds("ENGRAM_HTTP_IDLE_TIMEOUT_MS", range: 100...3_600_000) ?? c.httpIdleTimeout
         c.requestBodyTimeout = try reader.milliseconds("ENGRAM_BODY_TIMEOUT_MS", range: 100...3_600_000) ?? c.requestBodyTimeout
-        c.unverifiedBodyBudgetBytes = try reader.int("ENGRAM_UNVERIFIED_BODY_BUDGET_BYTES", range: 64 * 1024...(16 * 1024 * 1024 * 1024))
+        c.unverifiedBodyBudgetBytes =
+            try reader.int("ENGRAM_UNVERIFIED_BODY_BUDGET_BYTES", range: 64 * 1024...(16 * 1024 * 1024 * 1024))
             ?? c.unverifiedBodyBudgetBytes
         c.dedupeTTLSeconds = try reader.int("ENGRAM_DEDUPE_TTL_SECONDS", range: 60...(90 * 86400)) ?? c.dedupeTTLSeconds
         c.precallBudget = try reader.milliseconds("ENGRAM_PRECALL_BUDGET_MS") ?? c.precallBudget

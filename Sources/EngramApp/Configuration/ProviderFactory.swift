@@ -46,7 +46,8 @@ public enum StoreFactory {
 
     public static func open(_ configuration: EngramConfiguration, logger: Logger) async throws -> any MemoryStore {
         try await open(
-            configuration.database, embeddingDimension: configuration.embedder == .openai ? configuration.embeddingDimension : LocalEmbedder().dimension,
+            configuration.database,
+            embeddingDimension: configuration.embedder == .openai ? configuration.embeddingDimension : LocalEmbedder().dimension,
             callTimeout: configuration.storeTimeout, logger: logger)
     }
 

@@ -63,7 +63,8 @@ public actor ConflictIndexCache {
 
     /// Moves the user's index from `from` to `to` in place (see `VectorCache.advance`).
     @discardableResult
-    public func advance(tenant: String, user: UserKey, from: String, to: String, inserting: [(id: String, slot: String?)], removing: [String]) -> Bool {
+    public func advance(tenant: String, user: UserKey, from: String, to: String, inserting: [(id: String, slot: String?)], removing: [String]) -> Bool
+    {
         let key = "\(tenant)|\(user.rawValue)"
         guard entries[key]?.version == from, var index = entries.removeValue(forKey: key) else { return false }
         held -= index.ids.count

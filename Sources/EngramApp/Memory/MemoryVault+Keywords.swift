@@ -11,7 +11,9 @@ extension MemoryVault {
     func keywordCandidates(_ record: UserRecord, terms: [Data]) async throws -> [(id: String, score: Double)] {
         guard !terms.isEmpty else { return [] }
         let limit = MemoryModelConstants.keywordCandidates
-        guard termIndexCache.isEnabled else { return try await storeKeywordCandidates(tenant: record.tenant, user: record.user, terms: terms, limit: limit) }
+        guard termIndexCache.isEnabled else {
+            return try await storeKeywordCandidates(tenant: record.tenant, user: record.user, terms: terms, limit: limit)
+        }
         return try await keywordIndex(record).candidates(terms: terms, limit: limit)
     }
 
@@ -19,7 +21,8 @@ extension MemoryVault {
     func keywordIndex(_ record: UserRecord) async throws -> TermIndex {
         let store = self.store
         let version = Self.cacheVersion(record)
-        let tenant = record.tenant, user = record.user
+        let tenant = record.tenant
+        let user = record.user
         return try await termIndexCache.index(tenant: tenant, user: user, version: version) {
             let rows = try await store.termIndexRows(tenant: tenant, user: user)
             return TermIndex(version: version, documents: rows.documents, postings: rows.postings)
@@ -45,7 +48,11 @@ extension MemoryVault {
         }
         var raw: [(id: String, score: Double)] = perMemory.map { id, terms in
             let tfs = terms.map { (tf: $0.1, df: documentFrequency[$0.0] ?? 1) }
-            return (id, Scoring.bm25(termFrequencies: tfs, documentLength: lengths[id] ?? 1, averageLength: stats.averageLength, documentCount: stats.documentCount))
+            return (
+                id,
+                Scoring.bm25(
+                    termFrequencies: tfs, documentLength: lengths[id] ?? 1, averageLength: stats.averageLength, documentCount: stats.documentCount)
+            )
         }
         raw.sort { $0.score > $1.score || ($0.score == $1.score && $0.id > $1.id) }
         return Array(raw.prefix(limit))

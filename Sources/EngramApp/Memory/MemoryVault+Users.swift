@@ -35,7 +35,7 @@ extension MemoryVault {
     /// memory is indistinguishable from a missing one).
     public func memory(tenant: String, id: String) async throws -> Memory? {
         guard let row = try await store.memory(tenant: tenant, id: id),
-              let user = try await store.user(tenant: tenant, user: row.user)
+            let user = try await store.user(tenant: tenant, user: row.user)
         else { return nil }
         return try decrypt(row, key: try dataKey(of: user))
     }

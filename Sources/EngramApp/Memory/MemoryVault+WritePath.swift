@@ -22,7 +22,8 @@ extension MemoryVault {
     /// Every current memory could be picked by the rules: read and decrypt them all (the path
     /// of `engram reextract`, and the fallback when the caches cannot decide).
     func allCandidates(_ record: UserRecord, key: UserDataKey, entry: VectorCache.Entry, replacing: Set<String>) async throws -> WriteCandidates {
-        let rows = replacing.isEmpty
+        let rows =
+            replacing.isEmpty
             ? try await store.memories(tenant: record.tenant, user: record.user, includeHistory: false)
             : Self.currentRows(removing: replacing, from: try await store.memories(tenant: record.tenant, user: record.user, includeHistory: true))
         return try candidates(rows, key: key, entry: entry)
@@ -66,7 +67,8 @@ extension MemoryVault {
         for row in rows {
             let memory = try decrypt(row, key: key)
             found.existing[row.id] = memory
-            found.candidates.append(ResolutionCandidate(id: row.id, sector: row.sector, slot: row.slot, content: memory.content, vector: entry.vector(for: row.id)))
+            found.candidates.append(
+                ResolutionCandidate(id: row.id, sector: row.sector, slot: row.slot, content: memory.content, vector: entry.vector(for: row.id)))
         }
         return found
     }
@@ -80,18 +82,22 @@ extension MemoryVault {
     @discardableResult
     public func didApply(_ batch: WriteBatch) async -> Bool {
         guard let before = batch.preparedAgainst,
-              let after = try? await store.user(tenant: batch.tenant, user: batch.user),
-              after.createdAt == before.createdAt, after.memoryVersion == before.memoryVersion &+ 1,
-              let embedderID = try? await embedder(forTenant: batch.tenant).id
+            let after = try? await store.user(tenant: batch.tenant, user: batch.user),
+            after.createdAt == before.createdAt, after.memoryVersion == before.memoryVersion &+ 1,
+            let embedderID = try? await embedder(forTenant: batch.tenant).id
         else { return false }
         let from = Self.cacheVersion(before)
         let to = Self.cacheVersion(after)
         let current = batch.inserts.filter { $0.status == .active && $0.validTo == nil }
         let currentIDs = Set(current.map(\.id))
         let removed = batch.supersessions.map(\.id)
-        let vectors = batch.vectors.filter { $0.embedder == embedderID && currentIDs.contains($0.memoryID) }.map { (id: $0.memoryID, vector: $0.vector) }
-        let vectorsMoved = await vectorCache.advance(tenant: batch.tenant, user: batch.user, embedder: embedderID, from: from, to: to, inserting: vectors, removing: removed)
-        let indexMoved = await conflictIndexes.advance(tenant: batch.tenant, user: batch.user, from: from, to: to, inserting: current.map { (id: $0.id, slot: $0.slot) }, removing: removed)
+        let vectors = batch.vectors.filter { $0.embedder == embedderID && currentIDs.contains($0.memoryID) }.map {
+            (id: $0.memoryID, vector: $0.vector)
+        }
+        let vectorsMoved = await vectorCache.advance(
+            tenant: batch.tenant, user: batch.user, embedder: embedderID, from: from, to: to, inserting: vectors, removing: removed)
+        let indexMoved = await conflictIndexes.advance(
+            tenant: batch.tenant, user: batch.user, from: from, to: to, inserting: current.map { (id: $0.id, slot: $0.slot) }, removing: removed)
         return vectorsMoved && indexMoved
     }
 }

@@ -68,9 +68,10 @@ public struct MemoryVault: Sendable {
         if record == nil, create {
             let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
             let wrapped = try keyRing.wrap(secret, context: "tenant:\(id)")
-            record = try await store.ensureTenant(TenantRecord(
-                id: id, name: id, pseudonymSecretWrapped: wrapped.wrapped, keyID: wrapped.keyID, consentMode: consentMode,
-                allowSensitivePrecall: false, createdAt: clock.now()))
+            record = try await store.ensureTenant(
+                TenantRecord(
+                    id: id, name: id, pseudonymSecretWrapped: wrapped.wrapped, keyID: wrapped.keyID, consentMode: consentMode,
+                    allowSensitivePrecall: false, createdAt: clock.now()))
         }
         guard let record else { return nil }
         let secret = try keyRing.unwrap(record.pseudonymSecretWrapped, keyID: record.keyID, context: "tenant:\(id)")
@@ -96,7 +97,8 @@ public struct MemoryVault: Sendable {
         if let existing = try await store.user(tenant: tenant, user: user) { return (existing, try dataKey(of: existing)) }
         let key = UserDataKey.generate()
         let wrapped = try keyRing.wrapDataKey(key, tenant: tenant, user: user.rawValue)
-        let record = try await store.ensureUser(UserRecord(tenant: tenant, user: user, dataKeyWrapped: wrapped.wrapped, keyID: wrapped.keyID, createdAt: clock.now()))
+        let record = try await store.ensureUser(
+            UserRecord(tenant: tenant, user: user, dataKeyWrapped: wrapped.wrapped, keyID: wrapped.keyID, createdAt: clock.now()))
         return (record, try dataKey(of: record))
     }
 
@@ -183,9 +185,11 @@ public struct MemoryVault: Sendable {
         for hit in hits {
             if kept.count >= limit { break }
             let vector = entry.vector(for: hit.memory.id)
-            if let vector, let index = keptVectors.firstIndex(where: { other in
-                other.map { VectorMath.dot($0, vector) > embedder.collapseThreshold } ?? false
-            }) {
+            if let vector,
+                let index = keptVectors.firstIndex(where: { other in
+                    other.map { VectorMath.dot($0, vector) > embedder.collapseThreshold } ?? false
+                })
+            {
                 if hit.memory.validFrom > kept[index].memory.validFrom {
                     kept[index] = SearchHit(memory: hit.memory, breakdown: kept[index].breakdown)
                 }
@@ -219,7 +223,6 @@ public struct MemoryVault: Sendable {
         }
     }
 
-
     /// Writes an operator's correction: re-seals content and rebuilds its term hashes and vector.
     public func replace(_ memory: Memory) async throws {
         guard let record = try await store.user(tenant: memory.tenant, user: memory.user) else { throw StoreError.notFound("user") }
@@ -251,7 +254,8 @@ public struct MemoryVault: Sendable {
     ) async throws -> WriteBatch {
         let now = clock.now()
         let (record, key) = try await userForWriting(tenant: tenant, user: user)
-        var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
+        var batch = WriteBatch(
+            tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
         batch.preparedAgainst = record
         guard !extraction.memories.isEmpty else { return batch }
         let embedder = try await self.embedder(forTenant: tenant)
@@ -266,8 +270,10 @@ public struct MemoryVault: Sendable {
         // Only the memories the rules could pick (same slot, a similar vector, or no vector), found
         // through the caches; every current memory (decrypted) when that cannot be decided.
         let found: WriteCandidates
-        if replacing.isEmpty, let narrowed = try await conflictCandidates(
-            record, key: key, entry: entry, extraction: extraction, vectors: vectors, duplicateThreshold: embedder.duplicateThreshold) {
+        if replacing.isEmpty,
+            let narrowed = try await conflictCandidates(
+                record, key: key, entry: entry, extraction: extraction, vectors: vectors, duplicateThreshold: embedder.duplicateThreshold)
+        {
             found = narrowed
         } else {
             found = try await allCandidates(record, key: key, entry: entry, replacing: replacing)
@@ -278,7 +284,8 @@ public struct MemoryVault: Sendable {
         var reinforcedNow: [String: Double] = [:]
         for (extracted, vector) in zip(extraction.memories, vectors) {
             let id = UUIDv7.make(at: now)
-            let source = MemorySource(conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
+            let source = MemorySource(
+                conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
             let candidate = ResolutionCandidate(id: id, sector: extracted.sector, slot: extracted.slot, content: extracted.content, vector: vector)
             switch ConflictResolution.resolve(candidate, against: candidates, duplicateThreshold: embedder.duplicateThreshold) {
             case .reinforce(let existingID):
@@ -286,7 +293,10 @@ public struct MemoryVault: Sendable {
                     if !batch.inserts[index].sources.contains(source) { batch.inserts[index].sources.append(source) }
                 } else if let memory = existingByID[existingID] {
                     var current = memory
-                    if let s = reinforcedNow[existingID] { current.salience0 = s; current.reinforcedAt = now }
+                    if let s = reinforcedNow[existingID] {
+                        current.salience0 = s
+                        current.reinforcedAt = now
+                    }
                     let salience = Salience.reinforced(current, at: now)
                     reinforcedNow[existingID] = salience
                     batch.reinforcements.append((existingID, salience, source))
@@ -304,7 +314,9 @@ public struct MemoryVault: Sendable {
             case .insert:
                 break
             }
-            try appendInsert(extracted, id: id, source: source, vector: vector, embedderID: embedder.id, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
+            try appendInsert(
+                extracted, id: id, source: source, vector: vector, embedderID: embedder.id, key: key, fallback: extraction.isFallback, callAt: callAt,
+                now: now, to: &batch)
             pendingIndex[id] = batch.inserts.count - 1
             candidates.append(candidate)
         }
@@ -342,7 +354,8 @@ public struct MemoryVault: Sendable {
     ) async throws -> WriteBatch {
         let now = clock.now()
         let (_, key) = try await userForWriting(tenant: tenant, user: user)
-        var batch = WriteBatch(tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
+        var batch = WriteBatch(
+            tenant: tenant, user: user, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, processedAt: now, callAt: callAt)
         guard !extraction.memories.isEmpty else { return batch }
         let embedder = try await self.embedder(forTenant: tenant)
         let vectors = try await embedder.embed(extraction.memories.map(\.content))
@@ -350,8 +363,11 @@ public struct MemoryVault: Sendable {
         batch.vectors.reserveCapacity(extraction.memories.count)
         for (extracted, vector) in zip(extraction.memories, vectors) {
             let id = UUIDv7.make(at: now)
-            let source = MemorySource(conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
-            try appendInsert(extracted, id: id, source: source, vector: vector, embedderID: embedder.id, key: key, fallback: extraction.isFallback, callAt: callAt, now: now, to: &batch)
+            let source = MemorySource(
+                conversationID: conversationID, turns: extracted.sourceTurns, kind: extracted.kind, extractor: extraction.extractor)
+            try appendInsert(
+                extracted, id: id, source: source, vector: vector, embedderID: embedder.id, key: key, fallback: extraction.isFallback, callAt: callAt,
+                now: now, to: &batch)
         }
         return batch
     }
@@ -363,12 +379,13 @@ public struct MemoryVault: Sendable {
     ) throws {
         let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(batch.tenant, batch.user, id))
         let terms = Self.termHashes(extracted.content, key: key)
-        batch.inserts.append(MemoryRow(
-            id: id, tenant: batch.tenant, user: batch.user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,
-            importance: extracted.importance, salience0: MemoryModelConstants.initialSalience(importance: extracted.importance),
-            reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
-            supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
-            needsReextraction: fallback, termCount: terms.values.reduce(0, +)))
+        batch.inserts.append(
+            MemoryRow(
+                id: id, tenant: batch.tenant, user: batch.user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,
+                importance: extracted.importance, salience0: MemoryModelConstants.initialSalience(importance: extracted.importance),
+                reinforcedAt: now, sensitive: extracted.sensitive, validFrom: extracted.validFrom ?? callAt ?? now, validTo: nil,
+                supersededBy: nil, status: .active, sources: [source], createdAt: now, lastRecalledAt: nil,
+                needsReextraction: fallback, termCount: terms.values.reduce(0, +)))
         batch.vectors.append(VectorRow(memoryID: id, embedder: embedderID, vector: vector))
         batch.postings.append(contentsOf: terms.map { TermPosting(term: $0.key, memoryID: id, frequency: $0.value) })
     }

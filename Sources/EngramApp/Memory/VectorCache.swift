@@ -1,5 +1,6 @@
 import EngramCore
 import EngramStore
+
 /// Per-user vectors in memory, contiguous Float32, for exact SIMD search. An entry is valid for
 /// one `memory_version` of its user, which every process bumps when it changes the searchable
 /// set, so a cache in one process never serves another process's stale rows.

@@ -34,7 +34,10 @@ public struct BackfillItem: Sendable, Codable, Equatable {
     public var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case conversationID = "conversation_id", agentID = "agent_id", startTimeUnixSecs = "start_time_unix_secs", status, outcome, error
+        case conversationID = "conversation_id"
+        case agentID = "agent_id"
+        case startTimeUnixSecs = "start_time_unix_secs"
+        case status, outcome, error
     }
 }
 
@@ -53,7 +56,10 @@ public struct ConversationBackfill: Sendable {
     /// Tags queued envelopes with their callers' erasure tags (`EventOwner`); nil leaves them untagged.
     public var userTagKeyRing: KeyRing?
 
-    public init(client: ElevenLabsClient, store: any MemoryStore, queue: any EventQueue, envelopeCipher: FieldCipher, dedupeTTLSeconds: Int, clock: WallClock = .system) {
+    public init(
+        client: ElevenLabsClient, store: any MemoryStore, queue: any EventQueue, envelopeCipher: FieldCipher, dedupeTTLSeconds: Int,
+        clock: WallClock = .system
+    ) {
         self.client = client
         self.store = store
         self.queue = queue
@@ -76,7 +82,9 @@ public struct ConversationBackfill: Sendable {
         var cursor: String?
         repeat {
             // The API's "after" may be exclusive: ask from one second earlier and filter here.
-            let page = try await client.listConversations(agentID: agentID, startedAfter: after.subtractingReportingOverflow(1).overflow ? after : after - 1, startedBefore: before, cursor: cursor, pageSize: pageSize)
+            let page = try await client.listConversations(
+                agentID: agentID, startedAfter: after.subtractingReportingOverflow(1).overflow ? after : after - 1, startedBefore: before,
+                cursor: cursor, pageSize: pageSize)
             for summary in page.conversations where seen.insert(summary.conversationID).inserted {
                 if let start = summary.startTimeUnixSecs {
                     if start < after { continue }
@@ -112,7 +120,9 @@ public struct ConversationBackfill: Sendable {
             return item
         }
         // Strict like the webhook (no duplicate keys), so the worker reads what is checked here.
-        let data = (try? StrictJSON.check(details, maxDepth: PostCallWebhook.maxDepth - 1)).flatMap { try? JSONDecoder().decode(PostCallData.self, from: details) }
+        let data = (try? StrictJSON.check(details, maxDepth: PostCallWebhook.maxDepth - 1)).flatMap {
+            try? JSONDecoder().decode(PostCallData.self, from: details)
+        }
         if let status = (try? JSONSerialization.jsonObject(with: details) as? [String: Any])?["status"] as? String, status != "done" {
             item.status = status
             return item
@@ -125,7 +135,8 @@ public struct ConversationBackfill: Sendable {
         // after the consent; a backfilled event is received now, so the call's own time decides.
         let startedAt = data.metadata?.startTimeUnixSecs ?? summary.startTimeUnixSecs
         if let erasedAt = try await store.tombstone(tenant: tenant.id, user: tenant.userKeys.key(for: identity)),
-           startedAt.map({ Date(timeIntervalSince1970: TimeInterval($0)) < erasedAt }) ?? true {
+            startedAt.map({ Date(timeIntervalSince1970: TimeInterval($0)) < erasedAt }) ?? true
+        {
             item.outcome = .skippedErased
             return item
         }

@@ -38,7 +38,10 @@ public struct EventIngestor: Sendable {
     /// Bounds on the work of one event (turns in, memories out).
     public var budget = ExtractionBudget()
 
-    public init(vault: MemoryVault, extractor: any Extractor, policy: LLMFailurePolicy, maxAttempts: Int, envelopeCipher: FieldCipher, defaultConsentMode: ConsentMode = .implicit) {
+    public init(
+        vault: MemoryVault, extractor: any Extractor, policy: LLMFailurePolicy, maxAttempts: Int, envelopeCipher: FieldCipher,
+        defaultConsentMode: ConsentMode = .implicit
+    ) {
         self.vault = vault
         self.extractor = extractor
         self.fallback = LocalExtractor()
@@ -61,10 +64,12 @@ public struct EventIngestor: Sendable {
             let key = Self.idempotencyKey(type: webhook.type, conversationID: conversationID)
             if envelope.type == EventType.callInitiationFailure {
                 // Recorded only: the attempt is counted, nothing about the caller is kept.
-                _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: key, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
+                _ = try await vault.store.recordEvent(
+                    tenant: tenant.id, idempotencyKey: key, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
                 return .recorded
             }
-            return try await ingestTranscript(data, conversationID: conversationID, idempotencyKey: key, envelope: envelope, tenant: tenant, logger: logger)
+            return try await ingestTranscript(
+                data, conversationID: conversationID, idempotencyKey: key, envelope: envelope, tenant: tenant, logger: logger)
         case EventType.remember:
             let event: RememberEvent
             do {
@@ -75,14 +80,19 @@ public struct EventIngestor: Sendable {
             guard let user = UserKey(event.user) else { throw PermanentEventError(errorClass: "DecodingError", message: "bad user key") }
             let saidAt = Date(checkedUnixSeconds: event.saidAt) ?? Self.receivedAt(envelope, now: vault.clock.now())
             let extraction = Extraction(
-                memories: [ExtractedMemory(
-                    content: event.fact, sector: LocalExtractor.sector(of: event.fact), importance: 0.7, validFrom: saidAt,
-                    sourceTurns: [], sensitive: LocalExtractor.isSensitive(event.fact), kind: "tool")],
+                memories: [
+                    ExtractedMemory(
+                        content: event.fact, sector: LocalExtractor.sector(of: event.fact), importance: 0.7, validFrom: saidAt,
+                        sourceTurns: [], sensitive: LocalExtractor.isSensitive(event.fact), kind: "tool")
+                ],
                 summary: nil, userName: nil, extractor: "tool")
-            return try await write(extraction, tenant: tenant, user: user, conversationID: event.conversationID, callAt: nil,
-                                   idempotencyKey: "event:\(envelope.id)", envelope: envelope, consentFromCall: nil)
+            return try await write(
+                extraction, tenant: tenant, user: user, conversationID: event.conversationID, callAt: nil,
+                idempotencyKey: "event:\(envelope.id)", envelope: envelope, consentFromCall: nil)
         default:
-            _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: "event:\(envelope.id)", eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
+            _ = try await vault.store.recordEvent(
+                tenant: tenant.id, idempotencyKey: "event:\(envelope.id)", eventID: envelope.id, eventType: envelope.type, user: nil,
+                at: vault.clock.now())
             return .ignored
         }
     }
@@ -102,7 +112,8 @@ public struct EventIngestor: Sendable {
             throw PermanentEventError(errorClass: "DecodingError", message: "post-call body has no conversation id")
         }
         guard conversationID.utf8.count <= PostCallData.maxConversationIDBytes else {
-            throw PermanentEventError(errorClass: "DecodingError", message: "conversation id is longer than \(PostCallData.maxConversationIDBytes) bytes")
+            throw PermanentEventError(
+                errorClass: "DecodingError", message: "conversation id is longer than \(PostCallData.maxConversationIDBytes) bytes")
         }
         return (webhook, data, conversationID)
     }
@@ -131,7 +142,8 @@ public struct EventIngestor: Sendable {
         _ data: PostCallData, conversationID: String, idempotencyKey: String, envelope: Envelope, tenant: TenantContext, logger: Logger
     ) async throws -> IngestOutcome {
         guard let identity = Self.identity(of: data, trustClientIDs: tenant.record.trustClientUserIDs) else {
-            _ = try await vault.store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
+            _ = try await vault.store.recordEvent(
+                tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: vault.clock.now())
             return .noUser
         }
         let user = tenant.userKeys.key(for: identity)
@@ -143,7 +155,8 @@ public struct EventIngestor: Sendable {
         let consentFromCall = data.analysis?.dataCollectionResults["memory_consent"]?.value.flatMap { value -> Bool? in
             switch value {
             case .bool(let b): return b
-            case .string(let s): return ["true", "yes", "1"].contains(s.lowercased()) ? true : (["false", "no", "0"].contains(s.lowercased()) ? false : nil)
+            case .string(let s):
+                return ["true", "yes", "1"].contains(s.lowercased()) ? true : (["false", "no", "0"].contains(s.lowercased()) ? false : nil)
             case .number(let n): return n != 0
             }
         }
@@ -151,13 +164,16 @@ public struct EventIngestor: Sendable {
         if !cuts.isEmpty {
             // Counts only: what was cut is content.
             EngramMetrics.eventWorkCut(turns: cuts.turns, clippedTurns: cuts.clippedTurns, memories: cuts.memories)
-            logger.warning("event exceeded its work budget; the excess was not extracted", metadata: [
-                "turns_dropped": "\(cuts.turns)", "turns_clipped": "\(cuts.clippedTurns)", "memories_dropped": "\(cuts.memories)",
-                "max_turns": "\(budget.maxTurns)", "max_memories": "\(budget.maxMemories)",
-            ])
+            logger.warning(
+                "event exceeded its work budget; the excess was not extracted",
+                metadata: [
+                    "turns_dropped": "\(cuts.turns)", "turns_clipped": "\(cuts.clippedTurns)", "memories_dropped": "\(cuts.memories)",
+                    "max_turns": "\(budget.maxTurns)", "max_memories": "\(budget.maxMemories)",
+                ])
         }
-        return try await write(extraction, tenant: tenant, user: user, conversationID: conversationID, callAt: conversation.startedAt,
-                               idempotencyKey: idempotencyKey, envelope: envelope, consentFromCall: consentFromCall)
+        return try await write(
+            extraction, tenant: tenant, user: user, conversationID: conversationID, callAt: conversation.startedAt,
+            idempotencyKey: idempotencyKey, envelope: envelope, consentFromCall: consentFromCall)
     }
 
     /// The configured extractor; on failure, retry via the queue, and on the last attempt
@@ -173,7 +189,8 @@ public struct EventIngestor: Sendable {
                 span.attributes["engram.memories.extracted"] = extraction.memories.count
                 return extraction
             } catch {
-                EngramMetrics.providerCall(kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: "\(type(of: error))")
+                EngramMetrics.providerCall(
+                    kind: "extraction", provider: extractor.id, duration: ContinuousClock.now - started, errorClass: "\(type(of: error))")
                 let lastAttempt = attempt >= maxAttempts - 1
                 guard policy == .retryThenLocal, lastAttempt, extractor.id != fallback.id else { throw error }
                 logger.warning("extractor failed on the last attempt; extracting locally", metadata: ["error_class": "\(type(of: error))"])
@@ -202,10 +219,12 @@ public struct EventIngestor: Sendable {
         let erasedAt = try await store.tombstone(tenant: tenant.id, user: user)
         if let erasedAt {
             // Erased: only consent given after the erasure, to an event received after it, brings the caller back.
-            let reconsented = existing?.consent == true && (existing?.consentAt ?? .distantPast) > erasedAt
+            let reconsented =
+                existing?.consent == true && (existing?.consentAt ?? .distantPast) > erasedAt
                 && received >= (existing?.consentAt ?? .distantFuture)
             if !reconsented {
-                _ = try await store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
+                _ = try await store.recordEvent(
+                    tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
                 return .tombstoned
             }
         }
@@ -221,7 +240,8 @@ public struct EventIngestor: Sendable {
             allowed = mode != .off
         }
         guard allowed else {
-            _ = try await store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
+            _ = try await store.recordEvent(
+                tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
             return .noConsent
         }
         var batch = try await vault.prepareWrite(
@@ -233,7 +253,8 @@ public struct EventIngestor: Sendable {
         do {
             applied = try await apply(batch, to: store)
         } catch StoreError.erased {
-            _ = try await store.recordEvent(tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
+            _ = try await store.recordEvent(
+                tenant: tenant.id, idempotencyKey: idempotencyKey, eventID: envelope.id, eventType: envelope.type, user: nil, at: now)
             return .tombstoned
         }
         guard applied else { return .duplicate }

@@ -90,10 +90,12 @@ public struct PostCallIntake: Sendable {
             } catch {
                 throw IntakeError.malformedJSON  // sealing cannot fail for valid input; keep the error domain closed
             }
-            return .enqueue(envelope, dedupe: [
-                Self.eventDedupeMark(tenant: tenant, type: type, conversationID: conversation),
-                Self.digest("signature|\(tenant)|\(signatureHeader)"),
-            ])
+            return .enqueue(
+                envelope,
+                dedupe: [
+                    Self.eventDedupeMark(tenant: tenant, type: type, conversationID: conversation),
+                    Self.digest("signature|\(tenant)|\(signatureHeader)"),
+                ])
         case "post_call_audio":
             return .ignore(reason: "audio")
         default:

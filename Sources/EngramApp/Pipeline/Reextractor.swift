@@ -37,7 +37,11 @@ public struct ReextractItem: Sendable, Codable, Equatable {
     public var outcome: ReextractOutcome
     public var error: String?
 
-    enum CodingKeys: String, CodingKey { case conversationID = "conversation_id", user = "user_id", flagged, stored, outcome, error }
+    enum CodingKeys: String, CodingKey {
+        case conversationID = "conversation_id"
+        case user = "user_id"
+        case flagged, stored, outcome, error
+    }
 }
 
 /// Redoes extractions that fell back to the local extractor. Engram keeps no transcripts, so
@@ -75,7 +79,8 @@ public struct Reextractor: Sendable {
             var logger = logger
             logger[metadataKey: "tenant"] = "\(tenant.id)"
             logger[metadataKey: "conversation_id"] = "\(group.conversationID ?? "-")"
-            var item = ReextractItem(conversationID: group.conversationID, user: group.user.rawValue, flagged: group.rows.count, outcome: .wouldReextract)
+            var item = ReextractItem(
+                conversationID: group.conversationID, user: group.user.rawValue, flagged: group.rows.count, outcome: .wouldReextract)
             guard let conversationID = group.conversationID else {
                 item.outcome = .noConversation
                 items.append(item)
@@ -89,7 +94,9 @@ public struct Reextractor: Sendable {
         return items
     }
 
-    private func reextract(_ group: Group, conversationID: String, tenant: TenantContext, item: ReextractItem, logger: Logger) async throws -> ReextractItem {
+    private func reextract(_ group: Group, conversationID: String, tenant: TenantContext, item: ReextractItem, logger: Logger) async throws
+        -> ReextractItem
+    {
         var item = item
         let consent = try await vault.store.user(tenant: tenant.id, user: group.user)?.consent
         if tenant.record.consentMode == .off || consent == false {
@@ -137,7 +144,8 @@ public struct Reextractor: Sendable {
         if try await vault.store.replaceExtraction(batch, replacing: ids) {
             item.outcome = .replaced
             item.stored = batch.inserts.count
-            logger.info("fallback memories re-extracted", metadata: ["outcome": "replaced", "removed": "\(ids.count)", "stored": "\(batch.inserts.count)"])
+            logger.info(
+                "fallback memories re-extracted", metadata: ["outcome": "replaced", "removed": "\(ids.count)", "stored": "\(batch.inserts.count)"])
         } else {
             item.outcome = .alreadyDone
         }

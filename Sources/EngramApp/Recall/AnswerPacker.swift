@@ -106,7 +106,8 @@ public struct AnswerPacker: Sendable {
             return .redundant
         }
         if let maxItems, items.count >= maxItems { return .itemLimit }
-        let item = Item(memories: [memory], cited: refs, header: nil, lines: [], plain: memory.content, conversationID: memory.sources.first?.conversationID)
+        let item = Item(
+            memories: [memory], cited: refs, header: nil, lines: [], plain: memory.content, conversationID: memory.sources.first?.conversationID)
         guard used + separatorCost + item.length <= budget else { return .overBudget }
         items.append(item)
         texts.insert(memory.content)

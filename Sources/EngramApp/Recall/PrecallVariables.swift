@@ -11,8 +11,12 @@ public struct PrecallVariables: Codable, Sendable, Equatable {
     public var memoryCount: Int
 
     enum CodingKeys: String, CodingKey {
-        case memoryContext = "memory_context", userName = "user_name", isReturningCaller = "is_returning_caller"
-        case lastCallSummary = "last_call_summary", daysSinceLastCall = "days_since_last_call", memoryCount = "memory_count"
+        case memoryContext = "memory_context"
+        case userName = "user_name"
+        case isReturningCaller = "is_returning_caller"
+        case lastCallSummary = "last_call_summary"
+        case daysSinceLastCall = "days_since_last_call"
+        case memoryCount = "memory_count"
     }
 
     /// What a new, unknown or withheld caller gets (and every fallback).
@@ -79,7 +83,8 @@ public struct PrecallContextBuilder: Sendable {
         fill: while position < ordered.count {
             let page = ordered.page(position..<min(ordered.count, position + 16))
             position += page.count
-            let rows = Dictionary(uniqueKeysWithValues: try await vault.store.memories(tenant: tenant.id, user: user, ids: page.map(\.id)).map { ($0.id, $0) })
+            let rows = Dictionary(
+                uniqueKeysWithValues: try await vault.store.memories(tenant: tenant.id, user: user, ids: page.map(\.id)).map { ($0.id, $0) })
             for (offset, head) in page.enumerated() {
                 guard let row = rows[head.id] else { continue }
                 let memory = try vault.decrypt(row, key: key)

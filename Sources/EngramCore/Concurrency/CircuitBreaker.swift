@@ -3,7 +3,11 @@ import Foundation
 /// Closed → open when the failure rate over a window of recent calls passes a threshold;
 /// open → half-open after a cool-down, letting one probe through; the probe decides.
 public actor CircuitBreaker {
-    public enum State: Int, Sendable { case closed = 0, halfOpen = 1, open = 2 }
+    public enum State: Int, Sendable {
+        case closed = 0
+        case halfOpen = 1
+        case open = 2
+    }
 
     public nonisolated let name: String
     private let window: Int

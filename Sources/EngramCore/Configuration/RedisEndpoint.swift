@@ -27,7 +27,9 @@ public struct RedisEndpoint: Sendable, Equatable {
         if raw.hasPrefix("rediss://") {
             throw ConfigurationError(
                 variable: variable,
-                reason: "rediss:// (TLS) is not supported by hiredis 0.14: run a TLS sidecar (stunnel) next to each Engram process and point this at it as redis://127.0.0.1:PORT (README: Redis over TLS; deploy/compose.yaml and deploy/k8s/redis-tls-sidecar.yaml)")
+                reason:
+                    "rediss:// (TLS) is not supported by hiredis 0.14: run a TLS sidecar (stunnel) next to each Engram process and point this at it as redis://127.0.0.1:PORT (README: Redis over TLS; deploy/compose.yaml and deploy/k8s/redis-tls-sidecar.yaml)"
+            )
         }
         guard raw.hasPrefix("redis://"), let url = URLComponents(string: raw), let host = url.host, !host.isEmpty else {
             throw ConfigurationError(variable: variable, reason: "expected redis://[[user]:password@]host[:port][/db]")

@@ -43,7 +43,8 @@ public enum ConflictResolution {
                 similarity = TextNormalizer.comparable(candidate.content) == TextNormalizer.comparable(new.content) ? 1 : 0
             }
             if similarity >= duplicateThreshold, similarity > (best?.similarity ?? -1),
-               !differInSpecifics(candidate.content, new.content) {
+                !differInSpecifics(candidate.content, new.content)
+            {
                 best = (candidate.id, similarity)
             }
         }

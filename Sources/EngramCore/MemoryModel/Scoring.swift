@@ -32,7 +32,9 @@ public struct ScoringWeights: Sendable, Equatable {
 
 public enum Scoring {
     /// `cosine` is the raw similarity (clamped at 0); `bm25` is already normalised to 0...1.
-    public static func score(cosine: Double, bm25: Double, salience: Double, eventDate: Date, now: Date, weights: ScoringWeights = .standard) -> ScoreBreakdown {
+    public static func score(cosine: Double, bm25: Double, salience: Double, eventDate: Date, now: Date, weights: ScoringWeights = .standard)
+        -> ScoreBreakdown
+    {
         let c = min(1, max(0, cosine))
         let recency = exp(-Salience.days(from: eventDate, to: now) / MemoryModelConstants.recencyDays)
         let total = weights.cosine * c + weights.bm25 * bm25 + weights.salience * salience + weights.recency * recency
@@ -41,7 +43,8 @@ public enum Scoring {
 
     /// Okapi BM25 for one document, given per-term document frequencies.
     public static func bm25(termFrequencies: [(tf: Int, df: Int)], documentLength: Int, averageLength: Double, documentCount: Int) -> Double {
-        let k1 = MemoryModelConstants.bm25K1, b = MemoryModelConstants.bm25B
+        let k1 = MemoryModelConstants.bm25K1
+        let b = MemoryModelConstants.bm25B
         var total = 0.0
         for (tf, df) in termFrequencies where tf > 0 {
             let idf = log(1 + (Double(documentCount) - Double(df) + 0.5) / (Double(df) + 0.5))

@@ -12,7 +12,8 @@ public enum VectorMath {
 
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
-        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
+        var s0 = SIMD8<Float>()
+        var s1 = SIMD8<Float>()
         var i = 0
         while i + 16 <= count {
             let a0 = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
@@ -24,7 +25,10 @@ public enum VectorMath {
             i += 16
         }
         var total = (s0 + s1).sum()
-        while i < count { total += a[i] * b[i]; i += 1 }
+        while i < count {
+            total += a[i] * b[i]
+            i += 1
+        }
         return total
     }
 

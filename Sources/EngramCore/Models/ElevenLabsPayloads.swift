@@ -10,7 +10,11 @@ public struct PostCallWebhook: Decodable, Sendable {
     /// nil when absent or not an object.
     public var data: PostCallData?
 
-    enum CodingKeys: String, CodingKey { case type, eventTimestamp = "event_timestamp", data }
+    enum CodingKeys: String, CodingKey {
+        case type
+        case eventTimestamp = "event_timestamp"
+        case data
+    }
 
     /// The deepest nesting of objects and arrays accepted in a post-call body (ElevenLabs sends
     /// under 10; JSONDecoder itself stops at 512, far past what any event needs).
@@ -46,7 +50,10 @@ public struct PostCallData: Decodable, Sendable {
     public var initiation: InitiationClientData?
 
     enum CodingKeys: String, CodingKey {
-        case agentID = "agent_id", conversationID = "conversation_id", userID = "user_id", transcript, metadata, analysis
+        case agentID = "agent_id"
+        case conversationID = "conversation_id"
+        case userID = "user_id"
+        case transcript, metadata, analysis
         case initiation = "conversation_initiation_client_data"
     }
 
@@ -77,7 +84,9 @@ public struct TranscriptTurn: Decodable, Sendable {
     public var imageCaption: String?
 
     enum CodingKeys: String, CodingKey {
-        case role, message, timeInCallSecs = "time_in_call_secs", imageCaption = "image_caption"
+        case role, message
+        case timeInCallSecs = "time_in_call_secs"
+        case imageCaption = "image_caption"
     }
 
     public init(role: String, message: String?, timeInCallSecs: Double? = nil, imageCaption: String? = nil) {
@@ -108,8 +117,10 @@ public struct CallMetadata: Decodable, Sendable {
     public var timezone: String?
 
     enum CodingKeys: String, CodingKey {
-        case startTimeUnixSecs = "start_time_unix_secs", callDurationSecs = "call_duration_secs"
-        case phoneCall = "phone_call", timezone
+        case startTimeUnixSecs = "start_time_unix_secs"
+        case callDurationSecs = "call_duration_secs"
+        case phoneCall = "phone_call"
+        case timezone
     }
 
     public init(from decoder: Decoder) throws {
@@ -124,7 +135,10 @@ public struct CallMetadata: Decodable, Sendable {
 public struct PhoneCall: Decodable, Sendable {
     public var externalNumber: String?
     public var direction: String?
-    enum CodingKeys: String, CodingKey { case externalNumber = "external_number", direction }
+    enum CodingKeys: String, CodingKey {
+        case externalNumber = "external_number"
+        case direction
+    }
 }
 
 public struct CallAnalysis: Decodable, Sendable {
@@ -132,7 +146,8 @@ public struct CallAnalysis: Decodable, Sendable {
     public var dataCollectionResults: [String: DataCollectionResult]
 
     enum CodingKeys: String, CodingKey {
-        case transcriptSummary = "transcript_summary", dataCollectionResults = "data_collection_results"
+        case transcriptSummary = "transcript_summary"
+        case dataCollectionResults = "data_collection_results"
     }
 
     public init(from decoder: Decoder) throws {
@@ -168,13 +183,21 @@ public struct InitiationClientData: Decodable, Sendable {
 
 /// A JSON string, number or boolean (ElevenLabs' dynamic variable values).
 public enum JSONScalar: Codable, Sendable, Equatable {
-    case string(String), number(Double), bool(Bool)
+    case string(String)
+    case number(Double)
+    case bool(Bool)
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         // Strings first: most values are strings, and every failed attempt builds an error.
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
+        if let s = try? c.decode(String.self) {
+            self = .string(s)
+            return
+        }
+        if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+            return
+        }
         self = .number(try c.decode(Double.self))
     }
 

@@ -23,10 +23,18 @@ public struct Envelope: Codable, Sendable, Equatable {
     public var body: String
 
     enum CodingKeys: String, CodingKey {
-        case id, tenant, type, receivedAt = "received_at", attempt, trace, traceState = "trace_state", userTags = "user_tags", body
+        case id, tenant, type
+        case receivedAt = "received_at"
+        case attempt, trace
+        case traceState = "trace_state"
+        case userTags = "user_tags"
+        case body
     }
 
-    public init(id: String = UUIDv7.make(), tenant: String, type: String, receivedAt: Date, attempt: Int = 0, trace: String? = nil, userTags: [String]? = nil, body: String) {
+    public init(
+        id: String = UUIDv7.make(), tenant: String, type: String, receivedAt: Date, attempt: Int = 0, trace: String? = nil, userTags: [String]? = nil,
+        body: String
+    ) {
         self.id = id
         self.tenant = tenant
         self.type = type
@@ -38,7 +46,9 @@ public struct Envelope: Codable, Sendable, Equatable {
     }
 
     /// Seals a raw body for the queue.
-    public static func seal(_ raw: Data, tenant: String, type: String, receivedAt: Date, cipher: FieldCipher, id: String = UUIDv7.make(), userTags: [String]? = nil) throws -> Envelope {
+    public static func seal(
+        _ raw: Data, tenant: String, type: String, receivedAt: Date, cipher: FieldCipher, id: String = UUIDv7.make(), userTags: [String]? = nil
+    ) throws -> Envelope {
         let sealed = try cipher.seal(raw, context: "envelope:\(tenant):\(type)")
         return Envelope(id: id, tenant: tenant, type: type, receivedAt: receivedAt, userTags: userTags, body: sealed.base64EncodedString())
     }
@@ -74,5 +84,9 @@ public struct RememberEvent: Codable, Sendable {
         self.saidAt = saidAt.timeIntervalSince1970
     }
 
-    enum CodingKeys: String, CodingKey { case user, fact, conversationID = "conversation_id", saidAt = "said_at" }
+    enum CodingKeys: String, CodingKey {
+        case user, fact
+        case conversationID = "conversation_id"
+        case saidAt = "said_at"
+    }
 }

@@ -16,7 +16,8 @@ public struct MemorySource: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case conversationID = "conversation_id", turns, kind, extractor
+        case conversationID = "conversation_id"
+        case turns, kind, extractor
     }
 }
 

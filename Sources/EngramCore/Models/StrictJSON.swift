@@ -104,9 +104,15 @@ public enum StrictJSON {
                     case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                         try number()
                         state = .afterValue
-                    case UInt8(ascii: "t"): try literal("true"); state = .afterValue
-                    case UInt8(ascii: "f"): try literal("false"); state = .afterValue
-                    case UInt8(ascii: "n"): try literal("null"); state = .afterValue
+                    case UInt8(ascii: "t"):
+                        try literal("true")
+                        state = .afterValue
+                    case UInt8(ascii: "f"):
+                        try literal("false")
+                        state = .afterValue
+                    case UInt8(ascii: "n"):
+                        try literal("null")
+                        state = .afterValue
                     default: throw fault
                     }
                 case .key, .keyOrEnd:
@@ -201,7 +207,7 @@ public enum StrictJSON {
                     guard i + 1 < bytes.count else { throw fault }
                     switch bytes[i + 1] {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                         UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                        UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                         i += 2
                     case UInt8(ascii: "u"):
                         guard bytes.count - i >= 6, (2..<6).allSatisfy({ Self.hexValue(bytes[i + $0]) != nil }) else { throw fault }
@@ -244,7 +250,10 @@ public enum StrictJSON {
             while k < body.count {
                 let c = body[k]
                 guard c == UInt8(ascii: "\\"), k + 1 < body.count else {
-                    if let high = pendingHigh { emit(high, into: &out); pendingHigh = nil }
+                    if let high = pendingHigh {
+                        emit(high, into: &out)
+                        pendingHigh = nil
+                    }
                     out.append(c)
                     k += 1
                     continue
@@ -260,12 +269,18 @@ public enum StrictJSON {
                         emit(0x10000 + ((high - 0xD800) << 10) + (unit - 0xDC00), into: &out)
                         pendingHigh = nil
                     } else {
-                        if let high = pendingHigh { emit(high, into: &out); pendingHigh = nil }
+                        if let high = pendingHigh {
+                            emit(high, into: &out)
+                            pendingHigh = nil
+                        }
                         emit(unit, into: &out)  // a lone surrogate becomes U+FFFD
                     }
                     continue
                 }
-                if let high = pendingHigh { emit(high, into: &out); pendingHigh = nil }
+                if let high = pendingHigh {
+                    emit(high, into: &out)
+                    pendingHigh = nil
+                }
                 switch e {
                 case UInt8(ascii: "b"): out.append(0x08)
                 case UInt8(ascii: "f"): out.append(0x0C)

@@ -79,12 +79,21 @@ public enum PhoneNumber {
         var digits = ""
         var hasPlus = false
         for (index, character) in text.enumerated() {
-            if character == "+", index == 0 { hasPlus = true; continue }
-            if character.isASCII, character.isNumber { digits.append(character); continue }
+            if character == "+", index == 0 {
+                hasPlus = true
+                continue
+            }
+            if character.isASCII, character.isNumber {
+                digits.append(character)
+                continue
+            }
             if " -().\u{00A0}/".contains(character) { continue }
             return nil  // letters ("anonymous", "Restricted"), SIP URIs and the like
         }
-        if !hasPlus, digits.hasPrefix("00") { digits.removeFirst(2); hasPlus = true }
+        if !hasPlus, digits.hasPrefix("00") {
+            digits.removeFirst(2)
+            hasPlus = true
+        }
         if !hasPlus, digits.count < 11 { return nil }  // national format: the country is unknown
         guard (8...15).contains(digits.count), digits.first != "0" else { return nil }
         if Set(digits).count == 1 { return nil }  // "0000000", "+1111..." placeholders of withheld numbers

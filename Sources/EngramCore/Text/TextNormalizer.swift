@@ -12,7 +12,10 @@ public enum TextNormalizer {
                 current.unicodeScalars.append(scalar)
             } else if scalar == "'" || scalar == "’" {
                 // drop possessive / contraction tails: dana's → dana, don't → don
-                if !current.isEmpty { out.append(current); current = "" }
+                if !current.isEmpty {
+                    out.append(current)
+                    current = ""
+                }
                 out.append("\u{0}")  // marker: the next word is a contraction tail
             } else if !current.isEmpty {
                 out.append(current)
@@ -23,8 +26,14 @@ public enum TextNormalizer {
         var result: [String] = []
         var skipNext = false
         for word in out {
-            if word == "\u{0}" { skipNext = true; continue }
-            if skipNext, ["s", "t", "re", "ll", "ve", "d", "m"].contains(word) { skipNext = false; continue }
+            if word == "\u{0}" {
+                skipNext = true
+                continue
+            }
+            if skipNext, ["s", "t", "re", "ll", "ve", "d", "m"].contains(word) {
+                skipNext = false
+                continue
+            }
             skipNext = false
             result.append(word)
         }
@@ -58,8 +67,14 @@ public enum TextNormalizer {
         let tokens = text.split(whereSeparator: { !$0.isLetter && !$0.isNumber })
         for (index, token) in tokens.enumerated() {
             let lower = token.lowercased()
-            if token.contains(where: \.isNumber) { out.insert(lower); continue }
-            if dateWords.contains(lower) { out.insert(lower); continue }
+            if token.contains(where: \.isNumber) {
+                out.insert(lower)
+                continue
+            }
+            if dateWords.contains(lower) {
+                out.insert(lower)
+                continue
+            }
             if index > 0, token.first?.isUppercase == true, !stopWords.contains(lower), lower != "i" { out.insert(lower) }
         }
         return out

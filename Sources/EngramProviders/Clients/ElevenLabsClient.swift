@@ -20,7 +20,8 @@ public enum ElevenLabsAPIError: Error, CustomStringConvertible, Sendable, Equata
     public var description: String {
         switch self {
         case .unauthorized(let status):
-            return "ElevenLabs refused the API key (HTTP \(status)): check ELEVENLABS_API_KEY (it needs read access to Conversational AI conversations)"
+            return
+                "ElevenLabs refused the API key (HTTP \(status)): check ELEVENLABS_API_KEY (it needs read access to Conversational AI conversations)"
         case .notFound: return "ElevenLabs has no such conversation (HTTP 404)"
         case .rateLimited(let after): return "ElevenLabs rate limit (HTTP 429)" + (after.map { ", retry after \($0)s" } ?? "")
         case .server(let status): return "ElevenLabs server error (HTTP \(status))"
@@ -51,7 +52,10 @@ public struct ConversationSummary: Decodable, Sendable, Equatable {
     public var callSuccessful: String?
 
     enum CodingKeys: String, CodingKey {
-        case conversationID = "conversation_id", agentID = "agent_id", startTimeUnixSecs = "start_time_unix_secs", status
+        case conversationID = "conversation_id"
+        case agentID = "agent_id"
+        case startTimeUnixSecs = "start_time_unix_secs"
+        case status
         case callSuccessful = "call_successful"
     }
 
@@ -79,7 +83,11 @@ public struct ConversationPage: Decodable, Sendable {
     public var nextCursor: String?
     public var hasMore: Bool
 
-    enum CodingKeys: String, CodingKey { case conversations, nextCursor = "next_cursor", hasMore = "has_more" }
+    enum CodingKeys: String, CodingKey {
+        case conversations
+        case nextCursor = "next_cursor"
+        case hasMore = "has_more"
+    }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)

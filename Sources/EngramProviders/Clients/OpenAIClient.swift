@@ -22,7 +22,10 @@ public struct OpenAIClient: Sendable {
     /// Where requests go, for the client span: host, port and path only (never the query).
     let server: (scheme: String, host: String, port: Int, path: String)?
 
-    public init(baseURL: String, apiKey: String, timeout: Duration, maxRetries: Int = 2, maxInlineWait: Duration = .seconds(5), breaker: CircuitBreaker = CircuitBreaker(name: "openai"), http: HTTPClient = .shared) {
+    public init(
+        baseURL: String, apiKey: String, timeout: Duration, maxRetries: Int = 2, maxInlineWait: Duration = .seconds(5),
+        breaker: CircuitBreaker = CircuitBreaker(name: "openai"), http: HTTPClient = .shared
+    ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
         self.timeout = timeout

@@ -1,4 +1,5 @@
 import EngramCore
+
 /// Turns texts into unit vectors. Vectors of different embedders are never compared: each
 /// embedder has its own id, dimension and measured thresholds.
 public protocol Embedder: Sendable {

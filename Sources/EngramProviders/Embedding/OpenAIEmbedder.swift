@@ -1,4 +1,5 @@
 import EngramCore
+
 /// Embeddings from an OpenAI-compatible `/embeddings` endpoint, batched.
 public struct OpenAIEmbedder: Embedder {
     public let client: OpenAIClient
@@ -18,9 +19,15 @@ public struct OpenAIEmbedder: Embedder {
         self.batchSize = batchSize
     }
 
-    struct Request: Encodable { var model: String; var input: [String] }
+    struct Request: Encodable {
+        var model: String
+        var input: [String]
+    }
     struct Reply: Decodable {
-        struct Item: Decodable { var index: Int; var embedding: [Float] }
+        struct Item: Decodable {
+            var index: Int
+            var embedding: [Float]
+        }
         var data: [Item]
     }
 

@@ -65,7 +65,10 @@ public struct ExtractedMemory: Sendable, Equatable {
     /// `conversation`, `summary`, `data_collection`, `tool`.
     public var kind: String
 
-    public init(content: String, sector: Sector, slot: String? = nil, importance: Double, validFrom: Date? = nil, sourceTurns: [Int], sensitive: Bool = false, kind: String = "conversation") {
+    public init(
+        content: String, sector: Sector, slot: String? = nil, importance: Double, validFrom: Date? = nil, sourceTurns: [Int], sensitive: Bool = false,
+        kind: String = "conversation"
+    ) {
         self.content = content
         self.sector = sector
         self.slot = slot

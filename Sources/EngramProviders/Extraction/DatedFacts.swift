@@ -12,17 +12,23 @@ enum DatedFacts {
     private static let weekday = "(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
     private static let month = "(?:january|february|march|april|may|june|july|august|september|october|november|december)"
     private static let time = #"\d{1,2}(?::\d\d)?\s*(?:a\.m\.|p\.m\.|am|pm)"#
-    private static let day = "(?:(?:next |this )?\(weekday)|tomorrow|today|\\d{1,2}(?:st|nd|rd|th)? (?:of )?\(month)|\(month) \\d{1,2}(?:st|nd|rd|th)?)"
+    private static let day =
+        "(?:(?:next |this )?\(weekday)|tomorrow|today|\\d{1,2}(?:st|nd|rd|th)? (?:of )?\(month)|\(month) \\d{1,2}(?:st|nd|rd|th)?)"
     /// "booked for Friday at 10 a.m.", "scheduled on March 3rd", "moved to 2 pm tomorrow".
-    private static let booking = Pattern(regex: try! NSRegularExpression(
-        pattern: #"\b(booked|scheduled|reserved|confirmed|rescheduled|moved|got you down|have you down|appointment is|booking is)\b[^.!?]{0,40}?\b(?:for|on|at|to)\s+((?:\#(day)(?:,?\s+(?:at\s+)?\#(time))?)|(?:\#(time)(?:,?\s+(?:on\s+)?\#(day))?))"#,
-        options: [.caseInsensitive]))
-    private static let service = Pattern(regex: try! NSRegularExpression(
-        pattern: #"\b(cleaning|check-?up|consultation|haircut|filling|exam|examination|massage|facial|delivery|reservation|repair|inspection|treatment|lesson|fitting|installation|pick-?up|viewing|interview|service|visit|session|class|appointment)s?\b"#,
-        options: [.caseInsensitive]))
+    private static let booking = Pattern(
+        regex: try! NSRegularExpression(
+            pattern:
+                #"\b(booked|scheduled|reserved|confirmed|rescheduled|moved|got you down|have you down|appointment is|booking is)\b[^.!?]{0,40}?\b(?:for|on|at|to)\s+((?:\#(day)(?:,?\s+(?:at\s+)?\#(time))?)|(?:\#(time)(?:,?\s+(?:on\s+)?\#(day))?))"#,
+            options: [.caseInsensitive]))
+    private static let service = Pattern(
+        regex: try! NSRegularExpression(
+            pattern:
+                #"\b(cleaning|check-?up|consultation|haircut|filling|exam|examination|massage|facial|delivery|reservation|repair|inspection|treatment|lesson|fitting|installation|pick-?up|viewing|interview|service|visit|session|class|appointment)s?\b"#,
+            options: [.caseInsensitive]))
     private static let generic: Set<String> = ["appointment", "visit", "session", "service", "class"]
-    private static let request = Pattern(regex: try! NSRegularExpression(
-        pattern: #"\b(check|confirm|still have|still on|still booked|double-check)\b"#, options: [.caseInsensitive]))
+    private static let request = Pattern(
+        regex: try! NSRegularExpression(
+            pattern: #"\b(check|confirm|still have|still on|still booked|double-check)\b"#, options: [.caseInsensitive]))
 
     /// The bookings stated in a call.
     static func bookings(in conversation: Conversation, day: String) -> [ExtractedMemory] {
@@ -49,7 +55,9 @@ enum DatedFacts {
             var sentence: String
             if verbWord == "moved" || verbWord == "rescheduled" {
                 sentence = "On \(day) the caller's \(name) was moved to \(when)."
-            } else if turn.speaker == .agent, let previous = turns[..<position].last(where: { $0.speaker == .caller }), firstMatch(request, in: previous.text) != nil {
+            } else if turn.speaker == .agent, let previous = turns[..<position].last(where: { $0.speaker == .caller }),
+                firstMatch(request, in: previous.text) != nil
+            {
                 cited.append(previous.index)
                 sentence = "On \(day) the caller confirmed \(article) \(name) on \(when)."
             } else {
@@ -58,9 +66,10 @@ enum DatedFacts {
             // "… at 10 a.m." already ends the sentence.
             if sentence.hasSuffix("..") { sentence.removeLast() }
             guard !facts.contains(where: { $0.content == sentence }) else { continue }
-            facts.append(ExtractedMemory(
-                content: sentence, sector: .episodic, slot: "booking", importance: 0.8,
-                validFrom: conversation.startedAt, sourceTurns: cited.sorted(), sensitive: LocalExtractor.isSensitive(turn.text)))
+            facts.append(
+                ExtractedMemory(
+                    content: sentence, sector: .episodic, slot: "booking", importance: 0.8,
+                    validFrom: conversation.startedAt, sourceTurns: cited.sorted(), sensitive: LocalExtractor.isSensitive(turn.text)))
         }
         return facts
     }
@@ -84,7 +93,9 @@ enum DatedFacts {
     /// The most specific service a turn names ("cleaning" over "appointment").
     static func specificService(in text: String) -> String? {
         let ns = text as NSString
-        let names = service.regex.matches(in: text, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range(at: 1)).lowercased() }
+        let names = service.regex.matches(in: text, range: NSRange(location: 0, length: ns.length)).map {
+            ns.substring(with: $0.range(at: 1)).lowercased()
+        }
         return names.first { !generic.contains($0) } ?? names.first
     }
 

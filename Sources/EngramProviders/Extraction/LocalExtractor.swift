@@ -18,15 +18,17 @@ public struct LocalExtractor: Extractor {
         var userName: String?
 
         if let summary = conversation.summary {
-            memories.append(ExtractedMemory(
-                content: "Call on \(day): \(summary)", sector: .episodic, importance: 0.7,
-                validFrom: conversation.startedAt, sourceTurns: [], kind: "summary"))
+            memories.append(
+                ExtractedMemory(
+                    content: "Call on \(day): \(summary)", sector: .episodic, importance: 0.7,
+                    validFrom: conversation.startedAt, sourceTurns: [], kind: "summary"))
         }
         for (key, value) in conversation.dataCollection.sorted(by: { $0.key < $1.key }) where key != "memory_consent" {
             let label = key.replacingOccurrences(of: "_", with: " ")
-            memories.append(ExtractedMemory(
-                content: "The caller's \(label): \(value) (as of \(day)).", sector: .semantic, slot: key,
-                importance: 0.6, validFrom: conversation.startedAt, sourceTurns: [], kind: "data_collection"))
+            memories.append(
+                ExtractedMemory(
+                    content: "The caller's \(label): \(value) (as of \(day)).", sector: .semantic, slot: key,
+                    importance: 0.6, validFrom: conversation.startedAt, sourceTurns: [], kind: "data_collection"))
         }
         let turns = conversation.turns
         for (position, turn) in turns.enumerated() {
@@ -39,30 +41,37 @@ public struct LocalExtractor: Extractor {
             switch turn.speaker {
             case .caller:
                 if Self.isSubstantive(text) {
-                    memories.append(ExtractedMemory(
-                        content: Self.episode(day: day, speaker: turn.speaker, text: text, before: before, after: after, start: conversation.startedAt),
-                        sector: Self.sector(of: text), importance: 0.5, validFrom: conversation.startedAt,
-                        sourceTurns: Self.cited(turn, before, after), sensitive: sensitive))
+                    memories.append(
+                        ExtractedMemory(
+                            content: Self.episode(
+                                day: day, speaker: turn.speaker, text: text, before: before, after: after, start: conversation.startedAt),
+                            sector: Self.sector(of: text), importance: 0.5, validFrom: conversation.startedAt,
+                            sourceTurns: Self.cited(turn, before, after), sensitive: sensitive))
                 }
                 for fact in PatternFacts.find(in: turn.text) {
                     if fact.slot == "name" { userName = fact.value }
-                    memories.append(ExtractedMemory(
-                        content: fact.sentence, sector: fact.sector, slot: fact.slot, importance: fact.importance,
-                        validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: fact.sensitive || sensitive))
+                    memories.append(
+                        ExtractedMemory(
+                            content: fact.sentence, sector: fact.sector, slot: fact.slot, importance: fact.importance,
+                            validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: fact.sensitive || sensitive))
                 }
             case .agent:
                 if let name = PatternFacts.greetedName(in: turn.text) {
                     userName = userName ?? name
-                    memories.append(ExtractedMemory(
-                        content: "The caller's name is \(name).", sector: .semantic, slot: "name", importance: 0.6,
-                        validFrom: conversation.startedAt, sourceTurns: [turn.index]))
+                    memories.append(
+                        ExtractedMemory(
+                            content: "The caller's name is \(name).", sector: .semantic, slot: "name", importance: 0.6,
+                            validFrom: conversation.startedAt, sourceTurns: [turn.index]))
                 }
                 let statements = Self.statements(text)
                 if Self.isSubstantive(statements) {
-                    memories.append(ExtractedMemory(
-                        content: Self.episode(day: day, speaker: turn.speaker, text: statements, before: before, after: after, start: conversation.startedAt),
-                        sector: .episodic, importance: 0.35, validFrom: conversation.startedAt,
-                        sourceTurns: Self.cited(turn, before, after), sensitive: sensitive || Self.isSensitive(before?.text ?? "") || Self.isSensitive(after?.text ?? "")))
+                    memories.append(
+                        ExtractedMemory(
+                            content: Self.episode(
+                                day: day, speaker: turn.speaker, text: statements, before: before, after: after, start: conversation.startedAt),
+                            sector: .episodic, importance: 0.35, validFrom: conversation.startedAt,
+                            sourceTurns: Self.cited(turn, before, after),
+                            sensitive: sensitive || Self.isSensitive(before?.text ?? "") || Self.isSensitive(after?.text ?? "")))
                 }
             }
         }
@@ -82,7 +91,9 @@ public struct LocalExtractor: Extractor {
     /// A window of turns, one line each, in turn order (what `AnswerPacker` merges and de-duplicates):
     /// "On 21 November 2025:\nagent: …\ncaller: …\nagent: …". The centre turn carries `text`
     /// (up to 700 characters), its neighbours their own words (up to 300).
-    static func episode(day: String, speaker: Conversation.Speaker, text: String, before: Conversation.Turn?, after: Conversation.Turn?, start: Date) -> String {
+    static func episode(day: String, speaker: Conversation.Speaker, text: String, before: Conversation.Turn?, after: Conversation.Turn?, start: Date)
+        -> String
+    {
         var lines = ["On \(day):"]
         if let before { lines.append(line(before.speaker, clip(RelativeDates.annotate(before.text, callStart: start), limit: contextLimit))) }
         lines.append(line(speaker, clip(text)))
@@ -201,18 +212,22 @@ enum PatternFacts {
     private static let rules: [Rule] = [
         rule(#"\b(?:my name is|this is|call me)\s+([A-Z][a-z]+)"#, caseInsensitive: false) { m in
             guard !notNames.contains(m[1]) else { return nil }
-            return PatternFact(sentence: "The caller's name is \(m[1]).", sector: .semantic, slot: "name", importance: 0.9, sensitive: false, value: m[1])
+            return PatternFact(
+                sentence: "The caller's name is \(m[1]).", sector: .semantic, slot: "name", importance: 0.9, sensitive: false, value: m[1])
         },
         rule(#"\b(?:I'm|I am)\s+([A-Z][a-z]+)\b(?!\s+[a-z])"#, caseInsensitive: false) { m in
             guard !notNames.contains(m[1]) else { return nil }
-            return PatternFact(sentence: "The caller's name is \(m[1]).", sector: .semantic, slot: "name", importance: 0.9, sensitive: false, value: m[1])
+            return PatternFact(
+                sentence: "The caller's name is \(m[1]).", sector: .semantic, slot: "name", importance: 0.9, sensitive: false, value: m[1])
         },
         rule(#"\bmy (?:favou?rite) (\w+) is (?:now )?\#(phrase)"#) { m in
             let thing = m[1].lowercased()
             let value = m[2].replacingOccurrences(of: " now", with: "")
             // Slot names are stored in clear: only a known thing names one.
             let slot = favouriteThings.contains(thing) ? "favourite.\(thing)" : nil
-            return PatternFact(sentence: "The caller's favourite \(thing) is \(value).", sector: .semantic, slot: slot, importance: 0.6, sensitive: false, value: value)
+            return PatternFact(
+                sentence: "The caller's favourite \(thing) is \(value).", sector: .semantic, slot: slot, importance: 0.6, sensitive: false,
+                value: value)
         },
         rule(#"\bI (?:really |also )?(?:love|like|enjoy|adore)\s+\#(phrase)"#) { m in
             PatternFact(sentence: "The caller likes \(m[1]).", sector: .semantic, slot: nil, importance: 0.55, sensitive: false, value: m[1])
@@ -226,21 +241,33 @@ enum PatternFacts {
         rule(#"\ballergic to\s+\#(phrase)"#) { m in
             PatternFact(sentence: "The caller is allergic to \(m[1]).", sector: .semantic, slot: nil, importance: 0.9, sensitive: true, value: m[1])
         },
-        rule(#"\bmy (wife|husband|partner|son|daughter|mom|mother|dad|father|sister|brother|dog|cat|puppy|kitten)(?:'s name is| is called| is named| named| called)\s+([A-Z][a-z]+)"#) { m in
-            PatternFact(sentence: "The caller's \(m[1].lowercased()) is called \(m[2]).", sector: .semantic, slot: "family.\(m[1].lowercased())", importance: 0.7, sensitive: false, value: m[2])
+        rule(
+            #"\bmy (wife|husband|partner|son|daughter|mom|mother|dad|father|sister|brother|dog|cat|puppy|kitten)(?:'s name is| is called| is named| named| called)\s+([A-Z][a-z]+)"#
+        ) { m in
+            PatternFact(
+                sentence: "The caller's \(m[1].lowercased()) is called \(m[2]).", sector: .semantic, slot: "family.\(m[1].lowercased())",
+                importance: 0.7, sensitive: false, value: m[2])
         },
         rule(#"\bI (?:work|am working) (?:at|for|as)\s+\#(phrase)"#) { m in
-            PatternFact(sentence: "The caller works \(m[0].lowercased().contains(" as ") ? "as" : "at") \(m[1]).", sector: .semantic, slot: "work", importance: 0.6, sensitive: false, value: m[1])
+            PatternFact(
+                sentence: "The caller works \(m[0].lowercased().contains(" as ") ? "as" : "at") \(m[1]).", sector: .semantic, slot: "work",
+                importance: 0.6, sensitive: false, value: m[1])
         },
         rule(#"\bI (?:live|moved|am moving|'m moving) (?:in|to)\s+([A-Z][A-Za-z .'-]{1,40}?)(?=[.!?,;]| with| and| because|$)"#) { m in
-            PatternFact(sentence: "The caller lives in \(m[1]).", sector: .semantic, slot: "home.city", importance: 0.6, sensitive: false, value: m[1])
+            PatternFact(
+                sentence: "The caller lives in \(m[1]).", sector: .semantic, slot: "home.city", importance: 0.6, sensitive: false, value: m[1])
         },
-        rule(#"\b(?:call|reach|contact) me (?:in the |on |at |during the )?(mornings?|afternoons?|evenings?|weekends?|weekdays?|after \d{1,2}(?::\d\d)? ?(?:am|pm)?|before \d{1,2}(?::\d\d)? ?(?:am|pm)?)"#) { m in
-            PatternFact(sentence: "The caller prefers to be contacted \(m[1].lowercased()).", sector: .procedural, slot: "preferred_contact_time", importance: 0.7, sensitive: false, value: m[1])
+        rule(
+            #"\b(?:call|reach|contact) me (?:in the |on |at |during the )?(mornings?|afternoons?|evenings?|weekends?|weekdays?|after \d{1,2}(?::\d\d)? ?(?:am|pm)?|before \d{1,2}(?::\d\d)? ?(?:am|pm)?)"#
+        ) { m in
+            PatternFact(
+                sentence: "The caller prefers to be contacted \(m[1].lowercased()).", sector: .procedural, slot: "preferred_contact_time",
+                importance: 0.7, sensitive: false, value: m[1])
         },
     ]
 
-    private static let greeting = try! NSRegularExpression(pattern: #"^(?:hi|hello|hey|thanks|thank you|good (?:morning|afternoon|evening)),?\s+([A-Z][a-z]+)\b"#, options: [.caseInsensitive])
+    private static let greeting = try! NSRegularExpression(
+        pattern: #"^(?:hi|hello|hey|thanks|thank you|good (?:morning|afternoon|evening)),?\s+([A-Z][a-z]+)\b"#, options: [.caseInsensitive])
 
     /// The name an agent greets the caller by ("Hi Dana, welcome back!").
     static func greetedName(in text: String) -> String? {
@@ -272,7 +299,8 @@ enum PatternFacts {
 enum RelativeDates {
     private static let weekdays = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
     private static let regex = try! NSRegularExpression(
-        pattern: #"\b(yesterday|today|tomorrow|last week|next week|(?:next|this|last|on) (?:sunday|monday|tuesday|wednesday|thursday|friday|saturday))\b"#,
+        pattern:
+            #"\b(yesterday|today|tomorrow|last week|next week|(?:next|this|last|on) (?:sunday|monday|tuesday|wednesday|thursday|friday|saturday))\b"#,
         options: [.caseInsensitive])
 
     static func annotate(_ text: String, callStart: Date) -> String {
@@ -285,7 +313,8 @@ enum RelativeDates {
         for match in matches.reversed() {
             let phrase = ns.substring(with: match.range).lowercased()
             guard let date = resolve(phrase, from: callStart, calendar: calendar),
-                  let range = Range(match.range, in: result) else { continue }
+                let range = Range(match.range, in: result)
+            else { continue }
             result.replaceSubrange(range, with: "\(result[range]) (\(LocalExtractor.dayFormatter.string(from: date)))")
         }
         return result

@@ -14,18 +14,27 @@ public struct OpenAIExtractor: Extractor {
     }
 
     struct ChatRequest: Encodable {
-        struct Message: Encodable { var role: String; var content: String }
+        struct Message: Encodable {
+            var role: String
+            var content: String
+        }
         var model: String
         var temperature = 0.0
         var messages: [Message]
         var responseFormat: ResponseFormat
-        enum CodingKeys: String, CodingKey { case model, temperature, messages, responseFormat = "response_format" }
+        enum CodingKeys: String, CodingKey {
+            case model, temperature, messages
+            case responseFormat = "response_format"
+        }
     }
 
     struct ResponseFormat: Encodable {
         var type = "json_schema"
         var jsonSchema: JSONSchemaSpec
-        enum CodingKeys: String, CodingKey { case type, jsonSchema = "json_schema" }
+        enum CodingKeys: String, CodingKey {
+            case type
+            case jsonSchema = "json_schema"
+        }
     }
 
     struct JSONSchemaSpec: Encodable {
@@ -52,13 +61,19 @@ public struct OpenAIExtractor: Extractor {
             var sourceTurns: [Int]
             var sensitive: Bool?
             enum CodingKeys: String, CodingKey {
-                case content, sector, slot, importance, validFrom = "valid_from", sourceTurns = "source_turns", sensitive
+                case content, sector, slot, importance
+                case validFrom = "valid_from"
+                case sourceTurns = "source_turns"
+                case sensitive
             }
         }
         var memories: [Item]
         var summary: String?
         var userName: String?
-        enum CodingKeys: String, CodingKey { case memories, summary, userName = "user_name" }
+        enum CodingKeys: String, CodingKey {
+            case memories, summary
+            case userName = "user_name"
+        }
     }
 
     static let systemPrompt = """
@@ -98,15 +113,19 @@ public struct OpenAIExtractor: Extractor {
             guard !text.isEmpty, text.utf8.count <= 4_000, let sector = Sector(rawValue: item.sector) else {
                 throw ExtractionError.malformedResponse("a memory has no content or an unknown sector")
             }
-            memories.append(ExtractedMemory(
-                content: text, sector: sector, slot: item.slot?.isEmpty == false ? item.slot : nil,
-                importance: min(1, max(0, item.importance)),
-                validFrom: item.validFrom.flatMap(Self.parseDate) ?? conversation.startedAt,
-                sourceTurns: item.sourceTurns.filter(validTurns.contains), sensitive: item.sensitive ?? false))
+            memories.append(
+                ExtractedMemory(
+                    content: text, sector: sector, slot: item.slot?.isEmpty == false ? item.slot : nil,
+                    importance: min(1, max(0, item.importance)),
+                    validFrom: item.validFrom.flatMap(Self.parseDate) ?? conversation.startedAt,
+                    sourceTurns: item.sourceTurns.filter(validTurns.contains), sensitive: item.sensitive ?? false))
         }
         if let summary = payload.summary?.trimmingCharacters(in: .whitespacesAndNewlines), !summary.isEmpty {
             let day = LocalExtractor.dayFormatter.string(from: conversation.startedAt)
-            memories.append(ExtractedMemory(content: "Call on \(day): \(summary)", sector: .episodic, importance: 0.7, validFrom: conversation.startedAt, sourceTurns: [], kind: "summary"))
+            memories.append(
+                ExtractedMemory(
+                    content: "Call on \(day): \(summary)", sector: .episodic, importance: 0.7, validFrom: conversation.startedAt, sourceTurns: [],
+                    kind: "summary"))
         }
         return Extraction(memories: memories, summary: payload.summary, userName: payload.userName, extractor: id)
     }
@@ -145,7 +164,11 @@ public struct OpenAIExtractor: Extractor {
 
 /// A JSON value for request bodies whose shape is data (schemas).
 public enum JSONValue: Encodable, Sendable, ExpressibleByStringLiteral, ExpressibleByArrayLiteral, ExpressibleByBooleanLiteral {
-    case string(String), bool(Bool), number(Double), array([JSONValue]), object([String: JSONValue])
+    case string(String)
+    case bool(Bool)
+    case number(Double)
+    case array([JSONValue])
+    case object([String: JSONValue])
 
     public init(stringLiteral value: String) { self = .string(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }

@@ -14,20 +14,21 @@ enum StatedFacts {
 
     private static let apostrophe = "['’]"
     /// A first-person statement of one of the kinds above. Generic English, not tuned to a data set.
-    private static let statement = Pattern(regex: try! NSRegularExpression(
-        pattern: [
-            // events: "I went", "we just got", "I finally finished"
-            #"\b(?:I|we)\s+(?:just\s+|recently\s+|finally\s+|also\s+|even\s+|actually\s+)?(?:went|got|made|took|joined|started|finished|signed|bought|visited|saw|met|found|painted|read|ran|had|did|tried|learned|adopted|moved|gave|won|lost|decided|played|attended|watched|wrote|built|baked|cooked|traveled|travelled|booked|volunteered|quit|left|completed|organized|organised|hosted)\b"#,
-            // plans and ongoing: "I'm going to", "we are planning", "I'm learning"
-            #"\b(?:I\#(apostrophe)m|I am|we\#(apostrophe)re|we are)\s+(?:going|planning|thinking|hoping|looking forward|excited|learning|taking|starting|working|volunteering|moving|getting|doing)\b"#,
-            // preferences
-            #"\b(?:I|we)\s+(?:really\s+|also\s+)?(?:love|like|enjoy|prefer|hate)\b"#,
-            // relations, pets, work, names
-            #"\bmy\s+(?:\w+\s+)?(?:husband|wife|kids?|son|daughter|children|mom|mother|dad|father|sister|brother|family|partner|friends?|dog|cat|pet|job|work|boss|team|name|favou?rite)\b"#,
-            // dated mentions
-            #"\b(?:next|last)\s+(?:week|month|year|weekend|\w+day)\b|\byesterday\b|\btomorrow\b"#,
-        ].joined(separator: "|"),
-        options: [.caseInsensitive]))
+    private static let statement = Pattern(
+        regex: try! NSRegularExpression(
+            pattern: [
+                // events: "I went", "we just got", "I finally finished"
+                #"\b(?:I|we)\s+(?:just\s+|recently\s+|finally\s+|also\s+|even\s+|actually\s+)?(?:went|got|made|took|joined|started|finished|signed|bought|visited|saw|met|found|painted|read|ran|had|did|tried|learned|adopted|moved|gave|won|lost|decided|played|attended|watched|wrote|built|baked|cooked|traveled|travelled|booked|volunteered|quit|left|completed|organized|organised|hosted)\b"#,
+                // plans and ongoing: "I'm going to", "we are planning", "I'm learning"
+                #"\b(?:I\#(apostrophe)m|I am|we\#(apostrophe)re|we are)\s+(?:going|planning|thinking|hoping|looking forward|excited|learning|taking|starting|working|volunteering|moving|getting|doing)\b"#,
+                // preferences
+                #"\b(?:I|we)\s+(?:really\s+|also\s+)?(?:love|like|enjoy|prefer|hate)\b"#,
+                // relations, pets, work, names
+                #"\bmy\s+(?:\w+\s+)?(?:husband|wife|kids?|son|daughter|children|mom|mother|dad|father|sister|brother|family|partner|friends?|dog|cat|pet|job|work|boss|team|name|favou?rite)\b"#,
+                // dated mentions
+                #"\b(?:next|last)\s+(?:week|month|year|weekend|\w+day)\b|\byesterday\b|\btomorrow\b"#,
+            ].joined(separator: "|"),
+            options: [.caseInsensitive]))
 
     /// Longest sentence kept (UTF-8 bytes), marked when cut.
     static let sentenceLimit = 400
@@ -43,9 +44,10 @@ enum StatedFacts {
                 let said = LocalExtractor.clip(sentence.split(whereSeparator: \.isNewline).joined(separator: " "), limit: sentenceLimit)
                 let content = "On \(day) the \(turn.speaker.rawValue) said: \(said)"
                 guard seen.insert(content).inserted else { continue }
-                facts.append(ExtractedMemory(
-                    content: content, sector: LocalExtractor.sector(of: sentence), importance: turn.speaker == .caller ? 0.45 : 0.3,
-                    validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: sensitive))
+                facts.append(
+                    ExtractedMemory(
+                        content: content, sector: LocalExtractor.sector(of: sentence), importance: turn.speaker == .caller ? 0.45 : 0.3,
+                        validFrom: conversation.startedAt, sourceTurns: [turn.index], sensitive: sensitive))
             }
         }
         return facts

@@ -111,7 +111,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     }
 
     /// A transaction under the deadline, whose own errors (a `StoreError` from inside it) come out unwrapped.
-    func transaction<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T
+    {
         try await bounded(operation) { try await self.transactionWithoutDeadline(body) }
     }
 
@@ -143,8 +144,10 @@ public struct PostgresMemoryStore: MemoryStore, Service {
                     \(tenant.allowSensitivePrecall), \(tenant.createdAt))
                 ON CONFLICT (id) DO NOTHING
                 """, logger: logger)
-            guard let row = try await connection.rows(
-                "SELECT \(unescaped: Self.tenantColumns) FROM tenants WHERE id = \(tenant.id)", logger: logger).first
+            guard
+                let row = try await connection.rows(
+                    "SELECT \(unescaped: Self.tenantColumns) FROM tenants WHERE id = \(tenant.id)", logger: logger
+                ).first
             else { throw StoreError.notFound("tenant") }
             return try Self.tenant(row)
         }
@@ -183,9 +186,11 @@ public struct PostgresMemoryStore: MemoryStore, Service {
                     \(user.createdAt), \(user.lastCallAt), 0)
                 ON CONFLICT (tenant_id, user_key) DO NOTHING
                 """, logger: logger)
-            guard let row = try await connection.rows(
-                "SELECT \(unescaped: Self.userColumns) FROM users WHERE tenant_id = \(user.tenant) AND user_key = \(user.user.rawValue)",
-                logger: logger).first
+            guard
+                let row = try await connection.rows(
+                    "SELECT \(unescaped: Self.userColumns) FROM users WHERE tenant_id = \(user.tenant) AND user_key = \(user.user.rawValue)",
+                    logger: logger
+                ).first
             else { throw StoreError.notFound("user") }
             return try Self.user(row)
         }
@@ -215,13 +220,15 @@ public struct PostgresMemoryStore: MemoryStore, Service {
         !(try await rows("SELECT 1 FROM processed_events WHERE tenant_id = \(tenant) AND idempotency_key = \(idempotencyKey)").isEmpty)
     }
 
-    public func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool {
+    public func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool
+    {
         !(try await rows(
             """
             INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
             VALUES (\(tenant), \(idempotencyKey), \(eventID), \(eventType), \(user?.rawValue), \(at))
             ON CONFLICT DO NOTHING RETURNING 1
-            """).isEmpty)
+            """
+        ).isEmpty)
     }
 
     public func apply(_ batch: WriteBatch) async throws -> Bool {
@@ -240,7 +247,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             SELECT \(unescaped: Self.memoryColumns) FROM memories
             WHERE tenant_id = \(tenant) AND (\(user?.rawValue)::text IS NULL OR user_key = \(user?.rawValue)) AND needs_reextraction
             ORDER BY user_key, valid_from, id
-            """).map(Self.memory)
+            """
+        ).map(Self.memory)
     }
 
     public func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool {
@@ -280,7 +288,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
             VALUES (\(batch.tenant), \(batch.idempotencyKey), \(batch.eventID), \(batch.eventType), \(batch.user.rawValue), \(batch.processedAt))
             ON CONFLICT DO NOTHING RETURNING 1
-            """, logger: logger).isEmpty)
+            """, logger: logger
+        ).isEmpty)
     }
 
     /// Throws `StoreError.erased` when the user was erased after the writer decided to write (a
@@ -393,7 +402,9 @@ public struct PostgresMemoryStore: MemoryStore, Service {
         }
     }
 
-    static func insertPostings(_ postings: [TermPosting], tenant: String, user: UserKey, on connection: PostgresConnection, logger: Logger) async throws {
+    static func insertPostings(_ postings: [TermPosting], tenant: String, user: UserKey, on connection: PostgresConnection, logger: Logger)
+        async throws
+    {
         guard !postings.isEmpty else { return }
         let terms = postings.map { ByteBuffer(data: $0.term) }
         let ids = postings.map(\.memoryID)
@@ -421,7 +432,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             """
             SELECT \(unescaped: Self.memoryColumns) FROM memories WHERE tenant_id = \(tenant) AND user_key = \(user.rawValue)
             \(unescaped: filter) ORDER BY valid_from, id
-            """).map(Self.memory)
+            """
+        ).map(Self.memory)
     }
 
     public func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] {
@@ -430,12 +442,14 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             """
             SELECT \(unescaped: Self.memoryColumns) FROM memories
             WHERE tenant_id = \(tenant) AND user_key = \(user.rawValue) AND id = ANY(\(ids)::text[])
-            """).map(Self.memory)
+            """
+        ).map(Self.memory)
     }
 
     public func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int {
         let row = try await rows(
-            "SELECT count(*) AS n FROM memories WHERE tenant_id = \(tenant) AND user_key = \(user.rawValue) AND \(unescaped: Self.current)").first
+            "SELECT count(*) AS n FROM memories WHERE tenant_id = \(tenant) AND user_key = \(user.rawValue) AND \(unescaped: Self.current)"
+        ).first
         return try row?["n"].decode(Int.self) ?? 0
     }
 
@@ -480,7 +494,7 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     /// milliseconds for a caller with hundreds of vectors.
     static func appendVector(_ buffer: inout ByteBuffer, to flat: inout [Float]) -> Bool {
         guard let dims = buffer.readInteger(as: Int16.self), buffer.readInteger(as: Int16.self) != nil,
-              dims >= 0, buffer.readableBytes == Int(dims) * 4
+            dims >= 0, buffer.readableBytes == Int(dims) * 4
         else { return false }
         flat.reserveCapacity(flat.count + Int(dims))
         for _ in 0..<Int(dims) {
@@ -496,7 +510,9 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     /// pass the user filter (the `|| ''` keeps the planner off the B-tree, which it would rightly
     /// prefer). Both are measured in BENCHMARKS.md: a caller's rows are a tiny share of the index,
     /// so the walk visits most of it, and `hnsw.max_scan_tuples` can end it with fewer rows.
-    public func nearest(tenant: String, user: UserKey, embedder: String, query: [Float], limit: Int, exact: Bool) async throws -> [(id: String, similarity: Double)] {
+    public func nearest(tenant: String, user: UserKey, embedder: String, query: [Float], limit: Int, exact: Bool) async throws -> [(
+        id: String, similarity: Double
+    )] {
         let dims = query.count
         let found: [PostgresRandomAccessRow]
         if exact {
@@ -546,7 +562,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             """
             SELECT count(*) AS n, coalesce(avg(term_count), 0)::float8 AS average FROM memories
             WHERE tenant_id = \(tenant) AND user_key = \(user.rawValue) AND \(unescaped: Self.current)
-            """).first
+            """
+        ).first
         return TermStatistics(documentCount: try row?["n"].decode(Int.self) ?? 0, averageLength: try row?["average"].decode(Double.self) ?? 0)
     }
 
@@ -583,7 +600,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             """
             SELECT \(unescaped: Self.memoryColumns) FROM memories
             WHERE tenant_id = \(tenant) AND status = 'active' AND id > \(after ?? "") ORDER BY id LIMIT \(limit)
-            """).map(Self.memory)
+            """
+        ).map(Self.memory)
     }
 
     public func setRetention(tenant: String, days: Int?) async throws {
@@ -600,7 +618,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
                 WHERE tenant_id = \(tenant) AND user_key IN (SELECT user_key FROM deleted) RETURNING 1
             )
             SELECT (SELECT count(*) FROM deleted) AS n
-            """).first
+            """
+        ).first
         return try row?["n"].decode(Int.self) ?? 0
     }
 
@@ -648,7 +667,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
                 WHERE tenant_id = \(tenant) AND user_key IN (SELECT user_key FROM deleted) RETURNING 1
             )
             SELECT (SELECT count(*) FROM deleted) AS n
-            """).first
+            """
+        ).first
         return try (row?["n"].decode(Int.self) ?? 0) > 0
     }
 
@@ -669,8 +689,10 @@ public struct PostgresMemoryStore: MemoryStore, Service {
 
     public func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)? {
         try await rows("SELECT webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants WHERE id = \(tenant)").first.map {
-            (try $0["webhook_secret_wrapped"].decode(Data?.self), try $0["webhook_secret_previous_wrapped"].decode(Data?.self),
-             try $0["key_id"].decode(String.self))
+            (
+                try $0["webhook_secret_wrapped"].decode(Data?.self), try $0["webhook_secret_previous_wrapped"].decode(Data?.self),
+                try $0["key_id"].decode(String.self)
+            )
         }
     }
 
@@ -692,7 +714,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
 
     public func revokeAPIKey(tenant: String, id: String, at: Date) async throws -> Bool {
         !(try await rows(
-            "UPDATE api_keys SET revoked_at = \(at) WHERE tenant_id = \(tenant) AND id = \(id) AND revoked_at IS NULL RETURNING 1").isEmpty)
+            "UPDATE api_keys SET revoked_at = \(at) WHERE tenant_id = \(tenant) AND id = \(id) AND revoked_at IS NULL RETURNING 1"
+        ).isEmpty)
     }
 
     static func apiKey(_ row: PostgresRandomAccessRow) throws -> APIKeyRecord {
@@ -725,14 +748,20 @@ public struct PostgresMemoryStore: MemoryStore, Service {
         var out: [WrappedSecret] = []
         // Every user and tenant (key rotation): no per-call deadline, its length grows with the data.
         for row in try await rowsWithoutDeadline("SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
-            out.append(WrappedSecret(
-                kind: .userDataKey, tenant: try row["tenant_id"].decode(String.self), user: UserKey(unchecked: try row["user_key"].decode(String.self)),
-                wrapped: try row["data_key_wrapped"].decode(Data.self), keyID: try row["key_id"].decode(String.self)))
+            out.append(
+                WrappedSecret(
+                    kind: .userDataKey, tenant: try row["tenant_id"].decode(String.self),
+                    user: UserKey(unchecked: try row["user_key"].decode(String.self)),
+                    wrapped: try row["data_key_wrapped"].decode(Data.self), keyID: try row["key_id"].decode(String.self)))
         }
-        for row in try await rowsWithoutDeadline("SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants") {
+        for row in try await rowsWithoutDeadline(
+            "SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants")
+        {
             let tenant = try row["id"].decode(String.self)
             let keyID = try row["key_id"].decode(String.self)
-            out.append(WrappedSecret(kind: .tenantPseudonym, tenant: tenant, user: nil, wrapped: try row["pseudonym_secret_wrapped"].decode(Data.self), keyID: keyID))
+            out.append(
+                WrappedSecret(
+                    kind: .tenantPseudonym, tenant: tenant, user: nil, wrapped: try row["pseudonym_secret_wrapped"].decode(Data.self), keyID: keyID))
             if let wrapped = try row["webhook_secret_wrapped"].decode(Data?.self) {
                 out.append(WrappedSecret(kind: .tenantWebhook, tenant: tenant, user: nil, wrapped: wrapped, keyID: keyID))
             }
@@ -758,7 +787,8 @@ public struct PostgresMemoryStore: MemoryStore, Service {
                         "UPDATE tenants SET pseudonym_secret_wrapped = \(secret.wrapped), key_id = \(secret.keyID) WHERE id = \(secret.tenant)",
                         logger: logger)
                 case .tenantWebhook:
-                    try await connection.query("UPDATE tenants SET webhook_secret_wrapped = \(secret.wrapped) WHERE id = \(secret.tenant)", logger: logger)
+                    try await connection.query(
+                        "UPDATE tenants SET webhook_secret_wrapped = \(secret.wrapped) WHERE id = \(secret.tenant)", logger: logger)
                 case .tenantWebhookPrevious:
                     try await connection.query(
                         "UPDATE tenants SET webhook_secret_previous_wrapped = \(secret.wrapped) WHERE id = \(secret.tenant)", logger: logger)

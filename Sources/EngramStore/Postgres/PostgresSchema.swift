@@ -15,131 +15,137 @@ enum PostgresSchema {
     static let indexedDimensions = [384, 1536]
 
     static let migrations: [(version: String, statements: [String])] = [
-        ("v1", [
-            "CREATE EXTENSION IF NOT EXISTS vector",
-            """
-            CREATE TABLE tenants (
-                id text COLLATE "C" PRIMARY KEY,
-                name text NOT NULL,
-                pseudonym_secret_wrapped bytea NOT NULL,
-                key_id text NOT NULL,
-                consent_mode text NOT NULL DEFAULT 'implicit',
-                allow_sensitive_precall boolean NOT NULL DEFAULT false,
-                created_at timestamptz NOT NULL,
-                webhook_secret_wrapped bytea,
-                webhook_secret_previous_wrapped bytea,
-                retention_days bigint
-            )
-            """,
-            """
-            CREATE TABLE users (
-                tenant_id text COLLATE "C" NOT NULL REFERENCES tenants(id),
-                user_key text COLLATE "C" NOT NULL,
-                data_key_wrapped bytea NOT NULL,
-                key_id text NOT NULL,
-                consent boolean,
-                consent_at timestamptz,
-                created_at timestamptz NOT NULL,
-                last_call_at timestamptz,
-                memory_version bigint NOT NULL DEFAULT 0,
-                PRIMARY KEY (tenant_id, user_key)
-            )
-            """,
-            """
-            CREATE TABLE processed_events (
-                tenant_id text COLLATE "C" NOT NULL,
-                idempotency_key text COLLATE "C" NOT NULL,
-                event_id text NOT NULL,
-                event_type text NOT NULL,
-                user_key text,
-                processed_at timestamptz NOT NULL,
-                PRIMARY KEY (tenant_id, idempotency_key)
-            )
-            """,
-            """
-            CREATE TABLE memories (
-                id text COLLATE "C" PRIMARY KEY,
-                tenant_id text COLLATE "C" NOT NULL,
-                user_key text COLLATE "C" NOT NULL,
-                sector text NOT NULL,
-                content bytea NOT NULL,
-                slot text,
-                importance double precision NOT NULL,
-                salience0 double precision NOT NULL,
-                reinforced_at timestamptz NOT NULL,
-                sensitive boolean NOT NULL DEFAULT false,
-                valid_from timestamptz NOT NULL,
-                valid_to timestamptz,
-                superseded_by text,
-                status text NOT NULL DEFAULT 'active',
-                sources jsonb NOT NULL,
-                created_at timestamptz NOT NULL,
-                last_recalled_at timestamptz,
-                needs_reextraction boolean NOT NULL DEFAULT false,
-                term_count bigint NOT NULL DEFAULT 0,
-                FOREIGN KEY (tenant_id, user_key) REFERENCES users(tenant_id, user_key) ON DELETE CASCADE
-            )
-            """,
-            "CREATE INDEX memories_by_user ON memories (tenant_id, user_key, status)",
-            "CREATE INDEX memories_by_tenant_time ON memories (tenant_id, valid_from)",
-            """
-            CREATE TABLE memory_vectors (
-                memory_id text COLLATE "C" NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
-                embedder text NOT NULL,
-                tenant_id text COLLATE "C" NOT NULL,
-                user_key text COLLATE "C" NOT NULL,
-                dims integer NOT NULL,
-                embedding vector NOT NULL,
-                PRIMARY KEY (memory_id, embedder),
-                CHECK (vector_dims(embedding) = dims)
-            )
-            """,
-            "CREATE INDEX memory_vectors_by_user ON memory_vectors (tenant_id, user_key, embedder)",
-            """
-            CREATE TABLE memory_terms (
-                tenant_id text COLLATE "C" NOT NULL,
-                user_key text COLLATE "C" NOT NULL,
-                term bytea NOT NULL,
-                memory_id text COLLATE "C" NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
-                frequency bigint NOT NULL,
-                PRIMARY KEY (tenant_id, user_key, term, memory_id)
-            )
-            """,
-            "CREATE INDEX memory_terms_by_memory ON memory_terms (memory_id)",
-            """
-            CREATE TABLE tombstones (
-                tenant_id text COLLATE "C" NOT NULL,
-                user_key text COLLATE "C" NOT NULL,
-                erased_at timestamptz NOT NULL,
-                PRIMARY KEY (tenant_id, user_key)
-            )
-            """,
-            """
-            CREATE TABLE api_keys (
-                id text COLLATE "C" PRIMARY KEY,
-                tenant_id text COLLATE "C" NOT NULL REFERENCES tenants(id),
-                scope text NOT NULL,
-                key_hash bytea NOT NULL UNIQUE,
-                created_at timestamptz NOT NULL,
-                revoked_at timestamptz
-            )
-            """,
-            """
-            CREATE TABLE audit_log (
-                id text COLLATE "C" PRIMARY KEY,
-                tenant_id text COLLATE "C" NOT NULL,
-                actor text NOT NULL,
-                action text NOT NULL,
-                user_key text,
-                memory_id text,
-                at timestamptz NOT NULL
-            )
-            """,
-            "CREATE INDEX audit_log_by_tenant ON audit_log (tenant_id, at)",
-        ] + indexedDimensions.map(hnswIndex)),
-        ("v2", [
-            "ALTER TABLE tenants ADD COLUMN trust_client_user_ids boolean NOT NULL DEFAULT false",
-        ]),
+        (
+            "v1",
+            [
+                "CREATE EXTENSION IF NOT EXISTS vector",
+                """
+                CREATE TABLE tenants (
+                    id text COLLATE "C" PRIMARY KEY,
+                    name text NOT NULL,
+                    pseudonym_secret_wrapped bytea NOT NULL,
+                    key_id text NOT NULL,
+                    consent_mode text NOT NULL DEFAULT 'implicit',
+                    allow_sensitive_precall boolean NOT NULL DEFAULT false,
+                    created_at timestamptz NOT NULL,
+                    webhook_secret_wrapped bytea,
+                    webhook_secret_previous_wrapped bytea,
+                    retention_days bigint
+                )
+                """,
+                """
+                CREATE TABLE users (
+                    tenant_id text COLLATE "C" NOT NULL REFERENCES tenants(id),
+                    user_key text COLLATE "C" NOT NULL,
+                    data_key_wrapped bytea NOT NULL,
+                    key_id text NOT NULL,
+                    consent boolean,
+                    consent_at timestamptz,
+                    created_at timestamptz NOT NULL,
+                    last_call_at timestamptz,
+                    memory_version bigint NOT NULL DEFAULT 0,
+                    PRIMARY KEY (tenant_id, user_key)
+                )
+                """,
+                """
+                CREATE TABLE processed_events (
+                    tenant_id text COLLATE "C" NOT NULL,
+                    idempotency_key text COLLATE "C" NOT NULL,
+                    event_id text NOT NULL,
+                    event_type text NOT NULL,
+                    user_key text,
+                    processed_at timestamptz NOT NULL,
+                    PRIMARY KEY (tenant_id, idempotency_key)
+                )
+                """,
+                """
+                CREATE TABLE memories (
+                    id text COLLATE "C" PRIMARY KEY,
+                    tenant_id text COLLATE "C" NOT NULL,
+                    user_key text COLLATE "C" NOT NULL,
+                    sector text NOT NULL,
+                    content bytea NOT NULL,
+                    slot text,
+                    importance double precision NOT NULL,
+                    salience0 double precision NOT NULL,
+                    reinforced_at timestamptz NOT NULL,
+                    sensitive boolean NOT NULL DEFAULT false,
+                    valid_from timestamptz NOT NULL,
+                    valid_to timestamptz,
+                    superseded_by text,
+                    status text NOT NULL DEFAULT 'active',
+                    sources jsonb NOT NULL,
+                    created_at timestamptz NOT NULL,
+                    last_recalled_at timestamptz,
+                    needs_reextraction boolean NOT NULL DEFAULT false,
+                    term_count bigint NOT NULL DEFAULT 0,
+                    FOREIGN KEY (tenant_id, user_key) REFERENCES users(tenant_id, user_key) ON DELETE CASCADE
+                )
+                """,
+                "CREATE INDEX memories_by_user ON memories (tenant_id, user_key, status)",
+                "CREATE INDEX memories_by_tenant_time ON memories (tenant_id, valid_from)",
+                """
+                CREATE TABLE memory_vectors (
+                    memory_id text COLLATE "C" NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+                    embedder text NOT NULL,
+                    tenant_id text COLLATE "C" NOT NULL,
+                    user_key text COLLATE "C" NOT NULL,
+                    dims integer NOT NULL,
+                    embedding vector NOT NULL,
+                    PRIMARY KEY (memory_id, embedder),
+                    CHECK (vector_dims(embedding) = dims)
+                )
+                """,
+                "CREATE INDEX memory_vectors_by_user ON memory_vectors (tenant_id, user_key, embedder)",
+                """
+                CREATE TABLE memory_terms (
+                    tenant_id text COLLATE "C" NOT NULL,
+                    user_key text COLLATE "C" NOT NULL,
+                    term bytea NOT NULL,
+                    memory_id text COLLATE "C" NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+                    frequency bigint NOT NULL,
+                    PRIMARY KEY (tenant_id, user_key, term, memory_id)
+                )
+                """,
+                "CREATE INDEX memory_terms_by_memory ON memory_terms (memory_id)",
+                """
+                CREATE TABLE tombstones (
+                    tenant_id text COLLATE "C" NOT NULL,
+                    user_key text COLLATE "C" NOT NULL,
+                    erased_at timestamptz NOT NULL,
+                    PRIMARY KEY (tenant_id, user_key)
+                )
+                """,
+                """
+                CREATE TABLE api_keys (
+                    id text COLLATE "C" PRIMARY KEY,
+                    tenant_id text COLLATE "C" NOT NULL REFERENCES tenants(id),
+                    scope text NOT NULL,
+                    key_hash bytea NOT NULL UNIQUE,
+                    created_at timestamptz NOT NULL,
+                    revoked_at timestamptz
+                )
+                """,
+                """
+                CREATE TABLE audit_log (
+                    id text COLLATE "C" PRIMARY KEY,
+                    tenant_id text COLLATE "C" NOT NULL,
+                    actor text NOT NULL,
+                    action text NOT NULL,
+                    user_key text,
+                    memory_id text,
+                    at timestamptz NOT NULL
+                )
+                """,
+                "CREATE INDEX audit_log_by_tenant ON audit_log (tenant_id, at)",
+            ] + indexedDimensions.map(hnswIndex)
+        ),
+        (
+            "v2",
+            [
+                "ALTER TABLE tenants ADD COLUMN trust_client_user_ids boolean NOT NULL DEFAULT false"
+            ]
+        ),
     ]
 
     static func hnswIndexName(_ dims: Int) -> String { "memory_vectors_hnsw_\(dims)" }

@@ -23,8 +23,12 @@ public struct PostgresSettings: Sendable {
         guard let components = URLComponents(string: raw), components.scheme == "postgres" || components.scheme == "postgresql" else {
             throw ConfigurationError(variable: variable, reason: "expected postgres://user:password@host:port/database")
         }
-        guard let host = components.host, !host.isEmpty else { throw ConfigurationError(variable: variable, reason: "the PostgreSQL URL has no host") }
-        guard let user = components.user, !user.isEmpty else { throw ConfigurationError(variable: variable, reason: "the PostgreSQL URL has no user") }
+        guard let host = components.host, !host.isEmpty else {
+            throw ConfigurationError(variable: variable, reason: "the PostgreSQL URL has no host")
+        }
+        guard let user = components.user, !user.isEmpty else {
+            throw ConfigurationError(variable: variable, reason: "the PostgreSQL URL has no user")
+        }
         let database = String(components.path.drop(while: { $0 == "/" }))
         guard !database.isEmpty else { throw ConfigurationError(variable: variable, reason: "the PostgreSQL URL has no database name") }
         var settings = PostgresSettings(

@@ -1,7 +1,8 @@
 import Foundation
 import GRDB
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Owns the SQLite `DatabasePool` (WAL, foreign keys, busy timeout, secure_delete) and runs the
@@ -42,109 +43,111 @@ public struct AppDatabase: Sendable {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE tenants (
-                    id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL,
-                    pseudonym_secret_wrapped BLOB NOT NULL,
-                    key_id TEXT NOT NULL,
-                    consent_mode TEXT NOT NULL DEFAULT 'implicit',
-                    allow_sensitive_precall INTEGER NOT NULL DEFAULT 0,
-                    created_at REAL NOT NULL
-                );
-                CREATE TABLE users (
-                    tenant_id TEXT NOT NULL REFERENCES tenants(id),
-                    user_key TEXT NOT NULL,
-                    data_key_wrapped BLOB NOT NULL,
-                    key_id TEXT NOT NULL,
-                    consent INTEGER,
-                    consent_at REAL,
-                    created_at REAL NOT NULL,
-                    last_call_at REAL,
-                    memory_version INTEGER NOT NULL DEFAULT 0,
-                    PRIMARY KEY (tenant_id, user_key)
-                );
-                CREATE TABLE processed_events (
-                    tenant_id TEXT NOT NULL,
-                    idempotency_key TEXT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    event_type TEXT NOT NULL,
-                    user_key TEXT,
-                    processed_at REAL NOT NULL,
-                    PRIMARY KEY (tenant_id, idempotency_key)
-                );
-                CREATE TABLE memories (
-                    id TEXT PRIMARY KEY,
-                    tenant_id TEXT NOT NULL,
-                    user_key TEXT NOT NULL,
-                    sector TEXT NOT NULL,
-                    content BLOB NOT NULL,
-                    slot TEXT,
-                    importance REAL NOT NULL,
-                    salience0 REAL NOT NULL,
-                    reinforced_at REAL NOT NULL,
-                    sensitive INTEGER NOT NULL DEFAULT 0,
-                    valid_from REAL NOT NULL,
-                    valid_to REAL,
-                    superseded_by TEXT,
-                    status TEXT NOT NULL DEFAULT 'active',
-                    sources TEXT NOT NULL,
-                    created_at REAL NOT NULL,
-                    last_recalled_at REAL,
-                    needs_reextraction INTEGER NOT NULL DEFAULT 0,
-                    term_count INTEGER NOT NULL DEFAULT 0,
-                    FOREIGN KEY (tenant_id, user_key) REFERENCES users(tenant_id, user_key) ON DELETE CASCADE
-                );
-                CREATE INDEX memories_by_user ON memories(tenant_id, user_key, status);
-                CREATE TABLE memory_vectors (
-                    memory_id TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
-                    embedder TEXT NOT NULL,
-                    tenant_id TEXT NOT NULL,
-                    user_key TEXT NOT NULL,
-                    vector BLOB NOT NULL,
-                    PRIMARY KEY (memory_id, embedder)
-                );
-                CREATE INDEX memory_vectors_by_user ON memory_vectors(tenant_id, user_key, embedder);
-                CREATE TABLE memory_terms (
-                    tenant_id TEXT NOT NULL,
-                    user_key TEXT NOT NULL,
-                    term BLOB NOT NULL,
-                    memory_id TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
-                    frequency INTEGER NOT NULL,
-                    PRIMARY KEY (tenant_id, user_key, term, memory_id)
-                ) WITHOUT ROWID;
-                CREATE INDEX memory_terms_by_memory ON memory_terms(memory_id);
-                CREATE TABLE tombstones (
-                    tenant_id TEXT NOT NULL,
-                    user_key TEXT NOT NULL,
-                    erased_at REAL NOT NULL,
-                    PRIMARY KEY (tenant_id, user_key)
-                );
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE tenants (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        pseudonym_secret_wrapped BLOB NOT NULL,
+                        key_id TEXT NOT NULL,
+                        consent_mode TEXT NOT NULL DEFAULT 'implicit',
+                        allow_sensitive_precall INTEGER NOT NULL DEFAULT 0,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE TABLE users (
+                        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                        user_key TEXT NOT NULL,
+                        data_key_wrapped BLOB NOT NULL,
+                        key_id TEXT NOT NULL,
+                        consent INTEGER,
+                        consent_at REAL,
+                        created_at REAL NOT NULL,
+                        last_call_at REAL,
+                        memory_version INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (tenant_id, user_key)
+                    );
+                    CREATE TABLE processed_events (
+                        tenant_id TEXT NOT NULL,
+                        idempotency_key TEXT NOT NULL,
+                        event_id TEXT NOT NULL,
+                        event_type TEXT NOT NULL,
+                        user_key TEXT,
+                        processed_at REAL NOT NULL,
+                        PRIMARY KEY (tenant_id, idempotency_key)
+                    );
+                    CREATE TABLE memories (
+                        id TEXT PRIMARY KEY,
+                        tenant_id TEXT NOT NULL,
+                        user_key TEXT NOT NULL,
+                        sector TEXT NOT NULL,
+                        content BLOB NOT NULL,
+                        slot TEXT,
+                        importance REAL NOT NULL,
+                        salience0 REAL NOT NULL,
+                        reinforced_at REAL NOT NULL,
+                        sensitive INTEGER NOT NULL DEFAULT 0,
+                        valid_from REAL NOT NULL,
+                        valid_to REAL,
+                        superseded_by TEXT,
+                        status TEXT NOT NULL DEFAULT 'active',
+                        sources TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        last_recalled_at REAL,
+                        needs_reextraction INTEGER NOT NULL DEFAULT 0,
+                        term_count INTEGER NOT NULL DEFAULT 0,
+                        FOREIGN KEY (tenant_id, user_key) REFERENCES users(tenant_id, user_key) ON DELETE CASCADE
+                    );
+                    CREATE INDEX memories_by_user ON memories(tenant_id, user_key, status);
+                    CREATE TABLE memory_vectors (
+                        memory_id TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+                        embedder TEXT NOT NULL,
+                        tenant_id TEXT NOT NULL,
+                        user_key TEXT NOT NULL,
+                        vector BLOB NOT NULL,
+                        PRIMARY KEY (memory_id, embedder)
+                    );
+                    CREATE INDEX memory_vectors_by_user ON memory_vectors(tenant_id, user_key, embedder);
+                    CREATE TABLE memory_terms (
+                        tenant_id TEXT NOT NULL,
+                        user_key TEXT NOT NULL,
+                        term BLOB NOT NULL,
+                        memory_id TEXT NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+                        frequency INTEGER NOT NULL,
+                        PRIMARY KEY (tenant_id, user_key, term, memory_id)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX memory_terms_by_memory ON memory_terms(memory_id);
+                    CREATE TABLE tombstones (
+                        tenant_id TEXT NOT NULL,
+                        user_key TEXT NOT NULL,
+                        erased_at REAL NOT NULL,
+                        PRIMARY KEY (tenant_id, user_key)
+                    );
+                    """)
         }
         migrator.registerMigration("v2") { db in
-            try db.execute(sql: """
-                ALTER TABLE tenants ADD COLUMN webhook_secret_wrapped BLOB;
-                ALTER TABLE tenants ADD COLUMN webhook_secret_previous_wrapped BLOB;
-                CREATE TABLE api_keys (
-                    id TEXT PRIMARY KEY,
-                    tenant_id TEXT NOT NULL REFERENCES tenants(id),
-                    scope TEXT NOT NULL,
-                    key_hash BLOB NOT NULL UNIQUE,
-                    created_at REAL NOT NULL,
-                    revoked_at REAL
-                );
-                CREATE TABLE audit_log (
-                    id TEXT PRIMARY KEY,
-                    tenant_id TEXT NOT NULL,
-                    actor TEXT NOT NULL,
-                    action TEXT NOT NULL,
-                    user_key TEXT,
-                    memory_id TEXT,
-                    at REAL NOT NULL
-                );
-                CREATE INDEX audit_log_by_tenant ON audit_log(tenant_id, at);
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE tenants ADD COLUMN webhook_secret_wrapped BLOB;
+                    ALTER TABLE tenants ADD COLUMN webhook_secret_previous_wrapped BLOB;
+                    CREATE TABLE api_keys (
+                        id TEXT PRIMARY KEY,
+                        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                        scope TEXT NOT NULL,
+                        key_hash BLOB NOT NULL UNIQUE,
+                        created_at REAL NOT NULL,
+                        revoked_at REAL
+                    );
+                    CREATE TABLE audit_log (
+                        id TEXT PRIMARY KEY,
+                        tenant_id TEXT NOT NULL,
+                        actor TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        user_key TEXT,
+                        memory_id TEXT,
+                        at REAL NOT NULL
+                    );
+                    CREATE INDEX audit_log_by_tenant ON audit_log(tenant_id, at);
+                    """)
         }
         migrator.registerMigration("v3") { db in
             try db.execute(sql: "ALTER TABLE tenants ADD COLUMN retention_days INTEGER")

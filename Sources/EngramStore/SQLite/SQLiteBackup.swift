@@ -1,7 +1,8 @@
 import Foundation
 import GRDB
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Online backups of the SQLite store: a consistent copy taken while services run, checked
@@ -138,7 +139,8 @@ public enum SQLiteBackup {
     /// then every row of the user, and the tombstone.
     static func eraseRows(_ db: Database, _ tombstone: Tombstone) throws {
         let arguments: StatementArguments = [tombstone.tenant, tombstone.user.rawValue]
-        try db.execute(sql: "UPDATE users SET data_key_wrapped = zeroblob(length(data_key_wrapped)) WHERE tenant_id = ? AND user_key = ?", arguments: arguments)
+        try db.execute(
+            sql: "UPDATE users SET data_key_wrapped = zeroblob(length(data_key_wrapped)) WHERE tenant_id = ? AND user_key = ?", arguments: arguments)
         try db.execute(sql: "DELETE FROM memory_terms WHERE tenant_id = ? AND user_key = ?", arguments: arguments)
         try db.execute(sql: "DELETE FROM memory_vectors WHERE tenant_id = ? AND user_key = ?", arguments: arguments)
         try db.execute(sql: "DELETE FROM memories WHERE tenant_id = ? AND user_key = ?", arguments: arguments)
@@ -207,7 +209,9 @@ public enum SQLiteBackup {
     /// tombstones, and those of the backups in `backupDirectory` (they hold every erasure up to
     /// their last scrub, which matters when the live database is lost). A caller who came back
     /// by consenting again after an erasure the backup already holds keeps what they said since.
-    public static func restore(_ path: String, into database: AppDatabase, backupDirectory: String? = nil) async throws -> (restored: Int, tombstonesReapplied: Int) {
+    public static func restore(_ path: String, into database: AppDatabase, backupDirectory: String? = nil) async throws -> (
+        restored: Int, tombstonesReapplied: Int
+    ) {
         try verify(path)
         var known = try await database.pool.read { db in try SQLiteMemoryStore.tombstones(db) }
         if let backupDirectory { known += try tombstones(inDirectory: backupDirectory) }

@@ -12,7 +12,8 @@ extension SQLiteMemoryStore {
                 try await pool.read { db in
                     var documents: [(id: String, length: Int)] = []
                     let memories = try Row.fetchCursor(
-                        db, sql: "SELECT id, term_count FROM memories WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL",
+                        db,
+                        sql: "SELECT id, term_count FROM memories WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL",
                         arguments: [tenant, user.rawValue])
                     while let row = try memories.next() {
                         let id: String = row["id"]
@@ -21,7 +22,8 @@ extension SQLiteMemoryStore {
                     }
                     var postings: [TermPosting] = []
                     let terms = try Row.fetchCursor(
-                        db, sql: """
+                        db,
+                        sql: """
                             SELECT t.term, t.memory_id, t.frequency FROM memory_terms t JOIN memories m ON m.id = t.memory_id
                             WHERE t.tenant_id = ? AND t.user_key = ? AND m.status = 'active' AND m.valid_to IS NULL
                             """,

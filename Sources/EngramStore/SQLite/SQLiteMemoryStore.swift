@@ -53,7 +53,9 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await bounded(operation) { [pool] in try await pool.write(body) }
     }
 
-    private func writingWithoutTransaction<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    private func writingWithoutTransaction<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T)
+        async throws -> T
+    {
         try await bounded(operation) { [pool] in try await pool.writeWithoutTransaction(body) }
     }
 
@@ -70,7 +72,10 @@ public struct SQLiteMemoryStore: MemoryStore {
                     INSERT INTO tenants (id, name, pseudonym_secret_wrapped, key_id, consent_mode, allow_sensitive_precall, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING
                     """,
-                arguments: [tenant.id, tenant.name, tenant.pseudonymSecretWrapped, tenant.keyID, tenant.consentMode.rawValue, tenant.allowSensitivePrecall, tenant.createdAt.timeIntervalSince1970])
+                arguments: [
+                    tenant.id, tenant.name, tenant.pseudonymSecretWrapped, tenant.keyID, tenant.consentMode.rawValue, tenant.allowSensitivePrecall,
+                    tenant.createdAt.timeIntervalSince1970,
+                ])
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tenants WHERE id = ?", arguments: [tenant.id]) else {
                 throw StoreError.notFound("tenant")
             }
@@ -106,8 +111,14 @@ public struct SQLiteMemoryStore: MemoryStore {
                     INSERT INTO users (tenant_id, user_key, data_key_wrapped, key_id, consent, consent_at, created_at, last_call_at, memory_version)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT(tenant_id, user_key) DO NOTHING
                     """,
-                arguments: [user.tenant, user.user.rawValue, user.dataKeyWrapped, user.keyID, user.consent, user.consentAt?.timeIntervalSince1970, user.createdAt.timeIntervalSince1970, user.lastCallAt?.timeIntervalSince1970])
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM users WHERE tenant_id = ? AND user_key = ?", arguments: [user.tenant, user.user.rawValue]) else {
+                arguments: [
+                    user.tenant, user.user.rawValue, user.dataKeyWrapped, user.keyID, user.consent, user.consentAt?.timeIntervalSince1970,
+                    user.createdAt.timeIntervalSince1970, user.lastCallAt?.timeIntervalSince1970,
+                ])
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT * FROM users WHERE tenant_id = ? AND user_key = ?", arguments: [user.tenant, user.user.rawValue])
+            else {
                 throw StoreError.notFound("user")
             }
             return Self.user(row)
@@ -142,11 +153,13 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func isProcessed(tenant: String, idempotencyKey: String) async throws -> Bool {
         try await reading { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?", arguments: [tenant, idempotencyKey]) ?? false
+            try Bool.fetchOne(
+                db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?", arguments: [tenant, idempotencyKey]) ?? false
         }
     }
 
-    public func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool {
+    public func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool
+    {
         try await writing { db in
             try db.execute(
                 sql: """
@@ -169,27 +182,33 @@ public struct SQLiteMemoryStore: MemoryStore {
             if let user { arguments.append(user.rawValue) }
             return try Row.fetchAll(
                 db, sql: "SELECT * FROM memories WHERE tenant_id = ? \(userFilter) AND needs_reextraction = 1 ORDER BY user_key, valid_from, id",
-                arguments: StatementArguments(arguments)).map(Self.memory)
+                arguments: StatementArguments(arguments)
+            ).map(Self.memory)
         }
     }
 
     public func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool {
         try await writing { db in
-            let done = try Bool.fetchOne(
-                db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?",
-                arguments: [batch.tenant, batch.idempotencyKey]) ?? false
+            let done =
+                try Bool.fetchOne(
+                    db, sql: "SELECT 1 FROM processed_events WHERE tenant_id = ? AND idempotency_key = ?",
+                    arguments: [batch.tenant, batch.idempotencyKey]) ?? false
             if done { return false }
             for id in ids {
-                guard let replaced = try Row.fetchOne(
-                    db, sql: "SELECT valid_to, superseded_by FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ? AND needs_reextraction = 1",
-                    arguments: [id, batch.tenant, batch.user.rawValue])
+                guard
+                    let replaced = try Row.fetchOne(
+                        db,
+                        sql:
+                            "SELECT valid_to, superseded_by FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ? AND needs_reextraction = 1",
+                        arguments: [id, batch.tenant, batch.user.rawValue])
                 else { continue }
                 // What the replaced memory closed takes over its closing (or is current again).
                 try db.execute(
                     sql: "UPDATE memories SET valid_to = ?, superseded_by = ? WHERE tenant_id = ? AND user_key = ? AND superseded_by = ?",
                     arguments: [replaced["valid_to"] as Double?, replaced["superseded_by"] as String?, batch.tenant, batch.user.rawValue, id])
                 // Its vectors and term postings go with it (ON DELETE CASCADE).
-                try db.execute(sql: "DELETE FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?", arguments: [id, batch.tenant, batch.user.rawValue])
+                try db.execute(
+                    sql: "DELETE FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?", arguments: [id, batch.tenant, batch.user.rawValue])
             }
             return try Self.write(batch, in: db)
         }
@@ -202,7 +221,9 @@ public struct SQLiteMemoryStore: MemoryStore {
                 INSERT INTO processed_events (tenant_id, idempotency_key, event_id, event_type, user_key, processed_at)
                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
                 """,
-            arguments: [batch.tenant, batch.idempotencyKey, batch.eventID, batch.eventType, batch.user.rawValue, batch.processedAt.timeIntervalSince1970])
+            arguments: [
+                batch.tenant, batch.idempotencyKey, batch.eventID, batch.eventType, batch.user.rawValue, batch.processedAt.timeIntervalSince1970,
+            ])
         guard db.changesCount > 0 else { return false }
         // Checked in the write's own transaction (SQLite has one writer, so no erasure can land
         // between this check and the commit); a throw rolls the claim back with the rest.
@@ -212,12 +233,13 @@ public struct SQLiteMemoryStore: MemoryStore {
         let encoder = JSONEncoder()
         // Cached statements: compiled once per connection, not once per row (an event writes
         // hundreds of term postings).
-        let insertMemory = try db.cachedStatement(sql: """
-            INSERT INTO memories (id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at,
-                sensitive, valid_from, valid_to, superseded_by, status, sources, created_at, last_recalled_at,
-                needs_reextraction, term_count)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
+        let insertMemory = try db.cachedStatement(
+            sql: """
+                INSERT INTO memories (id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at,
+                    sensitive, valid_from, valid_to, superseded_by, status, sources, created_at, last_recalled_at,
+                    needs_reextraction, term_count)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
         for row in batch.inserts {
             try insertMemory.execute(
                 arguments: [
@@ -246,16 +268,19 @@ public struct SQLiteMemoryStore: MemoryStore {
                 arguments: [closing.validTo.timeIntervalSince1970, closing.by, closing.id, batch.tenant, batch.user.rawValue])
         }
         for reinforcement in batch.reinforcements {
-            guard let raw = try String.fetchOne(
-                db, sql: "SELECT sources FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?",
-                arguments: [reinforcement.id, batch.tenant, batch.user.rawValue])
+            guard
+                let raw = try String.fetchOne(
+                    db, sql: "SELECT sources FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?",
+                    arguments: [reinforcement.id, batch.tenant, batch.user.rawValue])
             else { continue }
             var sources = (try? JSONDecoder().decode([MemorySource].self, from: Data(raw.utf8))) ?? []
             if !sources.contains(reinforcement.source) { sources.append(reinforcement.source) }
             try db.execute(
                 sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, sources = ? WHERE id = ?",
-                arguments: [reinforcement.salience0, batch.processedAt.timeIntervalSince1970,
-                            String(decoding: try encoder.encode(sources), as: UTF8.self), reinforcement.id])
+                arguments: [
+                    reinforcement.salience0, batch.processedAt.timeIntervalSince1970,
+                    String(decoding: try encoder.encode(sources), as: UTF8.self), reinforcement.id,
+                ])
         }
         try db.execute(
             sql: """
@@ -274,7 +299,8 @@ public struct SQLiteMemoryStore: MemoryStore {
             let filter = includeHistory ? "" : "AND status = 'active' AND valid_to IS NULL"
             return try Row.fetchAll(
                 db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND user_key = ? \(filter) ORDER BY valid_from, id",
-                arguments: [tenant, user.rawValue]).map(Self.memory)
+                arguments: [tenant, user.rawValue]
+            ).map(Self.memory)
         }
     }
 
@@ -286,7 +312,8 @@ public struct SQLiteMemoryStore: MemoryStore {
             arguments.append(contentsOf: ids)
             return try Row.fetchAll(
                 db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND user_key = ? AND id IN (\(marks))",
-                arguments: StatementArguments(arguments)).map(Self.memory)
+                arguments: StatementArguments(arguments)
+            ).map(Self.memory)
         }
     }
 
@@ -301,7 +328,8 @@ public struct SQLiteMemoryStore: MemoryStore {
     public func memoryHeads(tenant: String, user: UserKey) async throws -> [MemoryHead] {
         try await reading { db in
             try Row.fetchAll(
-                db, sql: """
+                db,
+                sql: """
                     SELECT id, sector, slot, importance, salience0, reinforced_at, valid_from, sensitive,
                         instr(sources, '"kind":"summary"') > 0 AS is_summary
                     FROM memories WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL
@@ -319,7 +347,8 @@ public struct SQLiteMemoryStore: MemoryStore {
     public func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) {
         try await reading { db in
             let rows = try Row.fetchCursor(
-                db, sql: """
+                db,
+                sql: """
                     SELECT v.memory_id, v.vector FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
                     WHERE v.tenant_id = ? AND v.user_key = ? AND v.embedder = ? AND m.status = 'active' AND m.valid_to IS NULL
                     """,
@@ -342,7 +371,8 @@ public struct SQLiteMemoryStore: MemoryStore {
             var arguments: [any DatabaseValueConvertible] = [tenant, user.rawValue]
             arguments.append(contentsOf: terms)
             return try Row.fetchAll(
-                db, sql: """
+                db,
+                sql: """
                     SELECT t.term, t.memory_id, t.frequency, m.term_count FROM memory_terms t JOIN memories m ON m.id = t.memory_id
                     WHERE t.tenant_id = ? AND t.user_key = ? AND t.term IN (\(marks)) AND m.status = 'active' AND m.valid_to IS NULL
                     """,
@@ -354,7 +384,8 @@ public struct SQLiteMemoryStore: MemoryStore {
     public func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics {
         try await reading { db in
             let row = try Row.fetchOne(
-                db, sql: """
+                db,
+                sql: """
                     SELECT COUNT(*) AS n, AVG(term_count) AS avg FROM memories
                     WHERE tenant_id = ? AND user_key = ? AND status = 'active' AND valid_to IS NULL
                     """,
@@ -370,7 +401,8 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await writing { db in
             for update in updates {
                 try db.execute(
-                    sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, last_recalled_at = ? WHERE id = ? AND tenant_id = ? AND status = 'active'",
+                    sql:
+                        "UPDATE memories SET salience0 = ?, reinforced_at = ?, last_recalled_at = ? WHERE id = ? AND tenant_id = ? AND status = 'active'",
                     arguments: [update.salience0, update.at.timeIntervalSince1970, update.at.timeIntervalSince1970, update.id, tenant])
             }
         }
@@ -386,7 +418,8 @@ public struct SQLiteMemoryStore: MemoryStore {
                             (SELECT tenant_id, user_key FROM memories WHERE id = ? AND tenant_id = ? AND status = 'active')
                         """,
                     arguments: [id, tenant])
-                try db.execute(sql: "UPDATE memories SET status = 'archived' WHERE id = ? AND tenant_id = ? AND status = 'active'", arguments: [id, tenant])
+                try db.execute(
+                    sql: "UPDATE memories SET status = 'archived' WHERE id = ? AND tenant_id = ? AND status = 'active'", arguments: [id, tenant])
             }
         }
     }
@@ -395,7 +428,8 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await reading { db in
             try Row.fetchAll(
                 db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND status = 'active' AND id > ? ORDER BY id LIMIT ?",
-                arguments: [tenant, after ?? "", limit]).map(Self.memory)
+                arguments: [tenant, after ?? "", limit]
+            ).map(Self.memory)
         }
     }
 
@@ -406,7 +440,8 @@ public struct SQLiteMemoryStore: MemoryStore {
     public func deleteMemories(tenant: String, olderThan cutoff: Date) async throws -> Int {
         try await writing { db in
             try db.execute(
-                sql: "UPDATE users SET memory_version = memory_version + 1 WHERE tenant_id = ? AND user_key IN (SELECT user_key FROM memories WHERE tenant_id = ? AND valid_from < ?)",
+                sql:
+                    "UPDATE users SET memory_version = memory_version + 1 WHERE tenant_id = ? AND user_key IN (SELECT user_key FROM memories WHERE tenant_id = ? AND valid_from < ?)",
                 arguments: [tenant, tenant, cutoff.timeIntervalSince1970])
             try db.execute(sql: "DELETE FROM memories WHERE tenant_id = ? AND valid_from < ?", arguments: [tenant, cutoff.timeIntervalSince1970])
             return db.changesCount
@@ -430,8 +465,12 @@ public struct SQLiteMemoryStore: MemoryStore {
     public func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws {
         try await writing { db in
             try db.execute(
-                sql: "UPDATE memories SET content = ?, sensitive = ?, status = ?, term_count = ?, slot = ?, sector = ? WHERE id = ? AND tenant_id = ? AND user_key = ?",
-                arguments: [row.sealedContent, row.sensitive, row.status.rawValue, row.termCount, row.slot, row.sector.rawValue, row.id, row.tenant, row.user.rawValue])
+                sql:
+                    "UPDATE memories SET content = ?, sensitive = ?, status = ?, term_count = ?, slot = ?, sector = ? WHERE id = ? AND tenant_id = ? AND user_key = ?",
+                arguments: [
+                    row.sealedContent, row.sensitive, row.status.rawValue, row.termCount, row.slot, row.sector.rawValue, row.id, row.tenant,
+                    row.user.rawValue,
+                ])
             guard db.changesCount > 0 else { throw StoreError.notFound("memory") }
             try db.execute(sql: "DELETE FROM memory_terms WHERE memory_id = ?", arguments: [row.id])
             try db.execute(sql: "DELETE FROM memory_vectors WHERE memory_id = ?", arguments: [row.id])
@@ -445,14 +484,17 @@ public struct SQLiteMemoryStore: MemoryStore {
                     sql: "INSERT INTO memory_terms (tenant_id, user_key, term, memory_id, frequency) VALUES (?, ?, ?, ?, ?)",
                     arguments: [row.tenant, row.user.rawValue, posting.term, row.id, posting.frequency])
             }
-            try db.execute(sql: "UPDATE users SET memory_version = memory_version + 1 WHERE tenant_id = ? AND user_key = ?", arguments: [row.tenant, row.user.rawValue])
+            try db.execute(
+                sql: "UPDATE users SET memory_version = memory_version + 1 WHERE tenant_id = ? AND user_key = ?",
+                arguments: [row.tenant, row.user.rawValue])
         }
     }
 
     public func deleteMemory(tenant: String, id: String) async throws -> Bool {
         try await writing { db in
             try db.execute(
-                sql: "UPDATE users SET memory_version = memory_version + 1 WHERE (tenant_id, user_key) IN (SELECT tenant_id, user_key FROM memories WHERE id = ? AND tenant_id = ?)",
+                sql:
+                    "UPDATE users SET memory_version = memory_version + 1 WHERE (tenant_id, user_key) IN (SELECT tenant_id, user_key FROM memories WHERE id = ? AND tenant_id = ?)",
                 arguments: [id, tenant])
             try db.execute(sql: "DELETE FROM memories WHERE id = ? AND tenant_id = ?", arguments: [id, tenant])
             return db.changesCount > 0
@@ -461,7 +503,9 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws {
         try await writing { db in
-            try db.execute(sql: "UPDATE tenants SET consent_mode = ?, allow_sensitive_precall = ? WHERE id = ?", arguments: [mode.rawValue, allowSensitivePrecall, tenant])
+            try db.execute(
+                sql: "UPDATE tenants SET consent_mode = ?, allow_sensitive_precall = ? WHERE id = ?",
+                arguments: [mode.rawValue, allowSensitivePrecall, tenant])
         }
     }
 
@@ -477,8 +521,10 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)? {
         try await reading { db in
-            try Row.fetchOne(db, sql: "SELECT webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants WHERE id = ?", arguments: [tenant])
-                .map { ($0["webhook_secret_wrapped"], $0["webhook_secret_previous_wrapped"], $0["key_id"]) }
+            try Row.fetchOne(
+                db, sql: "SELECT webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants WHERE id = ?", arguments: [tenant]
+            )
+            .map { ($0["webhook_secret_wrapped"], $0["webhook_secret_previous_wrapped"], $0["key_id"]) }
         }
     }
 
@@ -486,7 +532,9 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await writing { db in
             try db.execute(
                 sql: "INSERT INTO api_keys (id, tenant_id, scope, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [key.id, key.tenant, key.scope.rawValue, key.keyHash, key.createdAt.timeIntervalSince1970, key.revokedAt?.timeIntervalSince1970])
+                arguments: [
+                    key.id, key.tenant, key.scope.rawValue, key.keyHash, key.createdAt.timeIntervalSince1970, key.revokedAt?.timeIntervalSince1970,
+                ])
         }
     }
 
@@ -495,12 +543,16 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     public func apiKeys(tenant: String) async throws -> [APIKeyRecord] {
-        try await reading { db in try Row.fetchAll(db, sql: "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at", arguments: [tenant]).map(Self.apiKey) }
+        try await reading { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at", arguments: [tenant]).map(Self.apiKey)
+        }
     }
 
     public func revokeAPIKey(tenant: String, id: String, at: Date) async throws -> Bool {
         try await writing { db in
-            try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL", arguments: [at.timeIntervalSince1970, tenant, id])
+            try db.execute(
+                sql: "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL",
+                arguments: [at.timeIntervalSince1970, tenant, id])
             return db.changesCount > 0
         }
     }
@@ -508,7 +560,8 @@ public struct SQLiteMemoryStore: MemoryStore {
     static func apiKey(_ row: Row) -> APIKeyRecord {
         APIKeyRecord(
             id: row["id"], tenant: row["tenant_id"], scope: APIKeyRecord.Scope(rawValue: row["scope"]) ?? .tool, keyHash: row["key_hash"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]), revokedAt: (row["revoked_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            revokedAt: (row["revoked_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
     }
 
     public func audit(_ entry: AuditEntry) async throws {
@@ -521,8 +574,11 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func auditEntries(tenant: String, limit: Int) async throws -> [AuditEntry] {
         try await reading { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY at DESC, id DESC LIMIT ?", arguments: [tenant, limit]).map { row in
-                var entry = AuditEntry(tenant: row["tenant_id"], actor: row["actor"], action: row["action"], user: (row["user_key"] as String?).flatMap(UserKey.init), memoryID: row["memory_id"], at: Date(timeIntervalSince1970: row["at"]))
+            try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY at DESC, id DESC LIMIT ?", arguments: [tenant, limit]).map
+            { row in
+                var entry = AuditEntry(
+                    tenant: row["tenant_id"], actor: row["actor"], action: row["action"], user: (row["user_key"] as String?).flatMap(UserKey.init),
+                    memoryID: row["memory_id"], at: Date(timeIntervalSince1970: row["at"]))
                 entry.id = row["id"]
                 return entry
             }
@@ -533,12 +589,23 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await pool.read { db in  // every user (key rotation): no per-call deadline
             var out: [WrappedSecret] = []
             for row in try Row.fetchAll(db, sql: "SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
-                out.append(WrappedSecret(kind: .userDataKey, tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]), wrapped: row["data_key_wrapped"], keyID: row["key_id"]))
+                out.append(
+                    WrappedSecret(
+                        kind: .userDataKey, tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]), wrapped: row["data_key_wrapped"],
+                        keyID: row["key_id"]))
             }
-            for row in try Row.fetchAll(db, sql: "SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants") {
-                out.append(WrappedSecret(kind: .tenantPseudonym, tenant: row["id"], user: nil, wrapped: row["pseudonym_secret_wrapped"], keyID: row["key_id"]))
-                if let w: Data = row["webhook_secret_wrapped"] { out.append(WrappedSecret(kind: .tenantWebhook, tenant: row["id"], user: nil, wrapped: w, keyID: row["key_id"])) }
-                if let w: Data = row["webhook_secret_previous_wrapped"] { out.append(WrappedSecret(kind: .tenantWebhookPrevious, tenant: row["id"], user: nil, wrapped: w, keyID: row["key_id"])) }
+            for row in try Row.fetchAll(
+                db, sql: "SELECT id, pseudonym_secret_wrapped, webhook_secret_wrapped, webhook_secret_previous_wrapped, key_id FROM tenants")
+            {
+                out.append(
+                    WrappedSecret(
+                        kind: .tenantPseudonym, tenant: row["id"], user: nil, wrapped: row["pseudonym_secret_wrapped"], keyID: row["key_id"]))
+                if let w: Data = row["webhook_secret_wrapped"] {
+                    out.append(WrappedSecret(kind: .tenantWebhook, tenant: row["id"], user: nil, wrapped: w, keyID: row["key_id"]))
+                }
+                if let w: Data = row["webhook_secret_previous_wrapped"] {
+                    out.append(WrappedSecret(kind: .tenantWebhookPrevious, tenant: row["id"], user: nil, wrapped: w, keyID: row["key_id"]))
+                }
             }
             return out
         }
@@ -549,13 +616,18 @@ public struct SQLiteMemoryStore: MemoryStore {
             for secret in secrets {
                 switch secret.kind {
                 case .userDataKey:
-                    try db.execute(sql: "UPDATE users SET data_key_wrapped = ?, key_id = ? WHERE tenant_id = ? AND user_key = ?", arguments: [secret.wrapped, secret.keyID, secret.tenant, secret.user?.rawValue])
+                    try db.execute(
+                        sql: "UPDATE users SET data_key_wrapped = ?, key_id = ? WHERE tenant_id = ? AND user_key = ?",
+                        arguments: [secret.wrapped, secret.keyID, secret.tenant, secret.user?.rawValue])
                 case .tenantPseudonym:
-                    try db.execute(sql: "UPDATE tenants SET pseudonym_secret_wrapped = ?, key_id = ? WHERE id = ?", arguments: [secret.wrapped, secret.keyID, secret.tenant])
+                    try db.execute(
+                        sql: "UPDATE tenants SET pseudonym_secret_wrapped = ?, key_id = ? WHERE id = ?",
+                        arguments: [secret.wrapped, secret.keyID, secret.tenant])
                 case .tenantWebhook:
                     try db.execute(sql: "UPDATE tenants SET webhook_secret_wrapped = ? WHERE id = ?", arguments: [secret.wrapped, secret.tenant])
                 case .tenantWebhookPrevious:
-                    try db.execute(sql: "UPDATE tenants SET webhook_secret_previous_wrapped = ? WHERE id = ?", arguments: [secret.wrapped, secret.tenant])
+                    try db.execute(
+                        sql: "UPDATE tenants SET webhook_secret_previous_wrapped = ? WHERE id = ?", arguments: [secret.wrapped, secret.tenant])
                 }
             }
         }
@@ -580,7 +652,8 @@ public struct SQLiteMemoryStore: MemoryStore {
             try db.execute(sql: "DELETE FROM memories WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
             try db.execute(sql: "DELETE FROM users WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, user.rawValue])
             try db.execute(
-                sql: "INSERT INTO tombstones (tenant_id, user_key, erased_at) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET erased_at = excluded.erased_at",
+                sql:
+                    "INSERT INTO tombstones (tenant_id, user_key, erased_at) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET erased_at = excluded.erased_at",
                 arguments: [tenant, user.rawValue, at.timeIntervalSince1970])
         }
         // Checkpoint so the WAL does not keep the old pages either.

@@ -33,7 +33,10 @@ public struct BenchSeeder: Sendable {
         public var batchesSkipped: Int
         public var seconds: Double
         enum CodingKeys: String, CodingKey {
-            case memoriesWritten = "memories_written", batchesWritten = "batches_written", batchesSkipped = "batches_skipped", seconds
+            case memoriesWritten = "memories_written"
+            case batchesWritten = "batches_written"
+            case batchesSkipped = "batches_skipped"
+            case seconds
         }
     }
 
@@ -102,7 +105,9 @@ public struct BenchSeeder: Sendable {
 
     /// Seeds what is missing (batches already recorded are skipped), `parallelism` batches at a
     /// time: building rows runs in parallel, the store serialises the writes.
-    public func seed(parallelism: Int = max(2, ProcessInfo.processInfo.activeProcessorCount), progress: @escaping @Sendable (String) -> Void) async throws -> Report {
+    public func seed(parallelism: Int = max(2, ProcessInfo.processInfo.activeProcessorCount), progress: @escaping @Sendable (String) -> Void)
+        async throws -> Report
+    {
         let started = ContinuousClock.now
         let jobs = jobs()
         let total = profile.totalMemories
@@ -179,7 +184,8 @@ public struct BenchSeeder: Sendable {
             ]
             for (index, fact) in facts.enumerated() {
                 let when = date(now, daysAgo: 30 + rng.below(330), &rng)
-                append(ExtractedMemory(content: fact.0, sector: fact.1, slot: fact.2, importance: fact.3, validFrom: when, sourceTurns: [2 * index + 1]))
+                append(
+                    ExtractedMemory(content: fact.0, sector: fact.1, slot: fact.2, importance: fact.3, validFrom: when, sourceTurns: [2 * index + 1]))
             }
         }
         var attempts = 0
@@ -203,15 +209,18 @@ public struct BenchSeeder: Sendable {
         case ..<0.08:
             let stamp = ISO8601DateFormatter.string(from: when, timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
             return ExtractedMemory(
-                content: "Call on \(stamp): The caller asked about the \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) and \(rng.pick(V.topics)); the agent \(rng.pick(V.agentActions)) (reference \(1000 + rng.below(9000))).",
+                content:
+                    "Call on \(stamp): The caller asked about the \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) and \(rng.pick(V.topics)); the agent \(rng.pick(V.agentActions)) (reference \(1000 + rng.below(9000))).",
                 sector: .episodic, importance: 0.7, validFrom: when, sourceTurns: [], kind: "summary")
         case ..<0.55:
             return ExtractedMemory(
-                content: "The caller said the \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) from \(rng.pick(V.places)) \(rng.pick(V.verbPhrases)) on \(rng.pick(V.weekdays)) (order \(10_000 + rng.below(90_000))).",
+                content:
+                    "The caller said the \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) from \(rng.pick(V.places)) \(rng.pick(V.verbPhrases)) on \(rng.pick(V.weekdays)) (order \(10_000 + rng.below(90_000))).",
                 sector: .episodic, importance: 0.4 + 0.2 * rng.unit(), validFrom: when, sourceTurns: turns)
         case ..<0.72:
             return ExtractedMemory(
-                content: "The caller likes \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) from \(rng.pick(V.places)), especially on \(rng.pick(V.weekdays))s.",
+                content:
+                    "The caller likes \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) from \(rng.pick(V.places)), especially on \(rng.pick(V.weekdays))s.",
                 sector: .semantic, importance: 0.55, validFrom: when, sourceTurns: [turns[0]])
         case ..<0.82:
             return ExtractedMemory(
@@ -219,11 +228,13 @@ public struct BenchSeeder: Sendable {
                 sector: .procedural, importance: 0.6, validFrom: when, sourceTurns: [turns[0]])
         case ..<0.92:
             return ExtractedMemory(
-                content: "The caller felt \(rng.pick(V.emotions)) about the \(rng.pick(V.nouns)) and \(rng.pick(V.topics)) after the \(rng.pick(V.weekdays)) call.",
+                content:
+                    "The caller felt \(rng.pick(V.emotions)) about the \(rng.pick(V.nouns)) and \(rng.pick(V.topics)) after the \(rng.pick(V.weekdays)) call.",
                 sector: .emotional, importance: 0.5, validFrom: when, sourceTurns: turns)
         case ..<0.97:
             return ExtractedMemory(
-                content: "Across calls, the caller keeps returning to \(rng.pick(V.topics)) and the \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) from \(rng.pick(V.places)).",
+                content:
+                    "Across calls, the caller keeps returning to \(rng.pick(V.topics)) and the \(rng.pick(V.adjectives)) \(rng.pick(V.nouns)) from \(rng.pick(V.places)).",
                 sector: .reflective, importance: 0.6, validFrom: when, sourceTurns: [], kind: "summary")
         default:
             return ExtractedMemory(
@@ -260,7 +271,9 @@ public enum BenchVocabulary {
         "a software startup", "the high school", "a bicycle shop", "the airport", "a law firm", "a hotel", "the post office",
     ]
     public static let foods = ["lasagne", "ramen", "tacos", "paella", "curry", "dumplings", "risotto", "falafel", "pho", "gnocchi"]
-    public static let contactTimes = ["in the mornings", "in the evenings", "after 6 pm", "before 10 am", "on weekends", "on weekdays", "at lunchtime"]
+    public static let contactTimes = [
+        "in the mornings", "in the evenings", "after 6 pm", "before 10 am", "on weekends", "on weekdays", "at lunchtime",
+    ]
     public static let relations = ["dog", "cat", "sister", "son", "daughter", "brother", "partner"]
     public static let adjectives = [
         "blue", "wireless", "refurbished", "annual", "premium", "broken", "new", "spare", "quiet", "heavy", "compact", "organic",

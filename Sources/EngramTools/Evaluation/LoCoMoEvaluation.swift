@@ -20,8 +20,11 @@ public struct LoCoMoEvaluation {
             public var recallWithinChars: [String: Double]
             public var questions: Int
             enum CodingKeys: String, CodingKey {
-                case recallAt5 = "recall_at_5", recallAt10 = "recall_at_10", recallAt25 = "recall_at_25"
-                case recallWithinChars = "recall_within_chars", questions
+                case recallAt5 = "recall_at_5"
+                case recallAt10 = "recall_at_10"
+                case recallAt25 = "recall_at_25"
+                case recallWithinChars = "recall_within_chars"
+                case questions
             }
         }
         public var questions: Int
@@ -31,7 +34,11 @@ public struct LoCoMoEvaluation {
         public var memoriesStored: Int
         public var seconds: Double
         enum CodingKeys: String, CodingKey {
-            case questions, overall, byCategory = "by_category", meanCharsAt10 = "mean_chars_at_10", memoriesStored = "memories_stored", seconds
+            case questions, overall
+            case byCategory = "by_category"
+            case meanCharsAt10 = "mean_chars_at_10"
+            case memoriesStored = "memories_stored"
+            case seconds
         }
     }
 
@@ -39,7 +46,10 @@ public struct LoCoMoEvaluation {
         var sampleID: String
         var conversation: [String: JSONAny]
         var qa: [Question]
-        enum CodingKeys: String, CodingKey { case sampleID = "sample_id", conversation, qa }
+        enum CodingKeys: String, CodingKey {
+            case sampleID = "sample_id"
+            case conversation, qa
+        }
     }
 
     struct Question: Decodable {
@@ -53,7 +63,12 @@ public struct LoCoMoEvaluation {
         var diaID: String
         var text: String
         var blipCaption: String?
-        enum CodingKeys: String, CodingKey { case speaker, diaID = "dia_id", text, blipCaption = "blip_caption" }
+        enum CodingKeys: String, CodingKey {
+            case speaker
+            case diaID = "dia_id"
+            case text
+            case blipCaption = "blip_caption"
+        }
     }
 
     public static let categories = [1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"]
@@ -91,7 +106,8 @@ public struct LoCoMoEvaluation {
         let intake = PostCallIntake(
             secrets: [secret], tolerancePast: .seconds(1800), toleranceFuture: .seconds(300), maxBodyBytes: 2 << 20,
             cipher: keyRing.envelopeCipher, clock: clock.wallClock)
-        let ingestor = EventIngestor(vault: vault, extractor: LocalExtractor(), policy: .retryThenLocal, maxAttempts: 1, envelopeCipher: keyRing.envelopeCipher)
+        let ingestor = EventIngestor(
+            vault: vault, extractor: LocalExtractor(), policy: .retryThenLocal, maxAttempts: 1, envelopeCipher: keyRing.envelopeCipher)
         guard let tenant = try await vault.tenant("default", create: true) else { throw StoreError.notFound("tenant") }
 
         var sums: [Int: Sums] = [:]
@@ -105,14 +121,16 @@ public struct LoCoMoEvaluation {
             for (session, date, turns) in sessions(of: sample) {
                 let conversationID = "\(sample.sampleID)-s\(session)"
                 for (i, turn) in turns.enumerated() { turnIDs["\(conversationID)#\(i)"] = turn.diaID }
-                let body = try webhookBody(conversationID: conversationID, phone: phone, date: date, turns: turns, speakerA: sample.conversation["speaker_a"]?.string ?? "")
+                let body = try webhookBody(
+                    conversationID: conversationID, phone: phone, date: date, turns: turns, speakerA: sample.conversation["speaker_a"]?.string ?? "")
                 clock.set(date)
                 lastDate = date
                 let header = WebhookSigner.header(body: body, secret: secret, timestamp: Int64(date.timeIntervalSince1970))
                 var verifier = try intake.begin(header: header)
                 verifier.update(body)
                 try verifier.finish()
-                guard case .enqueue(let envelope, _) = try intake.classify(kept: body, oversize: false, tenant: "default", signatureHeader: header) else {
+                guard case .enqueue(let envelope, _) = try intake.classify(kept: body, oversize: false, tenant: "default", signatureHeader: header)
+                else {
                     throw StoreError.corrupt("the evaluation's webhook was not accepted")
                 }
                 _ = try await ingestor.ingest(envelope, logger: logger)
@@ -154,7 +172,8 @@ public struct LoCoMoEvaluation {
             let n = Double(max(1, s.n))
             var within: [String: Double] = [:]
             for budget in Self.characterBudgets { within[String(budget)] = 100 * (s.withinChars[budget] ?? 0) / n }
-            return Report.Recall(recallAt5: 100 * s.r5 / n, recallAt10: 100 * s.r10 / n, recallAt25: 100 * s.r25 / n, recallWithinChars: within, questions: s.n)
+            return Report.Recall(
+                recallAt5: 100 * s.r5 / n, recallAt10: 100 * s.r10 / n, recallAt25: 100 * s.r25 / n, recallWithinChars: within, questions: s.n)
         }
         let total = sums.values.reduce(Sums()) { $0.adding($1) }
         var byCategory: [String: Report.Recall] = [:]
@@ -190,9 +209,19 @@ public struct LoCoMoEvaluation {
     func sessions(of sample: Sample) -> [(Int, Date, [Turn])] {
         var out: [(Int, Date, [Turn])] = []
         for n in 1...200 {
-            guard let raw = sample.conversation["session_\(n)"], let date = sample.conversation["session_\(n)_date_time"]?.string.flatMap(Self.parseDate) else { continue }
+            guard let raw = sample.conversation["session_\(n)"],
+                let date = sample.conversation["session_\(n)_date_time"]?.string.flatMap(Self.parseDate)
+            else { continue }
             guard let turns = try? JSONDecoder().decode([Turn].self, from: JSONSerialization.data(withJSONObject: raw.value)) else { continue }
-            out.append((n, date, turns.map { var t = $0; t.diaID = Self.cleanEvidence(t.diaID).first ?? t.diaID; return t }))
+            out.append(
+                (
+                    n, date,
+                    turns.map {
+                        var t = $0
+                        t.diaID = Self.cleanEvidence(t.diaID).first ?? t.diaID
+                        return t
+                    }
+                ))
         }
         return out
     }
@@ -217,7 +246,9 @@ public struct LoCoMoEvaluation {
             "type": "post_call_transcription", "event_timestamp": Int(date.timeIntervalSince1970),
             "data": [
                 "agent_id": "agent_eval", "conversation_id": conversationID, "status": "done", "user_id": NSNull(), "transcript": transcript,
-                "metadata": ["start_time_unix_secs": Int(date.timeIntervalSince1970), "phone_call": ["external_number": phone, "direction": "inbound"]],
+                "metadata": [
+                    "start_time_unix_secs": Int(date.timeIntervalSince1970), "phone_call": ["external_number": phone, "direction": "inbound"],
+                ],
                 "analysis": [String: Any](),
             ] as [String: Any],
         ]
@@ -230,8 +261,18 @@ final class SettableClock: @unchecked Sendable {
     private let lock = NSLock()
     private var date: Date
     init(_ date: Date) { self.date = date }
-    func set(_ new: Date) { lock.lock(); date = new; lock.unlock() }
-    var wallClock: WallClock { WallClock { [self] in lock.lock(); defer { lock.unlock() }; return date } }
+    func set(_ new: Date) {
+        lock.lock()
+        date = new
+        lock.unlock()
+    }
+    var wallClock: WallClock {
+        WallClock { [self] in
+            lock.lock()
+            defer { lock.unlock() }
+            return date
+        }
+    }
 }
 
 /// Any JSON value, kept as Foundation objects (LoCoMo's conversation mixes strings and lists).
@@ -241,11 +282,26 @@ struct JSONAny: Decodable {
 
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) { value = s; return }
-        if let n = try? c.decode(Double.self) { value = n; return }
-        if let b = try? c.decode(Bool.self) { value = b; return }
-        if let a = try? c.decode([JSONAny].self) { value = a.map(\.value); return }
-        if let o = try? c.decode([String: JSONAny].self) { value = o.mapValues(\.value); return }
+        if let s = try? c.decode(String.self) {
+            value = s
+            return
+        }
+        if let n = try? c.decode(Double.self) {
+            value = n
+            return
+        }
+        if let b = try? c.decode(Bool.self) {
+            value = b
+            return
+        }
+        if let a = try? c.decode([JSONAny].self) {
+            value = a.map(\.value)
+            return
+        }
+        if let o = try? c.decode([String: JSONAny].self) {
+            value = o.mapValues(\.value)
+            return
+        }
         value = NSNull()
     }
 }

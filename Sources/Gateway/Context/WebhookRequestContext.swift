@@ -1,8 +1,8 @@
-import Hummingbird
 import EngramApp
 import EngramCore
 import EngramObservability
 import EngramQueue
+import Hummingbird
 
 /// The context of a route behind `WebhookSignatureMiddleware` (the post-call webhooks): the body
 /// has arrived and its signature is verified.

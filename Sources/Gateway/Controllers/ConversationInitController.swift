@@ -1,7 +1,7 @@
-import EngramQueue
 import EngramApp
 import EngramCore
 import EngramObservability
+import EngramQueue
 import Foundation
 import Hummingbird
 import Logging
@@ -24,7 +24,11 @@ struct ConversationInitController {
         var callSid: String?
         var userID: String?
         enum CodingKeys: String, CodingKey {
-            case callerID = "caller_id", agentID = "agent_id", calledNumber = "called_number", callSid = "call_sid", userID = "user_id"
+            case callerID = "caller_id"
+            case agentID = "agent_id"
+            case calledNumber = "called_number"
+            case callSid = "call_sid"
+            case userID = "user_id"
         }
     }
 
@@ -36,7 +40,10 @@ struct ConversationInitController {
         /// Sent back by ElevenLabs on every custom-LLM request as `elevenlabs_extra_body`: who is calling.
         var customLLMExtraBody: [String: String]?
         enum CodingKeys: String, CodingKey {
-            case type, dynamicVariables = "dynamic_variables", conversationConfigOverride = "conversation_config_override", userID = "user_id"
+            case type
+            case dynamicVariables = "dynamic_variables"
+            case conversationConfigOverride = "conversation_config_override"
+            case userID = "user_id"
             case customLLMExtraBody = "custom_llm_extra_body"
         }
     }
@@ -45,7 +52,10 @@ struct ConversationInitController {
         struct Agent: Encodable {
             var firstMessage: String?
             var prompt: Prompt?
-            enum CodingKeys: String, CodingKey { case firstMessage = "first_message", prompt }
+            enum CodingKeys: String, CodingKey {
+                case firstMessage = "first_message"
+                case prompt
+            }
         }
         struct Prompt: Encodable { var prompt: String }
         var agent: Agent
@@ -90,9 +100,10 @@ struct ConversationInitController {
     func response(_ variables: PrecallVariables, user: UserKey?) -> InitResponse {
         var override: Override?
         if configuration.firstMessageTemplate != nil || configuration.promptTemplate != nil {
-            override = Override(agent: .init(
-                firstMessage: configuration.firstMessageTemplate.map(variables.render),
-                prompt: configuration.promptTemplate.map { Override.Prompt(prompt: variables.render($0)) }))
+            override = Override(
+                agent: .init(
+                    firstMessage: configuration.firstMessageTemplate.map(variables.render),
+                    prompt: configuration.promptTemplate.map { Override.Prompt(prompt: variables.render($0)) }))
         }
         return InitResponse(
             dynamicVariables: variables, conversationConfigOverride: override, userID: user?.rawValue,

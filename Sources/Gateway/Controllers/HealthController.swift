@@ -1,7 +1,7 @@
-import EngramQueue
-import EngramObservability
 import EngramApp
 import EngramCore
+import EngramObservability
+import EngramQueue
 import Hummingbird
 
 /// Probes: live = the process answers; ready = the database answers and Redis is reachable.
@@ -16,8 +16,14 @@ struct HealthController {
         routes.get("/health/live") { _, _ in try Response.json(["status": "ok"]) }
         routes.get("/health/ready") { _, _ in
             var checks: [String: String] = [:]
-            do { try await withTimeout(.seconds(2)) { try await vault.ping() }; checks["database"] = "ok" } catch { checks["database"] = "unavailable" }
-            do { try await withTimeout(.seconds(2)) { try await queue.ping() }; checks["redis"] = "ok" } catch { checks["redis"] = "unavailable" }
+            do {
+                try await withTimeout(.seconds(2)) { try await vault.ping() }
+                checks["database"] = "ok"
+            } catch { checks["database"] = "unavailable" }
+            do {
+                try await withTimeout(.seconds(2)) { try await queue.ping() }
+                checks["redis"] = "ok"
+            } catch { checks["redis"] = "unavailable" }
             // A Redis outage does not take the gateway out of rotation while the spool can keep events.
             checks["spool"] = spool.isWritable ? "ok" : "unwritable"
             checks["spool_depth"] = String(spool.depth)

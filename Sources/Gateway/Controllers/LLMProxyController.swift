@@ -1,8 +1,8 @@
-import EngramQueue
 import EngramApp
 import EngramCore
 import EngramObservability
 import EngramProviders
+import EngramQueue
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -87,9 +87,11 @@ struct LLMProxyController {
             // leave the caller's vector cache cold, and every later turn would miss again
             // (measured: a heavy caller missed 300 turns of 300 at 30 ms, and 0 once the cache was warm).
             let retrieval = Task {
-                async let profile: [Memory] = firstTurn
+                async let profile: [Memory] =
+                    firstTurn
                     ? precall.variables(tenant: tenant, user: user, includeSensitive: includeSensitive).1 : []
-                async let hits: [SearchHit] = query.isEmpty
+                async let hits: [SearchHit] =
+                    query.isEmpty
                     ? [] : vault.search(tenant: tenant.id, user: user, query: query, limit: 8, includeSensitive: includeSensitive)
                 // The best for the question first, then who the caller is.
                 return try await hits.map(\.memory) + profile
@@ -122,17 +124,19 @@ struct LLMProxyController {
         let status: HTTPResponse.Status = [401, 403].contains(answer.status) ? .badGateway : HTTPResponse.Status(code: answer.status)
         if answer.status == 200 { headers[.cacheControl] = "no-cache" }
         let body = answer.body
-        return Response(status: status, headers: headers, body: ResponseBody { writer in
-            do {
-                while let chunk = try await body.next() {
-                    try await writer.write(chunk)
+        return Response(
+            status: status, headers: headers,
+            body: ResponseBody { writer in
+                do {
+                    while let chunk = try await body.next() {
+                        try await writer.write(chunk)
+                    }
+                } catch {
+                    body.cancel()
+                    throw error
                 }
-            } catch {
-                body.cancel()
-                throw error
-            }
-            try await writer.finish(nil)
-        })
+                try await writer.finish(nil)
+            })
     }
 }
 

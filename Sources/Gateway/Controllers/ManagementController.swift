@@ -1,7 +1,7 @@
-import EngramQueue
-import EngramObservability
 import EngramApp
 import EngramCore
+import EngramObservability
+import EngramQueue
 import Foundation
 import Hummingbird
 import Logging
@@ -32,16 +32,32 @@ struct ManagementController {
         var sources: [MemorySource]
         var needsReextraction: Bool
         enum CodingKeys: String, CodingKey {
-            case id, content, sector, slot, importance, salience, sensitive, status, validFrom = "valid_from", validTo = "valid_to"
-            case supersededBy = "superseded_by", createdAt = "created_at", lastRecalledAt = "last_recalled_at", sources
+            case id, content, sector, slot, importance, salience, sensitive, status
+            case validFrom = "valid_from"
+            case validTo = "valid_to"
+            case supersededBy = "superseded_by"
+            case createdAt = "created_at"
+            case lastRecalledAt = "last_recalled_at"
+            case sources
             case needsReextraction = "needs_reextraction"
         }
 
         init(_ m: Memory, now: Date) {
-            id = m.id; content = m.content; sector = m.sector.rawValue; slot = m.slot; importance = m.importance
-            salience = (Salience.of(m, at: now) * 1000).rounded() / 1000; sensitive = m.sensitive; status = m.status.rawValue
-            validFrom = m.validFrom; validTo = m.validTo; supersededBy = m.supersededBy; createdAt = m.createdAt
-            lastRecalledAt = m.lastRecalledAt; sources = m.sources; needsReextraction = m.needsReextraction
+            id = m.id
+            content = m.content
+            sector = m.sector.rawValue
+            slot = m.slot
+            importance = m.importance
+            salience = (Salience.of(m, at: now) * 1000).rounded() / 1000
+            sensitive = m.sensitive
+            status = m.status.rawValue
+            validFrom = m.validFrom
+            validTo = m.validTo
+            supersededBy = m.supersededBy
+            createdAt = m.createdAt
+            lastRecalledAt = m.lastRecalledAt
+            sources = m.sources
+            needsReextraction = m.needsReextraction
         }
     }
 
@@ -51,7 +67,10 @@ struct ManagementController {
         var total: Int
         var limit: Int
         var offset: Int
-        enum CodingKeys: String, CodingKey { case userID = "user_id", memories, total, limit, offset }
+        enum CodingKeys: String, CodingKey {
+            case userID = "user_id"
+            case memories, total, limit, offset
+        }
     }
 
     struct PatchRequest: Decodable {
@@ -79,11 +98,15 @@ struct ManagementController {
             let history = query.get("include_history").map { ["1", "true", "yes"].contains($0.lowercased()) } ?? false
             var memories = try await vault.memories(tenant: caller.tenant.id, user: user, includeHistory: history || query.get("status") != nil)
             if let sector = query.get("sector") {
-                guard let s = Sector(rawValue: sector) else { throw APIError.badRequest("invalid_parameter", "sector must be one of \(Sector.allCases.map(\.rawValue).joined(separator: ", "))") }
+                guard let s = Sector(rawValue: sector) else {
+                    throw APIError.badRequest("invalid_parameter", "sector must be one of \(Sector.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
                 memories = memories.filter { $0.sector == s }
             }
             if let status = query.get("status") {
-                guard let s = MemoryStatus(rawValue: status) else { throw APIError.badRequest("invalid_parameter", "status must be active or archived") }
+                guard let s = MemoryStatus(rawValue: status) else {
+                    throw APIError.badRequest("invalid_parameter", "status must be active or archived")
+                }
                 memories = memories.filter { $0.status == s }
             }
             try await audit(caller, "memories.list", user: user)
@@ -100,7 +123,10 @@ struct ManagementController {
             }
             let hits = try await vault.search(tenant: caller.tenant.id, user: user, query: body.query, limit: min(50, max(1, body.limit ?? 10)))
             try await audit(caller, "memories.search", user: user)
-            struct Hit: Encodable { var memory: MemoryView; var score: ScoreBreakdown }
+            struct Hit: Encodable {
+                var memory: MemoryView
+                var score: ScoreBreakdown
+            }
             let now = clock.now()
             return try Response.json(["results": hits.map { Hit(memory: MemoryView($0.memory, now: now), score: $0.breakdown) }])
         }
@@ -121,13 +147,21 @@ struct ManagementController {
                 var erasedAt: Date?
                 var memories: [MemoryView]
                 enum CodingKeys: String, CodingKey {
-                    case userID = "user_id", tenant, consent, consentAt = "consent_at", createdAt = "created_at", lastCallAt = "last_call_at", erasedAt = "erased_at", memories
+                    case userID = "user_id"
+                    case tenant, consent
+                    case consentAt = "consent_at"
+                    case createdAt = "created_at"
+                    case lastCallAt = "last_call_at"
+                    case erasedAt = "erased_at"
+                    case memories
                 }
             }
             let now = clock.now()
-            return try Response.json(Export(
-                userID: user.rawValue, tenant: caller.tenant.id, consent: record?.consent, consentAt: record?.consentAt, createdAt: record?.createdAt,
-                lastCallAt: record?.lastCallAt, erasedAt: erasedAt, memories: memories.map { MemoryView($0, now: now) }))
+            return try Response.json(
+                Export(
+                    userID: user.rawValue, tenant: caller.tenant.id, consent: record?.consent, consentAt: record?.consentAt,
+                    createdAt: record?.createdAt,
+                    lastCallAt: record?.lastCallAt, erasedAt: erasedAt, memories: memories.map { MemoryView($0, now: now) }))
         }
 
         routes.delete("/v1/users/{user}") { request, context in
@@ -140,9 +174,18 @@ struct ManagementController {
             let (caller, user) = try resolve(context)
             let record = try await vault.user(tenant: caller.tenant.id, user: user)
             try await audit(caller, "consent.read", user: user)
-            struct ConsentView: Encodable { var userID: String; var mode: String; var granted: Bool?; var at: Date?
-                enum CodingKeys: String, CodingKey { case userID = "user_id", mode, granted, at } }
-            return try Response.json(ConsentView(userID: user.rawValue, mode: caller.tenant.record.consentMode.rawValue, granted: record?.consent, at: record?.consentAt))
+            struct ConsentView: Encodable {
+                var userID: String
+                var mode: String
+                var granted: Bool?
+                var at: Date?
+                enum CodingKeys: String, CodingKey {
+                    case userID = "user_id"
+                    case mode, granted, at
+                }
+            }
+            return try Response.json(
+                ConsentView(userID: user.rawValue, mode: caller.tenant.record.consentMode.rawValue, granted: record?.consent, at: record?.consentAt))
         }
 
         routes.put("/v1/users/{user}/consent") { request, context in
@@ -150,8 +193,14 @@ struct ManagementController {
             let body = try await request.decodeJSON(ConsentBody.self, limit: 1024)
             try await vault.setConsent(tenant: caller.tenant.id, user: user, granted: body.granted, at: clock.now())
             try await audit(caller, body.granted ? "consent.grant" : "consent.withdraw", user: user)
-            struct Recorded: Encodable { var userID: String; var granted: Bool
-                enum CodingKeys: String, CodingKey { case userID = "user_id", granted } }
+            struct Recorded: Encodable {
+                var userID: String
+                var granted: Bool
+                enum CodingKeys: String, CodingKey {
+                    case userID = "user_id"
+                    case granted
+                }
+            }
             return try Response.json(Recorded(userID: user.rawValue, granted: body.granted))
         }
 
@@ -166,12 +215,16 @@ struct ManagementController {
             let body = try await request.decodeJSON(PatchRequest.self, limit: configuration.maxToolBodyBytes)
             var updated = memory
             if let content = body.content?.trimmingCharacters(in: .whitespacesAndNewlines) {
-                guard !content.isEmpty, content.utf8.count <= 2_000 else { throw APIError.badRequest("invalid_parameter", "content must have 1 to 2000 bytes (UTF-8)") }
+                guard !content.isEmpty, content.utf8.count <= 2_000 else {
+                    throw APIError.badRequest("invalid_parameter", "content must have 1 to 2000 bytes (UTF-8)")
+                }
                 updated.content = content
             }
             if let sensitive = body.sensitive { updated.sensitive = sensitive }
             if let status = body.status {
-                guard let s = MemoryStatus(rawValue: status), s != .erased else { throw APIError.badRequest("invalid_parameter", "status must be active or archived") }
+                guard let s = MemoryStatus(rawValue: status), s != .erased else {
+                    throw APIError.badRequest("invalid_parameter", "status must be active or archived")
+                }
                 updated.status = s
             }
             try await vault.replace(updated)
@@ -206,7 +259,7 @@ struct ManagementController {
         let caller = context.caller
         // Another tenant's memory is indistinguishable from a missing one.
         guard let id = context.parameters.get("id"), id.utf8.count <= 64,
-              let memory = try await vault.memory(tenant: caller.tenant.id, id: id)
+            let memory = try await vault.memory(tenant: caller.tenant.id, id: id)
         else { throw APIError(status: .notFound, code: "not_found", message: "no such memory") }
         return (caller, memory)
     }

@@ -1,7 +1,7 @@
-import EngramQueue
 import EngramApp
 import EngramCore
 import EngramObservability
+import EngramQueue
 import Hummingbird
 import Logging
 
@@ -36,7 +36,9 @@ struct MetricsController {
         router.get("/metrics") { _, _ in await render() }
         router.get("/health/live") { _, _ in "ok" }
         return Application(
-            router: router, configuration: .init(address: .hostname(configuration.metricsHost, port: configuration.gatewayMetricsPort), serverName: "engram-gateway-metrics"),
+            router: router,
+            configuration: .init(
+                address: .hostname(configuration.metricsHost, port: configuration.gatewayMetricsPort), serverName: "engram-gateway-metrics"),
             logger: logger)
     }
 }

@@ -1,7 +1,7 @@
-import EngramQueue
 import EngramApp
 import EngramCore
 import EngramObservability
+import EngramQueue
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -44,12 +44,15 @@ struct PostCallController {
         case .enqueue(let envelope, let dedupe):
             do {
                 let outcome = try await ingest.accept(envelope, dedupe: dedupe, logger: context.logger)
-                context.logger.info("post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "outcome": "\(outcome.rawValue)"])
+                context.logger.info(
+                    "post-call event accepted", metadata: ["event_id": "\(envelope.id)", "tenant": "\(tenant.id)", "outcome": "\(outcome.rawValue)"])
                 EngramMetrics.postCallAcknowledged(outcome: outcome.rawValue, duration: ContinuousClock.now - started)
             } catch {
                 // Neither Redis nor the spool can keep it: only then is the sender asked to retry.
                 context.logger.error("event could not be made durable", metadata: ["error_class": "\(type(of: error))"])
-                throw APIError(status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the event right now; retry", headers: [.retryAfter: "5"])
+                throw APIError(
+                    status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the event right now; retry",
+                    headers: [.retryAfter: "5"])
             }
         }
         return try Response.json(["status": "accepted"])

@@ -1,7 +1,7 @@
-import Foundation
-import Logging
 import EngramApp
 import EngramCore
+import Foundation
+import Logging
 
 /// What each memory tool does, apart from how it is called: the webhook routes
 /// (`/v1/tools/...`) and the MCP server (`/mcp`) both run these, so limits, consent, sensitive
@@ -18,7 +18,9 @@ extension ToolsController {
     func search(_ body: SearchRequest, caller: Caller) async throws -> [SearchResult] {
         let query = body.query.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !query.isEmpty else { throw APIError.badRequest("missing_field", "query must not be empty") }
-        guard query.utf8.count <= Self.maxQueryBytes else { throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryBytes) bytes (UTF-8)") }
+        guard query.utf8.count <= Self.maxQueryBytes else {
+            throw APIError.badRequest("field_too_long", "query is longer than \(Self.maxQueryBytes) bytes (UTF-8)")
+        }
         // `limit` caps the entries of the answer; without it, the character budget alone does.
         let maxItems = body.limit.map { min(20, max(1, $0)) }
         let tenant = caller.tenant
@@ -44,7 +46,9 @@ extension ToolsController {
     func remember(_ body: RememberRequest, caller: Caller, logger: Logger) async throws -> ToolReply {
         let fact = body.fact.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !fact.isEmpty else { throw APIError.badRequest("missing_field", "fact must not be empty") }
-        guard fact.utf8.count <= Self.maxFactBytes else { throw APIError.badRequest("field_too_long", "fact is longer than \(Self.maxFactBytes) bytes (UTF-8)") }
+        guard fact.utf8.count <= Self.maxFactBytes else {
+            throw APIError.badRequest("field_too_long", "fact is longer than \(Self.maxFactBytes) bytes (UTF-8)")
+        }
         let tenant = caller.tenant
         guard let user = tenant.userKey(userID: body.userID, callerID: body.callerID) else {
             return ToolReply(status: "skipped", message: "The caller is unknown, so this was not remembered.")
@@ -56,7 +60,8 @@ extension ToolsController {
             _ = try await ingest.accept(envelope, dedupe: [], logger: logger)
         } catch {
             logger.error("enqueue failed", metadata: ["error_class": "\(type(of: error))"])
-            throw APIError(status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the fact right now", headers: [.retryAfter: "5"])
+            throw APIError(
+                status: .serviceUnavailable, code: "queue_unavailable", message: "cannot store the fact right now", headers: [.retryAfter: "5"])
         }
         return ToolReply(status: "remembered", message: "Noted. I will remember that.")
     }
@@ -79,7 +84,8 @@ extension ToolsController {
             return ToolReply(status: "skipped", message: "I could not identify the caller, so their choice was not recorded.")
         }
         try await vault.setConsent(tenant: tenant.id, user: user, granted: body.granted, at: clock.now())
-        try await vault.audit(tenant: tenant.id, actor: caller.keyID, action: body.granted ? "tool.consent_granted" : "tool.consent_withdrawn", user: user)
+        try await vault.audit(
+            tenant: tenant.id, actor: caller.keyID, action: body.granted ? "tool.consent_granted" : "tool.consent_withdrawn", user: user)
         return body.granted
             ? ToolReply(status: "granted", message: "Thanks, I will remember what we talk about for next time.")
             : ToolReply(status: "withdrawn", message: "Understood, I will not keep anything from our calls.")

@@ -1,7 +1,7 @@
-import EngramQueue
-import EngramObservability
 import EngramApp
 import EngramCore
+import EngramObservability
+import EngramQueue
 import Foundation
 import Hummingbird
 import Logging
@@ -25,7 +25,11 @@ struct ToolsController {
         var limit: Int?
         var explain: Bool?
         enum CodingKeys: String, CodingKey {
-            case query, callerID = "caller_id", userID = "user_id", conversationID = "conversation_id", limit, explain
+            case query
+            case callerID = "caller_id"
+            case userID = "user_id"
+            case conversationID = "conversation_id"
+            case limit, explain
         }
     }
 
@@ -42,21 +46,34 @@ struct ToolsController {
         var callerID: String?
         var userID: String?
         var conversationID: String?
-        enum CodingKeys: String, CodingKey { case fact, callerID = "caller_id", userID = "user_id", conversationID = "conversation_id" }
+        enum CodingKeys: String, CodingKey {
+            case fact
+            case callerID = "caller_id"
+            case userID = "user_id"
+            case conversationID = "conversation_id"
+        }
     }
 
     struct CallerRequest: Decodable {
         var callerID: String?
         var userID: String?
         var conversationID: String?
-        enum CodingKeys: String, CodingKey { case callerID = "caller_id", userID = "user_id", conversationID = "conversation_id" }
+        enum CodingKeys: String, CodingKey {
+            case callerID = "caller_id"
+            case userID = "user_id"
+            case conversationID = "conversation_id"
+        }
     }
 
     struct ConsentRequest: Decodable {
         var granted: Bool
         var callerID: String?
         var userID: String?
-        enum CodingKeys: String, CodingKey { case granted, callerID = "caller_id", userID = "user_id" }
+        enum CodingKeys: String, CodingKey {
+            case granted
+            case callerID = "caller_id"
+            case userID = "user_id"
+        }
     }
 
     /// Limits in UTF-8 bytes: a "character" (grapheme cluster) can hold thousands of code points.

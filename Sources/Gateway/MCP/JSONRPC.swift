@@ -1,6 +1,6 @@
-import Foundation
 import EngramApp
 import EngramCore
+import Foundation
 
 /// JSON-RPC 2.0 as the Model Context Protocol uses it: one message per POST (no batches), ids
 /// that are strings or integers and never null.

@@ -1,10 +1,10 @@
+import EngramApp
+import EngramCore
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import EngramApp
-import EngramCore
 
 /// `/mcp`: the Model Context Protocol over Streamable HTTP, for agents that attach Engram as an
 /// MCP server. Every request carries an Engram key with the tool scope (401 otherwise). POST
@@ -29,8 +29,12 @@ struct MCPController {
             let caller = context.caller
             // After initialize, clients name the revision they speak; one this server does not know is a 400 (transport spec).
             if let version = request.headers[Self.protocolVersionHeader], !MCPServer.supportedVersions.contains(version) {
-                return Self.response(MCPServer.failure(nil, JSONRPC.ErrorObject(
-                    .invalidRequest, "unsupported MCP-Protocol-Version; supported: \(MCPServer.supportedVersions.joined(separator: ", "))"), status: .badRequest))
+                return Self.response(
+                    MCPServer.failure(
+                        nil,
+                        JSONRPC.ErrorObject(
+                            .invalidRequest, "unsupported MCP-Protocol-Version; supported: \(MCPServer.supportedVersions.joined(separator: ", "))"),
+                        status: .badRequest))
             }
             let data: Data
             do {
@@ -38,7 +42,8 @@ struct MCPController {
             } catch let error as APIError {
                 // The body is too large, too deep, has a duplicate key or is not JSON: the same checks as the webhook tools, as JSON-RPC errors.
                 let code: JSONRPC.ErrorCode = error.code == "invalid_json" ? .parseError : .invalidRequest
-                let message = error.code == "body_too_large"
+                let message =
+                    error.code == "body_too_large"
                     ? "request body exceeds \(configuration.maxToolBodyBytes) bytes" : error.message
                 return Self.response(MCPServer.failure(nil, JSONRPC.ErrorObject(code, message), status: error.status))
             }

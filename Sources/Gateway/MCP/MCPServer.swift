@@ -1,8 +1,8 @@
+import EngramApp
+import EngramCore
 import Foundation
 import Hummingbird
 import Logging
-import EngramApp
-import EngramCore
 
 /// The Model Context Protocol methods Engram answers (revision 2025-11-25, the one the official
 /// Swift SDK 0.12 targets, and the earlier revisions it still accepts): `initialize`, `ping`,
@@ -104,7 +104,8 @@ struct MCPServer: Sendable {
 
     static func failure(_ id: JSONRPC.ID?, _ error: JSONRPC.ErrorObject, status: HTTPResponse.Status) -> Reply {
         // Strings and integers only: this encoding cannot fail, and the fallback is the same shape.
-        let body = (try? encoder.encode(JSONRPC.Failure(id: id, error: error)))
+        let body =
+            (try? encoder.encode(JSONRPC.Failure(id: id, error: error)))
             ?? Data(#"{"error":{"code":-32603,"message":"internal error"},"id":null,"jsonrpc":"2.0"}"#.utf8)
         return .json(body, status: status)
     }

@@ -1,10 +1,10 @@
-import Foundation
-import Logging
 import EngramApp
 import EngramCore
 import EngramProviders
 import EngramQueue
 import EngramStore
+import Foundation
+import Logging
 
 /// The memory tools as MCP tools: their names, descriptions and input schemas, and a call that
 /// runs the same action as the webhook tool of that name (`ToolsController+Actions`).
@@ -73,33 +73,51 @@ struct MCPTools: Sendable {
     static let definitions: [Definition] = [
         Definition(
             name: "search_memory", title: "Search memory",
-            description: "Look up what is remembered about this caller from earlier calls. Use when the caller refers to past interactions or you need a fact about them.",
-            inputSchema: schema(required: ["query", "caller_id"], [
-                "query": .object(["type": "string", "description": "What to look up, in a few words", "maxLength": .number(Double(ToolsController.maxQueryBytes))]),
-                "limit": .object(["type": "integer", "minimum": .number(1), "maximum": .number(20), "description": "Optional: at most this many entries"]),
-            ]),
+            description:
+                "Look up what is remembered about this caller from earlier calls. Use when the caller refers to past interactions or you need a fact about them.",
+            inputSchema: schema(
+                required: ["query", "caller_id"],
+                [
+                    "query": .object([
+                        "type": "string", "description": "What to look up, in a few words",
+                        "maxLength": .number(Double(ToolsController.maxQueryBytes)),
+                    ]),
+                    "limit": .object([
+                        "type": "integer", "minimum": .number(1), "maximum": .number(20), "description": "Optional: at most this many entries",
+                    ]),
+                ]),
             annotations: .object(["readOnlyHint": true, "openWorldHint": false])),
         Definition(
             name: "remember", title: "Remember a fact",
             description: "Store one fact the caller just told you that should be remembered for future calls.",
-            inputSchema: schema(required: ["fact", "caller_id"], [
-                "fact": .object(["type": "string", "description": "The fact, as one short self-contained sentence", "maxLength": .number(Double(ToolsController.maxFactBytes))]),
-                "conversation_id": .object(["type": "string", "description": "Optional: the conversation's id"]),
-            ]),
+            inputSchema: schema(
+                required: ["fact", "caller_id"],
+                [
+                    "fact": .object([
+                        "type": "string", "description": "The fact, as one short self-contained sentence",
+                        "maxLength": .number(Double(ToolsController.maxFactBytes)),
+                    ]),
+                    "conversation_id": .object(["type": "string", "description": "Optional: the conversation's id"]),
+                ]),
             annotations: .object(["readOnlyHint": false, "destructiveHint": false, "openWorldHint": false])),
         Definition(
             name: "forget_me", title: "Forget the caller",
-            description: "Erase everything remembered about this caller. Use only when the caller explicitly asks to be forgotten, and set confirm to true once they have confirmed.",
-            inputSchema: schema(required: ["caller_id", "confirm"], [
-                "confirm": .object(["type": "boolean", "description": "true only after the caller confirmed they want everything erased"]),
-            ]),
+            description:
+                "Erase everything remembered about this caller. Use only when the caller explicitly asks to be forgotten, and set confirm to true once they have confirmed.",
+            inputSchema: schema(
+                required: ["caller_id", "confirm"],
+                [
+                    "confirm": .object(["type": "boolean", "description": "true only after the caller confirmed they want everything erased"])
+                ]),
             annotations: .object(["readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false])),
         Definition(
             name: "set_consent", title: "Record consent",
             description: "Record whether the caller agrees to be remembered across calls. Use when they say yes or no to that.",
-            inputSchema: schema(required: ["caller_id", "granted"], [
-                "granted": .object(["type": "boolean", "description": "true if the caller agrees to be remembered, false if not"]),
-            ]),
+            inputSchema: schema(
+                required: ["caller_id", "granted"],
+                [
+                    "granted": .object(["type": "boolean", "description": "true if the caller agrees to be remembered, false if not"])
+                ]),
             annotations: .object(["readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false])),
     ]
 
@@ -147,8 +165,10 @@ struct MCPTools: Sendable {
                 let confirmation = try Self.arguments(Confirmation.self, of: name, in: data)
                 try await RateLimitMiddleware.enforce(rateLimiter, keyID: caller.keyID)
                 guard confirmation.confirm == true else {
-                    return try CallResult(ToolsController.ToolReply(
-                        status: "not_confirmed", message: "Nothing was erased. Ask the caller to confirm, then call forget_me again with confirm set to true."))
+                    return try CallResult(
+                        ToolsController.ToolReply(
+                            status: "not_confirmed",
+                            message: "Nothing was erased. Ask the caller to confirm, then call forget_me again with confirm set to true."))
                 }
                 return try CallResult(try await actions.forgetMe(arguments, caller: caller, logger: logger))
             case "set_consent":
@@ -210,7 +230,11 @@ struct MCPTools: Sendable {
     }
 
     static func toolError(code: String, message: String, retryAfter: String?) -> CallResult {
-        struct Detail: Encodable { var code: String; var message: String; var retryAfterSeconds: Int? }
+        struct Detail: Encodable {
+            var code: String
+            var message: String
+            var retryAfterSeconds: Int?
+        }
         struct Body: Encodable { var error: Detail }
         let body = Body(error: Detail(code: code, message: message, retryAfterSeconds: retryAfter.flatMap { Int($0) }))
         // Encoding these plain strings cannot fail; fall back to the message alone if it ever did.

@@ -75,9 +75,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch StoreError.unavailable {
             // The store timed out or cannot be reached: the request may succeed shortly, so say so.
             context.logger.error("store unavailable", metadata: ["route": "\(context.endpointPath ?? "-")"])
-            return try APIError(status: .serviceUnavailable, code: "store_unavailable", message: "the memory store did not answer in time; retry",
-                                headers: [.retryAfter: "2"]).response(from: request, context: context)
-        } catch where ClientAbort.matches(error) {
+            return try APIError(
+                status: .serviceUnavailable, code: "store_unavailable", message: "the memory store did not answer in time; retry",
+                headers: [.retryAfter: "2"]
+            ).response(from: request, context: context)
+        } catch  where ClientAbort.matches(error) {
             // The client went away (or sent a broken stream): nobody reads this answer and no server fault happened.
             let route = context.endpointPath ?? "unmatched"
             EngramMetrics.clientAborted(route: route)
@@ -112,11 +114,14 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.debug("metrics scraped", metadata: ["status": "\(response.status.code)"])
             return response
         }
-        EngramMetrics.httpRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: Int(response.status.code), duration: elapsed)
-        context.logger.info("request", metadata: [
-            "method": "\(request.method.rawValue)", "route": "\(context.endpointPath ?? "unmatched")",
-            "status": "\(response.status.code)", "duration_ms": "\(String(format: "%.2f", elapsed.seconds * 1000))",
-        ])
+        EngramMetrics.httpRequest(
+            route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: Int(response.status.code), duration: elapsed)
+        context.logger.info(
+            "request",
+            metadata: [
+                "method": "\(request.method.rawValue)", "route": "\(context.endpointPath ?? "unmatched")",
+                "status": "\(response.status.code)", "duration_ms": "\(String(format: "%.2f", elapsed.seconds * 1000))",
+            ])
         return response
     }
 }
@@ -141,7 +146,8 @@ extension Response {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // ISO 8601 (UTC, seconds), as the CLI prints: Foundation's default is seconds since 2001.
         encoder.dateEncodingStrategy = .iso8601
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        return Response(
+            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }
 

@@ -38,8 +38,8 @@ struct Authenticator: RouterMiddleware {
         }
         let hash = Data(SHA256.hash(data: Data(token.utf8)))
         guard let record = try await vault.apiKey(hash: hash), record.revokedAt == nil, record.scope == scope,
-              constantTimeEquals(record.keyHash, hash),
-              let tenant = try await vault.tenant(record.tenant)
+            constantTimeEquals(record.keyHash, hash),
+            let tenant = try await vault.tenant(record.tenant)
         else { throw APIError.unauthorized() }
         return Caller(tenant: tenant, scope: scope, keyID: record.id)
     }

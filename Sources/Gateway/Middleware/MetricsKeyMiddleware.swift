@@ -1,8 +1,8 @@
-import Hummingbird
 import EngramApp
 import EngramCore
 import EngramObservability
 import EngramQueue
+import Hummingbird
 
 /// The public `/metrics` route's own bearer key (`ENGRAM_METRICS_KEY`), compared in constant
 /// time: 401 without it. (The metrics listener on its own port has no key.)

@@ -1,8 +1,8 @@
-import Hummingbird
 import EngramApp
 import EngramCore
 import EngramObservability
 import EngramQueue
+import Hummingbird
 
 /// Holds each key of an authenticated route group to its budget: 429 with Retry-After when it is
 /// over. Routes a ringing phone or a live turn depends on (pre-call, the custom LLM) are not
@@ -23,8 +23,9 @@ struct RateLimitMiddleware: RouterMiddleware {
         guard decision.allowed else {
             // Whole seconds, at least 1; a value Redis sent that is not finite cannot trap here.
             let seconds = decision.retryAfter.isFinite ? min(max(1, decision.retryAfter.rounded(.up)), 86_400) : 1
-            throw APIError(status: .tooManyRequests, code: "rate_limited", message: "too many requests for this key",
-                           headers: [.retryAfter: String(Int(seconds))])
+            throw APIError(
+                status: .tooManyRequests, code: "rate_limited", message: "too many requests for this key",
+                headers: [.retryAfter: String(Int(seconds))])
         }
     }
 }

@@ -1,12 +1,12 @@
+import EngramApp
+import EngramCore
+import EngramObservability
+import EngramQueue
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import EngramApp
-import EngramCore
-import EngramObservability
-import EngramQueue
 
 /// A post-call body whose HMAC signature checked out: what `WebhookSignatureMiddleware` hands
 /// to the post-call handler.
@@ -59,7 +59,9 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
     func unverifiableIntake() -> PostCallIntake {
         let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let base = intake
-        return PostCallIntake(secrets: [secret], tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock)
+        return PostCallIntake(
+            secrets: [secret], tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes,
+            cipher: base.cipher, clock: base.clock)
     }
 
     /// The tenant's HMAC secrets: stored ones (wrapped), and for the default tenant the environment's.
@@ -73,7 +75,9 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
             return unverifiableIntake()
         }
         let base = intake
-        return PostCallIntake(secrets: secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock)
+        return PostCallIntake(
+            secrets: secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes,
+            cipher: base.cipher, clock: base.clock)
     }
 
     /// `tenant` nil: the path named no existing tenant; the body is read and verified as for any
@@ -85,7 +89,8 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
         let header = request.headers[Self.signatureField]
         let intake: PostCallIntake
         if let tenant {
-            intake = tenant.id == defaultTenant.id && !hasStoredDefaultWebhookSecret
+            intake =
+                tenant.id == defaultTenant.id && !hasStoredDefaultWebhookSecret
                 ? self.intake : try await self.intake(for: tenant, logger: context.logger)
         } else {
             intake = unverifiableIntake()

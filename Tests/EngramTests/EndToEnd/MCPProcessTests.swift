@@ -2,12 +2,14 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
+
 @testable import EngramApp
 @testable import EngramCore
-@testable import EngramStore
 @testable import EngramProviders
+@testable import EngramStore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Issue 15's "done when", whole, with the real engram-gateway and engram-worker executables on
@@ -19,7 +21,8 @@ import Glibc
 @Suite("Voice-native memory through the real executables", .timeLimit(.minutes(3)))
 struct MCPProcessTests {
     static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
     /// The virtual environment's python with `mcp` installed (scripts/test.sh makes .venv-mcp).
@@ -36,7 +39,8 @@ struct MCPProcessTests {
     /// Runs scripts/mcp_client.py to its exit (at most `timeout`): status, stdout, stderr.
     static func runClient(_ arguments: [String], key: String, directory: URL, timeout: Duration = .seconds(90)) async throws -> CLIRun {
         let id = UUID().uuidString.prefix(6)
-        let out = directory.appendingPathComponent("mcp-\(id).out"), err = directory.appendingPathComponent("mcp-\(id).err")
+        let out = directory.appendingPathComponent("mcp-\(id).out")
+        let err = directory.appendingPathComponent("mcp-\(id).err")
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") }
         environment["ENGRAM_MCP_KEY"] = key
         let process = try ChildProcess(
@@ -50,11 +54,14 @@ struct MCPProcessTests {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return CLIRun(status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        return CLIRun(
+            status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 
-    @Test("the issue's done-when: pre-call names the caller, a streamed turn reaches the upstream with the Friday slot, an MCP client finds it at /mcp", .timeLimit(.minutes(2)))
+    @Test(
+        "the issue's done-when: pre-call names the caller, a streamed turn reaches the upstream with the Friday slot, an MCP client finds it at /mcp",
+        .timeLimit(.minutes(2)))
     func doneWhen() async throws {
         let env = try TestEnvironment()
         let upstream = try await FakeStreamingUpstream.start()
@@ -66,7 +73,10 @@ struct MCPProcessTests {
         environment["ENGRAM_LLM_MEMORY_DEADLINE_MS"] = "30000"
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
-        defer { gateway.kill9(); worker.kill9() }
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
         try await waitForGatewayReady(port: port)
         try await postFixtureAndWaitForMemories(env, port: port)
 
@@ -75,8 +85,11 @@ struct MCPProcessTests {
         precall.method = .POST
         precall.headers.add(name: "Authorization", value: "Bearer \(env.apiKey)")
         precall.headers.add(name: "Content-Type", value: "application/json")
-        precall.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: [
-            "caller_id": Fixtures.fixturePhone, "agent_id": "agent_1", "called_number": "+12018774358", "call_sid": "CA1"])))
+        precall.body = .bytes(
+            ByteBuffer(
+                data: try JSONSerialization.data(withJSONObject: [
+                    "caller_id": Fixtures.fixturePhone, "agent_id": "agent_1", "called_number": "+12018774358", "call_sid": "CA1",
+                ])))
         let precallAnswer = try await HTTPClient.shared.execute(precall, timeout: .seconds(30)).body.collect(upTo: 1 << 20).json
         let engramUser = try #require((precallAnswer["custom_llm_extra_body"] as? [String: Any])?["engram_user"] as? String)
 
@@ -87,12 +100,17 @@ struct MCPProcessTests {
         turn.method = .POST
         turn.headers.add(name: "Authorization", value: "Bearer \(env.apiKey)")
         turn.headers.add(name: "Content-Type", value: "application/json")
-        turn.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: [
-            "model": "gpt-4o-mini", "stream": true,
-            "messages": [["role": "system", "content": "You are the dental office's receptionist."],
-                         ["role": "user", "content": "When is my cleaning appointment?"]],
-            "elevenlabs_extra_body": ["engram_user": engramUser],
-        ] as [String: Any])))
+        turn.body = .bytes(
+            ByteBuffer(
+                data: try JSONSerialization.data(
+                    withJSONObject: [
+                        "model": "gpt-4o-mini", "stream": true,
+                        "messages": [
+                            ["role": "system", "content": "You are the dental office's receptionist."],
+                            ["role": "user", "content": "When is my cleaning appointment?"],
+                        ],
+                        "elevenlabs_extra_body": ["engram_user": engramUser],
+                    ] as [String: Any])))
         let streamed = try await HTTPClient.shared.execute(turn, timeout: .seconds(60))
         #expect(streamed.status == .ok)
         #expect(streamed.headers.first(name: "Engram-Memory") == "injected")
@@ -102,7 +120,8 @@ struct MCPProcessTests {
         #expect(received.json["elevenlabs_extra_body"] == nil)
 
         // 3. The MCP client lists search_memory at /mcp and finds the Friday slot, then runs every tool.
-        let check = try await Self.runClient(["check", "--url", "http://127.0.0.1:\(port)/mcp", "--caller", Fixtures.fixturePhone], key: env.apiKey, directory: env.directory)
+        let check = try await Self.runClient(
+            ["check", "--url", "http://127.0.0.1:\(port)/mcp", "--caller", Fixtures.fixturePhone], key: env.apiKey, directory: env.directory)
         #expect(check.status == 0, "mcp_client.py: \(check.stderr.suffix(2_000))")
         let seen = try #require(try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any], "stdout: \(check.stdout)")
         #expect((seen["tools"] as? [String])?.contains("search_memory") == true)

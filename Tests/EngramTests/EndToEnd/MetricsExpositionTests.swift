@@ -1,12 +1,13 @@
 import AsyncHTTPClient
-@testable import EngramCore
-@testable import EngramObservability
-@testable import EngramQueue
 import Foundation
 import Logging
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import EngramCore
+@testable import EngramObservability
+@testable import EngramQueue
 
 /// `/metrics` of the real gateway and worker processes: every family has HELP (what `promtool
 /// check metrics` insists on), the process and build families exist, counters start at zero,
@@ -18,7 +19,8 @@ struct MetricsExpositionTests {
         var request = HTTPClientRequest(url: url)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(3)),
-              let body = try? await response.body.collect(upTo: 4 << 20) else { return nil }
+            let body = try? await response.body.collect(upTo: 4 << 20)
+        else { return nil }
         return (response.status.code, String(buffer: body))
     }
 
@@ -35,7 +37,8 @@ struct MetricsExpositionTests {
 
     /// Families with `# TYPE` but no `# HELP`.
     static func familiesWithoutHelp(_ exposition: String) -> [String] {
-        var typed: [String] = [], helped = Set<String>()
+        var typed: [String] = []
+        var helped = Set<String>()
         for line in exposition.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 3)
             guard parts.count >= 3, parts[0] == "#" else { continue }
@@ -65,7 +68,9 @@ struct MetricsExpositionTests {
         #expect((Self.value(text, "process_start_time_seconds") ?? 0) > 1_700_000_000)
     }
 
-    @Test("gateway and worker: HELP on every family, process and build families, counters at zero, redis up; the public port has no /metrics without a key")
+    @Test(
+        "gateway and worker: HELP on every family, process and build families, counters at zero, redis up; the public port has no /metrics without a key"
+    )
     func helpOnEveryFamily() async throws {
         let env = try TestEnvironment()
         let port = try freePort()
@@ -116,9 +121,13 @@ struct MetricsExpositionTests {
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
         do {
-            let gatewayText = try await scrape("http://127.0.0.1:\(environment["ENGRAM_GATEWAY_METRICS_PORT"]!)/metrics") { Self.value($0, "engram_redis_up") == 0 }
+            let gatewayText = try await scrape("http://127.0.0.1:\(environment["ENGRAM_GATEWAY_METRICS_PORT"]!)/metrics") {
+                Self.value($0, "engram_redis_up") == 0
+            }
             #expect(Self.familiesWithoutHelp(gatewayText).isEmpty)
-            let workerText = try await scrape("http://127.0.0.1:\(environment["ENGRAM_METRICS_PORT"]!)/metrics") { Self.value($0, "engram_redis_up") == 0 }
+            let workerText = try await scrape("http://127.0.0.1:\(environment["ENGRAM_METRICS_PORT"]!)/metrics") {
+                Self.value($0, "engram_redis_up") == 0
+            }
             #expect(Self.familiesWithoutHelp(workerText).isEmpty)
             try await waitUntil(timeout: .seconds(20), "the worker logs the queue failure") { worker.output.contains("cannot use the queue") }
             // Two scrapes later the processor has failed many times (one take per second, plus the
@@ -152,7 +161,10 @@ struct RepeatingFailureLogTests {
         let sink: Lines
         var metadata: Logger.Metadata = [:]
         var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? { get { metadata[key] } set { metadata[key] = newValue } }
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
         func log(event: LogEvent) {
             sink.lines.withLock { $0.append((event.level, event.message.description, event.metadata ?? [:])) }
         }
@@ -165,7 +177,9 @@ struct RepeatingFailureLogTests {
         let log = RepeatingFailureLog("cannot use the queue", interval: .seconds(30))
         let start = ContinuousClock.now
         for tick in 0..<280 {
-            log.failed(RedisError.connection("redis://127.0.0.1:1/0 (ENGRAM_REDIS_URL): Connection refused"), logger: logger, now: start + .milliseconds(250 * tick))
+            log.failed(
+                RedisError.connection("redis://127.0.0.1:1/0 (ENGRAM_REDIS_URL): Connection refused"), logger: logger,
+                now: start + .milliseconds(250 * tick))
         }
         log.succeeded(logger: logger, now: start + .seconds(71))
         log.succeeded(logger: logger, now: start + .seconds(72))

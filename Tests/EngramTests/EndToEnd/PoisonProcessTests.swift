@@ -1,12 +1,13 @@
 import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
 @testable import EngramStore
-import Foundation
-import NIOCore
-import Testing
 
 /// Issue 11 with the real executables: a signed call carrying one number that does not fit an
 /// integer killed every worker that took it (SIGILL), and nothing else was stored.
@@ -27,7 +28,10 @@ struct PoisonProcessTests {
         let environment = env.processEnvironment(httpPort: port)
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
-        defer { gateway.kill9(); worker.kill9() }
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
         try await waitForGatewayReady(port: port)
         let pid = worker.process.processIdentifier
 
@@ -38,7 +42,8 @@ struct PoisonProcessTests {
         let other = "+14155550199"
         #expect(try await post(try fixtureTranscript(phone: other), env: env, port: port) == 200)
 
-        let vault = MemoryVault(store: try SQLiteMemoryStore(path: env.databasePath), keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
+        let vault = MemoryVault(
+            store: try SQLiteMemoryStore(path: env.databasePath), keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
         try await waitUntil(timeout: .seconds(60), "the normal call stored by the worker process") {
             guard let tenant = try await vault.tenant("default") else { return false }
             return try await !vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(other))).isEmpty
@@ -60,7 +65,9 @@ struct PoisonProcessTests {
         await env.cleanUp()
     }
 
-    @Test("an event whose worker died on each of its ENGRAM_MAX_ATTEMPTS takes ends in the dead letters as worker_died: counted, and listed by `engram queue dead list`")
+    @Test(
+        "an event whose worker died on each of its ENGRAM_MAX_ATTEMPTS takes ends in the dead letters as worker_died: counted, and listed by `engram queue dead list`"
+    )
     func workerDiedDeadLetter() async throws {
         let env = try TestEnvironment()
         let queue = env.queue()

@@ -1,14 +1,15 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
 @testable import EngramStore
-import Foundation
 @testable import Gateway
-import HTTPTypes
-import Hummingbird
-import HummingbirdTesting
-import Testing
 @testable import Worker
 
 @Suite("Signed post-call → Redis → worker → SQLite", .timeLimit(.minutes(2)))
@@ -21,7 +22,10 @@ struct PostCallPipelineTests {
         let worker = try await buildWorker(configuration: configuration, logger: testLogger)
         let body = try fixtureTranscript()
         try await app.test(.router) { client in
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) {
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) {
                 #expect($0.status == .ok)
             }
         }
@@ -29,13 +33,27 @@ struct PostCallPipelineTests {
         let user = try await worker.userKey(phone: Fixtures.fixturePhone)
         let memories = try await worker.vault.memories(tenant: "default", user: user)
         // Each episode is the turn with the turns around it, one line each (tool turns 2 and 3 carry no words).
-        #expect(memories.contains { $0.content == "On 21 November 2025:\nagent: Hi Dana, welcome back! Last time we talked about moving your cleaning to Friday. How can I help today (21 November 2025)?\ncaller: Yeah, can you check if I still have the Friday slot?\nagent: Yes, you're booked for Friday at 10 a.m." && $0.sourceTurns == [0, 1, 4] })
-        #expect(memories.contains { $0.content == "On 21 November 2025:\ncaller: Yeah, can you check if I still have the Friday slot?\nagent: Yes, you're booked for Friday at 10 a.m." && $0.sourceTurns == [1, 4] })
+        #expect(
+            memories.contains {
+                $0.content
+                    == "On 21 November 2025:\nagent: Hi Dana, welcome back! Last time we talked about moving your cleaning to Friday. How can I help today (21 November 2025)?\ncaller: Yeah, can you check if I still have the Friday slot?\nagent: Yes, you're booked for Friday at 10 a.m."
+                    && $0.sourceTurns == [0, 1, 4]
+            })
+        #expect(
+            memories.contains {
+                $0.content
+                    == "On 21 November 2025:\ncaller: Yeah, can you check if I still have the Friday slot?\nagent: Yes, you're booked for Friday at 10 a.m."
+                    && $0.sourceTurns == [1, 4]
+            })
         // The booking, stated once and dated, citing the turns whose words it carries.
-        #expect(memories.contains { $0.content == "On 21 November 2025 the caller confirmed a cleaning on Friday (28 November 2025) at 10 a.m." && $0.sourceTurns == [0, 1, 4] && $0.slot == "booking" })
+        #expect(
+            memories.contains {
+                $0.content == "On 21 November 2025 the caller confirmed a cleaning on Friday (28 November 2025) at 10 a.m."
+                    && $0.sourceTurns == [0, 1, 4] && $0.slot == "booking"
+            })
         #expect(memories.contains { $0.sources.first?.kind == "summary" })
         #expect(memories.contains { $0.slot == "reason" })
-        #expect(memories.allSatisfy { $0.status == .active && $0.validFrom == Date(timeIntervalSince1970: 1763759979) })
+        #expect(memories.allSatisfy { $0.status == .active && $0.validFrom == Date(timeIntervalSince1970: 1_763_759_979) })
         let stats = try await worker.queue.stats()
         #expect(stats == QueueStats(pending: 0, processing: 0, retry: 0, dead: 0))
         await env.cleanUp()
@@ -100,7 +118,8 @@ struct PostCallPipelineTests {
         let env = try TestEnvironment()
         let worker = try await buildWorker(configuration: env.configuration(), logger: testLogger)
         let body = try fixtureTranscript(phone: number)
-        let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
+        let envelope = try Envelope.seal(
+            body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
         _ = try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
         try await worker.drain()
         let store = worker.vault.store as! SQLiteMemoryStore

@@ -2,14 +2,16 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The deployment of issue 11 §2, whole: the real engram-gateway and engram-worker on PostgreSQL,
 /// the signed fixture over HTTP, and the operator's `engram memories list` reading it back.
-@Suite("The real executables on PostgreSQL", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"),
-       .timeLimit(.minutes(2)))
+@Suite(
+    "The real executables on PostgreSQL", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"),
+    .timeLimit(.minutes(2)))
 struct PostgresProcessTests {
     @Test("gateway and worker started together on a new PostgreSQL database store the signed fixture; `engram memories list` shows it")
     func fixtureOverHTTPToCLI() async throws {
@@ -18,7 +20,10 @@ struct PostgresProcessTests {
         let environment = env.processEnvironment(httpPort: port)
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
-        defer { gateway.kill9(); worker.kill9() }
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
 
         try await waitForGatewayReady(port: port)
         let body = try fixtureTranscript()
@@ -31,7 +36,9 @@ struct PostgresProcessTests {
         // The operator's view, through the real CLI on the same database and master key.
         var listed: [[String: Any]] = []
         try await waitUntil(timeout: .seconds(45), "memories listed by `engram memories list`; worker log: \(worker.output)") {
-            let run = try await runEngram(["memories", "list", "--user", Fixtures.fixturePhone, "--json"], environment: environment, directory: env.directory, timeout: .seconds(20))
+            let run = try await runEngram(
+                ["memories", "list", "--user", Fixtures.fixturePhone, "--json"], environment: environment, directory: env.directory,
+                timeout: .seconds(20))
             guard run.status == 0, let rows = try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]] else { return false }
             listed = rows
             return !rows.isEmpty
@@ -50,4 +57,3 @@ struct PostgresProcessTests {
         await env.cleanUp()
     }
 }
-

@@ -1,11 +1,12 @@
 import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramStore
-import Foundation
-import NIOCore
-import Testing
 
 @Suite("The real executables", .timeLimit(.minutes(3)))
 struct ProcessTests {
@@ -16,7 +17,10 @@ struct ProcessTests {
         let environment = env.processEnvironment(httpPort: port)
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
-        defer { gateway.kill9(); worker.kill9() }
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
 
         try await waitForGatewayReady(port: port)
         #expect(worker.process.isRunning, "worker log: \(worker.output)")
@@ -33,8 +37,9 @@ struct ProcessTests {
         await env.cleanUp()
     }
 
-    @Test("three worker processes on one queue and one PostgreSQL: every event stored exactly once, through a kill -9 and duplicate deliveries",
-          .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
+    @Test(
+        "three worker processes on one queue and one PostgreSQL: every event stored exactly once, through a kill -9 and duplicate deliveries",
+        .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
     func threeWorkersExactlyOnce() async throws {
         let env = try await TestEnvironment.make(.postgres)
         let queue = env.queue()

@@ -1,14 +1,16 @@
 import AsyncHTTPClient
-@testable import EngramCore
-@testable import EngramQueue
-@testable import EngramStore
 import Foundation
 import NIOCore
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
+
+@testable import EngramCore
+@testable import EngramQueue
+@testable import EngramStore
 @testable import Worker
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A value shared by concurrent tasks.
 final class Locked<Value>: @unchecked Sendable {  // state only under `lock`
@@ -49,7 +51,9 @@ struct ShutdownUnderLoadTests {
         try await store.database.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM processed_events") ?? 0 }
     }
 
-    @Test("the gateway process under a stream of signed webhooks stops on SIGTERM without a 5xx, and every event it answered 200 is in Redis or the spool")
+    @Test(
+        "the gateway process under a stream of signed webhooks stops on SIGTERM without a 5xx, and every event it answered 200 is in Redis or the spool"
+    )
     func gatewayUnderLoad() async throws {
         let env = try TestEnvironment()
         let port = try freePort()
@@ -75,7 +79,9 @@ struct ShutdownUnderLoadTests {
                     do {
                         let response = try await HTTPClient.shared.execute(post, timeout: .seconds(5))
                         _ = try await response.body.collect(upTo: 64 * 1024)
-                        tally.withLock { response.status == .ok ? $0.accepted.append(conversation) : $0.otherStatus.append(Int(response.status.code)) }
+                        tally.withLock {
+                            response.status == .ok ? $0.accepted.append(conversation) : $0.otherStatus.append(Int(response.status.code))
+                        }
                     } catch {
                         tally.withLock { $0.connectionErrors += 1 }
                         if exited.withLock({ $0 }) { return }
@@ -153,7 +159,9 @@ struct ShutdownUnderLoadTests {
             // Every event is either processed or still pending, never both, never neither.
             var processed: Set<String> = []
             for conversation in conversations {
-                if try await store.isProcessed(tenant: "default", idempotencyKey: "post_call_transcription:\(conversation)") { processed.insert(conversation) }
+                if try await store.isProcessed(tenant: "default", idempotencyKey: "post_call_transcription:\(conversation)") {
+                    processed.insert(conversation)
+                }
             }
             let pending = try await Self.durableConversations(env)
             #expect(processed.isDisjoint(with: pending))

@@ -1,10 +1,11 @@
 import AsyncHTTPClient
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramObservability
 import Foundation
 import NIOCore
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramObservability
 
 /// OTLP/HTTP tracing through the real executables: one trace from the webhook request, through
 /// the Redis envelope, to the worker's LLM call and store write; and nothing at all when off.
@@ -33,22 +34,29 @@ struct TracingTests {
         return (port, gateway, worker)
     }
 
-    @Test("a signed post-call is one trace: the gateway's request and enqueue spans, then the worker's process, extract (LLM client span), embed and store write spans, with no caller data on any of them")
+    @Test(
+        "a signed post-call is one trace: the gateway's request and enqueue spans, then the worker's process, extract (LLM client span), embed and store write spans, with no caller data on any of them"
+    )
     func postCallIsOneTrace() async throws {
         let env = try TestEnvironment()
         let collector = try await FakeOTLPCollector.start()
         let openAI = try await FakeOpenAIServer.start(embeddingDimension: 8)
-        let (port, gateway, worker) = try await startServices(env, extra: [
-            "ENGRAM_OTEL_ENDPOINT": collector.endpoint,
-            "OTEL_BSP_SCHEDULE_DELAY": "100",  // export within 100 ms instead of 5 s
-            "OPENAI_API_KEY": "sk-test-otel",
-            "ENGRAM_LLM_BASE_URL": openAI.baseURL,
-            "ENGRAM_EXTRACTOR": "openai",
-            "ENGRAM_EMBEDDER": "openai",
-            "ENGRAM_EMBEDDING_DIMENSIONS": "8",
-            "ENGRAM_ADMIN_KEY": env.adminKey,
-        ])
-        defer { gateway.kill9(); worker.kill9() }
+        let (port, gateway, worker) = try await startServices(
+            env,
+            extra: [
+                "ENGRAM_OTEL_ENDPOINT": collector.endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",  // export within 100 ms instead of 5 s
+                "OPENAI_API_KEY": "sk-test-otel",
+                "ENGRAM_LLM_BASE_URL": openAI.baseURL,
+                "ENGRAM_EXTRACTOR": "openai",
+                "ENGRAM_EMBEDDER": "openai",
+                "ENGRAM_EMBEDDING_DIMENSIONS": "8",
+                "ENGRAM_ADMIN_KEY": env.adminKey,
+            ])
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
 
         try await postFixtureAndWaitForMemories(env, port: port)
         // A management read whose path and query hold the caller's number, with a malformed
@@ -140,11 +148,16 @@ struct TracingTests {
     func offByDefault() async throws {
         let env = try TestEnvironment()
         let collector = try await FakeOTLPCollector.start()
-        let (port, gateway, worker) = try await startServices(env, extra: [
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        ])
-        defer { gateway.kill9(); worker.kill9() }
+        let (port, gateway, worker) = try await startServices(
+            env,
+            extra: [
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+            ])
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
 
         try await postFixtureAndWaitForMemories(env, port: port)
         #expect(await gateway.terminate() == 0)
@@ -161,12 +174,17 @@ struct TracingTests {
     func ratioZeroSamplesNothing() async throws {
         let env = try TestEnvironment()
         let collector = try await FakeOTLPCollector.start()
-        let (port, gateway, worker) = try await startServices(env, extra: [
-            "ENGRAM_OTEL_ENDPOINT": collector.endpoint,
-            "ENGRAM_OTEL_SAMPLE_RATIO": "0",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        ])
-        defer { gateway.kill9(); worker.kill9() }
+        let (port, gateway, worker) = try await startServices(
+            env,
+            extra: [
+                "ENGRAM_OTEL_ENDPOINT": collector.endpoint,
+                "ENGRAM_OTEL_SAMPLE_RATIO": "0",
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+            ])
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
 
         try await postFixtureAndWaitForMemories(env, port: port)
         #expect(await gateway.terminate() == 0)
@@ -215,8 +233,10 @@ struct TraceContextTests {
         #expect(EngramTracing.tracesURL("http://127.0.0.1:4318") == "http://127.0.0.1:4318/v1/traces")
         #expect(EngramTracing.tracesURL("https://otel.example.com/") == "https://otel.example.com/v1/traces")
         #expect(EngramTracing.tracesURL("https://otel.example.com/v1/traces") == "https://otel.example.com/v1/traces")
-        for (variable, value) in [("ENGRAM_OTEL_ENDPOINT", "127.0.0.1:4318"), ("ENGRAM_OTEL_ENDPOINT", "grpc://x:4317"),
-                                  ("ENGRAM_OTEL_SAMPLE_RATIO", "1.5"), ("ENGRAM_OTEL_SAMPLE_RATIO", "half")] {
+        for (variable, value) in [
+            ("ENGRAM_OTEL_ENDPOINT", "127.0.0.1:4318"), ("ENGRAM_OTEL_ENDPOINT", "grpc://x:4317"),
+            ("ENGRAM_OTEL_SAMPLE_RATIO", "1.5"), ("ENGRAM_OTEL_SAMPLE_RATIO", "half"),
+        ] {
             let error = #expect(throws: ConfigurationError.self) { try EngramConfiguration.fromEnvironment([variable: value]) }
             #expect(error?.variable == variable)
         }

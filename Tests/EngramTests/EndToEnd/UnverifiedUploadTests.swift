@@ -1,14 +1,16 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the real gateway holds for senders it has not authenticated yet: stalled, dripping and
 /// aborted uploads cost a bounded amount of memory and time, and never show up as server errors.
 @Suite("Unverified uploads to the real gateway", .timeLimit(.minutes(3)))
 struct UnverifiedUploadTests {
-    @Test("hundreds of stalled uploads with a wrong signature hold at most the budget: the rest get 503 with Retry-After, and a real call still lands")
+    @Test(
+        "hundreds of stalled uploads with a wrong signature hold at most the budget: the rest get 503 with Retry-After, and a real call still lands")
     func stalledUploadsAreBounded() async throws {
         let env = try TestEnvironment()
         let port = try freePort()
@@ -28,8 +30,9 @@ struct UnverifiedUploadTests {
         defer { for upload in uploads { upload.close() } }
         let wrongSignature = "t=\(Int(Date().timeIntervalSince1970)),v0=\(String(repeating: "ab", count: 32))"
         for upload in uploads {
-            upload.queue("POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                + "ElevenLabs-Signature: \(wrongSignature)\r\nContent-Length: 2000000\r\n\r\n{\"type\":\"post_call_transcription\",\"data\":\"")
+            upload.queue(
+                "POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    + "ElevenLabs-Signature: \(wrongSignature)\r\nContent-Length: 2000000\r\n\r\n{\"type\":\"post_call_transcription\",\"data\":\"")
             upload.queue(String(repeating: "x", count: offered))
         }
         // Push what the server takes; the refused ones stop reading, so give up on those after a deadline.
@@ -57,7 +60,9 @@ struct UnverifiedUploadTests {
         }
         #expect(!answers.contains { $0.hasPrefix("HTTP/1.1 5") && !$0.hasPrefix("HTTP/1.1 503") }, "no other 5xx")
         let growth = peak - before
-        print("unverified uploads: RSS before \(before >> 20) MiB, peak \(peak >> 20) MiB (+\(growth >> 20) MiB for 300 × \(offered) bytes offered, budget \(budget >> 20) MiB); \(refused) refused with 503")
+        print(
+            "unverified uploads: RSS before \(before >> 20) MiB, peak \(peak >> 20) MiB (+\(growth >> 20) MiB for 300 × \(offered) bytes offered, budget \(budget >> 20) MiB); \(refused) refused with 503"
+        )
         // The budget plus the server's per-connection buffers and allocator slack: far below the 543 MiB offered.
         #expect(growth < 200 * 1024 * 1024, "RSS grew by \(growth >> 20) MiB")
 
@@ -81,8 +86,12 @@ struct UnverifiedUploadTests {
 
         let idle = try RawConnection(port: port)
         let stalled = try RawConnection(port: port)
-        defer { idle.close(); stalled.close() }
-        stalled.queue("POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nElevenLabs-Signature: t=1,v0=00\r\nContent-Length: 5000\r\n\r\n{\"type\":")
+        defer {
+            idle.close()
+            stalled.close()
+        }
+        stalled.queue(
+            "POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nElevenLabs-Signature: t=1,v0=00\r\nContent-Length: 5000\r\n\r\n{\"type\":")
         #expect(stalled.flush())
         try await waitUntil(timeout: .seconds(30), "both connections closed by the server") { idle.isClosedByPeer() && stalled.isClosedByPeer() }
         #expect(!gateway.output.contains("unhandled error"), "gateway log: \(gateway.output.suffix(2000))")
@@ -103,7 +112,8 @@ struct UnverifiedUploadTests {
         let drip = try RawConnection(port: port)
         defer { drip.close() }
         let wrongSignature = "t=\(Int(Date().timeIntervalSince1970)),v0=\(String(repeating: "cd", count: 32))"
-        drip.queue("POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nElevenLabs-Signature: \(wrongSignature)\r\nContent-Length: 100000\r\n\r\n")
+        drip.queue(
+            "POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nElevenLabs-Signature: \(wrongSignature)\r\nContent-Length: 100000\r\n\r\n")
         #expect(drip.flush())
         try await waitUntil(timeout: .seconds(30), "an answer to the dripping upload") {
             drip.queue("x")
@@ -151,8 +161,9 @@ struct UnverifiedUploadTests {
         let body = try fixtureTranscript()
         let connection = try RawConnection(port: port)
         defer { connection.close() }
-        connection.queue("POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            + "ElevenLabs-Signature: \(signedHeader(body, secret: env.webhookSecret))\r\nContent-Length: \(body.count)\r\n\r\n")
+        connection.queue(
+            "POST /v1/elevenlabs/post-call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + "ElevenLabs-Signature: \(signedHeader(body, secret: env.webhookSecret))\r\nContent-Length: \(body.count)\r\n\r\n")
         connection.queue(bytes: [UInt8](body))
         try await waitUntil(timeout: .seconds(20), "the signed call answered") {
             _ = connection.flush()

@@ -1,13 +1,14 @@
 import Crypto
+import Foundation
+import HummingbirdTesting
+import NIOCore
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramStore
-import Foundation
 @testable import Gateway
-import HummingbirdTesting
-import NIOCore
-import Testing
 @testable import Worker
 
 /// Issue 11 §4: a client-supplied `user_id` must not outrank the phone number unless the tenant
@@ -50,8 +51,10 @@ struct CallerTrustTests {
         let app = try await buildApplication(configuration: configuration, logger: testLogger)
         let tenant = try #require(try await worker.vault.tenant("acme", create: true))
         let key = "k_tool_\(UUID().uuidString)"
-        try await worker.vault.store.insertAPIKey(APIKeyRecord(
-            id: "key_\(UUID().uuidString.prefix(8))", tenant: "acme", scope: .tool, keyHash: Data(SHA256.hash(data: Data(key.utf8))), createdAt: Date()))
+        try await worker.vault.store.insertAPIKey(
+            APIKeyRecord(
+                id: "key_\(UUID().uuidString.prefix(8))", tenant: "acme", scope: .tool, keyHash: Data(SHA256.hash(data: Data(key.utf8))),
+                createdAt: Date()))
         let phoneKey = tenant.userKeys.key(for: .phone(phone)).rawValue
         let victimKey = tenant.userKeys.key(for: .external("ext:victim")).rawValue
         try await app.test(.router) { client in
@@ -69,7 +72,9 @@ struct CallerTrustTests {
         await env.cleanUp()
     }
 
-    @Test("post-call: data.user_id does not move a phone caller's memories into another profile by default; the envelope carries both tags", .timeLimit(.minutes(1)))
+    @Test(
+        "post-call: data.user_id does not move a phone caller's memories into another profile by default; the envelope carries both tags",
+        .timeLimit(.minutes(1)))
     func postCall() async throws {
         let env = try TestEnvironment()
         let configuration = env.configuration()
@@ -81,7 +86,10 @@ struct CallerTrustTests {
             object["data"] = data
         }
         try await app.test(.router) { client in
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) {
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) {
                 #expect($0.status == .ok)
             }
         }
@@ -90,7 +98,8 @@ struct CallerTrustTests {
         let victim = tenant.userKeys.key(for: .external("ext:victim"))
         let queued = try #require(try await env.queue().peek(1).first)
         let keyRing = worker.vault.keyRing
-        #expect(Set(queued.userTags ?? []) == [keyRing.userTag(tenant: "default", user: phoneUser), keyRing.userTag(tenant: "default", user: victim)])
+        #expect(
+            Set(queued.userTags ?? []) == [keyRing.userTag(tenant: "default", user: phoneUser), keyRing.userTag(tenant: "default", user: victim)])
         try await worker.drain()
         #expect(try await worker.vault.memories(tenant: "default", user: phoneUser).count > 0)
         #expect(try await worker.vault.memories(tenant: "default", user: victim).isEmpty)

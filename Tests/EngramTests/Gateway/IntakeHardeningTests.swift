@@ -1,13 +1,14 @@
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramProviders
-@testable import EngramStore
 import Foundation
-@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
+@testable import Gateway
 
 @Suite("Gateway intake: duplicate keys, tenant enumeration, byte limits", .timeLimit(.minutes(1)))
 struct IntakeHardeningTests {
@@ -24,7 +25,10 @@ struct IntakeHardeningTests {
             var text = String(decoding: try fixtureTranscript(conversationID: "conv_a"), as: UTF8.self)
             text = text.replacingOccurrences(of: #""conversation_id":"conv_a""#, with: #""conversation_id":"conv_a","conversation_id":"conv_b""#)
             let body = Data(text.utf8)
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { response in
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) { response in
                 #expect(response.status == .badRequest)
                 #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "duplicate_key")
             }
@@ -44,8 +48,14 @@ struct IntakeHardeningTests {
 
             let body = try fixtureTranscript()
             var answers: [String] = []
-            for (tenant, secret) in [("acme", "wsec_wrong"), ("nosuchtenant", "wsec_wrong"), ("nosuchtenant", env.webhookSecret), (String(repeating: "x", count: 65), "wsec_wrong")] {
-                let answer = try await client.execute(uri: "/v1/elevenlabs/\(tenant)/post-call", method: .post, headers: postCallHeaders(body, secret: secret), body: ByteBuffer(data: body)) { response in
+            for (tenant, secret) in [
+                ("acme", "wsec_wrong"), ("nosuchtenant", "wsec_wrong"), ("nosuchtenant", env.webhookSecret),
+                (String(repeating: "x", count: 65), "wsec_wrong"),
+            ] {
+                let answer = try await client.execute(
+                    uri: "/v1/elevenlabs/\(tenant)/post-call", method: .post, headers: postCallHeaders(body, secret: secret),
+                    body: ByteBuffer(data: body)
+                ) { response in
                     // The error object compared as JSON (its key order is not fixed).
                     let error = (response.body.json["error"] as? [String: String])?.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } ?? []
                     return "\(response.status.code) \(response.headers[.wwwAuthenticate] ?? "") \(error)"
@@ -55,7 +65,10 @@ struct IntakeHardeningTests {
             }
             #expect(Set(answers).count == 1, "\(answers)")
             // The right secret still works for the existing tenant.
-            try await client.execute(uri: "/v1/elevenlabs/acme/post-call", method: .post, headers: postCallHeaders(body, secret: "wsec_acme_0123456789"), body: ByteBuffer(data: body)) { response in
+            try await client.execute(
+                uri: "/v1/elevenlabs/acme/post-call", method: .post, headers: postCallHeaders(body, secret: "wsec_acme_0123456789"),
+                body: ByteBuffer(data: body)
+            ) { response in
                 #expect(response.status == .ok)
             }
         }
@@ -80,7 +93,8 @@ struct IntakeHardeningTests {
     func toolDuplicateKey() async throws {
         try await withGateway { client, env in
             let body = Data(#"{"query":"peanuts","query":"other","caller_id":"+12523960448"}"#.utf8)
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(data: body)) { response in
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(data: body)) {
+                response in
                 #expect(response.status == .badRequest)
                 #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "duplicate_key")
             }

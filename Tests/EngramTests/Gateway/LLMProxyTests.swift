@@ -1,15 +1,16 @@
 import AsyncHTTPClient
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramObservability
-@testable import EngramStore
 import Foundation
-@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramObservability
+@testable import EngramStore
+@testable import Gateway
 @testable import Worker
 
 /// The custom-LLM proxy (`POST /v1/llm/chat/completions`) through the real gateway on a real
@@ -19,9 +20,11 @@ struct LLMProxyTests {
     static let upstreamKey = "sk-upstream-test"
 
     /// A live gateway whose upstream is `fake`; with `ingest`, the signed fixture is stored first.
-    func withProxy(ingest: Bool = false, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
-                   configure: (inout EngramConfiguration) -> Void = { _ in },
-                   _ body: @Sendable (_ port: Int, TestEnvironment, FakeStreamingUpstream) async throws -> Void) async throws {
+    func withProxy(
+        ingest: Bool = false, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
+        configure: (inout EngramConfiguration) -> Void = { _ in },
+        _ body: @Sendable (_ port: Int, TestEnvironment, FakeStreamingUpstream) async throws -> Void
+    ) async throws {
         let env = try await TestEnvironment.make(.sqlite)
         let fake = try await FakeStreamingUpstream.start()
         var configuration = env.configuration()
@@ -38,7 +41,10 @@ struct LLMProxyTests {
                 let port = try #require(client.port)
                 if let worker {
                     let data = try fixtureTranscript()
-                    try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(data, secret: env.webhookSecret), body: ByteBuffer(data: data)) {
+                    try await client.execute(
+                        uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(data, secret: env.webhookSecret),
+                        body: ByteBuffer(data: data)
+                    ) {
                         #expect($0.status == .ok)
                     }
                     try await worker.drain()
@@ -100,7 +106,9 @@ struct LLMProxyTests {
         return condition()
     }
 
-    @Test("the issue's scenario: the pre-call answer names the caller, and 'When is my cleaning appointment?' reaches the upstream with the Friday slot", .timeLimit(.minutes(1)))
+    @Test(
+        "the issue's scenario: the pre-call answer names the caller, and 'When is my cleaning appointment?' reaches the upstream with the Friday slot",
+        .timeLimit(.minutes(1)))
     func scenario() async throws {
         try await withProxy(ingest: true) { port, env, fake in
             // The pre-call answer carries the caller's key for the custom LLM.
@@ -108,8 +116,11 @@ struct LLMProxyTests {
             precall.method = .POST
             precall.headers.add(name: "Authorization", value: "Bearer \(env.apiKey)")
             precall.headers.add(name: "Content-Type", value: "application/json")
-            precall.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: [
-                "caller_id": Fixtures.fixturePhone, "agent_id": "agent_1", "called_number": "+12018774358", "call_sid": "CA1"])))
+            precall.body = .bytes(
+                ByteBuffer(
+                    data: try JSONSerialization.data(withJSONObject: [
+                        "caller_id": Fixtures.fixturePhone, "agent_id": "agent_1", "called_number": "+12018774358", "call_sid": "CA1",
+                    ])))
             let precallResponse = try await HTTPClient.shared.execute(precall, timeout: .seconds(60))
             let answer = try await precallResponse.body.collect(upTo: 1 << 20).json
             let engramUser = try #require((answer["custom_llm_extra_body"] as? [String: Any])?["engram_user"] as? String)
@@ -148,7 +159,8 @@ struct LLMProxyTests {
                 ["role": "user", "content": "When is my cleaning appointment?"], ["role": "assistant", "content": injected],
             ]
             fake.enqueue(.stream(chunks))
-            let (_, again, _) = try await send(port, chatBody("When is my cleaning appointment?", engramUser: engramUser, earlier: earlier), key: env.apiKey)
+            let (_, again, _) = try await send(
+                port, chatBody("When is my cleaning appointment?", engramUser: engramUser, earlier: earlier), key: env.apiKey)
             let second = try #require(fake.requests.last)
             if again.first("Engram-Memory") == "injected" {
                 let added = try #require(second.systemContents.last)
@@ -279,7 +291,8 @@ struct LLMProxyTests {
             configure: { $0.llmMemoryDeadline = .milliseconds(50) }
         ) { port, env, fake in
             fake.enqueue(.stream([FakeStreamingUpstream.event("ok", index: 0)]))
-            let (status, headers, text) = try await send(port, chatBody("When is my cleaning appointment?", engramUser: Fixtures.fixturePhone), key: env.apiKey)
+            let (status, headers, text) = try await send(
+                port, chatBody("When is my cleaning appointment?", engramUser: Fixtures.fixturePhone), key: env.apiKey)
             #expect(status == 200)
             #expect(headers.first("Engram-Memory") == "miss")
             #expect(text.hasSuffix(FakeStreamingUpstream.done))
@@ -289,7 +302,10 @@ struct LLMProxyTests {
 
     @Test("a key over its rate limit still gets its turn answered, without memory (never a 429 of Engram's)", .timeLimit(.minutes(1)))
     func rateLimitedTurn() async throws {
-        try await withProxy(configure: { $0.rateLimitPerMinute = 1; $0.rateLimitBurst = 1 }) { port, env, fake in
+        try await withProxy(configure: {
+            $0.rateLimitPerMinute = 1
+            $0.rateLimitBurst = 1
+        }) { port, env, fake in
             var outcomes: [String] = []
             for _ in 0..<3 {
                 fake.enqueue(.stream([FakeStreamingUpstream.event("ok", index: 0)]))
@@ -324,7 +340,8 @@ struct LLMProxyTests {
 
     @Test("request bodies are rewritten generically: unknown fields and content parts survive", .timeLimit(.minutes(1)))
     func chatTurnEditing() throws {
-        let text = #"{"model":"m","messages":[{"role":"system","content":"p"},{"role":"user","content":[{"type":"text","text":"When is it?"}]}],"elevenlabs_extra_body":{"engram_user":"u_x"},"n":2,"url":"a/b"}"#
+        let text =
+            #"{"model":"m","messages":[{"role":"system","content":"p"},{"role":"user","content":[{"type":"text","text":"When is it?"}]}],"elevenlabs_extra_body":{"engram_user":"u_x"},"n":2,"url":"a/b"}"#
         var turn = try #require(ChatTurn(json: Data(text.utf8)))
         #expect(turn.engramUser == "u_x")
         #expect(turn.latestUserText == "When is it?")

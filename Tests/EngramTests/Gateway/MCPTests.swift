@@ -4,11 +4,12 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Testing
-@testable import Gateway
+
 @testable import EngramApp
 @testable import EngramCore
-@testable import EngramStore
 @testable import EngramProviders
+@testable import EngramStore
+@testable import Gateway
 @testable import Worker
 
 /// The MCP server at `/mcp` in process (the production `buildApplication`, real Redis and
@@ -17,8 +18,10 @@ import Testing
 @Suite("MCP server", .timeLimit(.minutes(3)))
 struct MCPTests {
     /// The app on this test's environment; with `ingest`, the signed fixture is stored first.
-    func withMCP(ingest: Bool = false, configure: (inout EngramConfiguration) -> Void = { _ in },
-                 _ body: @Sendable (any TestClientProtocol, TestEnvironment) async throws -> Void) async throws {
+    func withMCP(
+        ingest: Bool = false, configure: (inout EngramConfiguration) -> Void = { _ in },
+        _ body: @Sendable (any TestClientProtocol, TestEnvironment) async throws -> Void
+    ) async throws {
         let env = try await TestEnvironment.make(.sqlite)
         var configuration = env.configuration()
         configure(&configuration)
@@ -28,7 +31,10 @@ struct MCPTests {
             try await app.test(.router) { client in
                 if let worker {
                     let data = try fixtureTranscript()
-                    try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(data, secret: env.webhookSecret), body: ByteBuffer(data: data)) {
+                    try await client.execute(
+                        uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(data, secret: env.webhookSecret),
+                        body: ByteBuffer(data: data)
+                    ) {
                         #expect($0.status == .ok)
                     }
                     try await worker.drain()
@@ -72,13 +78,15 @@ struct MCPTests {
         return try await post(client, String(decoding: try JSONSerialization.data(withJSONObject: message), as: UTF8.self), key: key)
     }
 
-    @Test("no key or a wrong key is a 401 on every method; GET and DELETE with a key are 405 (no server streams, no sessions)", .timeLimit(.minutes(1)))
+    @Test(
+        "no key or a wrong key is a 401 on every method; GET and DELETE with a key are 405 (no server streams, no sessions)", .timeLimit(.minutes(1)))
     func authentication() async throws {
         try await withMCP { client, env in
             let ping = #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
             #expect(try await post(client, ping, key: nil).status == .unauthorized)
             #expect(try await post(client, ping, key: "ek_wrong").status == .unauthorized)
-            #expect(try await post(client, ping, key: env.adminKey).status == .unauthorized, "the admin key has the management scope, not the tool scope")
+            #expect(
+                try await post(client, ping, key: env.adminKey).status == .unauthorized, "the admin key has the management scope, not the tool scope")
             for method in [HTTPRequest.Method.get, .delete] {
                 try await client.execute(uri: "/mcp", method: method) { #expect($0.status == .unauthorized) }
                 try await client.execute(uri: "/mcp", method: method, headers: [.authorization: "Bearer \(env.apiKey)"]) {
@@ -93,7 +101,10 @@ struct MCPTests {
     @Test("initialize negotiates the revision, notifications get 202, ping and tools/list answer; no session id is needed", .timeLimit(.minutes(1)))
     func lifecycle() async throws {
         try await withMCP { client, env in
-            let initialize = try await post(client, #"{"jsonrpc":"2.0","id":"a-1","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#, key: env.apiKey)
+            let initialize = try await post(
+                client,
+                #"{"jsonrpc":"2.0","id":"a-1","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+                key: env.apiKey)
             #expect(initialize.status == .ok)
             #expect(initialize.headers[.contentType] == "application/json")
             #expect(initialize.json["id"] as? String == "a-1")
@@ -103,7 +114,8 @@ struct MCPTests {
             // Stateless: no session to remember, so none is handed out.
             #expect(initialize.headers[HTTPField.Name("Mcp-Session-Id")!] == nil)
 
-            let unknownRevision = try await post(client, #"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#, key: env.apiKey)
+            let unknownRevision = try await post(
+                client, #"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#, key: env.apiKey)
             #expect(unknownRevision.result?["protocolVersion"] as? String == MCPServer.latestVersion)
 
             let notification = try await post(client, #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, key: env.apiKey)
@@ -112,7 +124,9 @@ struct MCPTests {
             // A client's answer to a server request (this server sends none) is acknowledged too.
             #expect(try await post(client, #"{"jsonrpc":"2.0","id":5,"result":{}}"#, key: env.apiKey).status == .accepted)
 
-            let versioned: HTTPFields = [HTTPField.Name("MCP-Protocol-Version")!: "2025-11-25", HTTPField.Name("Mcp-Session-Id")!: "from-another-replica"]
+            let versioned: HTTPFields = [
+                HTTPField.Name("MCP-Protocol-Version")!: "2025-11-25", HTTPField.Name("Mcp-Session-Id")!: "from-another-replica",
+            ]
             let ping = try await post(client, #"{"jsonrpc":"2.0","id":3,"method":"ping"}"#, key: env.apiKey, headers: versioned)
             #expect(ping.status == .ok)
             #expect(ping.result?.isEmpty == true)
@@ -143,7 +157,8 @@ struct MCPTests {
             let webhook = try await client.execute(
                 uri: "/v1/tools/search-memory", method: .post,
                 headers: [.authorization: "Bearer \(env.apiKey)", .contentType: "application/json"],
-                body: ByteBuffer(data: try JSONSerialization.data(withJSONObject: arguments))) { $0.body.json }
+                body: ByteBuffer(data: try JSONSerialization.data(withJSONObject: arguments))
+            ) { $0.body.json }
             let webhookTexts = (webhook["memories"] as? [[String: Any]])?.compactMap { $0["text"] as? String }
             #expect(webhookTexts == memories.compactMap { $0["text"] as? String })
 
@@ -153,12 +168,16 @@ struct MCPTests {
         }
     }
 
-    @Test("remember, set_consent and forget_me run the webhook tools' code: queued fact, consent and audit, erasure only when confirmed", .timeLimit(.minutes(1)))
+    @Test(
+        "remember, set_consent and forget_me run the webhook tools' code: queued fact, consent and audit, erasure only when confirmed",
+        .timeLimit(.minutes(1)))
     func writingTools() async throws {
         try await withMCP(ingest: true) { client, env in
-            let remembered = try await call(client, env.apiKey, tool: "remember", ["fact": "The caller prefers mornings.", "caller_id": Fixtures.fixturePhone])
+            let remembered = try await call(
+                client, env.apiKey, tool: "remember", ["fact": "The caller prefers mornings.", "caller_id": Fixtures.fixturePhone])
             #expect(remembered.toolJSON["status"] as? String == "remembered")
-            let tooLong = try await call(client, env.apiKey, tool: "remember", ["fact": String(repeating: "é", count: 1_500), "caller_id": Fixtures.fixturePhone])
+            let tooLong = try await call(
+                client, env.apiKey, tool: "remember", ["fact": String(repeating: "é", count: 1_500), "caller_id": Fixtures.fixturePhone])
             #expect(tooLong.isError == true)
             #expect((tooLong.toolJSON["error"] as? [String: Any])?["code"] as? String == "field_too_long")
 
@@ -185,12 +204,18 @@ struct MCPTests {
 
     @Test("tool calls are held to the key's rate limit (a tool error the LLM reads); protocol chatter is not", .timeLimit(.minutes(1)))
     func rateLimit() async throws {
-        try await withMCP(configure: { $0.rateLimitPerMinute = 1; $0.rateLimitBurst = 1 }) { client, env in
+        try await withMCP(configure: {
+            $0.rateLimitPerMinute = 1
+            $0.rateLimitBurst = 1
+        }) { client, env in
             var limited: Answer?
             for _ in 0..<5 {
                 let answer = try await call(client, env.apiKey, tool: "search_memory", ["query": "cleaning", "caller_id": Fixtures.fixturePhone])
                 #expect(answer.status == .ok)
-                if answer.isError == true { limited = answer; break }
+                if answer.isError == true {
+                    limited = answer
+                    break
+                }
             }
             let answer = try #require(limited)
             let error = try #require(answer.toolJSON["error"] as? [String: Any])
@@ -200,7 +225,9 @@ struct MCPTests {
         }
     }
 
-    @Test("malformed JSON-RPC, unknown methods and tools, wrong argument types and huge bodies get JSON-RPC errors, never a 5xx", .timeLimit(.minutes(1)))
+    @Test(
+        "malformed JSON-RPC, unknown methods and tools, wrong argument types and huge bodies get JSON-RPC errors, never a 5xx",
+        .timeLimit(.minutes(1)))
     func badInput() async throws {
         try await withMCP(configure: { $0.maxToolBodyBytes = 4_096 }) { client, env in
             func tool(_ name: String, _ arguments: String) -> String {
@@ -227,7 +254,10 @@ struct MCPTests {
                 (#"{"jsonrpc":"2.0","id":1}"#, .badRequest, -32600),
                 (#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"ping"}"#, .badRequest, -32600),
                 (#"{"jsonrpc":"2.0","id":1,"method":"ping","params":\#(deep)}"#, .badRequest, -32600),
-                (#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_memory","arguments":{"query":"\#(String(repeating: "x", count: 5_000))"}}}"#, .contentTooLarge, -32600),
+                (
+                    #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_memory","arguments":{"query":"\#(String(repeating: "x", count: 5_000))"}}}"#,
+                    .contentTooLarge, -32600
+                ),
                 (#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#, .ok, -32601),
                 (#"{"jsonrpc":"2.0","id":1,"method":7}"#, .badRequest, -32600),
                 (#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":5}}"#, .ok, -32602),
@@ -271,12 +301,15 @@ struct MCPTests {
             let empty = try await post(client, tool("search_memory", #"{"query":"   ","caller_id":"+12523960448"}"#), key: env.apiKey)
             #expect(empty.isError == true)
             #expect((empty.toolJSON["error"] as? [String: Any])?["code"] as? String == "missing_field")
-            let strange = try await post(client, tool("search_memory", #"{"query":"\u0000\ud83d\ude00 \u202e","caller_id":"\u0000"}"#), key: env.apiKey)
+            let strange = try await post(
+                client, tool("search_memory", #"{"query":"\u0000\ud83d\ude00 \u202e","caller_id":"\u0000"}"#), key: env.apiKey)
             #expect(strange.status == .ok)
             #expect(strange.isError == false)
 
             // An unknown protocol revision in the header is a 400 with a JSON-RPC error.
-            let revision = try await post(client, #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, key: env.apiKey, headers: [HTTPField.Name("MCP-Protocol-Version")!: "2099-01-01"])
+            let revision = try await post(
+                client, #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, key: env.apiKey,
+                headers: [HTTPField.Name("MCP-Protocol-Version")!: "2099-01-01"])
             #expect(revision.status == .badRequest)
             #expect(revision.errorCode == -32600)
         }

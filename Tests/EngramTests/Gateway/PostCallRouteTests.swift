@@ -1,17 +1,21 @@
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramObservability
-@testable import EngramQueue
 import Foundation
-@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
 
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramObservability
+@testable import EngramQueue
+@testable import Gateway
+
 @Suite("POST /v1/elevenlabs/post-call", .timeLimit(.minutes(3)))
 struct PostCallRouteTests {
-    func withGateway(_ configure: (inout EngramConfiguration) -> Void = { _ in }, clock: WallClock = .system, _ body: @Sendable (any TestClientProtocol, TestEnvironment) async throws -> Void) async throws {
+    func withGateway(
+        _ configure: (inout EngramConfiguration) -> Void = { _ in }, clock: WallClock = .system,
+        _ body: @Sendable (any TestClientProtocol, TestEnvironment) async throws -> Void
+    ) async throws {
         let env = try TestEnvironment()
         var configuration = env.configuration()
         configure(&configuration)
@@ -26,13 +30,19 @@ struct PostCallRouteTests {
     func accepted() async throws {
         try await withGateway { client, env in
             let body = try fixtureTranscript()
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { response in
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(response.body.json["status"] as? String == "accepted")
             }
             #expect(try await pending(env) == 1)
             // ElevenLabs' byte-identical retry: 200 again, nothing new queued.
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { response in
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) { response in
                 #expect(response.status == .ok)
             }
             #expect(try await pending(env) == 1)
@@ -43,7 +53,10 @@ struct PostCallRouteTests {
     func envelopeEncrypted() async throws {
         try await withGateway { client, env in
             let body = try fixtureTranscript()
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { #expect($0.status == .ok) }
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) { #expect($0.status == .ok) }
             let raw = try await env.redisClient().command("LRANGE", RedisArgument(env.keys.events), "0", "-1")
             let text = (raw.array ?? []).compactMap { $0.data.map { String(decoding: $0, as: UTF8.self) } }.joined()
             #expect(!text.isEmpty)
@@ -68,7 +81,8 @@ struct PostCallRouteTests {
             try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: headers, body: ByteBuffer(data: sent)) { response in
                 #expect(response.status == .unauthorized)
                 let error = response.body.json["error"] as? [String: Any]
-                #expect(error?["code"] as? String == (kind == "stale" ? "timestamp_expired" : kind == "future" ? "timestamp_in_future" : "unauthorized"))
+                #expect(
+                    error?["code"] as? String == (kind == "stale" ? "timestamp_expired" : kind == "future" ? "timestamp_in_future" : "unauthorized"))
             }
             #expect(try await pending(env) == 0)
         }
@@ -77,8 +91,13 @@ struct PostCallRouteTests {
     @Test("malformed JSON after a valid signature is 400")
     func malformed() async throws {
         try await withGateway { client, env in
-            for body in [Data("{not json".utf8), Data("[1,2]".utf8), Data(#"{"data":{}}"#.utf8), Data(#"{"type":"post_call_transcription","data":{}}"#.utf8)] {
-                try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { response in
+            for body in [
+                Data("{not json".utf8), Data("[1,2]".utf8), Data(#"{"data":{}}"#.utf8), Data(#"{"type":"post_call_transcription","data":{}}"#.utf8),
+            ] {
+                try await client.execute(
+                    uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                    body: ByteBuffer(data: body)
+                ) { response in
                     #expect(response.status == .badRequest)
                     #expect((response.body.json["error"] as? [String: Any])?["code"] != nil)
                 }
@@ -90,8 +109,14 @@ struct PostCallRouteTests {
     @Test("unknown event types and small audio are acknowledged and ignored")
     func unknownType() async throws {
         try await withGateway { client, env in
-            for body in [Data(#"{"type":"post_call_something_new","event_timestamp":1,"data":{"conversation_id":"c"}}"#.utf8), try Fixtures.elevenLabs("post_call_audio.json")] {
-                try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { #expect($0.status == .ok) }
+            for body in [
+                Data(#"{"type":"post_call_something_new","event_timestamp":1,"data":{"conversation_id":"c"}}"#.utf8),
+                try Fixtures.elevenLabs("post_call_audio.json"),
+            ] {
+                try await client.execute(
+                    uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                    body: ByteBuffer(data: body)
+                ) { #expect($0.status == .ok) }
             }
             #expect(try await pending(env) == 0)
         }
@@ -100,29 +125,43 @@ struct PostCallRouteTests {
     @Test("an oversized audio webhook with a valid signature is 200 and dropped; any other oversized body is 413")
     func oversize() async throws {
         try await withGateway({ $0.maxBodyBytes = 4096 }) { client, env in
-            let audio = Data(#"{"type":"post_call_audio","event_timestamp":1,"data":{"conversation_id":"c","full_audio":""#.utf8) + Data(String(repeating: "QUFB", count: 4000).utf8) + Data(#""}}"#.utf8)
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(audio, secret: env.webhookSecret), body: ByteBuffer(data: audio)) { #expect($0.status == .ok) }
+            let audio =
+                Data(#"{"type":"post_call_audio","event_timestamp":1,"data":{"conversation_id":"c","full_audio":""#.utf8)
+                + Data(String(repeating: "QUFB", count: 4000).utf8) + Data(#""}}"#.utf8)
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(audio, secret: env.webhookSecret),
+                body: ByteBuffer(data: audio)
+            ) { #expect($0.status == .ok) }
             let big = try fixtureTranscript { object in
                 var data = object["data"] as! [String: Any]
                 data["padding"] = String(repeating: "x", count: 8000)
                 object["data"] = data
             }
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(big, secret: env.webhookSecret), body: ByteBuffer(data: big)) { response in
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(big, secret: env.webhookSecret), body: ByteBuffer(data: big)
+            ) { response in
                 #expect(response.status == .contentTooLarge)
             }
             // An oversized body with a bad signature is refused as unauthorized, audio or not.
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(audio, secret: "wsec_wrong"), body: ByteBuffer(data: audio)) { #expect($0.status == .unauthorized) }
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(audio, secret: "wsec_wrong"), body: ByteBuffer(data: audio)
+            ) { #expect($0.status == .unauthorized) }
             #expect(try await pending(env) == 0)
         }
     }
 
-    @Test("/metrics on the public port, with ENGRAM_METRICS_KEY, exposes request, acknowledgement and spool series after a small run; without the key it is 401")
+    @Test(
+        "/metrics on the public port, with ENGRAM_METRICS_KEY, exposes request, acknowledgement and spool series after a small run; without the key it is 401"
+    )
     func metrics() async throws {
         MetricsExport.bootstrap()
         let metricsKey = "metrics-key-0123456789"
         try await withGateway({ $0.metricsKey = metricsKey }) { client, env in
             let body = try fixtureTranscript()
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) { #expect($0.status == .ok) }
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) { #expect($0.status == .ok) }
             try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .unauthorized) }
             try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(metricsKey)"]) { response in
                 let text = String(buffer: response.body)

@@ -1,14 +1,15 @@
 import Crypto
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramProviders
-@testable import EngramStore
 import Foundation
-@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
+@testable import Gateway
 @testable import Worker
 
 @Suite("Tenants, keys, consent, erasure, encryption at rest, rate limits", .timeLimit(.minutes(3)))
@@ -27,13 +28,18 @@ struct PrivacyTests {
         var keys: [String] = []
         for scope in [APIKeyRecord.Scope.tool, .admin] {
             let key = "k_\(scope.rawValue)_\(UUID().uuidString)"
-            try await vault.store.insertAPIKey(APIKeyRecord(id: "key_\(UUID().uuidString.prefix(8))", tenant: id, scope: scope, keyHash: Data(SHA256.hash(data: Data(key.utf8))), createdAt: Date()))
+            try await vault.store.insertAPIKey(
+                APIKeyRecord(
+                    id: "key_\(UUID().uuidString.prefix(8))", tenant: id, scope: scope, keyHash: Data(SHA256.hash(data: Data(key.utf8))),
+                    createdAt: Date()))
             keys.append(key)
         }
         return (keys[0], keys[1])
     }
 
-    func run(configure: (inout EngramConfiguration) -> Void = { _ in }, _ body: @Sendable (any TestClientProtocol, Harness) async throws -> Void) async throws {
+    func run(configure: (inout EngramConfiguration) -> Void = { _ in }, _ body: @Sendable (any TestClientProtocol, Harness) async throws -> Void)
+        async throws
+    {
         let env = try TestEnvironment()
         var configuration = env.configuration()
         configure(&configuration)
@@ -44,8 +50,12 @@ struct PrivacyTests {
         await env.cleanUp()
     }
 
-    func post(_ client: any TestClientProtocol, _ env: TestEnvironment, _ body: Data, uri: String = "/v1/elevenlabs/post-call", secret: String? = nil) async throws {
-        try await client.execute(uri: uri, method: .post, headers: postCallHeaders(body, secret: secret ?? env.webhookSecret), body: ByteBuffer(data: body)) { #expect($0.status == .ok) }
+    func post(_ client: any TestClientProtocol, _ env: TestEnvironment, _ body: Data, uri: String = "/v1/elevenlabs/post-call", secret: String? = nil)
+        async throws
+    {
+        try await client.execute(
+            uri: uri, method: .post, headers: postCallHeaders(body, secret: secret ?? env.webhookSecret), body: ByteBuffer(data: body)
+        ) { #expect($0.status == .ok) }
     }
 
     func fileBytes(_ path: String) -> Data {
@@ -61,7 +71,10 @@ struct PrivacyTests {
             let user = try await h.worker.userKey(phone: Fixtures.fixturePhone)
             let memoryID = try #require(try await h.worker.vault.memories(tenant: "default", user: user).first?.id)
 
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(other.tool), body: json(["query": "Friday", "caller_id": Fixtures.fixturePhone])) { response in
+            try await client.execute(
+                uri: "/v1/tools/search-memory", method: .post, headers: bearer(other.tool),
+                body: json(["query": "Friday", "caller_id": Fixtures.fixturePhone])
+            ) { response in
                 #expect(response.status == .ok)
                 #expect((response.body.json["memories"] as? [Any])?.isEmpty == true)
             }
@@ -70,14 +83,22 @@ struct PrivacyTests {
                 #expect(response.body.json["total"] as? Int == 0)
             }
             try await client.execute(uri: "/v1/memories/\(memoryID)", method: .get, headers: bearer(other.admin)) { #expect($0.status == .notFound) }
-            try await client.execute(uri: "/v1/memories/\(memoryID)", method: .delete, headers: bearer(other.admin)) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v1/memories/\(memoryID)", method: .delete, headers: bearer(other.admin)) {
+                #expect($0.status == .notFound)
+            }
             try await client.execute(uri: "/v1/users/\(user.rawValue)", method: .delete, headers: bearer(other.admin)) { #expect($0.status == .ok) }
-            try await client.execute(uri: "/v1/tools/forget-me", method: .post, headers: bearer(other.tool), body: json(["caller_id": Fixtures.fixturePhone])) { #expect($0.status == .ok) }
+            try await client.execute(
+                uri: "/v1/tools/forget-me", method: .post, headers: bearer(other.tool), body: json(["caller_id": Fixtures.fixturePhone])
+            ) { #expect($0.status == .ok) }
             #expect(try await h.worker.vault.memories(tenant: "default", user: user).count > 0)  // untouched
 
             // Scopes: a tool key cannot manage, an admin key cannot call tools.
-            try await client.execute(uri: "/v1/users/%2B12523960448/memories", method: .get, headers: bearer(h.env.apiKey)) { #expect($0.status == .unauthorized) }
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.adminKey), body: json(["query": "x"])) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/users/%2B12523960448/memories", method: .get, headers: bearer(h.env.apiKey)) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.adminKey), body: json(["query": "x"])) {
+                #expect($0.status == .unauthorized)
+            }
             try await client.execute(uri: "/v1/users/%2B12523960448/memories", method: .get, headers: bearer(h.env.adminKey)) { response in
                 #expect(response.status == .ok)
                 #expect((response.body.json["total"] as? Int ?? 0) > 0)
@@ -106,10 +127,16 @@ struct PrivacyTests {
                 let erasedAt = try #require(response.body.json["erased_at"] as? String)
                 #expect(ISO8601DateFormatter().date(from: erasedAt) != nil, "erased_at \(erasedAt) is ISO 8601")
             }
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "Friday", "caller_id": Fixtures.fixturePhone])) { response in
+            try await client.execute(
+                uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey),
+                body: json(["query": "Friday", "caller_id": Fixtures.fixturePhone])
+            ) { response in
                 #expect((response.body.json["memories"] as? [Any])?.isEmpty == true)
             }
-            try await client.execute(uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(h.env.apiKey), body: json(["caller_id": Fixtures.fixturePhone])) { response in
+            try await client.execute(
+                uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(h.env.apiKey),
+                body: json(["caller_id": Fixtures.fixturePhone])
+            ) { response in
                 #expect((response.body.json["dynamic_variables"] as? [String: Any])?["is_returning_caller"] as? Bool == false)
             }
             let bytes = fileBytes(h.env.databasePath)
@@ -117,7 +144,9 @@ struct PrivacyTests {
             #expect(bytes.range(of: dataKey) == nil)
 
             // ElevenLabs retries the same conversation, past the dedupe marks: nothing comes back.
-            let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: h.env.masterKey).envelopeCipher)
+            let envelope = try Envelope.seal(
+                body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(),
+                cipher: KeyRing(master: h.env.masterKey).envelopeCipher)
             _ = try await h.worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
             try await h.worker.drain()
             #expect(try await h.worker.vault.memories(tenant: "default", user: user, includeHistory: true).isEmpty)
@@ -129,14 +158,22 @@ struct PrivacyTests {
     @Test("sensitive memories stay out of tool answers (a spoofed caller id must not hear them); operators still see them")
     func sensitiveOutOfTools() async throws {
         try await run { client, h in
-            try await client.execute(uri: "/v1/tools/remember", method: .post, headers: bearer(h.env.apiKey),
-                                     body: json(["fact": "The caller is allergic to penicillin.", "caller_id": Fixtures.fixturePhone])) { #expect($0.status == .ok) }
+            try await client.execute(
+                uri: "/v1/tools/remember", method: .post, headers: bearer(h.env.apiKey),
+                body: json(["fact": "The caller is allergic to penicillin.", "caller_id": Fixtures.fixturePhone])
+            ) { #expect($0.status == .ok) }
             try await h.worker.drain()
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "allergic penicillin", "caller_id": Fixtures.fixturePhone])) { response in
+            try await client.execute(
+                uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey),
+                body: json(["query": "allergic penicillin", "caller_id": Fixtures.fixturePhone])
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(!String(buffer: response.body).contains("penicillin"))
             }
-            try await client.execute(uri: "/v1/users/%2B12523960448/memories/search", method: .post, headers: bearer(h.env.adminKey), body: json(["query": "allergic penicillin"])) { response in
+            try await client.execute(
+                uri: "/v1/users/%2B12523960448/memories/search", method: .post, headers: bearer(h.env.adminKey),
+                body: json(["query": "allergic penicillin"])
+            ) { response in
                 #expect(String(buffer: response.body).contains("penicillin"))
             }
         }
@@ -163,7 +200,10 @@ struct PrivacyTests {
             let user = try await h.worker.userKey(phone: Fixtures.fixturePhone)
             #expect(try await h.worker.vault.memories(tenant: "default", user: user).isEmpty)
 
-            try await client.execute(uri: "/v1/tools/set-consent", method: .post, headers: bearer(h.env.apiKey), body: json(["granted": true, "caller_id": Fixtures.fixturePhone])) { response in
+            try await client.execute(
+                uri: "/v1/tools/set-consent", method: .post, headers: bearer(h.env.apiKey),
+                body: json(["granted": true, "caller_id": Fixtures.fixturePhone])
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(response.body.json["status"] as? String == "granted")
             }
@@ -202,10 +242,14 @@ struct PrivacyTests {
             let user = try await h.worker.userKey(phone: Fixtures.fixturePhone)
             // Keys: a second key works alongside, and a revoked one gets 401.
             let keys = try await makeTenant("rotating", vault: h.worker.vault)
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(keys.tool), body: json(["query": "x"])) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(keys.tool), body: json(["query": "x"])) {
+                #expect($0.status == .ok)
+            }
             let id = try #require(try await h.store.apiKeys(tenant: "rotating").first { $0.scope == .tool }?.id)
             #expect(try await h.store.revokeAPIKey(tenant: "rotating", id: id, at: Date()))
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(keys.tool), body: json(["query": "x"])) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(keys.tool), body: json(["query": "x"])) {
+                #expect($0.status == .unauthorized)
+            }
             let before = try await h.worker.vault.memories(tenant: "default", user: user).map(\.content).sorted()
             let newKey = MasterKey.generate()
             let count = try await MasterKeyRotation.rotate(store: h.store, from: KeyRing(master: h.env.masterKey), to: newKey)
@@ -223,10 +267,14 @@ struct PrivacyTests {
         // One request per 20 s past a burst of 3: the fourth of six back-to-back requests is refused
         // unless it comes 20 s after the first. (At 120 a minute, a loaded machine spent the 0.5 s
         // refill between two requests and all six passed.)
-        try await run(configure: { $0.rateLimitPerMinute = 3; $0.rateLimitBurst = 2 }) { client, h in
+        try await run(configure: {
+            $0.rateLimitPerMinute = 3
+            $0.rateLimitBurst = 2
+        }) { client, h in
             var statuses: [Int] = []
             for _ in 0..<6 {
-                try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "x"])) { response in
+                try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "x"])) {
+                    response in
                     statuses.append(Int(response.status.code))
                     if response.status == .tooManyRequests {
                         #expect(response.headers[.retryAfter] != nil)
@@ -237,10 +285,15 @@ struct PrivacyTests {
             #expect(statuses.contains(429))
             #expect(statuses.prefix(3).allSatisfy { $0 == 200 })
             for _ in 0..<3 {
-                try await client.execute(uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(h.env.apiKey), body: json(["caller_id": Fixtures.fixturePhone])) { #expect($0.status == .ok) }
+                try await client.execute(
+                    uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(h.env.apiKey),
+                    body: json(["caller_id": Fixtures.fixturePhone])
+                ) { #expect($0.status == .ok) }
             }
             try await waitUntil(timeout: .seconds(45), "the bucket refills") {
-                try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "x"])) { $0.status == .ok }
+                try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(h.env.apiKey), body: json(["query": "x"])) {
+                    $0.status == .ok
+                }
             }
         }
     }
@@ -254,11 +307,16 @@ struct PrivacyTests {
             let wrapped = try keyRing.wrap(Data(secret.utf8), context: "webhook:clinic")
             try await h.store.setTenantWebhookSecrets(tenant: "clinic", current: wrapped.wrapped, previous: nil, keyID: wrapped.keyID)
             let body = try fixtureTranscript()
-            try await client.execute(uri: "/v1/elevenlabs/clinic/post-call", method: .post, headers: postCallHeaders(body, secret: h.env.webhookSecret), body: ByteBuffer(data: body)) {
+            try await client.execute(
+                uri: "/v1/elevenlabs/clinic/post-call", method: .post, headers: postCallHeaders(body, secret: h.env.webhookSecret),
+                body: ByteBuffer(data: body)
+            ) {
                 #expect($0.status == .unauthorized)
             }
             try await post(client, h.env, body, uri: "/v1/elevenlabs/clinic/post-call", secret: secret)
-            try await client.execute(uri: "/v1/elevenlabs/nobody/post-call", method: .post, headers: postCallHeaders(body, secret: secret), body: ByteBuffer(data: body)) {
+            try await client.execute(
+                uri: "/v1/elevenlabs/nobody/post-call", method: .post, headers: postCallHeaders(body, secret: secret), body: ByteBuffer(data: body)
+            ) {
                 #expect($0.status == .unauthorized)
             }
             try await h.worker.drain()
@@ -276,18 +334,30 @@ struct PrivacyTests {
             try await h.worker.drain()
             let user = try await h.worker.userKey(phone: Fixtures.fixturePhone)
             let memory = try #require(try await h.worker.vault.memories(tenant: "default", user: user).first { $0.slot == nil })
-            try await client.execute(uri: "/v1/memories/\(memory.id)", method: .patch, headers: bearer(h.env.adminKey), body: json(["content": "The caller's cleaning is on Monday at 9:00.", "sensitive": true])) { response in
+            try await client.execute(
+                uri: "/v1/memories/\(memory.id)", method: .patch, headers: bearer(h.env.adminKey),
+                body: json(["content": "The caller's cleaning is on Monday at 9:00.", "sensitive": true])
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(response.body.json["content"] as? String == "The caller's cleaning is on Monday at 9:00.")
             }
-            try await client.execute(uri: "/v1/users/%2B12523960448/memories/search", method: .post, headers: bearer(h.env.adminKey), body: json(["query": "Monday cleaning"])) { response in
+            try await client.execute(
+                uri: "/v1/users/%2B12523960448/memories/search", method: .post, headers: bearer(h.env.adminKey),
+                body: json(["query": "Monday cleaning"])
+            ) { response in
                 let first = (response.body.json["results"] as? [[String: Any]])?.first?["memory"] as? [String: Any]
                 #expect(first?["id"] as? String == memory.id)
             }
-            try await client.execute(uri: "/v1/memories/\(memory.id)", method: .patch, headers: bearer(h.env.adminKey), body: json(["status": "erased"])) { #expect($0.status == .badRequest) }
+            try await client.execute(
+                uri: "/v1/memories/\(memory.id)", method: .patch, headers: bearer(h.env.adminKey), body: json(["status": "erased"])
+            ) { #expect($0.status == .badRequest) }
             try await client.execute(uri: "/v1/memories/\(memory.id)", method: .delete, headers: bearer(h.env.adminKey)) { #expect($0.status == .ok) }
-            try await client.execute(uri: "/v1/memories/\(memory.id)", method: .get, headers: bearer(h.env.adminKey)) { #expect($0.status == .notFound) }
-            try await client.execute(uri: "/v1/users/%2B12523960448/memories?sector=nonsense", method: .get, headers: bearer(h.env.adminKey)) { #expect($0.status == .badRequest) }
+            try await client.execute(uri: "/v1/memories/\(memory.id)", method: .get, headers: bearer(h.env.adminKey)) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(uri: "/v1/users/%2B12523960448/memories?sector=nonsense", method: .get, headers: bearer(h.env.adminKey)) {
+                #expect($0.status == .badRequest)
+            }
             try await client.execute(uri: "/v1/audit", method: .get, headers: bearer(h.env.adminKey)) { response in
                 let text = String(buffer: response.body)
                 #expect(text.contains("memory.update") && text.contains("memory.delete"))

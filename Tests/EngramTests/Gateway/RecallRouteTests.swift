@@ -1,13 +1,14 @@
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramProviders
-@testable import EngramStore
 import Foundation
-@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
+@testable import Gateway
 @testable import Worker
 
 /// A real store that answers slowly: the pre-call budget must not wait for it.
@@ -23,37 +24,67 @@ struct StalledStore: MemoryStore {
         try await Task.sleep(for: delay)
         return try await base.user(tenant: tenant, user: user)
     }
-    func setConsent(tenant: String, user: UserKey, granted: Bool, at: Date) async throws { try await base.setConsent(tenant: tenant, user: user, granted: granted, at: at) }
-    func isProcessed(tenant: String, idempotencyKey: String) async throws -> Bool { try await base.isProcessed(tenant: tenant, idempotencyKey: idempotencyKey) }
+    func setConsent(tenant: String, user: UserKey, granted: Bool, at: Date) async throws {
+        try await base.setConsent(tenant: tenant, user: user, granted: granted, at: at)
+    }
+    func isProcessed(tenant: String, idempotencyKey: String) async throws -> Bool {
+        try await base.isProcessed(tenant: tenant, idempotencyKey: idempotencyKey)
+    }
     func recordEvent(tenant: String, idempotencyKey: String, eventID: String, eventType: String, user: UserKey?, at: Date) async throws -> Bool {
         try await base.recordEvent(tenant: tenant, idempotencyKey: idempotencyKey, eventID: eventID, eventType: eventType, user: user, at: at)
     }
     func apply(_ batch: WriteBatch) async throws -> Bool { try await base.apply(batch) }
-    func memoriesNeedingReextraction(tenant: String, user: UserKey?) async throws -> [MemoryRow] { try await base.memoriesNeedingReextraction(tenant: tenant, user: user) }
-    func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool { try await base.replaceExtraction(batch, replacing: ids) }
-    func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow] { try await base.memories(tenant: tenant, user: user, includeHistory: includeHistory) }
-    func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] { try await base.memories(tenant: tenant, user: user, ids: ids) }
+    func memoriesNeedingReextraction(tenant: String, user: UserKey?) async throws -> [MemoryRow] {
+        try await base.memoriesNeedingReextraction(tenant: tenant, user: user)
+    }
+    func replaceExtraction(_ batch: WriteBatch, replacing ids: [String]) async throws -> Bool {
+        try await base.replaceExtraction(batch, replacing: ids)
+    }
+    func memories(tenant: String, user: UserKey, includeHistory: Bool) async throws -> [MemoryRow] {
+        try await base.memories(tenant: tenant, user: user, includeHistory: includeHistory)
+    }
+    func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] {
+        try await base.memories(tenant: tenant, user: user, ids: ids)
+    }
     func activeMemoryCount(tenant: String, user: UserKey) async throws -> Int { try await base.activeMemoryCount(tenant: tenant, user: user) }
     func memoryHeads(tenant: String, user: UserKey) async throws -> [MemoryHead] { try await base.memoryHeads(tenant: tenant, user: user) }
-    func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) { try await base.vectors(tenant: tenant, user: user, embedder: embedder) }
-    func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting] { try await base.postings(tenant: tenant, user: user, terms: terms) }
+    func vectors(tenant: String, user: UserKey, embedder: String) async throws -> (ids: [String], flat: [Float]) {
+        try await base.vectors(tenant: tenant, user: user, embedder: embedder)
+    }
+    func postings(tenant: String, user: UserKey, terms: [Data]) async throws -> [TermPosting] {
+        try await base.postings(tenant: tenant, user: user, terms: terms)
+    }
     func termStatistics(tenant: String, user: UserKey) async throws -> TermStatistics { try await base.termStatistics(tenant: tenant, user: user) }
     func termIndexRows(tenant: String, user: UserKey) async throws -> (documents: [(id: String, length: Int)], postings: [TermPosting]) {
         try await base.termIndexRows(tenant: tenant, user: user)
     }
-    func reinforce(tenant: String, _ updates: [(id: String, salience0: Double, at: Date)]) async throws { try await base.reinforce(tenant: tenant, updates) }
+    func reinforce(tenant: String, _ updates: [(id: String, salience0: Double, at: Date)]) async throws {
+        try await base.reinforce(tenant: tenant, updates)
+    }
     func archive(tenant: String, ids: [String]) async throws { try await base.archive(tenant: tenant, ids: ids) }
-    func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] { try await base.sweepCandidates(tenant: tenant, limit: limit, after: after) }
+    func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] {
+        try await base.sweepCandidates(tenant: tenant, limit: limit, after: after)
+    }
     func tombstone(tenant: String, user: UserKey) async throws -> Date? { try await base.tombstone(tenant: tenant, user: user) }
     func memoryCountsByStatus() async throws -> [String: Int] { try await base.memoryCountsByStatus() }
     func memory(tenant: String, id: String) async throws -> MemoryRow? { try await base.memory(tenant: tenant, id: id) }
     func setRetention(tenant: String, days: Int?) async throws { try await base.setRetention(tenant: tenant, days: days) }
-    func deleteMemories(tenant: String, olderThan cutoff: Date) async throws -> Int { try await base.deleteMemories(tenant: tenant, olderThan: cutoff) }
-    func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws { try await base.replaceMemory(row, vectors: vectors, postings: postings) }
+    func deleteMemories(tenant: String, olderThan cutoff: Date) async throws -> Int {
+        try await base.deleteMemories(tenant: tenant, olderThan: cutoff)
+    }
+    func replaceMemory(_ row: MemoryRow, vectors: [VectorRow], postings: [TermPosting]) async throws {
+        try await base.replaceMemory(row, vectors: vectors, postings: postings)
+    }
     func deleteMemory(tenant: String, id: String) async throws -> Bool { try await base.deleteMemory(tenant: tenant, id: id) }
-    func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws { try await base.setTenantConsentMode(tenant: tenant, mode: mode, allowSensitivePrecall: allowSensitivePrecall) }
-    func setTenantWebhookSecrets(tenant: String, current: Data?, previous: Data?, keyID: String) async throws { try await base.setTenantWebhookSecrets(tenant: tenant, current: current, previous: previous, keyID: keyID) }
-    func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)? { try await base.tenantWebhookSecrets(tenant: tenant) }
+    func setTenantConsentMode(tenant: String, mode: ConsentMode, allowSensitivePrecall: Bool) async throws {
+        try await base.setTenantConsentMode(tenant: tenant, mode: mode, allowSensitivePrecall: allowSensitivePrecall)
+    }
+    func setTenantWebhookSecrets(tenant: String, current: Data?, previous: Data?, keyID: String) async throws {
+        try await base.setTenantWebhookSecrets(tenant: tenant, current: current, previous: previous, keyID: keyID)
+    }
+    func tenantWebhookSecrets(tenant: String) async throws -> (current: Data?, previous: Data?, keyID: String)? {
+        try await base.tenantWebhookSecrets(tenant: tenant)
+    }
     func insertAPIKey(_ key: APIKeyRecord) async throws { try await base.insertAPIKey(key) }
     func apiKey(hash: Data) async throws -> APIKeyRecord? { try await base.apiKey(hash: hash) }
     func apiKeys(tenant: String) async throws -> [APIKeyRecord] { try await base.apiKeys(tenant: tenant) }
@@ -70,9 +101,11 @@ struct StalledStore: MemoryStore {
 @Suite("Pre-call webhook and memory tools", .timeLimit(.minutes(2)))
 struct RecallRouteTests {
     /// Ingests signed fixtures through the real gateway and worker, then runs `body` against the gateway.
-    func withIngested(_ bodies: [Data], backend: Backend = .sqlite, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
-                      configure: (inout EngramConfiguration) -> Void = { _ in },
-                      _ body: @Sendable (any TestClientProtocol, TestEnvironment, WorkerRuntime) async throws -> Void) async throws {
+    func withIngested(
+        _ bodies: [Data], backend: Backend = .sqlite, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
+        configure: (inout EngramConfiguration) -> Void = { _ in },
+        _ body: @Sendable (any TestClientProtocol, TestEnvironment, WorkerRuntime) async throws -> Void
+    ) async throws {
         let env = try await TestEnvironment.make(backend)
         var configuration = env.configuration()
         configure(&configuration)
@@ -80,7 +113,10 @@ struct RecallRouteTests {
         let app = try await buildApplication(configuration: configuration, store: try store?(env), logger: testLogger)
         try await app.test(.router) { client in
             for data in bodies {
-                try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(data, secret: env.webhookSecret), body: ByteBuffer(data: data)) {
+                try await client.execute(
+                    uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(data, secret: env.webhookSecret),
+                    body: ByteBuffer(data: data)
+                ) {
                     #expect($0.status == .ok)
                 }
             }
@@ -92,14 +128,18 @@ struct RecallRouteTests {
 
     func json(_ object: [String: Any]) -> ByteBuffer { ByteBuffer(data: try! JSONSerialization.data(withJSONObject: object)) }
 
-    func precall(_ client: any TestClientProtocol, _ env: TestEnvironment, caller: Any, key: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
+    func precall(_ client: any TestClientProtocol, _ env: TestEnvironment, caller: Any, key: String? = nil) async throws -> (
+        HTTPResponse.Status, [String: Any]
+    ) {
         try await client.execute(
             uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(key ?? env.apiKey),
             body: json(["caller_id": caller, "agent_id": "agent_1", "called_number": "+12018774358", "call_sid": "CA1"])
         ) { ($0.status, $0.body.json) }
     }
 
-    func search(_ client: any TestClientProtocol, _ env: TestEnvironment, _ query: String, caller: String = Fixtures.fixturePhone, extra: [String: Any] = [:]) async throws -> [[String: Any]] {
+    func search(
+        _ client: any TestClientProtocol, _ env: TestEnvironment, _ query: String, caller: String = Fixtures.fixturePhone, extra: [String: Any] = [:]
+    ) async throws -> [[String: Any]] {
         var body: [String: Any] = ["query": query, "caller_id": caller, "conversation_id": "conv_x"]
         body.merge(extra) { $1 }
         return try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: json(body)) { response in
@@ -150,7 +190,9 @@ struct RecallRouteTests {
                 #expect((answer["dynamic_variables"] as? [String: Any])?["is_returning_caller"] as? Bool == false)
                 #expect(answer["user_id"] == nil)
             }
-            try await client.execute(uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: "{broken")) { response in
+            try await client.execute(
+                uri: "/v1/elevenlabs/conversation-init", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: "{broken")
+            ) { response in
                 #expect(response.status == .ok)
             }
             let (status, _) = try await precall(client, env, caller: Fixtures.fixturePhone, key: "wrong")
@@ -160,8 +202,10 @@ struct RecallRouteTests {
 
     @Test("a stalled store answers the neutral set within the budget")
     func precallStalled() async throws {
-        try await withIngested([try fixtureTranscript()], store: { env in StalledStore(base: try SQLiteMemoryStore(path: env.databasePath), delay: .seconds(3)) },
-                               configure: { $0.precallBudget = .milliseconds(200) }) { client, env, _ in
+        try await withIngested(
+            [try fixtureTranscript()], store: { env in StalledStore(base: try SQLiteMemoryStore(path: env.databasePath), delay: .seconds(3)) },
+            configure: { $0.precallBudget = .milliseconds(200) }
+        ) { client, env, _ in
             let started = ContinuousClock.now
             let (status, answer) = try await precall(client, env, caller: Fixtures.fixturePhone)
             #expect(status == .ok)
@@ -173,12 +217,15 @@ struct RecallRouteTests {
     @Test("a store call past its deadline answers 503 store_unavailable with Retry-After, not 500, and the route works again once the store does")
     func storeTimeoutIs503() async throws {
         let opened = Locked<SQLiteMemoryStore?>(nil)
-        try await withIngested([try fixtureTranscript()], store: { env in
-            // Long enough for the setup calls on a loaded machine; the stall below outlasts it.
-            let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .seconds(5))
-            opened.withLock { $0 = store }
-            return store
-        }) { client, env, _ in
+        try await withIngested(
+            [try fixtureTranscript()],
+            store: { env in
+                // Long enough for the setup calls on a loaded machine; the stall below outlasts it.
+                let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .seconds(5))
+                opened.withLock { $0 = store }
+                return store
+            }
+        ) { client, env, _ in
             let store = try #require(opened.withLock { $0 })
             let body = json(["caller_id": Fixtures.fixturePhone, "granted": true])
             let stall = try await Stall.begin(on: store)
@@ -187,7 +234,9 @@ struct RecallRouteTests {
             #expect(stalled.status == .serviceUnavailable)
             #expect(stalled.headers[.retryAfter] != nil)
             #expect((stalled.body.json["error"] as? [String: Any])?["code"] as? String == "store_unavailable")
-            try await client.execute(uri: "/v1/tools/set-consent", method: .post, headers: bearer(env.apiKey), body: body) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v1/tools/set-consent", method: .post, headers: bearer(env.apiKey), body: body) {
+                #expect($0.status == .ok)
+            }
         }
     }
 
@@ -203,7 +252,10 @@ struct RecallRouteTests {
                 data["transcript"] = [["role": "user", "message": "Please remember my dog is called Biscuit and I prefer afternoon slots."]]
                 object["data"] = data
             }
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(later, secret: env.webhookSecret), body: ByteBuffer(data: later)) { #expect($0.status == .ok) }
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(later, secret: env.webhookSecret),
+                body: ByteBuffer(data: later)
+            ) { #expect($0.status == .ok) }
             try await worker.drain()
             let memories = try await worker.vault.memories(tenant: "default", user: try await worker.userKey(phone: Fixtures.fixturePhone))
             #expect(memories.contains { $0.content.contains("Biscuit") })
@@ -212,18 +264,25 @@ struct RecallRouteTests {
 
     @Test("search finds the Friday appointment; another caller never sees it", arguments: Backend.available)
     func searchScoped(backend: Backend) async throws {
-        try await withIngested([try fixtureTranscript(), try fixtureTranscript(phone: "+14155550199") { object in
-            var data = object["data"] as! [String: Any]
-            data["transcript"] = [["role": "user", "message": "I need a plumber for my kitchen sink on Monday."]]
-            data["analysis"] = NSNull()
-            object["data"] = data
-        }], backend: backend) { client, env, _ in
+        try await withIngested(
+            [
+                try fixtureTranscript(),
+                try fixtureTranscript(phone: "+14155550199") { object in
+                    var data = object["data"] as! [String: Any]
+                    data["transcript"] = [["role": "user", "message": "I need a plumber for my kitchen sink on Monday."]]
+                    data["analysis"] = NSNull()
+                    object["data"] = data
+                },
+            ], backend: backend
+        ) { client, env, _ in
             let cleaning = try await search(client, env, "when is my cleaning")
             #expect(cleaning.first.map { ($0["text"] as? String ?? "").contains("Friday") } == true)
             let slot = try await search(client, env, "Friday slot")
             #expect(slot.contains { ($0["text"] as? String ?? "").contains("Friday") })
             // One answer within the budget: overlapping episodes merged, no turn twice.
-            let lines = slot.flatMap { ($0["text"] as? String ?? "").split(separator: "\n") }.filter { $0.hasPrefix("caller: ") || $0.hasPrefix("agent: ") }
+            let lines = slot.flatMap { ($0["text"] as? String ?? "").split(separator: "\n") }.filter {
+                $0.hasPrefix("caller: ") || $0.hasPrefix("agent: ")
+            }
             #expect(!lines.isEmpty && lines.count == Set(lines).count)
             #expect(slot.reduce(0) { $0 + ($1["text"] as? String ?? "").count } <= env.configuration().searchAnswerChars)
             #expect(slot.allSatisfy { Set($0.keys) == ["text", "when", "sector"] })
@@ -248,7 +307,7 @@ struct RecallRouteTests {
             data["transcript"] = [["role": "user", "message": "My favourite colour is blue."]]
             data["analysis"] = NSNull()
             var metadata = data["metadata"] as! [String: Any]
-            metadata["start_time_unix_secs"] = 1763000000
+            metadata["start_time_unix_secs"] = 1_763_000_000
             data["metadata"] = metadata
             object["data"] = data
         }
@@ -257,7 +316,7 @@ struct RecallRouteTests {
             data["transcript"] = [["role": "user", "message": "Oh and my favourite colour is green now."]]
             data["analysis"] = NSNull()
             var metadata = data["metadata"] as! [String: Any]
-            metadata["start_time_unix_secs"] = 1763600000
+            metadata["start_time_unix_secs"] = 1_763_600_000
             data["metadata"] = metadata
             object["data"] = data
         }
@@ -268,23 +327,29 @@ struct RecallRouteTests {
             #expect(texts.first?.contains("favourite colour is green") == true)
             #expect(!texts.contains { $0 == "The caller's favourite colour is blue." })
             let user = try await worker.userKey(phone: Fixtures.fixturePhone)
-            let history = try await worker.vault.memories(tenant: "default", user: user, includeHistory: true).filter { $0.slot == "favourite.colour" }
+            let history = try await worker.vault.memories(tenant: "default", user: user, includeHistory: true).filter {
+                $0.slot == "favourite.colour"
+            }
             let blue = try #require(history.first { $0.content.contains("blue") })
             let green = try #require(history.first { $0.content.contains("green") })
-            #expect(blue.validTo == Date(timeIntervalSince1970: 1763600000))
+            #expect(blue.validTo == Date(timeIntervalSince1970: 1_763_600_000))
             #expect(blue.supersededBy == green.id)
             #expect(green.validTo == nil)
         }
     }
 
-    @Test("tools refuse a missing or wrong key on every route", arguments: [
-        ("/v1/tools/search-memory", HTTPRequest.Method.post), ("/v1/tools/remember", .post), ("/v1/tools/forget-me", .post),
-        ("/v1/elevenlabs/conversation-init", .post), ("/v1/users/%2B12523960448/variables", .get),
-    ])
+    @Test(
+        "tools refuse a missing or wrong key on every route",
+        arguments: [
+            ("/v1/tools/search-memory", HTTPRequest.Method.post), ("/v1/tools/remember", .post), ("/v1/tools/forget-me", .post),
+            ("/v1/elevenlabs/conversation-init", .post), ("/v1/users/%2B12523960448/variables", .get),
+        ])
     func authFailures(_ route: String, _ method: HTTPRequest.Method) async throws {
         try await withIngested([]) { client, env, _ in
             for headers in [HTTPFields(), bearer("not-the-key"), bearer(env.webhookSecret)] {
-                try await client.execute(uri: route, method: method, headers: headers, body: json(["query": "x", "fact": "x", "caller_id": Fixtures.fixturePhone])) { response in
+                try await client.execute(
+                    uri: route, method: method, headers: headers, body: json(["query": "x", "fact": "x", "caller_id": Fixtures.fixturePhone])
+                ) { response in
                     #expect(response.status == .unauthorized)
                     #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "unauthorized")
                 }
@@ -292,13 +357,16 @@ struct RecallRouteTests {
         }
     }
 
-    @Test("bad tool input gets a clear 4xx", arguments: [
-        (#"{"caller_id":"+12523960448"}"#, 400), (#"{"query":"","caller_id":"+12523960448"}"#, 400), ("{nope", 400),
-        (#"{"query":"\#(String(repeating: "a", count: 1500))"}"#, 400), (String(repeating: " ", count: 70000) + "{}", 413),
-    ])
+    @Test(
+        "bad tool input gets a clear 4xx",
+        arguments: [
+            (#"{"caller_id":"+12523960448"}"#, 400), (#"{"query":"","caller_id":"+12523960448"}"#, 400), ("{nope", 400),
+            (#"{"query":"\#(String(repeating: "a", count: 1500))"}"#, 400), (String(repeating: " ", count: 70000) + "{}", 413),
+        ])
     func badToolInput(_ body: String, _ status: Int) async throws {
         try await withIngested([]) { client, env, _ in
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: body)) { response in
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: body)) {
+                response in
                 #expect(response.status.code == status)
                 #expect((response.body.json["error"] as? [String: Any])?["code"] != nil)
             }
@@ -309,12 +377,14 @@ struct RecallRouteTests {
     func nestingDepth() async throws {
         try await withIngested([]) { client, env, _ in
             let deep = #"{"query":"x","extra":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}"
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: deep)) { response in
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: deep)) {
+                response in
                 #expect(response.status == .badRequest)
                 #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "json_too_deep")
             }
             let quoted = #"{"query":"[[[[[[[[[[[[[[[[[[[[[[[[ {{{{ in a \" string","caller_id":"+14155550100"}"#
-            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: quoted)) { response in
+            try await client.execute(uri: "/v1/tools/search-memory", method: .post, headers: bearer(env.apiKey), body: ByteBuffer(string: quoted)) {
+                response in
                 #expect(response.status == .ok)
             }
         }
@@ -323,8 +393,10 @@ struct RecallRouteTests {
     @Test("remember is written by the worker with provenance tool; forget-me erases the caller", arguments: Backend.available)
     func rememberAndForget(backend: Backend) async throws {
         try await withIngested([try fixtureTranscript()], backend: backend) { client, env, worker in
-            try await client.execute(uri: "/v1/tools/remember", method: .post, headers: bearer(env.apiKey),
-                                     body: json(["fact": "The caller's parking spot is B12.", "caller_id": Fixtures.fixturePhone, "conversation_id": "conv_r"])) { response in
+            try await client.execute(
+                uri: "/v1/tools/remember", method: .post, headers: bearer(env.apiKey),
+                body: json(["fact": "The caller's parking spot is B12.", "caller_id": Fixtures.fixturePhone, "conversation_id": "conv_r"])
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(response.body.json["status"] as? String == "remembered")
             }
@@ -335,7 +407,9 @@ struct RecallRouteTests {
             #expect(remembered.first?.sources.first?.kind == "tool")
             #expect(remembered.first?.sources.first?.conversationID == "conv_r")
 
-            try await client.execute(uri: "/v1/tools/forget-me", method: .post, headers: bearer(env.apiKey), body: json(["caller_id": Fixtures.fixturePhone])) { response in
+            try await client.execute(
+                uri: "/v1/tools/forget-me", method: .post, headers: bearer(env.apiKey), body: json(["caller_id": Fixtures.fixturePhone])
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(response.body.json["status"] as? String == "erased")
             }
@@ -344,7 +418,10 @@ struct RecallRouteTests {
             #expect((answer["dynamic_variables"] as? [String: Any])?["is_returning_caller"] as? Bool == false)
             // The same conversation re-delivered after "forget me" brings nothing back.
             let replay = try fixtureTranscript(conversationID: "conv_after_erasure")
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(replay, secret: env.webhookSecret), body: ByteBuffer(data: replay)) { #expect($0.status == .ok) }
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(replay, secret: env.webhookSecret),
+                body: ByteBuffer(data: replay)
+            ) { #expect($0.status == .ok) }
             try await worker.drain()
             #expect(try await worker.vault.memories(tenant: "default", user: user, includeHistory: true).isEmpty)
         }
@@ -357,7 +434,9 @@ struct RecallRouteTests {
                 #expect(response.status == .ok)
                 #expect((response.body.json["dynamic_variables"] as? [String: Any])?["is_returning_caller"] as? Bool == true)
             }
-            try await client.execute(uri: "/v1/users/not-a-user/variables", method: .get, headers: bearer(env.apiKey)) { #expect($0.status == .badRequest) }
+            try await client.execute(uri: "/v1/users/not-a-user/variables", method: .get, headers: bearer(env.apiKey)) {
+                #expect($0.status == .badRequest)
+            }
         }
     }
 }
@@ -372,11 +451,13 @@ struct SweepTests {
         let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), clock: .fixed(t0))
         let tenant = try #require(try await vault.tenant("default", create: true))
         let user = tenant.userKeys.key(for: .phone("+12523960448"))
-        let extraction = Extraction(memories: [
-            ExtractedMemory(content: "The caller mentioned the weather in Lisbon.", sector: .episodic, importance: 0.5, sourceTurns: [0]),
-            ExtractedMemory(content: "The caller is vegetarian.", sector: .semantic, importance: 0.5, sourceTurns: [1]),
-        ], summary: nil, userName: nil, extractor: "test")
-        let batch = try await vault.prepareWrite(tenant: "default", user: user, extraction: extraction, conversationID: "c", callAt: t0, idempotencyKey: "k", eventID: "e", eventType: "t")
+        let extraction = Extraction(
+            memories: [
+                ExtractedMemory(content: "The caller mentioned the weather in Lisbon.", sector: .episodic, importance: 0.5, sourceTurns: [0]),
+                ExtractedMemory(content: "The caller is vegetarian.", sector: .semantic, importance: 0.5, sourceTurns: [1]),
+            ], summary: nil, userName: nil, extractor: "test")
+        let batch = try await vault.prepareWrite(
+            tenant: "default", user: user, extraction: extraction, conversationID: "c", callAt: t0, idempotencyKey: "k", eventID: "e", eventType: "t")
         #expect(try await store.apply(batch))
         // 200 days on: nothing idle long enough and faded enough yet for semantic; episodic 0.05 + 0.55 e^-3 = 0.077 < 0.08.
         #expect(try await vault.sweep(now: t0.addingTimeInterval(100 * 86_400)) == 0)

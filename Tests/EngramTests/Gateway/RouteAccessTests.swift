@@ -4,11 +4,12 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import Gateway
+
 @testable import EngramApp
 @testable import EngramCore
-@testable import EngramStore
 @testable import EngramProviders
+@testable import EngramStore
+@testable import Gateway
 
 /// Authentication is middleware on route groups (`buildRouter`). These tests ask every route of
 /// the production router who may call it, so a route added outside its group, or in the wrong
@@ -200,7 +201,10 @@ struct RouteAccessTests {
     @Test("routes of rate-limited groups answer 429 to a key over its budget; pre-call and the LLM proxy never do")
     func rateLimitedGroups() async throws {
         // One request a minute, no burst: a key's second request is over its budget.
-        try await withGateway(configure: { $0.rateLimitPerMinute = 1; $0.rateLimitBurst = 0 }) { client, _, g in
+        try await withGateway(configure: {
+            $0.rateLimitPerMinute = 1
+            $0.rateLimitBurst = 0
+        }) { client, _, g in
             for (route, access) in Self.routes.sorted(by: { $0.key < $1.key }) {
                 guard case .key(let scope, let rateLimited) = access else { continue }
                 let (method, path) = Self.split(route)
@@ -208,13 +212,14 @@ struct RouteAccessTests {
                 var statuses: [HTTPResponse.Status] = []
                 let headers = Self.headers(authorization: "Bearer \(key)")
                 for _ in 0..<2 {
-                    statuses.append(try await client.execute(uri: Self.uri(path), method: method, headers: headers) { response in
-                        if response.status == .tooManyRequests {
-                            #expect(response.headers[.retryAfter] != nil, "\(route)")
-                            #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "rate_limited", "\(route)")
-                        }
-                        return response.status
-                    })
+                    statuses.append(
+                        try await client.execute(uri: Self.uri(path), method: method, headers: headers) { response in
+                            if response.status == .tooManyRequests {
+                                #expect(response.headers[.retryAfter] != nil, "\(route)")
+                                #expect((response.body.json["error"] as? [String: Any])?["code"] as? String == "rate_limited", "\(route)")
+                            }
+                            return response.status
+                        })
                 }
                 #expect(statuses[0] != .tooManyRequests, "\(route): a key's first request")
                 #expect((statuses[1] == .tooManyRequests) == rateLimited, "\(route): a key's second request answered \(statuses[1])")
@@ -288,7 +293,9 @@ struct RouteAccessTests {
         try await withGateway(configure: { $0.metricsKey = nil }) { client, routes, g in
             #expect(!routes.contains("GET /metrics"))
             for authorization in [nil, "Bearer \(g.metricsKey)", "Bearer \(g.env.adminKey)"] {
-                let status = try await client.execute(uri: "/metrics", method: .get, headers: Self.headers(authorization: authorization)) { $0.status }
+                let status = try await client.execute(uri: "/metrics", method: .get, headers: Self.headers(authorization: authorization)) {
+                    $0.status
+                }
                 #expect(status == .notFound)
             }
         }

@@ -1,13 +1,14 @@
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramQueue
-@testable import EngramStore
 import Foundation
-@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramQueue
+@testable import EngramStore
+@testable import Gateway
 @testable import Worker
 
 @Suite("Redis outage: the local spool", .timeLimit(.minutes(3)))
@@ -25,10 +26,16 @@ struct SpoolTests {
         let bodies = try (0..<5).map { _ in try fixtureTranscript() }
         let spoolDirectory = configuration.spoolDirectory
         try await app.test(.router) { client in
-            try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(bodies[0], secret: env.webhookSecret), body: ByteBuffer(data: bodies[0])) { #expect($0.status == .ok) }
+            try await client.execute(
+                uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(bodies[0], secret: env.webhookSecret),
+                body: ByteBuffer(data: bodies[0])
+            ) { #expect($0.status == .ok) }
             await redis.stop()
             for body in bodies[1...] + [bodies[1]] {  // the last one is a retry of an already-spooled event
-                try await client.execute(uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret), body: ByteBuffer(data: body)) {
+                try await client.execute(
+                    uri: "/v1/elevenlabs/post-call", method: .post, headers: postCallHeaders(body, secret: env.webhookSecret),
+                    body: ByteBuffer(data: body)
+                ) {
                     #expect($0.status == .ok)
                 }
             }
@@ -38,7 +45,10 @@ struct SpoolTests {
                 #expect(response.body.json["spool_depth"] as? String == "5")
             }
             try await redis.start()
-            let drainer = SpoolDrainer(ingest: DurableIngest(queue: env.queue(redis: redis.endpoint), spool: try Spool(directory: spoolDirectory, logger: testLogger), ttlSeconds: 60), logger: testLogger)
+            let drainer = SpoolDrainer(
+                ingest: DurableIngest(
+                    queue: env.queue(redis: redis.endpoint), spool: try Spool(directory: spoolDirectory, logger: testLogger), ttlSeconds: 60),
+                logger: testLogger)
             await drainer.drainOnce()
         }
         try await worker.drain()
@@ -46,7 +56,9 @@ struct SpoolTests {
         let memories = try await worker.vault.memories(tenant: "default", user: user, includeHistory: true)
         let conversations = Set(memories.flatMap { $0.sources.compactMap(\.conversationID) })
         #expect(conversations.count == 5)
-        let processed = try await (worker.vault.store as! SQLiteMemoryStore).database.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM processed_events") }
+        let processed = try await (worker.vault.store as! SQLiteMemoryStore).database.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM processed_events")
+        }
         #expect(processed == 5)
         await redis.stop()
         await env.cleanUp()
@@ -77,7 +89,10 @@ struct SpoolTests {
         #expect(reopened.depth == 0)
         // A drain that fails part-way resumes where it stopped.
         for i in 0..<2 {
-            try reopened.append(SpoolRecord(envelope: try Envelope.seal(Data(), tenant: "default", type: "t", receivedAt: Date(), cipher: cipher), dedupe: ["e\(i)"], ttlSeconds: 60))
+            try reopened.append(
+                SpoolRecord(
+                    envelope: try Envelope.seal(Data(), tenant: "default", type: "t", receivedAt: Date(), cipher: cipher), dedupe: ["e\(i)"],
+                    ttlSeconds: 60))
         }
         struct Down: Error {}
         _ = try? await reopened.drain { record in if record.dedupe == ["e1"] { throw Down() } }

@@ -1,13 +1,14 @@
+import Foundation
+import GRDB
+import HummingbirdTesting
+import NIOCore
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
-import Foundation
-import GRDB
 @testable import Gateway
-import HummingbirdTesting
-import NIOCore
-import Testing
 @testable import Worker
 
 /// `engram backfill` against a fake ElevenLabs Conversations API, a real Redis queue and a real
@@ -44,7 +45,9 @@ struct BackfillTests {
 
         /// Queues a webhook body as the gateway would (no dedupe marks) and processes the queue.
         func ingestDirectly(_ body: Data) async throws {
-            let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
+            let envelope = try Envelope.seal(
+                body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(),
+                cipher: KeyRing(master: env.masterKey).envelopeCipher)
             _ = try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
             try await worker.drain()
         }
@@ -91,10 +94,11 @@ struct BackfillTests {
 
             let items = try await h.run()
 
-            #expect(h.outcomes(items) == [
-                "conv_processed": .alreadyProcessed, "conv_missed_a": .enqueued, "conv_missed_b": .enqueued,
-                "conv_running": .skippedNotDone, "conv_anonymous": .skippedNoCaller,
-            ])
+            #expect(
+                h.outcomes(items) == [
+                    "conv_processed": .alreadyProcessed, "conv_missed_a": .enqueued, "conv_missed_b": .enqueued,
+                    "conv_running": .skippedNotDone, "conv_anonymous": .skippedNoCaller,
+                ])
             #expect(items.map(\.conversationID) == ["conv_anonymous", "conv_running", "conv_missed_b", "conv_missed_a", "conv_processed"])
             // Five conversations in range, two per page: three pages, each asked with the filters.
             let lists = h.server.listRequests
@@ -103,7 +107,9 @@ struct BackfillTests {
             #expect(lists.allSatisfy { $0.query["agent_id"] == Self.agent && $0.query["call_start_after_unix"] == String(Self.base - 1) })
             #expect(h.server.requests.allSatisfy { $0.apiKey == h.server.apiKey })
             // Details are fetched only for finished calls Engram has not processed.
-            #expect(Set(h.server.detailRequests.map(\.path)) == Set(["conv_missed_a", "conv_missed_b", "conv_anonymous"].map { "/v1/convai/conversations/\($0)" }))
+            #expect(
+                Set(h.server.detailRequests.map(\.path))
+                    == Set(["conv_missed_a", "conv_missed_b", "conv_anonymous"].map { "/v1/convai/conversations/\($0)" }))
             #expect(try await h.queue.stats().pending == 2)
 
             // The worker processes them like webhooks: the missed callers now have memories.

@@ -1,15 +1,16 @@
 import AsyncHTTPClient
+import Foundation
+import GRDB
+import HummingbirdTesting
+import NIOCore
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
 @testable import EngramStore
-import Foundation
-import GRDB
 @testable import Gateway
-import HummingbirdTesting
-import NIOCore
-import Testing
 @testable import Worker
 
 /// Issue 11 §3: after `forget-me`, nothing Engram keeps may decrypt into the caller's data with
@@ -29,7 +30,8 @@ struct ErasurePropagationTests {
         try FileManager.default.createDirectory(at: redisDirectory, withIntermediateDirectories: true)
         // AOF on (as `make run` and compose run it), RDB snapshots on (Redis' default), both
         // uncompressed so the check can read every byte of them.
-        let redis = try OwnRedis(directory: redisDirectory, extraArguments: ["--aof-use-rdb-preamble", "no", "--save", "3600 1", "--rdbcompression", "no"])
+        let redis = try OwnRedis(
+            directory: redisDirectory, extraArguments: ["--aof-use-rdb-preamble", "no", "--save", "3600 1", "--rdbcompression", "no"])
         try await redis.start()
         var configuration = env.configuration()
         configuration.redis = redis.endpoint
@@ -76,15 +78,20 @@ struct ErasurePropagationTests {
         for (phone, tagged, name) in [(erasedPhone, true, "failing-a"), (erasedPhone, false, "failing-untagged"), (keptPhone, true, "failing-b")] {
             let envelope = try postCall(phone, tagged: tagged)
             let raw = try await park(envelope, worker: name)
-            try await queue.deadLetter(worker: name, raw: raw, letter: DeadLetter(
-                id: envelope.id, envelope: String(decoding: raw, as: UTF8.self), errorClass: "Test", errorMessage: "test",
-                failedAt: Date().timeIntervalSince1970, worker: name))
+            try await queue.deadLetter(
+                worker: name, raw: raw,
+                letter: DeadLetter(
+                    id: envelope.id, envelope: String(decoding: raw, as: UTF8.self), errorClass: "Test", errorMessage: "test",
+                    failedAt: Date().timeIntervalSince1970, worker: name))
         }
         let remember = try Envelope.seal(
             try JSONEncoder().encode(RememberEvent(user: erased, fact: "my locker code is 7731", conversationID: nil, saidAt: Date())),
             tenant: "default", type: EventType.remember, receivedAt: Date(), cipher: keyRing.envelopeCipher,
             userTags: [keyRing.userTag(tenant: "default", user: erased)])
-        for envelope in [try postCall(erasedPhone), try postCall(erasedPhone, tagged: false), remember, try postCall(keptPhone), try postCall(keptPhone, tagged: false)] {
+        for envelope in [
+            try postCall(erasedPhone), try postCall(erasedPhone, tagged: false), remember, try postCall(keptPhone),
+            try postCall(keptPhone, tagged: false),
+        ] {
             _ = try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
         }
         let spool = try Spool(directory: configuration.spoolDirectory, logger: testLogger)
@@ -121,10 +128,16 @@ struct ErasurePropagationTests {
             for key in listKeys {
                 for item in try await client.command("LRANGE", RedisArgument(key), "0", "-1").array ?? [] { values.append(item.data ?? Data()) }
             }
-            for item in try await client.command("ZRANGE", RedisArgument(env.keys.retry), "0", "-1").array ?? [] { values.append(item.data ?? Data()) }
-            let aof = DecryptionAudit.files(under: redisDirectory.appendingPathComponent("appendonlydir")).flatMap { audit.envelopePlaintexts(in: $0.1) }
+            for item in try await client.command("ZRANGE", RedisArgument(env.keys.retry), "0", "-1").array ?? [] {
+                values.append(item.data ?? Data())
+            }
+            let aof = DecryptionAudit.files(under: redisDirectory.appendingPathComponent("appendonlydir")).flatMap {
+                audit.envelopePlaintexts(in: $0.1)
+            }
             let rdb = FileManager.default.contents(atPath: redisDirectory.appendingPathComponent("dump.rdb").path).map(audit.envelopePlaintexts) ?? []
-            let spoolFiles = DecryptionAudit.files(under: URL(fileURLWithPath: configuration.spoolDirectory)).flatMap { audit.envelopePlaintexts(in: $0.1) }
+            let spoolFiles = DecryptionAudit.files(under: URL(fileURLWithPath: configuration.spoolDirectory)).flatMap {
+                audit.envelopePlaintexts(in: $0.1)
+            }
             return [
                 "database": try memories([env.databasePath]),
                 "backups": try memories(try SQLiteBackup.backupFiles(URL(fileURLWithPath: configuration.backupDirectory)).map(\.path)),
@@ -199,7 +212,8 @@ struct ErasurePropagationTests {
         let queue = env.queue()
         let now = Date()
         for (id, age) in [("old", 8.0 * 86_400), ("new", 3600.0)] {
-            let letter = DeadLetter(id: id, envelope: "{}", errorClass: "Test", errorMessage: "test", failedAt: now.timeIntervalSince1970 - age, worker: "w")
+            let letter = DeadLetter(
+                id: id, envelope: "{}", errorClass: "Test", errorMessage: "test", failedAt: now.timeIntervalSince1970 - age, worker: "w")
             _ = try await env.redisClient().command("LPUSH", RedisArgument(env.keys.dead), RedisArgument(try JSONEncoder().encode(letter)))
         }
         #expect(try await queue.expireDeadLetters(failedBefore: now.addingTimeInterval(-7 * 86_400)) == 1)
@@ -213,7 +227,9 @@ struct ErasurePropagationTests {
         #expect(defaults.erasurePurgeInterval == .seconds(60) && defaults.deadLetterRetentionDays == 7)
         let set = try EngramConfiguration.fromEnvironment(["ENGRAM_ERASURE_PURGE_INTERVAL_MS": "5000", "ENGRAM_DEAD_LETTER_RETENTION_DAYS": "30"])
         #expect(set.erasurePurgeInterval == .seconds(5) && set.deadLetterRetentionDays == 30)
-        for (name, value) in [("ENGRAM_ERASURE_PURGE_INTERVAL_MS", "0"), ("ENGRAM_DEAD_LETTER_RETENTION_DAYS", "0"), ("ENGRAM_DEAD_LETTER_RETENTION_DAYS", "soon")] {
+        for (name, value) in [
+            ("ENGRAM_ERASURE_PURGE_INTERVAL_MS", "0"), ("ENGRAM_DEAD_LETTER_RETENTION_DAYS", "0"), ("ENGRAM_DEAD_LETTER_RETENTION_DAYS", "soon"),
+        ] {
             #expect { try EngramConfiguration.fromEnvironment([name: value]) } throws: { ($0 as? ConfigurationError)?.variable == name }
         }
     }
@@ -224,7 +240,9 @@ struct ErasurePropagationTests {
         let spool = try Spool(directory: env.directory.appendingPathComponent("spool").path, logger: testLogger)
         let cipher = KeyRing(master: env.masterKey).envelopeCipher
         func record(_ tag: String) throws -> SpoolRecord {
-            SpoolRecord(envelope: try Envelope.seal(Data("body".utf8), tenant: "default", type: "t", receivedAt: Date(), cipher: cipher, userTags: [tag]), dedupe: [], ttlSeconds: 60)
+            SpoolRecord(
+                envelope: try Envelope.seal(Data("body".utf8), tenant: "default", type: "t", receivedAt: Date(), cipher: cipher, userTags: [tag]),
+                dedupe: [], ttlSeconds: 60)
         }
         try spool.append(try record("a"))
         try spool.append(try record("b"))
@@ -313,8 +331,9 @@ struct ForgetMePropagationTests {
 /// forget-me, the worker's scheduled purge leaves nothing of the caller in the AOF or the backups.
 @Suite("Erasure through the real executables", .timeLimit(.minutes(3)))
 struct ErasureProcessTests {
-    @Test("forget-me through the gateway process: within the purge interval the AOF, the backups and the database hold nothing of the caller",
-          .timeLimit(.minutes(2)))
+    @Test(
+        "forget-me through the gateway process: within the purge interval the AOF, the backups and the database hold nothing of the caller",
+        .timeLimit(.minutes(2)))
     func throughProcesses() async throws {
         let env = try TestEnvironment()
         let redisDirectory = env.directory.appendingPathComponent("redis")
@@ -330,7 +349,10 @@ struct ErasureProcessTests {
         environment["ENGRAM_ERASURE_PURGE_INTERVAL_MS"] = "300"
         let gateway = try ServiceProcess("engram-gateway", environment: environment, directory: env.directory)
         let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
-        defer { gateway.kill9(); worker.kill9() }
+        defer {
+            gateway.kill9()
+            worker.kill9()
+        }
         try await waitForGatewayReady(port: port)
 
         let erasedPhone = "+14155550181"
@@ -372,7 +394,9 @@ struct ErasureProcessTests {
             return (aof, inBackups, (live[erased]?.count ?? 0, live[kept]?.count ?? 0))
         }
         let before = try census()
-        print("erasure through processes, before: AOF envelopes of the caller \(before.aof), backup memories \(before.backups), database memories \(before.database)")
+        print(
+            "erasure through processes, before: AOF envelopes of the caller \(before.aof), backup memories \(before.backups), database memories \(before.database)"
+        )
         #expect(before.aof > 0 && before.backups.erased > 0 && before.database.erased > 0)
 
         var forget = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/tools/forget-me")
@@ -387,7 +411,9 @@ struct ErasureProcessTests {
             after = try census()
             return after.aof == 0 && after.backups.erased == 0 && after.database.erased == 0
         }
-        print("erasure through processes, after: AOF envelopes of the caller \(after.aof), backup memories \(after.backups), database memories \(after.database)")
+        print(
+            "erasure through processes, after: AOF envelopes of the caller \(after.aof), backup memories \(after.backups), database memories \(after.database)"
+        )
         #expect(after.aof == 0 && after.backups.erased == 0 && after.database.erased == 0)
         #expect(after.backups.kept == before.backups.kept && after.database.kept == before.database.kept)
         #expect(await gateway.terminate() == 0)

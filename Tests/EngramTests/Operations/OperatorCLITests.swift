@@ -33,15 +33,20 @@ struct OperatorCLITests {
 
         let created = try await runEngram(["tenant", "create", "acme"], environment: base, directory: env.directory)
         #expect(created.status == 0, "stderr: \(created.stderr)")
-        expectRuntimeFailure(try await runEngram(["tenant", "create", "acme"], environment: base, directory: env.directory), mentioning: ["acme exists already"])
+        expectRuntimeFailure(
+            try await runEngram(["tenant", "create", "acme"], environment: base, directory: env.directory), mentioning: ["acme exists already"])
         expectRuntimeFailure(
             try await runEngram(["tenant", "set-webhook-secret", "acme"], environment: base, directory: env.directory, input: "short\n"),
             mentioning: ["16 to 256"])
-        expectRuntimeFailure(try await runEngram(["tenant", "show", "nobody"], environment: base, directory: env.directory), mentioning: ["no tenant named nobody"])
-        expectRuntimeFailure(try await runEngram(["keys", "revoke", "key_missing", "--tenant", "acme"], environment: base, directory: env.directory), mentioning: ["key_missing"])
+        expectRuntimeFailure(
+            try await runEngram(["tenant", "show", "nobody"], environment: base, directory: env.directory), mentioning: ["no tenant named nobody"])
+        expectRuntimeFailure(
+            try await runEngram(["keys", "revoke", "key_missing", "--tenant", "acme"], environment: base, directory: env.directory),
+            mentioning: ["key_missing"])
         var noMaster = base
         noMaster["ENGRAM_MASTER_KEY"] = "not-base64"
-        expectRuntimeFailure(try await runEngram(["tenant", "list"], environment: noMaster, directory: env.directory), mentioning: ["ENGRAM_MASTER_KEY"])
+        expectRuntimeFailure(
+            try await runEngram(["tenant", "list"], environment: noMaster, directory: env.directory), mentioning: ["ENGRAM_MASTER_KEY"])
 
         // Usage errors: a wrong choice names the choices; usage and exit 64 as before.
         let wrongChoice = try await runEngram(["tenant", "create", "beta", "--consent", "sometimes"], environment: base, directory: env.directory)
@@ -69,7 +74,8 @@ struct OperatorCLITests {
         }
         var tls = environment(env)
         tls["ENGRAM_REDIS_URL"] = "rediss://127.0.0.1:\(port)"
-        expectRuntimeFailure(try await runEngram(["queue", "stats"], environment: tls, directory: env.directory), mentioning: ["ENGRAM_REDIS_URL", "stunnel"])
+        expectRuntimeFailure(
+            try await runEngram(["queue", "stats"], environment: tls, directory: env.directory), mentioning: ["ENGRAM_REDIS_URL", "stunnel"])
     }
 
     @Test("tenant list and show, with --json; keys list shows stored keys, the environment's keys and says when there are none")
@@ -108,7 +114,8 @@ struct OperatorCLITests {
         let show = try await runEngram(["tenant", "show", "acme", "--json"], environment: base, directory: env.directory)
         let shown = try #require(try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any])
         #expect(shown["webhook_secret"] as? String == "none")
-        _ = try await runEngram(["tenant", "set-webhook-secret", "acme"], environment: base, directory: env.directory, input: "wsec_0123456789abcdef\n")
+        _ = try await runEngram(
+            ["tenant", "set-webhook-secret", "acme"], environment: base, directory: env.directory, input: "wsec_0123456789abcdef\n")
         let after = try await runEngram(["tenant", "show", "acme"], environment: base, directory: env.directory)
         #expect(after.stdout.contains("webhook secret      set"), "stdout: \(after.stdout)")
         #expect(!after.stdout.contains("wsec_0123456789abcdef"))
@@ -135,7 +142,8 @@ struct OperatorCLITests {
         #expect(loopback.stderr.contains("loopback"), "stderr: \(loopback.stderr)")
         #expect(loopback.stderr.contains("not https"), "stderr: \(loopback.stderr)")
 
-        let plain = try await runEngram(["elevenlabs", "config", "--base-url", "http://engram.example.com"], environment: base, directory: env.directory)
+        let plain = try await runEngram(
+            ["elevenlabs", "config", "--base-url", "http://engram.example.com"], environment: base, directory: env.directory)
         #expect(plain.stderr.contains("not https") && !plain.stderr.contains("loopback"), "stderr: \(plain.stderr)")
 
         base["ENGRAM_PUBLIC_BASE_URL"] = "https://engram.example.com/"

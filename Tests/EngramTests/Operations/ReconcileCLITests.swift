@@ -6,7 +6,9 @@ import Testing
 struct ReconcileCLITests {
 
     func environment(_ env: TestEnvironment, _ server: FakeElevenLabsServer, apiKey: String?) -> [String: String] {
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && !$0.key.hasPrefix("ELEVENLABS_") && $0.key != "OPENAI_API_KEY" }
+        var environment = ProcessInfo.processInfo.environment.filter {
+            !$0.key.hasPrefix("ENGRAM_") && !$0.key.hasPrefix("ELEVENLABS_") && $0.key != "OPENAI_API_KEY"
+        }
         environment["ENGRAM_DATABASE_URL"] = "sqlite://" + env.databasePath
         environment["ENGRAM_REDIS_URL"] = "redis://\(env.redis.host):\(env.redis.port)/\(env.redis.database)"
         environment["ENGRAM_QUEUE_PREFIX"] = env.prefix

@@ -1,10 +1,11 @@
+import Foundation
+import GRDB
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramStore
-import Foundation
-import GRDB
-import Testing
 @testable import Worker
 
 /// `engram reextract`: fallback memories (stored by the local extractor after the LLM failed)
@@ -60,8 +61,12 @@ struct ReextractTests {
         func indexRows(_ ids: [String]) async throws -> Int {
             try await store.database.pool.read { db in
                 let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
-                let vectors = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM memory_vectors WHERE memory_id IN (\(marks))", arguments: StatementArguments(ids)) ?? 0
-                let terms = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM memory_terms WHERE memory_id IN (\(marks))", arguments: StatementArguments(ids)) ?? 0
+                let vectors =
+                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM memory_vectors WHERE memory_id IN (\(marks))", arguments: StatementArguments(ids))
+                    ?? 0
+                let terms =
+                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM memory_terms WHERE memory_id IN (\(marks))", arguments: StatementArguments(ids))
+                    ?? 0
                 return vectors + terms
             }
         }
@@ -70,7 +75,9 @@ struct ReextractTests {
     /// The LLM extractor on the fake server, without in-process retries.
     static func extractor(_ openAI: FakeOpenAIServer) -> OpenAIExtractor {
         OpenAIExtractor(
-            client: OpenAIClient(baseURL: openAI.baseURL, apiKey: "sk-test", timeout: .seconds(2), maxRetries: 0, breaker: CircuitBreaker(name: "test", minimumCalls: 1_000)),
+            client: OpenAIClient(
+                baseURL: openAI.baseURL, apiKey: "sk-test", timeout: .seconds(2), maxRetries: 0,
+                breaker: CircuitBreaker(name: "test", minimumCalls: 1_000)),
             model: model)
     }
 
@@ -81,9 +88,11 @@ struct ReextractTests {
             try await withFakeOpenAI { openAI in
                 try await withFakeElevenLabs { elevenLabs in
                     let earlier = try FakeElevenLabsServer.StoredConversation.fixture(
-                        id: "conv_earlier", start: base, phone: phone, callerLine: "I need my teeth cleaned, is there anything this month?", reason: "confirmation")
+                        id: "conv_earlier", start: base, phone: phone, callerLine: "I need my teeth cleaned, is there anything this month?",
+                        reason: "confirmation")
                     let failed = try FakeElevenLabsServer.StoredConversation.fixture(
-                        id: "conv_failed", start: base + 86_400 * 3, phone: phone, callerLine: "Please move my cleaning to Tuesday morning instead.", reason: "reschedule")
+                        id: "conv_failed", start: base + 86_400 * 3, phone: phone, callerLine: "Please move my cleaning to Tuesday morning instead.",
+                        reason: "reschedule")
                     elevenLabs.add(earlier)
                     elevenLabs.add(failed)
                     var configuration = env.configuration()
@@ -91,7 +100,9 @@ struct ReextractTests {
                     configuration.llmFailurePolicy = .retryThenLocal
                     let localWorker = try await buildWorker(configuration: configuration, logger: testLogger)
                     let llmWorker = try await buildWorker(configuration: configuration, extractor: extractor(openAI), logger: testLogger)
-                    let h = Harness(env: env, openAI: openAI, elevenLabs: elevenLabs, localWorker: localWorker, llmWorker: llmWorker, earlier: earlier, failed: failed)
+                    let h = Harness(
+                        env: env, openAI: openAI, elevenLabs: elevenLabs, localWorker: localWorker, llmWorker: llmWorker, earlier: earlier,
+                        failed: failed)
 
                     try await h.ingest(earlier, with: localWorker)
                     openAI.setDefault(.status(500))
@@ -136,11 +147,14 @@ struct ReextractTests {
             #expect(flagged.allSatisfy { !afterIDs.contains($0.id) })
             #expect(try await h.indexRows(flagged.map(\.id)) == 0)
             // The LLM's memories of that call are stored and searchable.
-            let fresh = after.filter { memory in memory.sources.contains { $0.conversationID == "conv_failed" && $0.extractor == "openai:\(Self.model)" } }
+            let fresh = after.filter { memory in
+                memory.sources.contains { $0.conversationID == "conv_failed" && $0.extractor == "openai:\(Self.model)" }
+            }
             #expect(fresh.contains { $0.content == "The caller said: Please move my cleaning to Tuesday morning instead." && $0.sourceTurns == [1] })
             let keptIDs = Set(kept.map(\.id))
             #expect(items[0].stored == fresh.filter { !keptIDs.contains($0.id) }.count)
-            let hits = try await h.llmWorker.vault.search(tenant: "default", user: try await h.user(), query: "move cleaning Tuesday morning", limit: 3)
+            let hits = try await h.llmWorker.vault.search(
+                tenant: "default", user: try await h.user(), query: "move cleaning Tuesday morning", limit: 3)
             #expect(hits.first?.memory.sources.contains { $0.extractor == "openai:\(Self.model)" } == true)
             // The earlier call's memories are still there.
             #expect(kept.allSatisfy { afterIDs.contains($0.id) })

@@ -1,8 +1,9 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
-import Foundation
-import Testing
 
 @Suite("Recall answers: packed within a budget, no turn twice, dated facts", .timeLimit(.minutes(1)))
 struct AnswerPackerTests {
@@ -17,9 +18,13 @@ struct AnswerPackerTests {
 
     /// The local extractor's episodes for a call of `count` alternating turns.
     func episodes(_ count: Int, conversation: String = "c1") -> [Memory] {
-        let turns = (0..<count).map { Conversation.Turn(index: $0, speaker: $0 % 2 == 0 ? .caller : .agent, text: "turn number \($0) about the garden \($0) in \(conversation)") }
+        let turns = (0..<count).map {
+            Conversation.Turn(index: $0, speaker: $0 % 2 == 0 ? .caller : .agent, text: "turn number \($0) about the garden \($0) in \(conversation)")
+        }
         let extraction = LocalExtractor().extractNow(Conversation(conversationID: conversation, startedAt: t0, turns: turns))
-        return extraction.memories.enumerated().map { i, m in memory("\(conversation)-\(i)", m.content, turns: m.sourceTurns, conversation: conversation) }
+        return extraction.memories.enumerated().map { i, m in
+            memory("\(conversation)-\(i)", m.content, turns: m.sourceTurns, conversation: conversation)
+        }
     }
 
     @Test("overlapping episodes merge into one passage that gives every turn once")
@@ -34,7 +39,8 @@ struct AnswerPackerTests {
 
     @Test("the answer never passes its budget, whatever the budget and the memories")
     func budgetHolds() {
-        let memories = episodes(9) + episodes(7, conversation: "c2")
+        let memories =
+            episodes(9) + episodes(7, conversation: "c2")
             + [memory("f", "The caller likes roses.", turns: [2]), memory("s", "Call on 21 November 2025: a summary.", turns: [], kind: "summary")]
         for budget in [0, 1, 15, 40, 80, 150, 300, 700, 1000, 2000, 5000] {
             let answer = AnswerPacker.pack(memories.shuffled(), budget: budget)
@@ -76,7 +82,8 @@ struct AnswerPackerTests {
             memory("a", "", turns: []), memory("b", "On 21 November 2025:\ncaller: one line but two turns", turns: [1, 2]),
             memory("c", "On x:\nnobody: hi", turns: [1]), memory("d", "On x:\ncaller: a\ncaller: b", turns: [5, 5]),
             memory("e", "\n\n\n", turns: [-1, Int.max]), memory("f", "On :\ncaller: ", turns: [0], conversation: nil),
-            memory("g", "On x:\ncaller: a\nagent: b", turns: [Int.max, Int.min]), memory("h", "On x:\nagent: c\ncaller: d", turns: [Int.min, Int.max]),
+            memory("g", "On x:\ncaller: a\nagent: b", turns: [Int.max, Int.min]),
+            memory("h", "On x:\nagent: c\ncaller: d", turns: [Int.min, Int.max]),
         ]
         let answer = AnswerPacker.pack(odd, budget: 1000)
         #expect(answer.text.count <= 1000)
@@ -87,7 +94,8 @@ struct AnswerPackerTests {
     @Test("every slot the local extractor names comes from a fixed vocabulary, never from the caller's words (slots are stored in clear)")
     func slotsNeverCarryWords() {
         let turns = [
-            Conversation.Turn(index: 0, speaker: .caller, text: "My favourite oncologist is Dr Zed. My favourite colour is teal. I'm allergic to penicillin."),
+            Conversation.Turn(
+                index: 0, speaker: .caller, text: "My favourite oncologist is Dr Zed. My favourite colour is teal. I'm allergic to penicillin."),
             Conversation.Turn(index: 1, speaker: .agent, text: "Your chemotherapy is booked for Monday at 9 am. Hi Dana."),
             Conversation.Turn(index: 2, speaker: .caller, text: "My wife is called Ann and I live in Springfield. Call me in the mornings."),
         ]
@@ -96,7 +104,8 @@ struct AnswerPackerTests {
         let slots = extraction.memories.compactMap(\.slot)
         #expect(slots.contains("booking") && slots.contains("favourite.colour"))
         for slot in slots {
-            let allowed = fixed.contains(slot) || (slot.hasPrefix("favourite.") && PatternFacts.favouriteThings.contains(String(slot.dropFirst(10))))
+            let allowed =
+                fixed.contains(slot) || (slot.hasPrefix("favourite.") && PatternFacts.favouriteThings.contains(String(slot.dropFirst(10))))
                 || ["family.wife", "family.husband", "family.partner"].contains(slot)
             #expect(allowed, "slot \(slot)")
             #expect(!slot.contains("oncologist") && !slot.contains("chemotherapy"))
@@ -106,7 +115,9 @@ struct AnswerPackerTests {
     @Test("the fixture's booking becomes one dated fact citing the turns it carries")
     func bookingFact() {
         let turns = [
-            Conversation.Turn(index: 0, speaker: .agent, text: "Hi Dana, welcome back! Last time we talked about moving your cleaning to Friday. How can I help today?"),
+            Conversation.Turn(
+                index: 0, speaker: .agent,
+                text: "Hi Dana, welcome back! Last time we talked about moving your cleaning to Friday. How can I help today?"),
             Conversation.Turn(index: 1, speaker: .caller, text: "Yeah, can you check if I still have the Friday slot?"),
             Conversation.Turn(index: 4, speaker: .agent, text: "Yes, you're booked for Friday at 10 a.m."),
         ]
@@ -116,15 +127,23 @@ struct AnswerPackerTests {
         #expect(facts.first?.sourceTurns == [0, 1, 4])
         #expect(facts.first?.slot == "booking")
 
-        let booked = DatedFacts.bookings(in: Conversation(conversationID: "c", startedAt: t0, turns: [
-            Conversation.Turn(index: 0, speaker: .caller, text: "I'd like a haircut."),
-            Conversation.Turn(index: 1, speaker: .agent, text: "Done, I have scheduled you for 3 pm tomorrow."),
-        ]), day: "21 November 2025")
+        let booked = DatedFacts.bookings(
+            in: Conversation(
+                conversationID: "c", startedAt: t0,
+                turns: [
+                    Conversation.Turn(index: 0, speaker: .caller, text: "I'd like a haircut."),
+                    Conversation.Turn(index: 1, speaker: .agent, text: "Done, I have scheduled you for 3 pm tomorrow."),
+                ]), day: "21 November 2025")
         #expect(booked.first?.content == "On 21 November 2025 the caller booked a haircut for 3 pm tomorrow (22 November 2025).")
         #expect(booked.first?.sourceTurns == [0, 1])
         // No time or day: no booking.
-        #expect(DatedFacts.bookings(in: Conversation(conversationID: "c", startedAt: t0, turns: [
-            Conversation.Turn(index: 0, speaker: .agent, text: "You are booked, see you then."),
-        ]), day: "21 November 2025").isEmpty)
+        #expect(
+            DatedFacts.bookings(
+                in: Conversation(
+                    conversationID: "c", startedAt: t0,
+                    turns: [
+                        Conversation.Turn(index: 0, speaker: .agent, text: "You are booked, see you then.")
+                    ]), day: "21 November 2025"
+            ).isEmpty)
     }
 }

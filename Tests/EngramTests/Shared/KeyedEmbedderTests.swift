@@ -1,10 +1,11 @@
+import Foundation
+import GRDB
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramStore
-import Foundation
-import GRDB
-import Testing
 
 /// Issue 11 §4: unkeyed hashed vectors gave back their words and linked equal texts across
 /// tenants. The local embedder is now keyed per tenant.
@@ -47,7 +48,8 @@ struct KeyedEmbedderTests {
             },
             summary: nil, userName: nil, extractor: "test")
         let batch = try await vault.prepareWrite(
-            tenant: "default", user: user, extraction: extraction, conversationID: nil, callAt: nil, idempotencyKey: "k1", eventID: "e1", eventType: "test")
+            tenant: "default", user: user, extraction: extraction, conversationID: nil, callAt: nil, idempotencyKey: "k1", eventID: "e1",
+            eventType: "test")
         #expect(try await store.apply(batch))
         func embedders() async throws -> [String] {
             try await store.database.pool.read { db in try String.fetchAll(db, sql: "SELECT embedder FROM memory_vectors ORDER BY embedder") }
@@ -59,7 +61,9 @@ struct KeyedEmbedderTests {
         for memory in try await vault.memories(tenant: "default", user: user) {
             let vector = Data(VectorMath.toBytes(unkeyed.vector(memory.content)))
             try await store.database.pool.write { db in
-                try db.execute(sql: "UPDATE memory_vectors SET embedder = ?, vector = ? WHERE memory_id = ?", arguments: [LocalEmbedder.unkeyedID, vector, memory.id])
+                try db.execute(
+                    sql: "UPDATE memory_vectors SET embedder = ?, vector = ? WHERE memory_id = ?",
+                    arguments: [LocalEmbedder.unkeyedID, vector, memory.id])
             }
         }
         await vault.vectorCache.invalidate(tenant: "default", user: user)

@@ -1,15 +1,17 @@
-@testable import EngramCore
-@testable import EngramProviders
 import Foundation
 import Testing
+
+@testable import EngramCore
+@testable import EngramProviders
 
 @Suite("Salience, decay, reinforcement and conflicts", .timeLimit(.minutes(3)))
 struct MemoryModelTests {
     let t0 = Date(timeIntervalSince1970: 1_700_000_000)
 
     func memory(_ sector: Sector, salience0: Double, at: Date) -> Memory {
-        Memory(id: "m", tenant: "t", user: UserKey("u_aaaaaaaaaaaaaaaaaaaaaaaaaa")!, sector: sector, content: "x", importance: 0.5,
-               salience0: salience0, reinforcedAt: at, validFrom: at, sources: [], createdAt: at)
+        Memory(
+            id: "m", tenant: "t", user: UserKey("u_aaaaaaaaaaaaaaaaaaaaaaaaaa")!, sector: sector, content: "x", importance: 0.5,
+            salience0: salience0, reinforcedAt: at, validFrom: at, sources: [], createdAt: at)
     }
 
     @Test("salience halves above the floor after one half-life, per sector")
@@ -54,8 +56,10 @@ struct MemoryModelTests {
 
     @Test("same slot with a new value supersedes; same value reinforces")
     func slotConflicts() {
-        let blue = ResolutionCandidate(id: "old", sector: .semantic, slot: "favourite.colour", content: "The caller's favourite colour is blue.", vector: nil)
-        let green = ResolutionCandidate(id: "new", sector: .semantic, slot: "favourite.colour", content: "The caller's favourite colour is green.", vector: nil)
+        let blue = ResolutionCandidate(
+            id: "old", sector: .semantic, slot: "favourite.colour", content: "The caller's favourite colour is blue.", vector: nil)
+        let green = ResolutionCandidate(
+            id: "new", sector: .semantic, slot: "favourite.colour", content: "The caller's favourite colour is green.", vector: nil)
         #expect(ConflictResolution.resolve(green, against: [blue], duplicateThreshold: 0.9) == .supersede(existingID: "old"))
         #expect(ConflictResolution.resolve(blue, against: [blue], duplicateThreshold: 0.9) == .reinforce(existingID: "old"))
     }
@@ -105,7 +109,7 @@ struct MemoryModelTests {
 
     @Test("relative dates resolve against the call's start")
     func relativeDates() {
-        let friday = Date(timeIntervalSince1970: 1763759979)  // Friday 21 November 2025
+        let friday = Date(timeIntervalSince1970: 1_763_759_979)  // Friday 21 November 2025
         let text = RelativeDates.annotate("See you next Friday, and I went there yesterday.", callStart: friday)
         #expect(text.contains("next Friday (28 November 2025)"))
         #expect(text.contains("yesterday (20 November 2025)"))

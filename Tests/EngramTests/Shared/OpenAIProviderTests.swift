@@ -1,7 +1,8 @@
-@testable import EngramCore
-@testable import EngramProviders
 import Foundation
 import Testing
+
+@testable import EngramCore
+@testable import EngramProviders
 
 /// The OpenAI extractor and embedder against a local fake of the OpenAI HTTP API: wire format,
 /// retries, `Retry-After`, timeouts, malformed answers and the circuit breaker.
@@ -17,7 +18,9 @@ struct OpenAIProviderTests {
         OpenAIClient(baseURL: server.baseURL, apiKey: apiKey, timeout: timeout, maxRetries: maxRetries, breaker: breaker)
     }
 
-    static func extractor(_ server: FakeOpenAIServer, timeout: Duration = .seconds(5), maxRetries: Int = 2, breaker: CircuitBreaker = CircuitBreaker(name: "test")) -> OpenAIExtractor {
+    static func extractor(
+        _ server: FakeOpenAIServer, timeout: Duration = .seconds(5), maxRetries: Int = 2, breaker: CircuitBreaker = CircuitBreaker(name: "test")
+    ) -> OpenAIExtractor {
         OpenAIExtractor(client: client(server, timeout: timeout, maxRetries: maxRetries, breaker: breaker), model: model)
     }
 
@@ -153,9 +156,11 @@ struct OpenAIProviderTests {
         }
     }
 
-    @Test("a malformed answer is malformedResponse and its message never repeats the body", arguments: [
-        FakeOpenAIServer.Malformed.notJSON, .wrongShape, .contentNotSchema,
-    ])
+    @Test(
+        "a malformed answer is malformedResponse and its message never repeats the body",
+        arguments: [
+            FakeOpenAIServer.Malformed.notJSON, .wrongShape, .contentNotSchema,
+        ])
     func malformedAnswer(_ kind: FakeOpenAIServer.Malformed) async throws {
         try await withFakeOpenAI { server in
             server.setDefault(.malformed(kind))
@@ -173,7 +178,10 @@ struct OpenAIProviderTests {
     @Test("a sector outside the schema is malformedResponse")
     func unknownSectorIsMalformed() async throws {
         try await withFakeOpenAI { server in
-            server.enqueue(.chatContent(#"{"memories":[{"content":"x","sector":"gossip","slot":null,"importance":0.5,"valid_from":null,"source_turns":[1],"sensitive":false}],"summary":null,"user_name":null}"#))
+            server.enqueue(
+                .chatContent(
+                    #"{"memories":[{"content":"x","sector":"gossip","slot":null,"importance":0.5,"valid_from":null,"source_turns":[1],"sensitive":false}],"summary":null,"user_name":null}"#
+                ))
             let error = await #expect(throws: ExtractionError.self) {
                 try await Self.extractor(server, maxRetries: 0).extract(Self.conversation)
             }

@@ -1,31 +1,44 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
-import Foundation
-import Testing
 
 /// The poison payloads of issue 11: one number that did not fit `Int64(Double)` trapped the
 /// worker (SIGILL), and the event went back to the queue to kill the next one.
 enum PoisonPayloads {
     /// Each variant of the report, applied to the fixture.
     static let variants: [(name: String, mutate: @Sendable (inout [String: Any]) -> Void)] = [
-        ("data collection value 1e19", { object in
-            PoisonPayloads.edit(&object, ["data", "analysis", "data_collection_results", "reason"]) { $0["value"] = 1e19 }
-        }),
-        ("dynamic variable user_id 1e20", { object in
-            PoisonPayloads.edit(&object, ["data", "conversation_initiation_client_data", "dynamic_variables"]) { $0["user_id"] = 1e20 }
-        }),
-        ("caller id 1e20", { object in
-            PoisonPayloads.edit(&object, ["data", "conversation_initiation_client_data", "dynamic_variables"]) { $0["system__caller_id"] = 1e20 }
-            PoisonPayloads.edit(&object, ["data", "metadata", "phone_call"]) { $0["external_number"] = 1e20 }
-        }),
+        (
+            "data collection value 1e19",
+            { object in
+                PoisonPayloads.edit(&object, ["data", "analysis", "data_collection_results", "reason"]) { $0["value"] = 1e19 }
+            }
+        ),
+        (
+            "dynamic variable user_id 1e20",
+            { object in
+                PoisonPayloads.edit(&object, ["data", "conversation_initiation_client_data", "dynamic_variables"]) { $0["user_id"] = 1e20 }
+            }
+        ),
+        (
+            "caller id 1e20",
+            { object in
+                PoisonPayloads.edit(&object, ["data", "conversation_initiation_client_data", "dynamic_variables"]) { $0["system__caller_id"] = 1e20 }
+                PoisonPayloads.edit(&object, ["data", "metadata", "phone_call"]) { $0["external_number"] = 1e20 }
+            }
+        ),
         ("event_timestamp 1e300", { object in object["event_timestamp"] = 1e300 }),
         ("start_time \"nan\"", { object in PoisonPayloads.edit(&object, ["data", "metadata"]) { $0["start_time_unix_secs"] = "nan" } }),
     ]
 
     /// Applies `change` to the object at `path` (created if missing).
     static func edit(_ object: inout [String: Any], _ path: [String], _ change: (inout [String: Any]) -> Void) {
-        guard let key = path.first else { change(&object); return }
+        guard let key = path.first else {
+            change(&object)
+            return
+        }
         var child = object[key] as? [String: Any] ?? [:]
         edit(&child, Array(path.dropFirst()), change)
         object[key] = child
@@ -82,8 +95,9 @@ struct PayloadSafetyTests {
         #expect(JSONScalar.number(.nan).stringValue == "nan")
     }
 
-    @Test("the five poison payloads of issue 11 parse, resolve a caller or none, and extract without trapping",
-          arguments: PoisonPayloads.variants.indices)
+    @Test(
+        "the five poison payloads of issue 11 parse, resolve a caller or none, and extract without trapping",
+        arguments: PoisonPayloads.variants.indices)
     func poisonVariants(_ index: Int) throws {
         let variant = PoisonPayloads.variants[index]
         let body = try fixtureTranscript(mutate: variant.mutate)
@@ -170,7 +184,8 @@ struct StrictJSONTests {
             cipher: KeyRing(master: MasterKey.generate()).envelopeCipher, clock: .system)
         var text = String(decoding: try fixtureTranscript(conversationID: "conv_first"), as: UTF8.self)
         // A second conversation id after the first: JSONSerialization kept one, JSONDecoder maybe the other.
-        text = text.replacingOccurrences(of: #""conversation_id":"conv_first""#, with: #""conversation_id":"conv_first","conversation_id":"conv_second""#)
+        text = text.replacingOccurrences(
+            of: #""conversation_id":"conv_first""#, with: #""conversation_id":"conv_first","conversation_id":"conv_second""#)
         #expect(throws: IntakeError.duplicateKey) {
             try intake.classify(kept: Data(text.utf8), oversize: false, tenant: "default", signatureHeader: "h")
         }

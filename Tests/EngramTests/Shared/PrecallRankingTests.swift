@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+
 @testable import EngramApp
 @testable import EngramCore
-@testable import EngramStore
 @testable import EngramProviders
+@testable import EngramStore
 
 /// Issue 14: pre-call ranks a heavy caller's heads lazily; the order must be exactly the one
 /// sorting every head gave (slots by importance, the last summary, the others by salience with
@@ -13,7 +14,9 @@ struct PrecallRankingTests {
     /// The order as pre-call computed it before (sorting every visible head).
     static func reference(_ heads: [MemoryHead], includeSensitive: Bool, now: Date) -> [MemoryHead] {
         let visible = heads.filter { includeSensitive || !$0.sensitive }
-        let slots = visible.filter { $0.slot != nil }.sorted { $0.importance > $1.importance || ($0.importance == $1.importance && $0.validFrom > $1.validFrom) }
+        let slots = visible.filter { $0.slot != nil }.sorted {
+            $0.importance > $1.importance || ($0.importance == $1.importance && $0.validFrom > $1.validFrom)
+        }
         let lastSummary = visible.filter(\.isSummary).max { $0.validFrom < $1.validFrom }
         let others = visible.filter { $0.slot == nil && $0.id != lastSummary?.id }
             .map { ($0, Salience.at(now, salience0: $0.salience0, reinforcedAt: $0.reinforcedAt, sector: $0.sector)) }

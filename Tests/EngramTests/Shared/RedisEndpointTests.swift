@@ -1,8 +1,9 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramQueue
-import Foundation
-import Testing
 
 /// ENGRAM_REDIS_URL: ACL users, refusals that say what to do, and connections as an ACL user
 /// against the real Redis that `make test` starts.
@@ -20,7 +21,10 @@ struct RedisEndpointTests {
 
     @Test("rediss:// and a user without a password are refused at start, naming the variable; rediss points to the TLS sidecar")
     func refusals() {
-        for (raw, words) in [("rediss://redis.example.com:6380", ["ENGRAM_REDIS_URL", "stunnel", "sidecar"]), ("redis://engram@127.0.0.1", ["ENGRAM_REDIS_URL", "password"])] {
+        for (raw, words) in [
+            ("rediss://redis.example.com:6380", ["ENGRAM_REDIS_URL", "stunnel", "sidecar"]),
+            ("redis://engram@127.0.0.1", ["ENGRAM_REDIS_URL", "password"]),
+        ] {
             do {
                 _ = try RedisEndpoint.parse(raw)
                 Issue.record("\(raw) was accepted")
@@ -38,7 +42,9 @@ struct RedisEndpointTests {
         let user = "engram-acl-\(UUID().uuidString.prefix(8).lowercased())"
         let password = "acl-pass-\(UUID().uuidString)"
         // Allowed only this test's keys and the commands the queue uses.
-        let created = try await admin.command(["ACL", "SETUSER", RedisArgument(user), "on", RedisArgument(">" + password), RedisArgument("~\(env.prefix)*"), "+@all"])
+        let created = try await admin.command([
+            "ACL", "SETUSER", RedisArgument(user), "on", RedisArgument(">" + password), RedisArgument("~\(env.prefix)*"), "+@all",
+        ])
         #expect(created == .status("OK"), "ACL SETUSER: \(created)")
         do {
             var endpoint = env.redis
@@ -47,7 +53,8 @@ struct RedisEndpointTests {
             let queue = RedisEventQueue(endpoint: endpoint, timeout: .seconds(2), keys: QueueKeys(prefix: env.prefix))
             try await queue.ping()
             let cipher = KeyRing(master: env.masterKey).envelopeCipher
-            let envelope = try Envelope.seal(Data("{}".utf8), tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+            let envelope = try Envelope.seal(
+                Data("{}".utf8), tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
             #expect(try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
             #expect(try await queue.stats().pending == 1)
 

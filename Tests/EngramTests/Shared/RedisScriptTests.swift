@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+
 @testable import EngramApp
 @testable import EngramCore
+@testable import EngramProviders
 @testable import EngramQueue
 @testable import EngramStore
-@testable import EngramProviders
 
 /// Scripts on the enqueue path run by their SHA-1 (EVALSHA); Redis without the script (first
 /// use, restart, SCRIPT FLUSH) gets the text once (EVAL) and the call still succeeds.

@@ -2,10 +2,11 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
+
 @testable import EngramApp
 @testable import EngramCore
-@testable import EngramStore
 @testable import EngramProviders
+@testable import EngramStore
 
 /// Issue 14 (read side): the keyword index kept in memory per user (`TermIndex`) answers exactly
 /// what the store's postings answer, follows writes and erasures made by other processes through
@@ -36,7 +37,9 @@ struct TermIndexTests {
     static func extraction(_ texts: [String], slot: String? = nil) -> Extraction {
         Extraction(
             memories: texts.map {
-                ExtractedMemory(content: $0, sector: slot == nil ? .episodic : .semantic, slot: slot, importance: 0.6, validFrom: nil, sourceTurns: [], sensitive: false, kind: "fact")
+                ExtractedMemory(
+                    content: $0, sector: slot == nil ? .episodic : .semantic, slot: slot, importance: 0.6, validFrom: nil, sourceTurns: [],
+                    sensitive: false, kind: "fact")
             },
             summary: nil, userName: nil, extractor: "test")
     }
@@ -50,7 +53,8 @@ struct TermIndexTests {
         // A slot fact and its replacement: the first is closed (valid_to) and out of the index.
         for (n, city) in ["Lisbon", "Porto"].enumerated() {
             batch = try await vault.prepareWrite(
-                tenant: "default", user: user, extraction: extraction(["\(prefix)The caller lives in \(city) near the dog park"], slot: "address.city"),
+                tenant: "default", user: user,
+                extraction: extraction(["\(prefix)The caller lives in \(city) near the dog park"], slot: "address.city"),
                 conversationID: nil, callAt: nil, idempotencyKey: "city-\(prefix)\(n)", eventID: "city-\(prefix)\(n)", eventType: "test")
             #expect(try await vault.store.apply(batch))
         }
@@ -67,7 +71,8 @@ struct TermIndexTests {
         let clock = WallClock.fixed(Date())
         let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), clock: clock)
         let withoutIndex = MemoryVault(
-            store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), termIndexCache: TermIndexCache(maxBytes: 0), clock: clock)
+            store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), termIndexCache: TermIndexCache(maxBytes: 0),
+            clock: clock)
         let tenant = try #require(try await vault.tenant("default", create: true))
         let user = tenant.userKeys.key(for: .phone("+14155550191"))
         try await Self.seed(vault, user: user)
@@ -93,25 +98,31 @@ struct TermIndexTests {
             for candidate in fromIndex {
                 #expect(abs(candidate.score - (storeScores[candidate.id] ?? -1)) <= 1e-9, "query: \(query)")
             }
-            #expect(fromIndex.count == fromStore.count && zip(fromIndex, fromStore).allSatisfy { abs($0.score - $1.score) <= 1e-9 }, "query: \(query)")
+            #expect(
+                fromIndex.count == fromStore.count && zip(fromIndex, fromStore).allSatisfy { abs($0.score - $1.score) <= 1e-9 }, "query: \(query)")
             // The top few, as search takes them.
             #expect(zip(index.candidates(terms: terms, limit: 3), fromStore.prefix(3)).allSatisfy { abs($0.score - $1.score) <= 1e-9 })
 
             let hits = try await vault.search(tenant: "default", user: user, query: query, limit: 40)
             let reference = try await withoutIndex.search(tenant: "default", user: user, query: query, limit: 40)
             #expect(Set(hits.map(\.memory.id)) == Set(reference.map(\.memory.id)), "query: \(query)")
-            #expect(hits.count == reference.count && zip(hits, reference).allSatisfy { abs($0.breakdown.score - $1.breakdown.score) <= 1e-9 }, "query: \(query)")
+            #expect(
+                hits.count == reference.count && zip(hits, reference).allSatisfy { abs($0.breakdown.score - $1.breakdown.score) <= 1e-9 },
+                "query: \(query)")
         }
         #expect(matched >= Self.queries.count - 2, "the queries find memories by keyword")
         let dog = try await vault.search(tenant: "default", user: user, query: "Biscuit", limit: 5)
         #expect(dog.first?.memory.content.contains("Biscuit") == true && (dog.first?.breakdown.bm25 ?? 0) > 0)
-        #expect(!dog.contains { $0.memory.content.contains("thunder") || $0.memory.content.contains("Lisbon") }, "archived and superseded memories are out")
+        #expect(
+            !dog.contains { $0.memory.content.contains("thunder") || $0.memory.content.contains("Lisbon") },
+            "archived and superseded memories are out")
         await StoreFactory.close(store)
         await env.cleanUp()
     }
 
-    @Test("a write and a deletion through another store connection reach the cached index through the user's version",
-          .timeLimit(.minutes(1)), arguments: Backend.available)
+    @Test(
+        "a write and a deletion through another store connection reach the cached index through the user's version",
+        .timeLimit(.minutes(1)), arguments: Backend.available)
     func followsOtherWriters(_ backend: Backend) async throws {
         let env = try await TestEnvironment.make(backend)
         let readerStore = try await env.openStore()
@@ -121,7 +132,10 @@ struct TermIndexTests {
         let tenant = try #require(try await writer.tenant("default", create: true))
         let user = tenant.userKeys.key(for: .phone("+14155550192"))
         try await Self.seed(writer, user: user)
-        #expect(try await reader.search(tenant: "default", user: user, query: "zanzibar parrot", limit: 5).allSatisfy { !$0.memory.content.contains("Zanzibar") })
+        #expect(
+            try await reader.search(tenant: "default", user: user, query: "zanzibar parrot", limit: 5).allSatisfy {
+                !$0.memory.content.contains("Zanzibar")
+            })
         #expect(await reader.termIndexCache.contains(tenant: "default", user: user))
 
         let batch = try await writer.prepareWrite(
@@ -137,7 +151,10 @@ struct TermIndexTests {
         let key = try reader.dataKey(of: record)
         let terms = Array(MemoryVault.termHashes("zanzibar parrot", key: key).keys)
         #expect(try await reader.keywordCandidates(record, terms: terms).isEmpty, "the deleted memory left the index")
-        #expect(try await reader.search(tenant: "default", user: user, query: "zanzibar parrot", limit: 5).allSatisfy { !$0.memory.content.contains("Zanzibar") })
+        #expect(
+            try await reader.search(tenant: "default", user: user, query: "zanzibar parrot", limit: 5).allSatisfy {
+                !$0.memory.content.contains("Zanzibar")
+            })
         await StoreFactory.close(readerStore)
         await StoreFactory.close(writerStore)
         await env.cleanUp()
@@ -195,7 +212,10 @@ struct TermIndexTests {
         let users = ["u_lruaaaaaaaaaaaaaaaaaaaaaa2", "u_lruaaaaaaaaaaaaaaaaaaaaaa3", "u_lruaaaaaaaaaaaaaaaaaaaaaa4"].compactMap(UserKey.init)
         try #require(users.count == 3)
         for user in users.prefix(2) { _ = try await cache.index(tenant: "t", user: user, version: "v") { Self.index("v", documents: 100) } }
-        _ = try await cache.index(tenant: "t", user: users[0], version: "v") { Issue.record("a cached index was loaded again"); return Self.index("v", documents: 100) }
+        _ = try await cache.index(tenant: "t", user: users[0], version: "v") {
+            Issue.record("a cached index was loaded again")
+            return Self.index("v", documents: 100)
+        }
         _ = try await cache.index(tenant: "t", user: users[2], version: "v") { Self.index("v", documents: 100) }
         #expect(await cache.contains(tenant: "t", user: users[0]), "recently used: kept")
         #expect(await !cache.contains(tenant: "t", user: users[1]), "least recently used: dropped")
@@ -219,7 +239,9 @@ struct TermIndexTests {
         #expect(try EngramConfiguration.fromEnvironment(["ENGRAM_TERM_INDEX_MAX_MB": "64"]).termIndexMaxBytes == 64 * 1024 * 1024)
         #expect(try EngramConfiguration.fromEnvironment(["ENGRAM_WORKER_NICE": "0"]).workerNice == 0)
         #expect(try EngramConfiguration.fromEnvironment([:]).workerNice == 10)
-        for (name, value) in [("ENGRAM_TERM_INDEX_MAX_MB", "-1"), ("ENGRAM_TERM_INDEX_MAX_MB", "lots"), ("ENGRAM_WORKER_NICE", "20"), ("ENGRAM_WORKER_NICE", "-5")] {
+        for (name, value) in [
+            ("ENGRAM_TERM_INDEX_MAX_MB", "-1"), ("ENGRAM_TERM_INDEX_MAX_MB", "lots"), ("ENGRAM_WORKER_NICE", "20"), ("ENGRAM_WORKER_NICE", "-5"),
+        ] {
             #expect { try EngramConfiguration.fromEnvironment([name: value]) } throws: { ($0 as? ConfigurationError)?.variable == name }
         }
     }

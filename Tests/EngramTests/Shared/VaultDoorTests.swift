@@ -1,9 +1,10 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramStore
-import Foundation
-import Testing
 
 /// Issue 12: the rules the gateway, the worker and the CLI used to write each on their own now
 /// live once in the vault. These pin them through the vault's own operations.
@@ -52,7 +53,8 @@ struct VaultDoorTests {
             memories: [ExtractedMemory(content: "The caller is vegetarian.", sector: .semantic, importance: 0.5, sourceTurns: [0])],
             summary: nil, userName: nil, extractor: "test")
         let batch = try await vault.prepareWrite(
-            tenant: tenant.id, user: user, extraction: extraction, conversationID: "c", callAt: Date(), idempotencyKey: "k", eventID: "e", eventType: "t")
+            tenant: tenant.id, user: user, extraction: extraction, conversationID: "c", callAt: Date(), idempotencyKey: "k", eventID: "e",
+            eventType: "t")
         #expect(try await vault.write(batch))
         #expect(try await vault.search(tenant: tenant.id, user: user, query: "vegetarian", limit: 5).count == 1)
         try await vault.erase(tenant: tenant.id, user: user)

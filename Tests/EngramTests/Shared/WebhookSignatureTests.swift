@@ -1,11 +1,17 @@
-@testable import EngramApp
-@testable import EngramCore
 import Foundation
 import Testing
 
+@testable import EngramApp
+@testable import EngramCore
+
 @Suite("ElevenLabs webhook signatures", .timeLimit(.minutes(3)))
 struct WebhookSignatureTests {
-    struct Vector: Decodable { var secret: String; var timestamp: Int64; var body: String; var header: String }
+    struct Vector: Decodable {
+        var secret: String
+        var timestamp: Int64
+        var body: String
+        var header: String
+    }
 
     static func vector() throws -> Vector { try JSONDecoder().decode(Vector.self, from: try Fixtures.elevenLabs("signature-vector.json")) }
 
@@ -28,7 +34,9 @@ struct WebhookSignatureTests {
     @Test("a body fed in chunks verifies like the whole")
     func chunked() throws {
         let v = try Self.vector()
-        let intake = PostCallIntake(secrets: [v.secret], tolerancePast: .seconds(1800), toleranceFuture: .seconds(300), maxBodyBytes: 1 << 21, cipher: KeyRing(master: .generate()).envelopeCipher, clock: .fixed(Date(timeIntervalSince1970: TimeInterval(v.timestamp))))
+        let intake = PostCallIntake(
+            secrets: [v.secret], tolerancePast: .seconds(1800), toleranceFuture: .seconds(300), maxBodyBytes: 1 << 21,
+            cipher: KeyRing(master: .generate()).envelopeCipher, clock: .fixed(Date(timeIntervalSince1970: TimeInterval(v.timestamp))))
         var verifier = try intake.begin(header: v.header)
         let body = Data(v.body.utf8)
         for start in stride(from: 0, to: body.count, by: 7) { verifier.update(body[start..<min(body.count, start + 7)]) }
@@ -39,7 +47,8 @@ struct WebhookSignatureTests {
     func wrongSecret() throws {
         let v = try Self.vector()
         #expect(throws: SignatureError.mismatch) {
-            try verify(header: v.header, body: Data(v.body.utf8), secrets: ["wsec_other"], now: Date(timeIntervalSince1970: TimeInterval(v.timestamp)))
+            try verify(
+                header: v.header, body: Data(v.body.utf8), secrets: ["wsec_other"], now: Date(timeIntervalSince1970: TimeInterval(v.timestamp)))
         }
     }
 
@@ -59,7 +68,9 @@ struct WebhookSignatureTests {
         #expect(throws: SignatureError.missingHeader) { try verify(header: nil, body: Data(), secrets: [v.secret], now: now) }
         #expect(throws: SignatureError.missingHeader) { try verify(header: "", body: Data(), secrets: [v.secret], now: now) }
         #expect(throws: SignatureError.malformedHeader) { try verify(header: "t=abc,v0=zz", body: Data(), secrets: [v.secret], now: now) }
-        #expect(throws: SignatureError.malformedHeader) { try verify(header: "v0=\(String(repeating: "a", count: 64))", body: Data(), secrets: [v.secret], now: now) }
+        #expect(throws: SignatureError.malformedHeader) {
+            try verify(header: "v0=\(String(repeating: "a", count: 64))", body: Data(), secrets: [v.secret], now: now)
+        }
     }
 
     @Test("timestamps older than 30 minutes or more than 5 minutes ahead are refused")
@@ -68,9 +79,13 @@ struct WebhookSignatureTests {
         let body = Data(v.body.utf8)
         let signedAt = Date(timeIntervalSince1970: TimeInterval(v.timestamp))
         try verify(header: v.header, body: body, secrets: [v.secret], now: signedAt.addingTimeInterval(1799))
-        #expect(throws: SignatureError.expired) { try verify(header: v.header, body: body, secrets: [v.secret], now: signedAt.addingTimeInterval(1801)) }
+        #expect(throws: SignatureError.expired) {
+            try verify(header: v.header, body: body, secrets: [v.secret], now: signedAt.addingTimeInterval(1801))
+        }
         try verify(header: v.header, body: body, secrets: [v.secret], now: signedAt.addingTimeInterval(-299))
-        #expect(throws: SignatureError.fromTheFuture) { try verify(header: v.header, body: body, secrets: [v.secret], now: signedAt.addingTimeInterval(-301)) }
+        #expect(throws: SignatureError.fromTheFuture) {
+            try verify(header: v.header, body: body, secrets: [v.secret], now: signedAt.addingTimeInterval(-301))
+        }
     }
 
     @Test("any v0 entry may match, and the previous secret is accepted during rotation")

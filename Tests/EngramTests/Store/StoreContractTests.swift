@@ -1,9 +1,10 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramStore
-import Foundation
-import Testing
 @testable import Worker
 
 /// The `MemoryStore` contract, run on every backend the test setup has: SQLite always, PostgreSQL
@@ -23,11 +24,13 @@ struct StoreContractTests {
         static func make(_ backend: Backend) async throws -> Fixture {
             let env = try await TestEnvironment.make(backend)
             let fixture = Fixture(env: env, store: try await env.openStore())
-            _ = try await fixture.store.ensureTenant(TenantRecord(
-                id: fixture.tenant, name: "Contract clinic", pseudonymSecretWrapped: Data([1, 2, 3]), keyID: "k1", consentMode: .implicit,
-                allowSensitivePrecall: false, createdAt: fixture.t0))
+            _ = try await fixture.store.ensureTenant(
+                TenantRecord(
+                    id: fixture.tenant, name: "Contract clinic", pseudonymSecretWrapped: Data([1, 2, 3]), keyID: "k1", consentMode: .implicit,
+                    allowSensitivePrecall: false, createdAt: fixture.t0))
             for user in [fixture.user, fixture.other] {
-                _ = try await fixture.store.ensureUser(UserRecord(tenant: fixture.tenant, user: user, dataKeyWrapped: Data(repeating: 7, count: 40), keyID: "k1", createdAt: fixture.t0))
+                _ = try await fixture.store.ensureUser(
+                    UserRecord(tenant: fixture.tenant, user: user, dataKeyWrapped: Data(repeating: 7, count: 40), keyID: "k1", createdAt: fixture.t0))
             }
             return fixture
         }
@@ -37,9 +40,13 @@ struct StoreContractTests {
             await env.cleanUp()
         }
 
-        func row(_ id: String, user: UserKey? = nil, slot: String? = nil, kind: String = "conversation", validFrom: Date? = nil, sensitive: Bool = false, terms: Int = 3) -> MemoryRow {
+        func row(
+            _ id: String, user: UserKey? = nil, slot: String? = nil, kind: String = "conversation", validFrom: Date? = nil, sensitive: Bool = false,
+            terms: Int = 3
+        ) -> MemoryRow {
             MemoryRow(
-                id: id, tenant: tenant, user: user ?? self.user, sector: slot == nil ? .episodic : .semantic, sealedContent: Data("sealed-\(id)".utf8),
+                id: id, tenant: tenant, user: user ?? self.user, sector: slot == nil ? .episodic : .semantic,
+                sealedContent: Data("sealed-\(id)".utf8),
                 slot: slot, importance: 0.6, salience0: 0.5, reinforcedAt: validFrom ?? t0, sensitive: sensitive, validFrom: validFrom ?? t0,
                 validTo: nil, supersededBy: nil, status: .active,
                 sources: [MemorySource(conversationID: "conv_\(id)", turns: [0, 1], kind: kind, extractor: "local-v1")],
@@ -70,9 +77,10 @@ struct StoreContractTests {
     @Test("tenants and users are created once and read back as written", arguments: Backend.available)
     func tenantsAndUsers(backend: Backend) async throws {
         let f = try await Fixture.make(backend)
-        let again = try await f.store.ensureTenant(TenantRecord(
-            id: f.tenant, name: "Another name", pseudonymSecretWrapped: Data([9]), keyID: "k2", consentMode: .explicit,
-            allowSensitivePrecall: true, createdAt: Date()))
+        let again = try await f.store.ensureTenant(
+            TenantRecord(
+                id: f.tenant, name: "Another name", pseudonymSecretWrapped: Data([9]), keyID: "k2", consentMode: .explicit,
+                allowSensitivePrecall: true, createdAt: Date()))
         #expect(again.name == "Contract clinic")
         #expect(again.pseudonymSecretWrapped == Data([1, 2, 3]))
         #expect(again.consentMode == .implicit)
@@ -111,9 +119,14 @@ struct StoreContractTests {
         #expect(try await f.store.user(tenant: f.tenant, user: f.user)?.memoryVersion == 1)
         #expect(try await f.store.user(tenant: f.tenant, user: f.user)?.lastCallAt == f.t0)
 
-        #expect(try await f.store.recordEvent(tenant: f.tenant, idempotencyKey: "idem-2", eventID: "e2", eventType: "call_initiation_failure", user: nil, at: f.t0))
-        #expect(try await f.store.recordEvent(tenant: f.tenant, idempotencyKey: "idem-2", eventID: "e2", eventType: "call_initiation_failure", user: nil, at: f.t0) == false)
-        #expect(try await f.store.recordEvent(tenant: f.tenant, idempotencyKey: "idem-1", eventID: "e1", eventType: "x", user: f.user, at: f.t0) == false)
+        #expect(
+            try await f.store.recordEvent(
+                tenant: f.tenant, idempotencyKey: "idem-2", eventID: "e2", eventType: "call_initiation_failure", user: nil, at: f.t0))
+        #expect(
+            try await f.store.recordEvent(
+                tenant: f.tenant, idempotencyKey: "idem-2", eventID: "e2", eventType: "call_initiation_failure", user: nil, at: f.t0) == false)
+        #expect(
+            try await f.store.recordEvent(tenant: f.tenant, idempotencyKey: "idem-1", eventID: "e1", eventType: "x", user: f.user, at: f.t0) == false)
         await f.finish()
     }
 
@@ -137,7 +150,9 @@ struct StoreContractTests {
     @Test("heads, vectors, postings and term statistics cover current memories only", arguments: Backend.available)
     func readsForRanking(backend: Backend) async throws {
         let f = try await Fixture.make(backend)
-        #expect(try await f.store.apply(f.batch("b1", rows: [f.row("a1", terms: 4), f.row("a2", kind: "summary", sensitive: true, terms: 6), f.row("a3", terms: 2)])))
+        #expect(
+            try await f.store.apply(
+                f.batch("b1", rows: [f.row("a1", terms: 4), f.row("a2", kind: "summary", sensitive: true, terms: 6), f.row("a3", terms: 2)])))
         #expect(try await f.store.apply(f.batch("b2", user: f.other, rows: [f.row("o1", user: f.other)])))
         var closing = f.batch("b3", rows: [])
         closing.supersessions = [(id: "a3", validTo: f.t0.addingTimeInterval(100), by: "a1")]
@@ -157,7 +172,8 @@ struct StoreContractTests {
         }
         #expect(try await f.store.vectors(tenant: f.tenant, user: f.user, embedder: "openai:text-embedding-3-small").ids.isEmpty)
 
-        let postings = try await f.store.postings(tenant: f.tenant, user: f.user, terms: [Data("term-common".utf8), Data("term-a2".utf8), Data("term-o1".utf8)])
+        let postings = try await f.store.postings(
+            tenant: f.tenant, user: f.user, terms: [Data("term-common".utf8), Data("term-a2".utf8), Data("term-o1".utf8)])
         #expect(postings.filter { $0.term == Data("term-common".utf8) }.map(\.memoryID).sorted() == ["a1", "a2"])
         let a2 = try #require(postings.first { $0.term == Data("term-a2".utf8) })
         #expect(a2.frequency == 2 && a2.documentLength == 6)
@@ -231,7 +247,9 @@ struct StoreContractTests {
     func deletionAndReplacement(backend: Backend) async throws {
         let f = try await Fixture.make(backend)
         let old = f.t0.addingTimeInterval(-90 * 86400)
-        #expect(try await f.store.apply(f.batch("d1", rows: [f.row("old1", validFrom: old), f.row("old2", validFrom: old), f.row("new1"), f.row("new2")])))
+        #expect(
+            try await f.store.apply(
+                f.batch("d1", rows: [f.row("old1", validFrom: old), f.row("old2", validFrom: old), f.row("new1"), f.row("new2")])))
         #expect(try await f.store.deleteMemories(tenant: f.tenant, olderThan: f.t0.addingTimeInterval(-86400)) == 2)
         #expect(try await f.store.deleteMemory(tenant: f.tenant, id: "new2"))
         #expect(try await f.store.deleteMemory(tenant: f.tenant, id: "new2") == false)
@@ -318,7 +336,10 @@ struct StoreContractTests {
         let erasedAt = f.t0.addingTimeInterval(60)
         try await f.store.erase(tenant: f.tenant, user: f.user, at: erasedAt)
         // A later call started the caller afresh (a new row, a new key): the stale batch still must not land.
-        _ = try await f.store.ensureUser(UserRecord(tenant: f.tenant, user: f.user, dataKeyWrapped: Data(repeating: 8, count: 40), keyID: "k1", createdAt: erasedAt.addingTimeInterval(1)))
+        _ = try await f.store.ensureUser(
+            UserRecord(
+                tenant: f.tenant, user: f.user, dataKeyWrapped: Data(repeating: 8, count: 40), keyID: "k1", createdAt: erasedAt.addingTimeInterval(1))
+        )
         #expect(await refusedAsErased { _ = try await f.store.apply(stale) })
         #expect(await refusedAsErased { _ = try await f.store.replaceExtraction(stale, replacing: []) })
         #expect(try await f.store.isProcessed(tenant: f.tenant, idempotencyKey: "stale") == false)  // rolled back with the rest
@@ -330,7 +351,10 @@ struct StoreContractTests {
         #expect(try await f.store.apply(seen))
         // One more erasure: what was prepared before it is refused again.
         try await f.store.erase(tenant: f.tenant, user: f.user, at: erasedAt.addingTimeInterval(120))
-        _ = try await f.store.ensureUser(UserRecord(tenant: f.tenant, user: f.user, dataKeyWrapped: Data(repeating: 9, count: 40), keyID: "k1", createdAt: erasedAt.addingTimeInterval(121)))
+        _ = try await f.store.ensureUser(
+            UserRecord(
+                tenant: f.tenant, user: f.user, dataKeyWrapped: Data(repeating: 9, count: 40), keyID: "k1",
+                createdAt: erasedAt.addingTimeInterval(121)))
         var old = f.batch("old", rows: [f.row("o1")])
         old.erasedAt = seen.erasedAt
         #expect(await refusedAsErased { _ = try await f.store.apply(old) })
@@ -351,7 +375,8 @@ struct StoreContractTests {
         let store = f.store
         for round in 0..<8 {
             let user = try #require(UserKey("u_racer" + String(UserKey.alphabet[round]) + String(repeating: "a", count: 20)))
-            _ = try await store.ensureUser(UserRecord(tenant: f.tenant, user: user, dataKeyWrapped: Data(repeating: 7, count: 40), keyID: "k1", createdAt: f.t0))
+            _ = try await store.ensureUser(
+                UserRecord(tenant: f.tenant, user: user, dataKeyWrapped: Data(repeating: 7, count: 40), keyID: "k1", createdAt: f.t0))
             let batch = f.batch("race-\(round)", user: user, rows: [f.row("race\(round)a", user: user), f.row("race\(round)b", user: user)])
             let tenant = f.tenant
             let at = f.t0.addingTimeInterval(Double(round))
@@ -394,7 +419,9 @@ struct StoreContractTests {
         let wrapped = try await f.store.wrappedSecrets()
         #expect(wrapped.filter { $0.kind == .userDataKey }.count == 2)
         #expect(wrapped.contains { $0.kind == .tenantWebhook && $0.wrapped == Data([4, 4]) })
-        let rewrapped = wrapped.map { WrappedSecret(kind: $0.kind, tenant: $0.tenant, user: $0.user, wrapped: $0.wrapped + Data([0xFF]), keyID: "k2") }
+        let rewrapped = wrapped.map {
+            WrappedSecret(kind: $0.kind, tenant: $0.tenant, user: $0.user, wrapped: $0.wrapped + Data([0xFF]), keyID: "k2")
+        }
         try await f.store.replaceWrappedSecrets(rewrapped)
         let after = try await f.store.wrappedSecrets()
         #expect(after.allSatisfy { $0.keyID == "k2" && $0.wrapped.last == 0xFF })
@@ -404,7 +431,9 @@ struct StoreContractTests {
 }
 
 /// What only the PostgreSQL backend has: its migrations table, pgvector columns and their indexes.
-@Suite("PostgreSQL backend", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"), .timeLimit(.minutes(1)))
+@Suite(
+    "PostgreSQL backend", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"),
+    .timeLimit(.minutes(1)))
 struct PostgresBackendTests {
     @Test("migrations are recorded once and re-running them (several processes at once) changes nothing")
     func migrationsRecorded() async throws {
@@ -439,12 +468,16 @@ struct PostgresBackendTests {
             #expect(found.map(\.id) == ["v2", "v3"], "exact: \(exact)")
             #expect(abs((found.first?.similarity ?? 0) - Double(1 / (1.25 as Float).squareRoot())) < 1e-4)
         }
-        #expect(try await store.nearest(tenant: f.tenant, user: f.user, embedder: "openai:text-embedding-3-small", query: query, limit: 2, exact: true).isEmpty)
+        #expect(
+            try await store.nearest(tenant: f.tenant, user: f.user, embedder: "openai:text-embedding-3-small", query: query, limit: 2, exact: true)
+                .isEmpty)
         await f.finish()
     }
 }
 
-@Suite("engram migrate --from sqlite --to postgres", .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"), .timeLimit(.minutes(1)))
+@Suite(
+    "engram migrate --from sqlite --to postgres",
+    .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"), .timeLimit(.minutes(1)))
 struct StoreCopyTests {
     @Test("every row is copied sealed; the same master key reads the same memories and search answers")
     func copySQLiteToPostgres() async throws {
@@ -453,15 +486,20 @@ struct StoreCopyTests {
         let cipher = KeyRing(master: env.masterKey).envelopeCipher
         let phones = [Fixtures.fixturePhone, "+14155550111", "+14155550122"]
         for phone in phones {
-            let envelope = try Envelope.seal(try fixtureTranscript(phone: phone), tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+            let envelope = try Envelope.seal(
+                try fixtureTranscript(phone: phone), tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
             #expect(try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
         }
         try await worker.drain()
         let sqlite = try SQLiteMemoryStore(path: env.databasePath)
         let erased = try await worker.userKey(phone: "+14155550122")
         try await sqlite.erase(tenant: "default", user: erased, at: Date(timeIntervalSince1970: 1_764_000_000))
-        try await sqlite.insertAPIKey(APIKeyRecord(id: "key_1", tenant: "default", scope: .tool, keyHash: Data(repeating: 1, count: 32), createdAt: Date(timeIntervalSince1970: 1_764_000_000)))
-        try await sqlite.audit(AuditEntry(tenant: "default", actor: "key_1", action: "user.erase", user: erased, at: Date(timeIntervalSince1970: 1_764_000_000)))
+        try await sqlite.insertAPIKey(
+            APIKeyRecord(
+                id: "key_1", tenant: "default", scope: .tool, keyHash: Data(repeating: 1, count: 32),
+                createdAt: Date(timeIntervalSince1970: 1_764_000_000)))
+        try await sqlite.audit(
+            AuditEntry(tenant: "default", actor: "key_1", action: "user.erase", user: erased, at: Date(timeIntervalSince1970: 1_764_000_000)))
 
         let target = try await TestEnvironment.make(.postgres)
         let postgres = try #require(try await target.openStore() as? PostgresMemoryStore)
@@ -504,15 +542,17 @@ struct PostgresSettingsTests {
         #expect(defaults.port == 5432 && defaults.tls == .prefer && defaults.maximumConnections == 10 && defaults.password == nil)
     }
 
-    @Test("a bad URL is refused with the variable and the reason, never the password", arguments: [
-        ("mysql://u:secretpw@h/db", "expected postgres://"),
-        ("postgres://u:secretpw@/db", "no host"),
-        ("postgres://:secretpw@h/db", "no user"),
-        ("postgres://u:secretpw@h/", "no database"),
-        ("postgres://u:secretpw@h/db?sslmode=verify-full", "sslmode must be"),
-        ("postgres://u:secretpw@h/db?pool=0", "pool must be"),
-        ("postgres://u:secretpw@h/db?application_name=x", "unknown parameter"),
-    ])
+    @Test(
+        "a bad URL is refused with the variable and the reason, never the password",
+        arguments: [
+            ("mysql://u:secretpw@h/db", "expected postgres://"),
+            ("postgres://u:secretpw@/db", "no host"),
+            ("postgres://:secretpw@h/db", "no user"),
+            ("postgres://u:secretpw@h/", "no database"),
+            ("postgres://u:secretpw@h/db?sslmode=verify-full", "sslmode must be"),
+            ("postgres://u:secretpw@h/db?pool=0", "pool must be"),
+            ("postgres://u:secretpw@h/db?application_name=x", "unknown parameter"),
+        ])
     func refuses(url: String, reason: String) {
         #expect {
             try PostgresSettings.parse(url)

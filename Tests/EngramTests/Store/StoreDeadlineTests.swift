@@ -1,12 +1,13 @@
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramStore
 import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramStore
 
 /// Every store call has a deadline: a call stalled in the database (a lock held elsewhere, a busy
 /// writer) fails with `StoreError.unavailable` when it runs out, and the store works again once
@@ -23,7 +24,10 @@ struct StoreDeadlineTests {
             _ = try await short.setConsent(tenant: f.tenant, user: f.user, granted: true, at: f.t0)
             Issue.record("a stalled write answered before the stall ended")
         } catch let error as StoreError {
-            guard case .unavailable(let message) = error else { Issue.record("expected unavailable, got \(error)"); throw error }
+            guard case .unavailable(let message) = error else {
+                Issue.record("expected unavailable, got \(error)")
+                throw error
+            }
             #expect(message.contains("setConsent"))
         }
         await stall.end()
@@ -40,16 +44,27 @@ struct StoreDeadlineTests {
         #expect(try await withTimeout(.seconds(30)) { 42 } == 42)
         // A body that ignores cancellation (a stalled database call): the budget answers anyway.
         let gate = Gate()
-        await #expect(throws: TimeoutError.self) { try await withTimeout(.milliseconds(100)) { await gate.wait(); return 1 } }
+        await #expect(throws: TimeoutError.self) {
+            try await withTimeout(.milliseconds(100)) {
+                await gate.wait()
+                return 1
+            }
+        }
         // The caller's cancellation answers at once, long before the budget.
-        let caller = Task { try await withTimeout(.seconds(600)) { await gate.wait(); return 2 } }
+        let caller = Task {
+            try await withTimeout(.seconds(600)) {
+                await gate.wait()
+                return 2
+            }
+        }
         caller.cancel()
         await #expect(throws: CancellationError.self) { try await caller.value }
         gate.open()
     }
 
-    @Test("the PostgreSQL store closes its pool at graceful shutdown when it runs as a service",
-          .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
+    @Test(
+        "the PostgreSQL store closes its pool at graceful shutdown when it runs as a service",
+        .enabled(if: TestPostgres.serverURL != nil, "needs ENGRAM_TEST_POSTGRES_URL (make test starts one)"))
     func postgresStoreAsService() async throws {
         let env = try await TestEnvironment.make(.postgres)
         let store = try #require(try await env.openStore() as? PostgresMemoryStore)
@@ -118,7 +133,10 @@ final class Gate: Sendable {
         }
     }
 
-    func block() { semaphore.wait(); semaphore.signal() }
+    func block() {
+        semaphore.wait()
+        semaphore.signal()
+    }
 
     func open() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>]? in

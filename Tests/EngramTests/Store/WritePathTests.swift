@@ -1,11 +1,12 @@
 import Foundation
 import Synchronization
 import Testing
+
 @testable import EngramApp
 @testable import EngramCore
+@testable import EngramProviders
 @testable import EngramQueue
 @testable import EngramStore
-@testable import EngramProviders
 
 /// The write path of issue 14: conflict candidates found through the slot and the caches (not by
 /// decrypting every memory), and caches moved forward in place after a write instead of being
@@ -51,7 +52,9 @@ struct WritePathTests {
 
         /// The vault's cached vectors and conflict index at the user's current version, next to
         /// what a reload from the store gives.
-        func cachesAgainstReload() async throws -> (cached: [String: [Float]], reloaded: [String: [Float]], cachedIndex: ConflictIndex, reloadedIndex: ConflictIndex) {
+        func cachesAgainstReload() async throws -> (
+            cached: [String: [Float]], reloaded: [String: [Float]], cachedIndex: ConflictIndex, reloadedIndex: ConflictIndex
+        ) {
             let record = try #require(try await store.user(tenant: tenant, user: user))
             let embedder = try await vault.embedder(forTenant: tenant)
             let entry = try await vault.vectorEntry(record, embedder: embedder)
@@ -61,7 +64,8 @@ struct WritePathTests {
             return (
                 Self.byID(ids: entry.ids, flat: entry.flat, dimension: entry.dimension),
                 Self.byID(ids: stored.ids, flat: stored.flat, dimension: embedder.dimension),
-                index, ConflictIndex(version: MemoryVault.cacheVersion(record), heads: heads))
+                index, ConflictIndex(version: MemoryVault.cacheVersion(record), heads: heads)
+            )
         }
 
         static func byID(ids: [String], flat: [Float], dimension: Int) -> [String: [Float]] {
@@ -124,14 +128,19 @@ struct WritePathTests {
     func sameDecisionsAsFullScan(backend: Backend) async throws {
         let f = try await Fixture.make(backend)
         var rng = SplitMix64(seed: 14)
-        var reinforced = 0, superseded = 0, inserted = 0
+        var reinforced = 0
+        var superseded = 0
+        var inserted = 0
         var droppedVector: String?
         for event in 0..<36 {
             f.clock.advance(90)
             let count = 1 + Int(rng.next() % 4)
             let picks = (0..<count).map { _ in Self.facts[Int(rng.next() % UInt64(Self.facts.count))] }
             let extraction = Extraction(
-                memories: picks.map { ExtractedMemory(content: $0.content, sector: $0.sector, slot: $0.slot, importance: 0.6, sourceTurns: [event], kind: "conversation") },
+                memories: picks.map {
+                    ExtractedMemory(
+                        content: $0.content, sector: $0.sector, slot: $0.slot, importance: 0.6, sourceTurns: [event], kind: "conversation")
+                },
                 summary: nil, userName: nil, extractor: "test")
             let narrowed = try await f.prepare(extraction, key: "e\(event)")
             let full = try await f.prepare(extraction, key: "e\(event)", allMemories: true)
@@ -164,7 +173,9 @@ struct WritePathTests {
         let f = try await Fixture.make(backend)
         func extraction(_ indices: [Int], turn: Int) -> Extraction {
             Extraction(
-                memories: indices.map { Self.facts[$0] }.map { ExtractedMemory(content: $0.content, sector: $0.sector, slot: $0.slot, importance: 0.5, sourceTurns: [turn]) },
+                memories: indices.map { Self.facts[$0] }.map {
+                    ExtractedMemory(content: $0.content, sector: $0.sector, slot: $0.slot, importance: 0.5, sourceTurns: [turn])
+                },
                 summary: nil, userName: nil, extractor: "test")
         }
         // Warm the caches, then write: each write's caches equal what the store holds.

@@ -1,6 +1,7 @@
-@testable import EngramCore
 import Foundation
 import GRDB
+
+@testable import EngramCore
 
 /// What an attacker holding Engram's master key could read back, place by place: every queue
 /// envelope found in any bytes (Redis values, AOF and RDB files, the spool) and every memory in
@@ -23,7 +24,10 @@ struct DecryptionAudit {
         var found: [Envelope] = []
         var i = 0
         while i + 1 < b.count {
-            guard b[i] == UInt8(ascii: "{"), b[i + 1] == UInt8(ascii: "\"") else { i += 1; continue }
+            guard b[i] == UInt8(ascii: "{"), b[i + 1] == UInt8(ascii: "\"") else {
+                i += 1
+                continue
+            }
             var depth = 0
             var inString = false
             var escaped = false
@@ -32,14 +36,23 @@ struct DecryptionAudit {
             while j < b.count {
                 let c = b[j]
                 if inString {
-                    if escaped { escaped = false } else if c == UInt8(ascii: "\\") { escaped = true } else if c == UInt8(ascii: "\"") { inString = false }
+                    if escaped {
+                        escaped = false
+                    } else if c == UInt8(ascii: "\\") {
+                        escaped = true
+                    } else if c == UInt8(ascii: "\"") {
+                        inString = false
+                    }
                 } else if c == UInt8(ascii: "\"") {
                     inString = true
                 } else if c == UInt8(ascii: "{") {
                     depth += 1
                 } else if c == UInt8(ascii: "}") {
                     depth -= 1
-                    if depth == 0 { end = j; break }
+                    if depth == 0 {
+                        end = j
+                        break
+                    }
                 }
                 j += 1
             }
@@ -59,7 +72,8 @@ struct DecryptionAudit {
     private func walk(_ value: Any) -> [Envelope] {
         if let dictionary = value as? [String: Any] {
             if dictionary["body"] is String, dictionary["tenant"] is String, dictionary["type"] is String,
-               let data = try? JSONSerialization.data(withJSONObject: dictionary), let envelope = try? Envelope.decode(data) {
+                let data = try? JSONSerialization.data(withJSONObject: dictionary), let envelope = try? Envelope.decode(data)
+            {
                 return [envelope]
             }
             return dictionary.values.flatMap(walk)
@@ -83,8 +97,11 @@ struct DecryptionAudit {
             for user in try Row.fetchAll(db, sql: "SELECT tenant_id, user_key, data_key_wrapped, key_id FROM users") {
                 let tenant: String = user["tenant_id"]
                 let key = UserKey(unchecked: user["user_key"])
-                guard let dataKey = try? keyRing.unwrapDataKey(user["data_key_wrapped"], keyID: user["key_id"], tenant: tenant, user: key.rawValue) else { continue }
-                for row in try Row.fetchAll(db, sql: "SELECT id, content FROM memories WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, key.rawValue]) {
+                guard let dataKey = try? keyRing.unwrapDataKey(user["data_key_wrapped"], keyID: user["key_id"], tenant: tenant, user: key.rawValue)
+                else { continue }
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT id, content FROM memories WHERE tenant_id = ? AND user_key = ?", arguments: [tenant, key.rawValue])
+                {
                     let id: String = row["id"]
                     if let text = try? dataKey.cipher.openString(row["content"], context: "memory:\(tenant):\(key.rawValue):\(id)") {
                         out[key, default: []].append(text)
@@ -101,7 +118,9 @@ struct DecryptionAudit {
         var out: [(URL, Data)] = []
         for case let url as URL in enumerator {
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue, let data = FileManager.default.contents(atPath: url.path) {
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue,
+                let data = FileManager.default.contents(atPath: url.path)
+            {
                 out.append((url, data))
             }
         }

@@ -98,7 +98,10 @@ final class FakeElevenLabsServer: @unchecked Sendable {  // mutable state only u
             try respond(request, conversationID: context.parameters.get("id") ?? "")
         }
         let (serving, listening) = try await startLoopbackServer(router, name: "fake-elevenlabs")
-        lock.withLock { task = serving; _port = listening }
+        lock.withLock {
+            task = serving
+            _port = listening
+        }
     }
 
     private func respond(_ request: Request, conversationID: String?) throws -> Response {
@@ -144,7 +147,8 @@ final class FakeElevenLabsServer: @unchecked Sendable {  // mutable state only u
                 "status": conversation.status, "call_successful": "success", "direction": "inbound",
             ]
         }
-        return Self.json(["conversations": items, "has_more": hasMore, "next_cursor": hasMore ? "cur_\(offset + page.count)" : NSNull()], status: 200)
+        return Self.json(
+            ["conversations": items, "has_more": hasMore, "next_cursor": hasMore ? "cur_\(offset + page.count)" : NSNull()], status: 200)
     }
 
     private static func json(_ object: [String: Any], status: Int, retryAfter: String? = nil) -> Response {
@@ -199,7 +203,9 @@ extension FakeElevenLabsServer.StoredConversation {
     /// The `post_call_transcription` webhook ElevenLabs would have sent for it.
     var webhookBody: Data {
         let details = try! JSONSerialization.jsonObject(with: details)
-        return try! JSONSerialization.data(withJSONObject: ["type": "post_call_transcription", "event_timestamp": startTimeUnixSecs + 60, "data": details])
+        return try! JSONSerialization.data(withJSONObject: [
+            "type": "post_call_transcription", "event_timestamp": startTimeUnixSecs + 60, "data": details,
+        ])
     }
 }
 

@@ -75,7 +75,10 @@ final class FakeOTLPCollector: @unchecked Sendable {  // mutable state only unde
             return Response(status: .ok, headers: [.contentType: "application/x-protobuf"], body: .init(byteBuffer: ByteBuffer()))
         }
         let (serving, listening) = try await startLoopbackServer(router, name: "fake-otlp")
-        lock.withLock { task = serving; _port = listening }
+        lock.withLock {
+            task = serving
+            _port = listening
+        }
     }
 }
 
@@ -141,7 +144,8 @@ enum OTLPTraces {
 
     /// A `KeyValue`: its key and its `AnyValue` rendered as text.
     private static func keyValue(_ data: Data) throws -> (String, String) {
-        var key = "", value = ""
+        var key = ""
+        var value = ""
         for field in try fields(data) {
             if field.number == 1 { key = string(field.bytes) }
             if field.number == 2 { value = try anyValue(field.bytes) }
@@ -158,7 +162,11 @@ enum OTLPTraces {
             case 3: parts.append(String(Int64(bitPattern: field.varint)))
             case 4: parts.append(String(Double(bitPattern: field.varint)))
             case 5: parts += try fields(field.bytes).filter { $0.number == 1 }.map { try anyValue($0.bytes) }  // array
-            case 6: parts += try fields(field.bytes).filter { $0.number == 1 }.map { let (k, v) = try keyValue($0.bytes); return "\(k)=\(v)" }
+            case 6:
+                parts += try fields(field.bytes).filter { $0.number == 1 }.map {
+                    let (k, v) = try keyValue($0.bytes)
+                    return "\(k)=\(v)"
+                }
             case 7: parts.append(string(field.bytes))
             default: break
             }

@@ -122,7 +122,10 @@ final class FakeOpenAIServer: @unchecked Sendable {  // mutable state only under
         router.post("v1/embeddings") { [self] request, _ in try await respond(to: request, endpoint: .embeddings) }
 
         let (serving, listening) = try await startLoopbackServer(router, name: "fake-openai")
-        lock.withLock { task = serving; _port = listening }
+        lock.withLock {
+            task = serving
+            _port = listening
+        }
     }
 
     private enum Endpoint { case chat, embeddings }
@@ -184,7 +187,8 @@ final class FakeOpenAIServer: @unchecked Sendable {  // mutable state only under
         var memories: [[String: Any]] = []
         for line in transcript.split(separator: "\n") {
             guard line.hasPrefix("["), let close = line.firstIndex(of: "]"),
-                  let index = Int(line[line.index(after: line.startIndex)..<close]) else { continue }
+                let index = Int(line[line.index(after: line.startIndex)..<close])
+            else { continue }
             let rest = line[line.index(after: close)...].trimmingCharacters(in: .whitespaces)
             guard rest.hasPrefix("caller:") else { continue }
             let text = rest.dropFirst("caller:".count).trimmingCharacters(in: .whitespaces)

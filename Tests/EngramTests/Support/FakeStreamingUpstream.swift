@@ -60,7 +60,10 @@ final class FakeStreamingUpstream: @unchecked Sendable {  // mutable state only 
         let router = Router()
         router.post("v1/chat/completions") { [server] request, _ in try await server.respond(to: request) }
         let (serving, listening) = try await startLoopbackServer(router, name: "fake-llm-upstream")
-        server.lock.withLock { server.task = serving; server.port = listening }
+        server.lock.withLock {
+            server.task = serving
+            server.port = listening
+        }
         return server
     }
 
@@ -96,46 +99,51 @@ final class FakeStreamingUpstream: @unchecked Sendable {  // mutable state only 
         case .status(let code, let retryAfter):
             var headers: HTTPFields = [.contentType: "application/json"]
             if let retryAfter { headers[.retryAfter] = retryAfter }
-            return Response(status: .init(code: code), headers: headers,
-                            body: .init(byteBuffer: ByteBuffer(string: "{\"error\":{\"message\":\"fake \(code)\",\"type\":\"fake\"}}")))
+            return Response(
+                status: .init(code: code), headers: headers,
+                body: .init(byteBuffer: ByteBuffer(string: "{\"error\":{\"message\":\"fake \(code)\",\"type\":\"fake\"}}")))
         case .hang:
             try await Task.sleep(for: .seconds(600))
             return Response(status: .ok)
         case .stream(let chunks, let hold):
-            return Response(status: .ok, headers: sse, body: ResponseBody { [self] writer in
-                do {
-                    for (index, chunk) in (chunks + [Self.done]).enumerated() {
-                        try await writer.write(ByteBuffer(string: chunk))
-                        withState { $0.chunksWritten += 1 }
-                        if index == 0, hold {
-                            while !withState({ $0.released }) { try await Task.sleep(for: .milliseconds(5)) }
+            return Response(
+                status: .ok, headers: sse,
+                body: ResponseBody { [self] writer in
+                    do {
+                        for (index, chunk) in (chunks + [Self.done]).enumerated() {
+                            try await writer.write(ByteBuffer(string: chunk))
+                            withState { $0.chunksWritten += 1 }
+                            if index == 0, hold {
+                                while !withState({ $0.released }) { try await Task.sleep(for: .milliseconds(5)) }
+                            }
                         }
+                        try await writer.finish(nil)
+                        withState { $0.streamsFinished += 1 }
+                    } catch {
+                        withState { $0.readersGone += 1 }
+                        throw error
                     }
-                    try await writer.finish(nil)
-                    withState { $0.streamsFinished += 1 }
-                } catch {
-                    withState { $0.readersGone += 1 }
-                    throw error
-                }
-            })
+                })
         case .trickle(let interval):
-            return Response(status: .ok, headers: sse, body: ResponseBody { [self] writer in
-                do {
-                    let end = ContinuousClock.now + .seconds(600)
-                    var index = 0
-                    while ContinuousClock.now < end {
-                        try await writer.write(ByteBuffer(string: Self.event("tick", index: index)))
-                        withState { $0.chunksWritten += 1 }
-                        index += 1
-                        try await Task.sleep(for: interval)
+            return Response(
+                status: .ok, headers: sse,
+                body: ResponseBody { [self] writer in
+                    do {
+                        let end = ContinuousClock.now + .seconds(600)
+                        var index = 0
+                        while ContinuousClock.now < end {
+                            try await writer.write(ByteBuffer(string: Self.event("tick", index: index)))
+                            withState { $0.chunksWritten += 1 }
+                            index += 1
+                            try await Task.sleep(for: interval)
+                        }
+                        try await writer.finish(nil)
+                        withState { $0.streamsFinished += 1 }
+                    } catch {
+                        withState { $0.readersGone += 1 }
+                        throw error
                     }
-                    try await writer.finish(nil)
-                    withState { $0.streamsFinished += 1 }
-                } catch {
-                    withState { $0.readersGone += 1 }
-                    throw error
-                }
-            })
+                })
         }
     }
 }

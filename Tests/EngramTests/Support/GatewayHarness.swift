@@ -1,9 +1,10 @@
 import Foundation
-@testable import Gateway
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+
+@testable import Gateway
 
 /// Headers for a signed post-call request.
 func postCallHeaders(_ body: Data, secret: String, at time: Date = Date()) -> HTTPFields {
@@ -26,7 +27,9 @@ extension ByteBuffer {
 }
 
 /// The fixture with fresh ids, so each test has its own conversation.
-func fixtureTranscript(conversationID: String = "conv_\(UUID().uuidString)", phone: String? = Fixtures.fixturePhone, mutate: ((inout [String: Any]) -> Void)? = nil) throws -> Data {
+func fixtureTranscript(
+    conversationID: String = "conv_\(UUID().uuidString)", phone: String? = Fixtures.fixturePhone, mutate: ((inout [String: Any]) -> Void)? = nil
+) throws -> Data {
     var object = try JSONSerialization.jsonObject(with: try Fixtures.elevenLabs("post_call_transcription.json")) as! [String: Any]
     var data = object["data"] as! [String: Any]
     data["conversation_id"] = conversationID

@@ -1,8 +1,10 @@
+import Foundation
+
 @testable import EngramCore
 @testable import EngramQueue
-import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A Redis server of the test's own, for tests that stop and restart it.
@@ -24,7 +26,10 @@ final class OwnRedis: @unchecked Sendable {
     func start() async throws {
         let process = try ChildProcess(
             executable: "/usr/bin/redis-server",
-            arguments: ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", directory.path]
+            arguments: [
+                "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir",
+                directory.path,
+            ]
                 + extraArguments,
             environment: ProcessInfo.processInfo.environment, directory: directory.path, output: nil)
         self.process = process

@@ -1,14 +1,16 @@
 import AsyncHTTPClient
-@testable import EngramApp
-@testable import EngramCore
-@testable import EngramProviders
-@testable import EngramStore
 import Foundation
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import EngramApp
+@testable import EngramCore
+@testable import EngramProviders
+@testable import EngramStore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A free TCP port on 127.0.0.1 for a server a test starts.
@@ -95,13 +97,20 @@ final class ServiceProcess: @unchecked Sendable {
         return process.terminationStatus
     }
 
-    func kill9() { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+    func kill9() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
 }
 
 /// The environment of a gateway or worker process on this test's Redis prefix, store and keys,
 /// with no `ENGRAM_*` or OpenTelemetry variable inherited from the test runner.
 func serviceEnvironment(_ env: TestEnvironment, port: Int) -> [String: String] {
-    var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") && !$0.key.hasPrefix("OTEL_") && $0.key != "OPENAI_API_KEY" }
+    var environment = ProcessInfo.processInfo.environment.filter {
+        !$0.key.hasPrefix("ENGRAM_") && !$0.key.hasPrefix("OTEL_") && $0.key != "OPENAI_API_KEY"
+    }
     switch env.databaseLocation {
     case .sqlite(let path): environment["ENGRAM_DATABASE_URL"] = "sqlite://" + path
     case .postgres(let url): environment["ENGRAM_DATABASE_URL"] = url

@@ -1,8 +1,9 @@
-@testable import EngramStore
 import Foundation
 import Logging
 import PostgresNIO
 import Testing
+
+@testable import EngramStore
 
 /// The store backends a test can run on: SQLite always; PostgreSQL whenever the test setup has
 /// one (`make test` starts one and sets ENGRAM_TEST_POSTGRES_URL).

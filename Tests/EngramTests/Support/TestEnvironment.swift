@@ -1,10 +1,11 @@
+import Foundation
+import Logging
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramQueue
 @testable import EngramStore
-import Foundation
-import Logging
-import Testing
 
 /// The real services a test talks to, started by `make test`, and a fresh namespace per test:
 /// its own Redis key prefix, its own SQLite file, its own keys.
@@ -97,7 +98,11 @@ struct TestEnvironment {
     }
 }
 
-enum TestSetupError: Error { case missingRedis, missingPostgres, missingFixture(String), timeout(String) }
+enum TestSetupError: Error {
+    case missingRedis, missingPostgres
+    case missingFixture(String)
+    case timeout(String)
+}
 
 /// Files of `Tests/Fixtures`, inside the repository (the docs' examples use the same files).
 enum Fixtures {

@@ -1,5 +1,6 @@
-@testable import EngramCore
 import Foundation
+
+@testable import EngramCore
 @testable import Worker
 
 extension WorkerRuntime {

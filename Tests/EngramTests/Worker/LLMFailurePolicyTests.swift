@@ -1,8 +1,9 @@
+import Foundation
+import Testing
+
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
-import Foundation
-import Testing
 @testable import Worker
 
 /// `ENGRAM_LLM_FAILURE_POLICY` end to end through the worker: real Redis queue (retry schedule,

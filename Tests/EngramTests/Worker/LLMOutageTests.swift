@@ -1,10 +1,11 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramObservability
 @testable import EngramProviders
 @testable import EngramQueue
-import Foundation
-import Testing
 @testable import Worker
 
 /// The LLM down for every request, end to end through the worker: real Redis queue and retry
@@ -58,7 +59,8 @@ struct LLMOutageTests {
                 func send(_ index: Int) async throws -> String {
                     let conversation = "conv_outage_\(index)_\(UUID().uuidString.prefix(8))"
                     let body = try fixtureTranscript(conversationID: conversation, phone: "+1555010\(String(format: "%04d", index))")
-                    let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+                    let envelope = try Envelope.seal(
+                        body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
                     #expect(try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
                     return conversation
                 }

@@ -1,17 +1,19 @@
+import Foundation
+import GRDB
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
 @testable import EngramStore
-import Foundation
-import GRDB
-import Testing
 @testable import Worker
 
 @Suite("Backups and dead-letter replay", .timeLimit(.minutes(3)))
 struct OperationsTests {
     func ingest(_ env: TestEnvironment, _ worker: WorkerRuntime, _ body: Data) async throws {
-        let envelope = try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
+        let envelope = try Envelope.seal(
+            body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
         _ = try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60)
         try await worker.drain()
     }

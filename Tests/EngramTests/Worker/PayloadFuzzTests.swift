@@ -1,9 +1,10 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramStore
-import Foundation
-import Testing
 
 /// Seeded mutations of the post-call fixture, fed in process through the gateway's
 /// classification (`PostCallIntake.classify`) and the worker's reading and extraction
@@ -18,7 +19,8 @@ struct PayloadFuzzTests {
     static let storeEvery = 40
 
     enum Step: Hashable, CustomStringConvertible {
-        case key(String), index(Int)
+        case key(String)
+        case index(Int)
         var description: String {
             switch self {
             case .key(let k): return k
@@ -32,7 +34,8 @@ struct PayloadFuzzTests {
         [.key("type")], [.key("event_timestamp")], [.key("data")], [.key("data"), .key("conversation_id")], [.key("data"), .key("user_id")],
         [.key("data"), .key("agent_id")], [.key("data"), .key("transcript")], [.key("data"), .key("transcript"), .index(0)],
         [.key("data"), .key("transcript"), .index(1), .key("role")], [.key("data"), .key("transcript"), .index(1), .key("message")],
-        [.key("data"), .key("transcript"), .index(2), .key("time_in_call_secs")], [.key("data"), .key("transcript"), .index(2), .key("image_caption")],
+        [.key("data"), .key("transcript"), .index(2), .key("time_in_call_secs")],
+        [.key("data"), .key("transcript"), .index(2), .key("image_caption")],
         [.key("data"), .key("metadata")], [.key("data"), .key("metadata"), .key("start_time_unix_secs")],
         [.key("data"), .key("metadata"), .key("call_duration_secs")], [.key("data"), .key("metadata"), .key("phone_call")],
         [.key("data"), .key("metadata"), .key("phone_call"), .key("external_number")], [.key("data"), .key("analysis")],
@@ -49,7 +52,15 @@ struct PayloadFuzzTests {
     /// A JSON value for building cases fast (Foundation's `[String: Any]` trees made the
     /// harness slower than the code under test). `raw` is a literal written as is.
     indirect enum Value: Decodable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral {
-        case null, bool(Bool), int(Int64), uint(UInt64), double(Double), string(String), array([Value]), object([(String, Value)]), raw(String)
+        case null
+        case bool(Bool)
+        case int(Int64)
+        case uint(UInt64)
+        case double(Double)
+        case string(String)
+        case array([Value])
+        case object([(String, Value)])
+        case raw(String)
 
         init(stringLiteral value: String) { self = .string(value) }
         init(integerLiteral value: Int64) { self = .int(value) }
@@ -58,11 +69,21 @@ struct PayloadFuzzTests {
 
         init(from decoder: Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if c.decodeNil() { self = .null } else if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let i = try? c.decode(Int64.self) {
+            if c.decodeNil() {
+                self = .null
+            } else if let b = try? c.decode(Bool.self) {
+                self = .bool(b)
+            } else if let i = try? c.decode(Int64.self) {
                 self = .int(i)
-            } else if let d = try? c.decode(Double.self) { self = .double(d) } else if let t = try? c.decode(String.self) { self = .string(t) } else if let a = try? c.decode([Value].self) {
+            } else if let d = try? c.decode(Double.self) {
+                self = .double(d)
+            } else if let t = try? c.decode(String.self) {
+                self = .string(t)
+            } else if let a = try? c.decode([Value].self) {
                 self = .array(a)
-            } else { self = .object(try c.decode([String: Value].self).sorted { $0.key < $1.key }) }
+            } else {
+                self = .object(try c.decode([String: Value].self).sorted { $0.key < $1.key })
+            }
         }
 
         func write(to out: inout [UInt8]) {
@@ -188,7 +209,8 @@ struct PayloadFuzzTests {
         case 2:  // truncated
             return body.prefix(Int.random(in: 0..<max(1, body.count), using: &rng))
         case 3:  // raw number literals that no Double/Int64 holds
-            let literal = ["1e400", "-1e400", "123456789012345678901234567890", "-0", "1E+999", "0.0000000000000000000000001e-400", "18446744073709551616"]
+            let literal =
+                ["1e400", "-1e400", "123456789012345678901234567890", "-0", "1E+999", "0.0000000000000000000000001e-400", "18446744073709551616"]
                 .randomElement(using: &rng) ?? "1e400"
             text = text.replacingOccurrences(of: "1763759979", with: literal)
             text = text.replacingOccurrences(of: #""call_duration_secs":41"#, with: #""call_duration_secs":\#(literal)"#)
@@ -199,7 +221,9 @@ struct PayloadFuzzTests {
             return Data(bytes)
         case 5:  // too deep
             let depth = Int.random(in: 60...200, using: &rng)
-            text = text.replacingOccurrences(of: #""agent_name":"#, with: #""deep":\#(String(repeating: "[", count: depth))\#(String(repeating: "]", count: depth)),"agent_name":"#)
+            text = text.replacingOccurrences(
+                of: #""agent_name":"#, with: #""deep":\#(String(repeating: "[", count: depth))\#(String(repeating: "]", count: depth)),"agent_name":"#
+            )
         case 6: text = "[" + text + "]"  // not an object
         case 7: text = text.replacingOccurrences(of: #""type":"post_call_transcription""#, with: #""type":"post_call_audio""#)
         default: text = text.replacingOccurrences(of: #""role":"user""#, with: #""role":"user","role":"agent""#)
@@ -219,7 +243,8 @@ struct PayloadFuzzTests {
         let keyRing = KeyRing(master: MasterKey.generate())
         let store = try SQLiteMemoryStore(path: directory.appendingPathComponent("fuzz.sqlite").path)
         let vault = MemoryVault(store: store, keyRing: keyRing, embedder: LocalEmbedder())
-        var ingestor = EventIngestor(vault: vault, extractor: LocalExtractor(), policy: .retryThenLocal, maxAttempts: 5, envelopeCipher: keyRing.envelopeCipher)
+        var ingestor = EventIngestor(
+            vault: vault, extractor: LocalExtractor(), policy: .retryThenLocal, maxAttempts: 5, envelopeCipher: keyRing.envelopeCipher)
         // A small budget, so long calls exercise the cuts without making the run slow.
         ingestor.budget = ExtractionBudget(maxMemories: 40, maxTurns: 100)
         let intake = PostCallIntake(
@@ -252,7 +277,8 @@ struct PayloadFuzzTests {
         #expect(counts.keys.contains { $0.hasPrefix("ignored") })
         #expect(counts["ingested: stored", default: 0] > 0)
         let lines = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "  \($0.value)\t\($0.key)" }
-        print("""
+        print(
+            """
             payload fuzz: seed \(seed), \(cases) cases (\(systematic) systematic: \(Self.targets.count) fields × \(Self.evilValues.count) values), \
             \(String(format: "%.1f", elapsed.seconds)) s on \(lanes) lanes (summed: \(spent.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value.seconds)) s" }.joined(separator: ", "))), \
             \(memoriesExtracted) memories extracted, 1 case in \(Self.storeEvery) stored through SQLite
@@ -305,13 +331,17 @@ struct PayloadFuzzTests {
                 tree = Self.setting(Self.evilValues[number % Self.evilValues.count], at: target[...], in: tree)
             } else {
                 for _ in 0..<Int.random(in: 1...3, using: &rng) {
-                    let path = Bool.random(using: &rng) ? (Self.targets.randomElement(using: &rng) ?? []) : (allPaths.randomElement(using: &rng) ?? [])
+                    let path =
+                        Bool.random(using: &rng) ? (Self.targets.randomElement(using: &rng) ?? []) : (allPaths.randomElement(using: &rng) ?? [])
                     switch Int.random(in: 0..<100, using: &rng) {
                     case 0..<10: tree = Self.setting(nil, at: path[...], in: tree)  // missing field
-                    case 10..<20: tree = Self.setting(Self.evilValues.randomElement(using: &rng) ?? nil, at: (path + [.key("extra_\(number)")])[...], in: tree)
+                    case 10..<20:
+                        tree = Self.setting(Self.evilValues.randomElement(using: &rng) ?? nil, at: (path + [.key("extra_\(number)")])[...], in: tree)
                     case 20:  // many turns (the budget)
                         let turn = Value.object([("role", "user"), ("message", "I'm allergic to peanuts and I live in Paris.")])
-                        tree = Self.setting(.array(Array(repeating: turn, count: Int.random(in: 50...600, using: &rng))), at: [.key("data"), .key("transcript")], in: tree)
+                        tree = Self.setting(
+                            .array(Array(repeating: turn, count: Int.random(in: 50...600, using: &rng))), at: [.key("data"), .key("transcript")],
+                            in: tree)
                     default: tree = Self.setting(Self.evilValues.randomElement(using: &rng) ?? nil, at: path[...], in: tree)
                     }
                 }
@@ -323,7 +353,8 @@ struct PayloadFuzzTests {
             // The gateway.
             let decision: IntakeDecision
             do {
-                decision = try intake.classify(kept: body, oversize: body.count > intake.maxBodyBytes, tenant: "default", signatureHeader: "fuzz-\(number)")
+                decision = try intake.classify(
+                    kept: body, oversize: body.count > intake.maxBodyBytes, tenant: "default", signatureHeader: "fuzz-\(number)")
             } catch let error as IntakeError {
                 tally.counts["refused (400): \(Self.reason(error))", default: 0] += 1
                 lap("gateway")
@@ -356,7 +387,9 @@ struct PayloadFuzzTests {
                 let extraction = ingestor.budget.cap(LocalExtractor().extractNow(conversation), cuts: &cuts)
                 #expect(extraction.memories.count <= ingestor.budget.maxMemories)
                 tally.memories += extraction.memories.count
-                tally.counts[envelope.type == EventType.callInitiationFailure ? "extracted: call_initiation_failure" : (cuts.isEmpty ? "extracted" : "extracted within the budget (cut)"), default: 0] += 1
+                tally.counts[
+                    envelope.type == EventType.callInitiationFailure
+                        ? "extracted: call_initiation_failure" : (cuts.isEmpty ? "extracted" : "extracted within the budget (cut)"), default: 0] += 1
             } catch let error as PermanentEventError {
                 tally.counts["dead-lettered: \(error.message)", default: 0] += 1
             }

@@ -1,14 +1,16 @@
+import Foundation
+import Testing
+
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
-import Foundation
-import Testing
 @testable import Worker
 
 @Suite("Poison events: no payload stops ingestion", .timeLimit(.minutes(2)))
 struct PoisonEventTests {
     func seal(_ body: Data, _ env: TestEnvironment) throws -> Envelope {
-        try Envelope.seal(body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
+        try Envelope.seal(
+            body, tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(), cipher: KeyRing(master: env.masterKey).envelopeCipher)
     }
 
     @Test("each poison call of issue 11 is processed by the worker in process, and a normal call after them is stored")
@@ -26,7 +28,9 @@ struct PoisonEventTests {
         await env.cleanUp()
     }
 
-    @Test("a worker restarted in place after dying counts its in-flight event as an attempt, and dead-letters it as worker_died after ENGRAM_MAX_ATTEMPTS")
+    @Test(
+        "a worker restarted in place after dying counts its in-flight event as an attempt, and dead-letters it as worker_died after ENGRAM_MAX_ATTEMPTS"
+    )
     func restartedInPlace() async throws {
         let env = try TestEnvironment()
         var configuration = env.configuration()
@@ -76,7 +80,9 @@ struct PoisonEventTests {
         let runtime = try await buildWorker(configuration: env.configuration(), logger: testLogger)
         let body = try fixtureTranscript(phone: "+14155550188") { object in
             let turns = (0..<30_000).map { i -> [String: Any] in
-                i % 2 == 0 ? ["role": "user", "message": "I'm allergic to peanuts number \(i) and I live in Paris."] : ["role": "agent", "message": "Noted, \(i) is on file."]
+                i % 2 == 0
+                    ? ["role": "user", "message": "I'm allergic to peanuts number \(i) and I live in Paris."]
+                    : ["role": "agent", "message": "Noted, \(i) is on file."]
             }
             PoisonPayloads.edit(&object, ["data"]) { $0["transcript"] = turns }
         }
@@ -87,7 +93,9 @@ struct PoisonEventTests {
         let elapsed = ContinuousClock.now - started
         let memories = try await runtime.vault.memories(tenant: "default", user: runtime.userKey(phone: "+14155550188"), includeHistory: true)
         #expect(!memories.isEmpty && memories.count <= ExtractionBudget.defaultMaxMemories)
-        print("work budget: a 30,000-turn call (\(body.count) bytes) stored \(memories.count) memories in \(String(format: "%.1f", elapsed.seconds)) s (debug build)")
+        print(
+            "work budget: a 30,000-turn call (\(body.count) bytes) stored \(memories.count) memories in \(String(format: "%.1f", elapsed.seconds)) s (debug build)"
+        )
         await env.cleanUp()
     }
 

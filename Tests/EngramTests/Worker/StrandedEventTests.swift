@@ -1,10 +1,11 @@
+import Foundation
+import Testing
+
 @testable import EngramApp
 @testable import EngramCore
 @testable import EngramProviders
 @testable import EngramQueue
 @testable import EngramStore
-import Foundation
-import Testing
 @testable import Worker
 
 /// The queue as Redis looks from a worker while Redis is down: every call fails, except that
@@ -24,24 +25,54 @@ final class OutageQueue: EventQueue, @unchecked Sendable {  // `down` only under
     private func check() throws { if down { throw RedisError.connection("Connection refused") } }
 
     func enqueue(_ envelope: Envelope, dedupe: [String], ttlSeconds: Int) async throws -> Bool {
-        try check(); return try await base.enqueue(envelope, dedupe: dedupe, ttlSeconds: ttlSeconds)
+        try check()
+        return try await base.enqueue(envelope, dedupe: dedupe, ttlSeconds: ttlSeconds)
     }
     func take(worker: String, timeout: Duration) async throws -> TakenEvent? { try await base.take(worker: worker, timeout: timeout) }
-    func ack(worker: String, raw: Data) async throws { try check(); try await base.ack(worker: worker, raw: raw) }
+    func ack(worker: String, raw: Data) async throws {
+        try check()
+        try await base.ack(worker: worker, raw: raw)
+    }
     func scheduleRetry(worker: String, raw: Data, next: Envelope, dueAt: Date) async throws {
-        try check(); try await base.scheduleRetry(worker: worker, raw: raw, next: next, dueAt: dueAt)
+        try check()
+        try await base.scheduleRetry(worker: worker, raw: raw, next: next, dueAt: dueAt)
     }
-    func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws { try check(); try await base.deadLetter(worker: worker, raw: raw, letter: letter) }
-    func heartbeat(worker: String, ttl: Duration) async throws { try check(); try await base.heartbeat(worker: worker, ttl: ttl) }
-    func clearHeartbeat(worker: String) async throws { try check(); try await base.clearHeartbeat(worker: worker) }
-    func reap(maxAttempts: Int) async throws -> InFlightReturn { try check(); return try await base.reap(maxAttempts: maxAttempts) }
+    func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws {
+        try check()
+        try await base.deadLetter(worker: worker, raw: raw, letter: letter)
+    }
+    func heartbeat(worker: String, ttl: Duration) async throws {
+        try check()
+        try await base.heartbeat(worker: worker, ttl: ttl)
+    }
+    func clearHeartbeat(worker: String) async throws {
+        try check()
+        try await base.clearHeartbeat(worker: worker)
+    }
+    func reap(maxAttempts: Int) async throws -> InFlightReturn {
+        try check()
+        return try await base.reap(maxAttempts: maxAttempts)
+    }
     func requeueInFlight(worker: String, maxAttempts: Int) async throws -> InFlightReturn {
-        try check(); return try await base.requeueInFlight(worker: worker, maxAttempts: maxAttempts)
+        try check()
+        return try await base.requeueInFlight(worker: worker, maxAttempts: maxAttempts)
     }
-    func promoteDueRetries(now: Date, limit: Int) async throws -> Int { try check(); return try await base.promoteDueRetries(now: now, limit: limit) }
-    func stats() async throws -> QueueStats { try check(); return try await base.stats() }
-    func deadLetters(limit: Int) async throws -> [DeadLetter] { try check(); return try await base.deadLetters(limit: limit) }
-    func ping() async throws { try check(); try await base.ping() }
+    func promoteDueRetries(now: Date, limit: Int) async throws -> Int {
+        try check()
+        return try await base.promoteDueRetries(now: now, limit: limit)
+    }
+    func stats() async throws -> QueueStats {
+        try check()
+        return try await base.stats()
+    }
+    func deadLetters(limit: Int) async throws -> [DeadLetter] {
+        try check()
+        return try await base.deadLetters(limit: limit)
+    }
+    func ping() async throws {
+        try check()
+        try await base.ping()
+    }
 }
 
 @Suite("Events stranded by a Redis outage mid-event", .timeLimit(.minutes(3)))
@@ -88,7 +119,8 @@ struct StrandedEventTests {
         #expect(processed == 2)
         let user = try await runtime.userKey(phone: "+14155550166")
         let memories = try await runtime.vault.memories(tenant: "default", user: user, includeHistory: true)
-        let once = LocalExtractor().extractNow(Conversation(try JSONDecoder().decode(PostCallWebhook.self, from: try fixtureTranscript()).data!, fallbackStart: Date()))
+        let once = LocalExtractor().extractNow(
+            Conversation(try JSONDecoder().decode(PostCallWebhook.self, from: try fixtureTranscript()).data!, fallbackStart: Date()))
         #expect(memories.count == once.memories.count, "applied once")
         #expect(try await redis.stats().dead == 0)
         await env.cleanUp()

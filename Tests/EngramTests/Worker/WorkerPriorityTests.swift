@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+
 @testable import EngramApp
 @testable import EngramCore
-@testable import EngramStore
 @testable import EngramProviders
+@testable import EngramStore
 
 /// Issue 14: reads must not queue behind the worker's CPU on the same machine. The worker lowers
 /// its own priority (`ENGRAM_WORKER_NICE`) on every thread.
