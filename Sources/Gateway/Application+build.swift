@@ -52,7 +52,7 @@ func buildGateway(
         secrets: [webhookSecret] + (configuration.webhookSecretPrevious.map { [$0] } ?? []),
         tolerancePast: configuration.signatureTolerancePast, toleranceFuture: configuration.signatureToleranceFuture,
         maxBodyBytes: configuration.maxBodyBytes, cipher: keyRing.envelopeCipher, clock: clock)
-    let reinforcement = ReinforcementBuffer(store: store)
+    let reinforcement = vault.reinforcementBuffer()
     let ingest = DurableIngest(
         queue: queue, spool: try Spool(directory: configuration.spoolDirectory, logger: logger), ttlSeconds: configuration.dedupeTTLSeconds)
     let services = GatewayServices(
@@ -62,7 +62,7 @@ func buildGateway(
         rateLimiter: RateLimiter(
             client: RedisClient(endpoint: configuration.redis, timeout: configuration.redisTimeout, connections: 2),
             keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
-        hasStoredDefaultWebhookSecret: try await store.tenantWebhookSecrets(tenant: defaultTenant.id)?.current != nil,
+        hasStoredDefaultWebhookSecret: try await vault.webhookSecretsStored(tenant: defaultTenant.id).current,
         unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes),
         erasure: ErasurePurge(
             vault: vault, queue: queue, backupDirectory: nil, deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400))

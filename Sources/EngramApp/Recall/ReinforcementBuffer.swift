@@ -7,9 +7,9 @@ import ServiceLifecycle
 /// Collects recall reinforcements off the request path and writes them in batches.
 public actor ReinforcementBuffer {
     private var pending: [String: [String: (salience0: Double, at: Date)]] = [:]  // tenant → memory → update
-    private let store: any MemoryStore
+    private let store: any MemoryWriteStore
 
-    public init(store: any MemoryStore) { self.store = store }
+    init(store: any MemoryWriteStore) { self.store = store }
 
     /// `salience0 = s + 0.18 (1 - s)`, `reinforced_at = now`, for each memory returned to an agent.
     public func reinforce(_ memories: [Memory], at now: Date) {
@@ -51,4 +51,9 @@ public struct ReinforcementFlusher: Service {
         }
         try? await buffer.flush()
     }
+}
+
+extension MemoryVault {
+    /// The buffer that writes recall's reinforcement to this vault's store in batches.
+    public func reinforcementBuffer() -> ReinforcementBuffer { ReinforcementBuffer(store: store) }
 }
