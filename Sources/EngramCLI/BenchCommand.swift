@@ -7,7 +7,7 @@ import EngramTools
 import Foundation
 import Histogram
 
-/// `engram bench`: the load benchmark of the service levels (ARCHITECTURE.md). Seeds the store
+/// `engram bench`: the load benchmark of the service levels (docs/architecture.md). Seeds the store
 /// deterministically, then drives a RUNNING gateway over HTTP at fixed arrival rates, open loop:
 /// request i is due at t0 + i/rate whatever the server does, and its latency counts from that due
 /// time (coordinated omission corrected), into HDR histograms in microseconds. Extraction lag is

@@ -111,7 +111,7 @@ enum ElevenLabsAgentConfiguration {
                     "note": "Agent → Security: enable 'Fetch initiation client data from webhook' (Twilio/SIP calls).",
                 ]),
             ]),
-            // The other mode: Engram as the agent's LLM, adding memory to every turn (README, "Custom-LLM proxy").
+            // The other mode: Engram as the agent's LLM, adding memory to every turn (docs/api.md, "Custom-LLM proxy").
             "custom_llm": .object([
                 "url": .string(baseURL + "/v1/llm"), "model_id": .string(llmModel),
                 "api_key": .object(["secret_id": .string(llmSecretID)]),

@@ -59,7 +59,7 @@ public struct QueueStats: Codable, Sendable, Equatable {
     public var dead: Int
 }
 
-/// The reliable queue of ARCHITECTURE.md: pending list, per-worker processing lists, a retry
+/// The reliable queue of docs/architecture.md: pending list, per-worker processing lists, a retry
 /// schedule, dead letters and dedupe marks.
 public protocol EventQueue: Sendable {
     /// Enqueues unless any dedupe mark exists; the marks are written atomically with the push.

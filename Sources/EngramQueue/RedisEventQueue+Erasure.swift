@@ -1,7 +1,7 @@
 import EngramCore
 import Foundation
 
-/// Where a queued copy of an event sits: the lists and the retry schedule of ARCHITECTURE.md.
+/// Where a queued copy of an event sits: the lists and the retry schedule of docs/architecture.md.
 public enum QueuedEventLocation: Sendable, Equatable {
     case pending
     case processing(String)
