@@ -28,7 +28,7 @@ public struct RedisEndpoint: Sendable, Equatable {
             throw ConfigurationError(
                 variable: variable,
                 reason:
-                    "rediss:// (TLS) is not supported by hiredis 0.14: run a TLS sidecar (stunnel) next to each Engram process and point this at it as redis://127.0.0.1:PORT (docs/operations.md, "Redis over TLS"; deploy/compose.yaml and deploy/k8s/redis-tls-sidecar.yaml)"
+                    "rediss:// (TLS) is not supported by hiredis 0.14: run a TLS sidecar (stunnel) next to each Engram process and point this at it as redis://127.0.0.1:PORT (docs/operations.md, section Redis over TLS; deploy/compose.yaml and deploy/k8s/redis-tls-sidecar.yaml)"
             )
         }
         guard raw.hasPrefix("redis://"), let url = URLComponents(string: raw), let host = url.host, !host.isEmpty else {
