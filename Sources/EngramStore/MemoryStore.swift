@@ -11,6 +11,8 @@ public typealias MemoryStore = StoreHealth & TenantStore & APIKeyStore & UserSto
 /// Whether the database answers, and what it holds (metrics).
 public protocol StoreHealth: Sendable {
     func ping() async throws
+    /// Closes the store's connections; it cannot be used afterwards. Called once, at shutdown.
+    func close() async
     /// Memory rows per status across tenants (metrics).
     func memoryCountsByStatus() async throws -> [String: Int]
 }

@@ -55,11 +55,24 @@ public enum StoreFactory {
     /// before the services that use the store, so it closes after them at graceful shutdown.
     public static func services(for store: any MemoryStore) -> [any Service] {
         if let postgres = store as? PostgresMemoryStore { return [postgres] }
-        return []
+        return [StoreLifetime(store: store)]
     }
 
     /// Closes the store's connections, if it has any (for commands and tests that opened it).
     public static func close(_ store: any MemoryStore) async {
-        if let postgres = store as? PostgresMemoryStore { await postgres.close() }
+        await store.close()
+    }
+}
+
+/// Holds a store open until graceful shutdown, then closes it. Listed before the services that
+/// use the store, so the `ServiceGroup` stops it after them (PostgreSQL's store is such a service
+/// itself, as it also runs its pool).
+struct StoreLifetime: Service {
+    let store: any MemoryStore
+
+    func run() async throws {
+        // Cancelled rather than shut down gracefully: close all the same.
+        try? await gracefulShutdown()
+        await store.close()
     }
 }

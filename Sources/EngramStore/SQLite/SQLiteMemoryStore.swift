@@ -59,6 +59,16 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await bounded(operation) { [pool] in try await pool.writeWithoutTransaction(body) }
     }
 
+    /// Closes the pool's connections (the WAL is checkpointed by SQLite as the last one closes).
+    /// A statement still running makes GRDB refuse; that is logged, and the process's exit closes them.
+    public func close() async {
+        do {
+            try pool.close()
+        } catch {
+            logger.warning("SQLite store not closed cleanly", metadata: ["error_class": "\(type(of: error))"])
+        }
+    }
+
     public func ping() async throws {
         _ = try await reading { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }

@@ -16,6 +16,7 @@ struct StalledStore: MemoryStore {
     let base: any MemoryStore
     let delay: Duration
     func ping() async throws { try await base.ping() }
+    func close() async { await base.close() }
     func ensureTenant(_ tenant: TenantRecord) async throws -> TenantRecord { try await base.ensureTenant(tenant) }
     func tenant(id: String) async throws -> TenantRecord? { try await base.tenant(id: id) }
     func tenants() async throws -> [TenantRecord] { try await base.tenants() }

@@ -80,6 +80,25 @@ struct StoreDeadlineTests {
         await #expect(throws: (any Error).self) { try await store.ping() }
         await env.cleanUp()
     }
+
+    @Test("the SQLite store closes its pool at graceful shutdown through the services its factory gives")
+    func sqliteStoreClosedAtShutdown() async throws {
+        let env = try await TestEnvironment.make(.sqlite)
+        let store = try await env.openStore()
+        try await store.ping()
+        let services = StoreFactory.services(for: store).map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+        #expect(services.count == 1)
+        let group = ServiceGroup(configuration: .init(services: services, logger: testLogger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await store.ping()
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        // Closed: a call fails (it does not hang).
+        await #expect(throws: (any Error).self) { try await store.ping() }
+        await env.cleanUp()
+    }
 }
 
 /// Holds the store's writer (SQLite) or an exclusive lock on `users` (PostgreSQL) until `end`.
