@@ -38,25 +38,11 @@ struct MCPProcessTests {
 
     /// Runs scripts/mcp_client.py to its exit (at most `timeout`): status, stdout, stderr.
     static func runClient(_ arguments: [String], key: String, directory: URL, timeout: Duration = .seconds(90)) async throws -> CLIRun {
-        let id = UUID().uuidString.prefix(6)
-        let out = directory.appendingPathComponent("mcp-\(id).out")
-        let err = directory.appendingPathComponent("mcp-\(id).err")
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("ENGRAM_") }
         environment["ENGRAM_MCP_KEY"] = key
-        let process = try ChildProcess(
-            executable: try python(), arguments: [packageRoot.appendingPathComponent("scripts/mcp_client.py").path] + arguments,
-            environment: environment, directory: directory.path, output: out.path, errors: err.path)
-        let end = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now > end {
-                kill(process.processIdentifier, SIGKILL)
-                throw TestSetupError.timeout("mcp_client.py \(arguments.first ?? "") did not exit within \(timeout)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return CLIRun(
-            status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        return try await runToExit(
+            try python(), [packageRoot.appendingPathComponent("scripts/mcp_client.py").path] + arguments, environment: environment,
+            directory: directory, timeout: timeout, label: "mcp_client.py \(arguments.first ?? "")")
     }
 
     @Test(

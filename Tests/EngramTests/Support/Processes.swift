@@ -164,27 +164,37 @@ struct CLIRun {
 }
 
 /// Runs the real `engram` executable with only the given environment (no dev.env in `directory`)
-/// and optional standard input, to its exit (at most `timeout`, then SIGKILL and an error). Its
-/// output goes to files (no pipe to fill) and no thread is blocked while it runs.
+/// and optional standard input, to its exit (at most `timeout`, then SIGKILL and an error).
 func runEngram(
     _ arguments: [String], environment: [String: String], directory: URL, input: String? = nil, timeout: Duration = .seconds(60)
 ) async throws -> CLIRun {
+    try await runToExit(
+        productsDirectory.appendingPathComponent("engram").path, arguments, environment: environment, directory: directory,
+        input: input, timeout: timeout, label: "engram \(arguments.joined(separator: " "))")
+}
+
+/// Runs an executable to its exit (at most `timeout`, then SIGKILL and an error). Its output goes
+/// to files (no pipe to fill) and no thread is blocked while it runs.
+func runToExit(
+    _ executable: String, _ arguments: [String], environment: [String: String], directory: URL, input: String? = nil,
+    timeout: Duration, label: String
+) async throws -> CLIRun {
     let id = UUID().uuidString.prefix(6)
-    let out = directory.appendingPathComponent("engram-\(id).out")
-    let err = directory.appendingPathComponent("engram-\(id).err")
-    let inURL = directory.appendingPathComponent("engram-\(id).in")
+    let out = directory.appendingPathComponent("run-\(id).out")
+    let err = directory.appendingPathComponent("run-\(id).err")
+    let inURL = directory.appendingPathComponent("run-\(id).in")
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     _ = FileManager.default.createFile(atPath: inURL.path, contents: Data((input ?? "").utf8))
     defer { for url in [out, err, inURL] { try? FileManager.default.removeItem(at: url) } }
     let process = try ChildProcess(
-        executable: productsDirectory.appendingPathComponent("engram").path, arguments: arguments, environment: environment,
+        executable: executable, arguments: arguments, environment: environment,
         directory: directory.path, output: out.path, input: inURL.path, errors: err.path)
     let end = ContinuousClock.now + timeout
     while process.isRunning {
         if ContinuousClock.now > end {
             kill(process.processIdentifier, SIGKILL)
-            throw TestSetupError.timeout("engram \(arguments.joined(separator: " ")) did not exit within \(timeout)")
+            throw TestSetupError.timeout("\(label) did not exit within \(timeout)")
         }
         try await Task.sleep(for: .milliseconds(20))
     }
