@@ -68,6 +68,12 @@ public struct EngramConfiguration: Sendable {
     public var precallBudget: Duration = .milliseconds(800)
     /// Bound of the in-memory keyword indexes (estimated bytes; 0: search reads postings from the store).
     public var termIndexMaxBytes = TermIndexCache.defaultMaxBytes
+    /// Browser origins allowed to call `/mcp` (exact, lowercased `scheme://host[:port]`). A
+    /// request with an `Origin` header not listed is refused with 403 (MCP's guard against DNS
+    /// rebinding); server-side clients such as ElevenLabs send no `Origin` and are unaffected.
+    public var mcpAllowedOrigins: Set<String> = []
+    /// Bytes of the SQLite file read through a memory map (0: SQLite reads with `pread`).
+    public var sqliteMapBytes = AppDatabase.defaultMapBytes
     /// Nice value the worker lowers itself to (0: unchanged), so reads are not starved by extraction.
     public var workerNice = 10
     public var precallContextChars = 1200
@@ -196,6 +202,10 @@ public struct EngramConfiguration: Sendable {
         c.precallBudget = try reader.milliseconds("ENGRAM_PRECALL_BUDGET_MS") ?? c.precallBudget
         c.termIndexMaxBytes = try reader.int("ENGRAM_TERM_INDEX_MAX_MB", range: 0...1_048_576).map { $0 * 1024 * 1024 } ?? c.termIndexMaxBytes
         c.workerNice = try reader.int("ENGRAM_WORKER_NICE", range: 0...19) ?? c.workerNice
+        c.mcpAllowedOrigins = Set(
+            (reader.string("ENGRAM_MCP_ALLOWED_ORIGINS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                .filter { !$0.isEmpty })
+        c.sqliteMapBytes = try reader.int("ENGRAM_SQLITE_MMAP_MB", range: 0...65_536).map { $0 * 1024 * 1024 } ?? c.sqliteMapBytes
         c.precallContextChars = try reader.int("ENGRAM_PRECALL_CONTEXT_CHARS", range: 0...100_000) ?? c.precallContextChars
         c.precallIncludeSensitive = try reader.bool("ENGRAM_PRECALL_INCLUDE_SENSITIVE") ?? c.precallIncludeSensitive
         c.searchAnswerChars = try reader.int("ENGRAM_SEARCH_ANSWER_CHARS", range: 100...100_000) ?? c.searchAnswerChars

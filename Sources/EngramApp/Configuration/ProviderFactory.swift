@@ -34,10 +34,11 @@ public enum ProviderFactory {
 public enum StoreFactory {
     /// `callTimeout` bounds every call of the store (see `StoreDeadline`).
     public static func open(
-        _ location: DatabaseLocation, embeddingDimension: Int? = nil, callTimeout: Duration = StoreDeadline.defaultTimeout, logger: Logger
+        _ location: DatabaseLocation, embeddingDimension: Int? = nil, callTimeout: Duration = StoreDeadline.defaultTimeout,
+        sqliteMapBytes: Int = AppDatabase.defaultMapBytes, logger: Logger
     ) async throws -> any MemoryStore {
         switch location {
-        case .sqlite(let path): return try SQLiteMemoryStore(path: path, callTimeout: callTimeout, logger: logger)
+        case .sqlite(let path): return try SQLiteMemoryStore(path: path, mapBytes: sqliteMapBytes, callTimeout: callTimeout, logger: logger)
         case .postgres(let url):
             return try await PostgresMemoryStore.connect(
                 try PostgresSettings.parse(url), embeddingDimension: embeddingDimension, callTimeout: callTimeout, logger: logger)
@@ -48,7 +49,7 @@ public enum StoreFactory {
         try await open(
             configuration.database,
             embeddingDimension: configuration.embedder == .openai ? configuration.embeddingDimension : LocalEmbedder().dimension,
-            callTimeout: configuration.storeTimeout, logger: logger)
+            callTimeout: configuration.storeTimeout, sqliteMapBytes: configuration.sqliteMapBytes, logger: logger)
     }
 
     /// The store as a service of a `ServiceGroup` when it has a lifetime (PostgreSQL's pool): list it

@@ -11,27 +11,34 @@ extension VectorCache.Entry {
     /// unspecified state, if a vector does not have the entry's dimension.
     mutating func apply(inserting: [(id: String, vector: [Float])], removing: [String]) -> Bool {
         // Rows read from a store are not trusted to be well formed: a ragged entry is reloaded.
-        guard dimension > 0, flat.count == ids.count * dimension else { return false }
+        guard isWellFormed else { return false }
+        let width = Self.blockWidth
+        let dimension = self.dimension
+        /// Where row `row`, dimension 0, is; its dimension `j` is `width * j` further.
+        func origin(_ row: Int) -> Int { (row / width) * dimension * width + row % width }
         for id in removing {
             guard let at = positions.removeValue(forKey: id) else { continue }
             let last = ids.count - 1
+            let from = origin(last)
             if at != last {
                 let moved = ids[last]
                 ids[at] = moved
                 positions[moved] = at
-                flat.withUnsafeMutableBufferPointer { buffer in
-                    guard let base = buffer.baseAddress else { return }
-                    (base + at * dimension).update(from: base + last * dimension, count: dimension)
-                }
+                let to = origin(at)
+                for j in 0..<dimension { blocks[to + j * width] = blocks[from + j * width] }
             }
+            for j in 0..<dimension { blocks[from + j * width] = 0 }
             ids.removeLast()
-            flat.removeLast(dimension)
+            if ids.count % width == 0 { blocks.removeLast(dimension * width) }
         }
         for (id, vector) in inserting where positions[id] == nil {
             guard vector.count == dimension else { return false }
-            positions[id] = ids.count
+            let row = ids.count
+            if row % width == 0 { blocks.append(contentsOf: repeatElement(0, count: dimension * width)) }
+            positions[id] = row
             ids.append(id)
-            flat.append(contentsOf: vector)
+            let to = origin(row)
+            for j in 0..<dimension { blocks[to + j * width] = vector[j] }
         }
         return true
     }
@@ -39,16 +46,6 @@ extension VectorCache.Entry {
     /// Ids whose vector's dot product with `query` is at least `threshold`, in entry order.
     /// Empty if the query does not have the entry's dimension.
     public func ids(similarTo query: [Float], atLeast threshold: Float) -> [String] {
-        guard query.count == dimension, dimension > 0, flat.count >= ids.count * dimension else { return [] }
-        var found: [String] = []
-        flat.withUnsafeBufferPointer { base in
-            query.withUnsafeBufferPointer { q in
-                guard let start = base.baseAddress, let q = q.baseAddress else { return }
-                for i in 0..<ids.count where VectorMath.dot(start + i * dimension, q, count: dimension) >= threshold {
-                    found.append(ids[i])
-                }
-            }
-        }
-        return found
+        scores(query).enumerated().compactMap { $0.element >= threshold ? ids[$0.offset] : nil }
     }
 }

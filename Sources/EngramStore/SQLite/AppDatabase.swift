@@ -11,7 +11,11 @@ public struct AppDatabase: Sendable {
     public let pool: DatabasePool
     public let path: String
 
-    public init(path: String) throws {
+    /// Bytes of the file SQLite reads through a memory map (`ENGRAM_SQLITE_MMAP_MB`): a page
+    /// read is then a memory access, not a `pread` copying the page out of the kernel's cache.
+    public static let defaultMapBytes = 256 * 1024 * 1024
+
+    public init(path: String, mapBytes: Int = AppDatabase.defaultMapBytes) throws {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         self.path = path
@@ -21,6 +25,7 @@ public struct AppDatabase: Sendable {
         configuration.prepareDatabase { db in
             // Freed pages are zeroed: an erased user's wrapped key does not linger in the file.
             try db.execute(sql: "PRAGMA secure_delete = ON")
+            try db.execute(sql: "PRAGMA mmap_size = \(max(0, mapBytes))")
         }
         pool = try AppDatabase.withMigrationLock(path: path) {
             let pool = try DatabasePool(path: path, configuration: configuration)

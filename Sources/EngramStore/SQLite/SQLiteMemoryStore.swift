@@ -19,8 +19,11 @@ public struct SQLiteMemoryStore: MemoryStore {
         self.logger = logger
     }
 
-    public init(path: String, callTimeout: Duration = StoreDeadline.defaultTimeout, logger: Logger = Logger(label: "engram-store")) throws {
-        self.init(database: try AppDatabase(path: path), callTimeout: callTimeout, logger: logger)
+    public init(
+        path: String, mapBytes: Int = AppDatabase.defaultMapBytes, callTimeout: Duration = StoreDeadline.defaultTimeout,
+        logger: Logger = Logger(label: "engram-store")
+    ) throws {
+        self.init(database: try AppDatabase(path: path, mapBytes: mapBytes), callTimeout: callTimeout, logger: logger)
     }
 
     // MARK: plumbing
@@ -191,7 +194,9 @@ public struct SQLiteMemoryStore: MemoryStore {
             var arguments: [any DatabaseValueConvertible] = [tenant]
             if let user { arguments.append(user.rawValue) }
             return try Row.fetchAll(
-                db, sql: "SELECT * FROM memories WHERE tenant_id = ? \(userFilter) AND needs_reextraction = 1 ORDER BY user_key, valid_from, id",
+                db,
+                sql:
+                    "SELECT \(Self.memoryColumns) FROM memories WHERE tenant_id = ? \(userFilter) AND needs_reextraction = 1 ORDER BY user_key, valid_from, id",
                 arguments: StatementArguments(arguments)
             ).map(Self.memory)
         }
@@ -308,7 +313,7 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await reading { db in
             let filter = includeHistory ? "" : "AND status = 'active' AND valid_to IS NULL"
             return try Row.fetchAll(
-                db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND user_key = ? \(filter) ORDER BY valid_from, id",
+                db, sql: "SELECT \(Self.memoryColumns) FROM memories WHERE tenant_id = ? AND user_key = ? \(filter) ORDER BY valid_from, id",
                 arguments: [tenant, user.rawValue]
             ).map(Self.memory)
         }
@@ -317,13 +322,9 @@ public struct SQLiteMemoryStore: MemoryStore {
     public func memories(tenant: String, user: UserKey, ids: [String]) async throws -> [MemoryRow] {
         guard !ids.isEmpty else { return [] }
         return try await reading { db in
-            let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
             var arguments: [any DatabaseValueConvertible] = [tenant, user.rawValue]
             arguments.append(contentsOf: ids)
-            return try Row.fetchAll(
-                db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND user_key = ? AND id IN (\(marks))",
-                arguments: StatementArguments(arguments)
-            ).map(Self.memory)
+            return try Row.fetchAll(db, sql: Self.memoriesByIDSQL(count: ids.count), arguments: StatementArguments(arguments)).map(Self.memory)
         }
     }
 
@@ -437,7 +438,7 @@ public struct SQLiteMemoryStore: MemoryStore {
     public func sweepCandidates(tenant: String, limit: Int, after: String?) async throws -> [MemoryRow] {
         try await reading { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND status = 'active' AND id > ? ORDER BY id LIMIT ?",
+                db, sql: "SELECT \(Self.memoryColumns) FROM memories WHERE tenant_id = ? AND status = 'active' AND id > ? ORDER BY id LIMIT ?",
                 arguments: [tenant, after ?? "", limit]
             ).map(Self.memory)
         }
@@ -468,7 +469,8 @@ public struct SQLiteMemoryStore: MemoryStore {
 
     public func memory(tenant: String, id: String) async throws -> MemoryRow? {
         try await reading { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM memories WHERE tenant_id = ? AND id = ?", arguments: [tenant, id]).map(Self.memory)
+            try Row.fetchOne(db, sql: "SELECT \(Self.memoryColumns) FROM memories WHERE tenant_id = ? AND id = ?", arguments: [tenant, id]).map(
+                Self.memory)
         }
     }
 
@@ -670,19 +672,36 @@ public struct SQLiteMemoryStore: MemoryStore {
         try await writingWithoutTransaction { db in _ = try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
+    /// Memories by id within one user. The unary `+` keeps SQLite from reading them through
+    /// `memories_by_user`: without statistics its planner prefers that index for an `IN` list,
+    /// which walks every memory of the user (20,000 rows for a heavy caller, per search) instead
+    /// of looking up each id in the primary key. `SQLiteQueryPlanTests` holds it to the key.
+    static func memoriesByIDSQL(count: Int) -> String {
+        let marks = Array(repeating: "?", count: count).joined(separator: ",")
+        return "SELECT \(memoryColumns) FROM memories WHERE +tenant_id = ? AND +user_key = ? AND id IN (\(marks))"
+    }
+
+    /// The columns `memory(_:)` decodes, in its order: every memory read selects exactly these,
+    /// so a row is decoded by position (GRDB's lookup by name lowercases each name, per row).
+    static let memoryColumns = """
+        id, tenant_id, user_key, sector, content, slot, importance, salience0, reinforced_at, sensitive, valid_from, valid_to, \
+        superseded_by, status, sources, created_at, last_recalled_at, needs_reextraction, term_count
+        """
+
+    /// A row of `SELECT \(memoryColumns)`.
     static func memory(_ row: Row) -> MemoryRow {
-        let rawSources: String = row["sources"]
+        let rawSources: String = row[14]
         return MemoryRow(
-            id: row["id"], tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]),
-            sector: Sector(rawValue: row["sector"]) ?? .episodic, sealedContent: row["content"], slot: row["slot"],
-            importance: row["importance"], salience0: row["salience0"],
-            reinforcedAt: Date(timeIntervalSince1970: row["reinforced_at"]), sensitive: row["sensitive"],
-            validFrom: Date(timeIntervalSince1970: row["valid_from"]),
-            validTo: (row["valid_to"] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row["superseded_by"],
-            status: MemoryStatus(rawValue: row["status"]) ?? .active,
+            id: row[0], tenant: row[1], user: UserKey(unchecked: row[2]),
+            sector: Sector(rawValue: row[3]) ?? .episodic, sealedContent: row[4], slot: row[5],
+            importance: row[6], salience0: row[7],
+            reinforcedAt: Date(timeIntervalSince1970: row[8]), sensitive: row[9],
+            validFrom: Date(timeIntervalSince1970: row[10]),
+            validTo: (row[11] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row[12],
+            status: MemoryStatus(rawValue: row[13]) ?? .active,
             sources: (try? JSONDecoder().decode([MemorySource].self, from: Data(rawSources.utf8))) ?? [],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]),
-            lastRecalledAt: (row["last_recalled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-            needsReextraction: row["needs_reextraction"], termCount: row["term_count"])
+            createdAt: Date(timeIntervalSince1970: row[15]),
+            lastRecalledAt: (row[16] as Double?).map(Date.init(timeIntervalSince1970:)),
+            needsReextraction: row[17], termCount: row[18])
     }
 }

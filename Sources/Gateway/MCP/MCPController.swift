@@ -19,6 +19,15 @@ struct MCPController {
 
     static let path = "/mcp"
     static let protocolVersionHeader = HTTPField.Name("MCP-Protocol-Version")!
+    static let originHeader = HTTPField.Name("Origin")!
+
+    /// The transport's rule against DNS rebinding: a request whose `Origin` is present and not
+    /// allowed (`ENGRAM_MCP_ALLOWED_ORIGINS`) is refused with 403 before anything else is read.
+    func refusedOrigin(_ request: Request) -> Response? {
+        guard let origin = request.headers[Self.originHeader], !configuration.mcpAllowedOrigins.contains(origin.lowercased()) else { return nil }
+        return Self.response(
+            MCPServer.failure(nil, JSONRPC.ErrorObject(.invalidRequest, "origin not allowed; see ENGRAM_MCP_ALLOWED_ORIGINS"), status: .forbidden))
+    }
 
     var server: MCPServer { MCPServer(tools: tools) }
 
@@ -26,6 +35,7 @@ struct MCPController {
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
         routes.post(RouterPath(Self.path)) { request, context in
+            if let refused = refusedOrigin(request) { return refused }
             let caller = context.caller
             // After initialize, clients name the revision they speak; one this server does not know is a 400 (transport spec).
             if let version = request.headers[Self.protocolVersionHeader], !MCPServer.supportedVersions.contains(version) {
@@ -51,7 +61,8 @@ struct MCPController {
         }
         // No server-initiated stream to open, no session to end.
         for method in [HTTPRequest.Method.get, .delete] {
-            routes.on(RouterPath(Self.path), method: method) { _, _ in
+            routes.on(RouterPath(Self.path), method: method) { request, _ in
+                if let refused = refusedOrigin(request) { return refused }
                 return Response(status: .methodNotAllowed, headers: [.allow: "POST"])
             }
         }

@@ -98,6 +98,25 @@ struct MCPTests {
         }
     }
 
+    @Test("a request from a browser origin not allowed is a 403 on every method; a listed origin and no origin pass", .timeLimit(.minutes(1)))
+    func origins() async throws {
+        try await withMCP(configure: { $0.mcpAllowedOrigins = ["https://console.example.com"] }) { client, env in
+            let ping = #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+            let evil = HTTPFields([HTTPField(name: MCPController.originHeader, value: "http://rebound.example")])
+            let refused = try await post(client, ping, key: env.apiKey, headers: evil)
+            #expect(refused.status == .forbidden && refused.errorCode == -32600)
+            #expect(!refused.raw.contains("rebound"), "the refused origin is not echoed")
+            for method in [HTTPRequest.Method.get, .delete] {
+                var headers = evil
+                headers[.authorization] = "Bearer \(env.apiKey)"
+                try await client.execute(uri: "/mcp", method: method, headers: headers) { #expect($0.status == .forbidden) }
+            }
+            let listed = HTTPFields([HTTPField(name: MCPController.originHeader, value: "HTTPS://console.example.com")])
+            #expect(try await post(client, ping, key: env.apiKey, headers: listed).status == .ok)
+            #expect(try await post(client, ping, key: env.apiKey).status == .ok)
+        }
+    }
+
     @Test("initialize negotiates the revision, notifications get 202, ping and tools/list answer; no session id is needed", .timeLimit(.minutes(1)))
     func lifecycle() async throws {
         try await withMCP { client, env in
