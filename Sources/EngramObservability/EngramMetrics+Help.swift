@@ -13,6 +13,8 @@ extension EngramMetrics {
         "engram_unverified_body_refused_total": "Post-call uploads refused with 503 because unverified bodies held the whole byte budget.",
         "engram_precall_fallback_total": "Pre-call requests answered with neutral defaults, by reason.",
         "engram_llm_memory_misses_total": "Custom-LLM proxy turns forwarded without memory, by reason (deadline, store_error, rate_limited).",
+        "engram_mcp_messages_total":
+            "MCP messages at /mcp, by method (initialize, ping, tools/list, tools/call, other, notification, invalid) and outcome (ok, error, tool_error).",
         "engram_events_processed_total": "Queue events handled by the worker, by outcome.",
         "engram_events_dead_lettered_total":
             "Events moved to the dead letters, by reason (worker_died, permanent, attempts_exhausted, invalid_envelope).",
@@ -47,6 +49,9 @@ extension EngramMetrics {
             }
             for reason in ["deadline", "store_error", "rate_limited"] {
                 Counter(label: "engram_llm_memory_misses_total", dimensions: [("reason", reason)]).increment(by: 0)
+            }
+            for method in ["initialize", "ping", "tools/list", "tools/call"] {
+                Counter(label: "engram_mcp_messages_total", dimensions: [("method", method), ("outcome", "ok")]).increment(by: 0)
             }
         case .worker:
             for outcome in ["stored", "duplicate", "no_user", "no_consent", "tombstoned", "recorded", "ignored", "dead_letter", "failed"] {

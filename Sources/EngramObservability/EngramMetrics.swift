@@ -37,6 +37,12 @@ public enum EngramMetrics {
         Counter(label: "engram_llm_memory_misses_total", dimensions: [("reason", reason)]).increment()
     }
 
+    /// One MCP message at `/mcp`: `method` (initialize, ping, tools/list, tools/call, other,
+    /// notification, invalid) and `outcome` (ok, error, tool_error).
+    public static func mcpMessage(method: String, outcome: String) {
+        Counter(label: "engram_mcp_messages_total", dimensions: [("method", method), ("outcome", outcome)]).increment()
+    }
+
     public static func eventProcessed(outcome: String, lag: Double?) {
         Counter(label: "engram_events_processed_total", dimensions: [("outcome", outcome)]).increment()
         if let lag { Metrics.Timer(label: "engram_processing_lag_seconds").recordNanoseconds(SafeNumber.clampedInt64(max(0, lag) * 1e9)) }

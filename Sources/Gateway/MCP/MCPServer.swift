@@ -1,5 +1,6 @@
 import EngramApp
 import EngramCore
+import EngramObservability
 import Foundation
 import Hummingbird
 import Logging
@@ -59,25 +60,37 @@ struct MCPServer: Sendable {
 
     /// Answers one message (the whole POST body, already checked to be strict JSON within the size limit).
     func handle(_ data: Data, caller: Caller, logger: Logger) async -> Reply {
+        // `engram_mcp_messages_total`: the method (known names only) and how it ended.
+        var counted = (method: "invalid", outcome: "error")
+        defer { EngramMetrics.mcpMessage(method: counted.method, outcome: counted.outcome) }
         let incoming: JSONRPC.Incoming
         switch JSONRPC.Envelope.read(data) {
         case .success(let message): incoming = message
         case .failure(let error): return Self.failure(nil, error, status: .badRequest)
         }
-        guard case .request(let id, let method) = incoming else { return .accepted }
+        guard case .request(let id, let method) = incoming else {
+            counted = ("notification", "ok")
+            return .accepted
+        }
+        counted.method = Self.countedMethods.contains(method) ? method : "other"
         do throws(JSONRPC.ErrorObject) {
             switch method {
             case "initialize":
                 let params = try Self.params(InitializeParams.self, in: data)
+                counted.outcome = "ok"
                 let requested = params?.protocolVersion ?? Self.latestVersion
                 let version = Self.supportedVersions.contains(requested) ? requested : Self.latestVersion
                 return Self.success(id, InitializeResult(protocolVersion: version))
             case "ping":
+                counted.outcome = "ok"
                 return Self.success(id, JSONRPC.Empty())
             case "tools/list":
+                counted.outcome = "ok"
                 return Self.success(id, ToolList(tools: MCPTools.definitions))
             case "tools/call":
-                return Self.success(id, try await tools.call(data, caller: caller, logger: logger))
+                let result = try await tools.call(data, caller: caller, logger: logger)
+                counted.outcome = result.isError ? "tool_error" : "ok"
+                return Self.success(id, result)
             default:
                 throw JSONRPC.ErrorObject(.methodNotFound, "method not found: this server offers initialize, ping, tools/list and tools/call")
             }
@@ -85,6 +98,9 @@ struct MCPServer: Sendable {
             return Self.failure(id, error, status: .ok)
         }
     }
+
+    /// Method names counted as themselves; any other is counted as `other` (bounded labels).
+    static let countedMethods: Set<String> = ["initialize", "ping", "tools/list", "tools/call"]
 
     static func params<Value: Decodable>(_ type: Value.Type, in data: Data) throws(JSONRPC.ErrorObject) -> Value? {
         do {

@@ -13,10 +13,11 @@ import Testing
 #endif
 
 /// Issue 15's "done when", whole, with the real engram-gateway and engram-worker executables on
-/// real Redis and SQLite: the pre-call answer names the caller for the custom LLM, a streamed
+/// real Redis and a real store: the pre-call answer names the caller for the custom LLM, a streamed
 /// turn reaches the (local, fake) upstream with the Friday slot in a system message and comes
 /// back intact, and the official Python MCP client (PyPI `mcp`, in .venv-mcp) lists the tools
-/// at /mcp, finds the Friday slot with search_memory and runs every other tool.
+/// at /mcp, finds the Friday slot with search_memory and runs every other tool. On SQLite and,
+/// when the test setup has one, PostgreSQL.
 /// (LLMProxyTests covers the proxy in process in more detail.)
 @Suite("Voice-native memory through the real executables", .timeLimit(.minutes(3)))
 struct MCPProcessTests {
@@ -47,9 +48,9 @@ struct MCPProcessTests {
 
     @Test(
         "the issue's done-when: pre-call names the caller, a streamed turn reaches the upstream with the Friday slot, an MCP client finds it at /mcp",
-        .timeLimit(.minutes(2)))
-    func doneWhen() async throws {
-        let env = try TestEnvironment()
+        .timeLimit(.minutes(2)), arguments: Backend.available)
+    func doneWhen(backend: Backend) async throws {
+        let env = try await TestEnvironment.make(backend)
         let upstream = try await FakeStreamingUpstream.start()
         let port = try freePort()
         var environment = env.processEnvironment(httpPort: port)

@@ -7,6 +7,7 @@ import Testing
 
 @testable import EngramApp
 @testable import EngramCore
+@testable import EngramObservability
 @testable import EngramProviders
 @testable import EngramStore
 @testable import Gateway
@@ -95,6 +96,35 @@ struct MCPTests {
                 }
             }
             #expect(try await post(client, ping, key: env.apiKey).status == .ok)
+        }
+    }
+
+    /// The value of `engram_mcp_messages_total` for one method and outcome (0 when absent).
+    static func mcpCount(method: String, outcome: String) -> Double {
+        let prefix = #"engram_mcp_messages_total{method="\#(method)",outcome="\#(outcome)"} "#
+        let line = MetricsExport.render().split(separator: "\n").first { $0.hasPrefix(prefix) }
+        return line.flatMap { Double($0.dropFirst(prefix.count)) } ?? 0
+    }
+
+    @Test("engram_mcp_messages_total counts each message by method and outcome, unknown methods as other", .timeLimit(.minutes(1)))
+    func messageMetric() async throws {
+        try await withMCP { client, env in
+            MetricsExport.bootstrap(.gateway)
+            #expect(EngramMetrics.help["engram_mcp_messages_total"] != nil)
+            let before = (
+                ping: Self.mcpCount(method: "ping", outcome: "ok"), toolError: Self.mcpCount(method: "tools/call", outcome: "tool_error"),
+                other: Self.mcpCount(method: "other", outcome: "error"), invalid: Self.mcpCount(method: "invalid", outcome: "error")
+            )
+            _ = try await post(client, #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, key: env.apiKey)
+            _ = try await call(client, env.apiKey, tool: "search_memory", ["query": "", "caller_id": Fixtures.fixturePhone])
+            _ = try await post(client, #"{"jsonrpc":"2.0","id":2,"method":"secret/\#(UUID().uuidString)"}"#, key: env.apiKey)
+            _ = try await post(client, #"{"jsonrpc":"1.0"}"#, key: env.apiKey)
+            // Other tests run at the same time and only ever add: each count grew by at least one.
+            #expect(Self.mcpCount(method: "ping", outcome: "ok") >= before.ping + 1)
+            #expect(Self.mcpCount(method: "tools/call", outcome: "tool_error") >= before.toolError + 1)
+            #expect(Self.mcpCount(method: "other", outcome: "error") >= before.other + 1)
+            #expect(Self.mcpCount(method: "invalid", outcome: "error") >= before.invalid + 1)
+            #expect(!MetricsExport.render().contains("secret/"), "a method name the server does not know never becomes a label")
         }
     }
 

@@ -147,11 +147,19 @@ func postFixtureAndWaitForMemories(_ env: TestEnvironment, port: Int) async thro
     let response = try await HTTPClient.shared.execute(post, timeout: .seconds(5))
     #expect(response.status == .ok)
 
-    let vault = MemoryVault(store: try SQLiteMemoryStore(path: env.databasePath), keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
-    try await waitUntil(timeout: .seconds(20), "memories stored by the worker process") {
-        guard let tenant = try await vault.tenant("default") else { return false }
-        return try await !vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(Fixtures.fixturePhone))).isEmpty
+    // The environment's own backend (SQLite or PostgreSQL), read as the processes wrote it.
+    let store = try await env.openStore()
+    let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
+    do {
+        try await waitUntil(timeout: .seconds(20), "memories stored by the worker process") {
+            guard let tenant = try await vault.tenant("default") else { return false }
+            return try await !vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(Fixtures.fixturePhone))).isEmpty
+        }
+    } catch {
+        await store.close()
+        throw error
     }
+    await store.close()
 }
 
 /// What a run of the `engram` executable printed, and how it exited.
