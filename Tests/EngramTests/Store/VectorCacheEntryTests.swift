@@ -25,7 +25,7 @@ struct VectorCacheEntryTests {
         return scored.sorted { $0.score > $1.score || ($0.score == $1.score && $0.offset < $1.offset) }.prefix(k).map(\.id)
     }
 
-    @Test("nearest and every vector match a row-by-row scan, for 0 to 97 rows", arguments: [0, 1, 31, 32, 33, 64, 97])
+    @Test("nearest and every vector match a row-by-row scan, for 0 to 97 rows", arguments: [0, 1, 15, 16, 17, 32, 97])
     func matchesRowScan(count: Int) {
         let dimension = 24
         let vectors = Self.vectors(count: count, dimension: dimension, seed: UInt64(count) + 7)
