@@ -18,21 +18,31 @@ struct PrecallRanking {
 
     init(heads: [MemoryHead], includeSensitive: Bool, now: Date) {
         self.heads = heads
+        // Every head is visited on every pre-call: read in place, field by field (copying a head
+        // retains its strings), the summary recognised by position.
         var slots: [MemoryHead] = []
-        var lastSummary: MemoryHead?
-        for head in heads where includeSensitive || !head.sensitive {
-            if head.slot != nil { slots.append(head) }
-            // The first of the latest, as `max(by:)` picks it.
-            if head.isSummary, lastSummary.map({ $0.validFrom < head.validFrom }) ?? true { lastSummary = head }
+        var summaryPosition: Int?
+        heads.withUnsafeBufferPointer { heads in
+            for position in heads.indices where includeSensitive || !heads[position].sensitive {
+                if heads[position].slot != nil { slots.append(heads[position]) }
+                // The first of the latest, as `max(by:)` picks it.
+                if heads[position].isSummary, summaryPosition.map({ heads[$0].validFrom < heads[position].validFrom }) ?? true {
+                    summaryPosition = position
+                }
+            }
         }
         self.slots = slots.sorted { $0.importance > $1.importance || ($0.importance == $1.importance && $0.validFrom > $1.validFrom) }
-        self.lastSummary = lastSummary
+        self.lastSummary = summaryPosition.map { heads[$0] }
         var others: [Int] = []
+        others.reserveCapacity(heads.count)
         var salience = [Double](repeating: 0, count: heads.count)
-        for (position, head) in heads.enumerated()
-        where (includeSensitive || !head.sensitive) && head.slot == nil && head.id != lastSummary?.id {
-            others.append(position)
-            salience[position] = Salience.at(now, salience0: head.salience0, reinforcedAt: head.reinforcedAt, sector: head.sector)
+        heads.withUnsafeBufferPointer { heads in
+            for position in heads.indices
+            where (includeSensitive || !heads[position].sensitive) && heads[position].slot == nil && position != summaryPosition {
+                others.append(position)
+                salience[position] = Salience.at(
+                    now, salience0: heads[position].salience0, reinforcedAt: heads[position].reinforcedAt, sector: heads[position].sector)
+            }
         }
         self.others = others
         self.salience = salience

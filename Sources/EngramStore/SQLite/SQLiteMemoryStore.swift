@@ -324,7 +324,10 @@ public struct SQLiteMemoryStore: MemoryStore {
         return try await reading { db in
             var arguments: [any DatabaseValueConvertible] = [tenant, user.rawValue]
             arguments.append(contentsOf: ids)
-            return try Row.fetchAll(db, sql: Self.memoriesByIDSQL(count: ids.count), arguments: StatementArguments(arguments)).map(Self.memory)
+            // One prepared statement per list length, kept by the connection (search asks for up
+            // to 100 ids, pre-call pages for 16): compiling each time cost 2 % of the gateway CPU in a profile.
+            let statement = try db.cachedStatement(sql: Self.memoriesByIDSQL(count: ids.count))
+            return try Row.fetchAll(statement, arguments: StatementArguments(arguments)).map(Self.memory)
         }
     }
 
