@@ -1,0 +1,129 @@
+@preconcurrency import Crypto
+import EngramCore
+import EngramProviders
+import EngramStore
+import Foundation
+
+/// Search's second step (issue 13): pseudo-relevance feedback. The rare terms of the first hits
+/// (`QueryFeedback`) make a second keyword query; its normalised BM25 is added, weighted by
+/// `MemoryModelConstants.feedbackWeight`, to the question's own, and the candidates are scored
+/// again. Evidence that shares few words with the question but many with the first hits (the
+/// other half of a multi-hop question, a place or a name the question does not give) moves up.
+/// The vector candidates and every row already read are reused: only the new keyword candidates
+/// are read from the store.
+extension MemoryVault {
+    /// What the first step found, as `search` holds it.
+    struct FirstStep {
+        var query: String
+        var record: UserRecord
+        var key: UserDataKey
+        /// Every candidate scored (filtered, sorted best first), before near-duplicates collapse.
+        var hits: [SearchHit]
+        /// Raw cosine of the vector candidates.
+        var cosine: [String: Double]
+        /// The question's best raw BM25 (what normalised the first step's keyword scores).
+        var bestBM25: Double
+        /// Candidate ids already read from the store (also those the filter dropped).
+        var read: Set<String>
+        var includeSensitive: Bool
+        var now: Date
+        var weights: ScoringWeights
+        var entry: VectorCache.Entry
+    }
+
+    /// The candidates scored again with the feedback query, best first; nil when there is no
+    /// feedback to give (no hits, no keyword match, no rare term in the first hits).
+    func feedback(_ first: FirstStep) async throws -> [SearchHit]? {
+        guard MemoryModelConstants.feedbackWeight > 0, first.bestBM25 > 0, !first.hits.isEmpty else { return nil }
+        let top = collapse(first.hits, entry: first.entry, limit: MemoryModelConstants.feedbackHits).map(\.memory.content)
+        let keys = first.key
+        let index = termIndexCache.isEnabled ? try await keywordIndex(first.record) : nil
+        let documentCount: Int
+        var frequencies: [Data: Int] = [:]
+        var hashes: [String: Data] = [:]
+        for text in top {
+            for term in TextNormalizer.terms(text) where hashes[term] == nil { hashes[term] = Self.termHash(term, key: keys) }
+        }
+        if let index {
+            documentCount = index.statistics.documentCount
+            for hash in hashes.values { frequencies[hash] = index.documentFrequency(hash) }
+        } else {
+            let store = self.store
+            let wanted = Array(Set(hashes.values))
+            async let postingsRead = store.postings(tenant: first.record.tenant, user: first.record.user, terms: wanted)
+            async let statisticsRead = store.termStatistics(tenant: first.record.tenant, user: first.record.user)
+            for posting in try await postingsRead { frequencies[posting.term, default: 0] += 1 }
+            documentCount = try await statisticsRead.documentCount
+        }
+        let expansion = QueryFeedback.terms(query: first.query, hits: top, documentCount: documentCount) { term in
+            hashes[term].map { frequencies[$0] ?? 0 }
+        }
+        guard !expansion.isEmpty else { return nil }
+
+        // s1 / best1 + λ · s2 / best2, as one weighted query; best2 from the expansion alone.
+        let expansionTerms = expansion.compactMap { term in hashes[term.term].map { (term: $0, weight: term.weight) } }
+        let expansionBest = try await weightedCandidates(first.record, terms: expansionTerms, limit: 1).first?.score ?? 0
+        guard expansionBest > 0 else { return nil }
+        let questionTerms = Array(Self.termHashes(first.query, key: keys).keys).map { (term: $0, weight: 1 / first.bestBM25) }
+        let lambda = MemoryModelConstants.feedbackWeight / expansionBest
+        let combined = try await weightedCandidates(
+            first.record, terms: questionTerms + expansionTerms.map { ($0.term, lambda * $0.weight) },
+            limit: MemoryModelConstants.keywordCandidates)
+        let best = combined.first?.score ?? 1
+        var bm25: [String: Double] = [:]
+        for (id, score) in combined { bm25[id] = best > 0 ? score / best : 0 }
+
+        // Memories already read keep their rows; only new candidates are read.
+        var memories = Dictionary(first.hits.map { ($0.memory.id, $0.memory) }, uniquingKeysWith: { a, _ in a })
+        let missing = bm25.keys.filter { !first.read.contains($0) }
+        if !missing.isEmpty {
+            let rows = try await store.memories(tenant: first.record.tenant, user: first.record.user, ids: Array(missing))
+            for row in rows where row.status == .active && row.validTo == nil && (first.includeSensitive || !row.sensitive) {
+                memories[row.id] = try decrypt(row, key: keys)
+            }
+        }
+        var hits: [SearchHit] = []
+        hits.reserveCapacity(memories.count)
+        for memory in memories.values where first.cosine[memory.id] != nil || bm25[memory.id] != nil {
+            let breakdown = Scoring.score(
+                cosine: first.cosine[memory.id] ?? 0, bm25: bm25[memory.id] ?? 0, salience: Salience.of(memory, at: first.now),
+                eventDate: memory.validFrom, now: first.now, weights: first.weights)
+            hits.append(SearchHit(memory: memory, breakdown: breakdown))
+        }
+        hits.sort { $0.breakdown.score > $1.breakdown.score || ($0.breakdown.score == $1.breakdown.score && $0.memory.id > $1.memory.id) }
+        return hits
+    }
+
+    /// The keyed hash of one already normalised term, as `termHashes` makes them (the term is
+    /// not normalised again: stemming twice would change it).
+    static func termHash(_ term: String, key: UserDataKey) -> Data {
+        Data(Data(HMAC<SHA256>.authenticationCode(for: Data(term.utf8), using: key.termKey)).prefix(16))
+    }
+
+    /// Weighted BM25 candidates, from the index or (index off) from the store's postings, ranked alike.
+    func weightedCandidates(_ record: UserRecord, terms: [(term: Data, weight: Double)], limit: Int) async throws -> [(id: String, score: Double)] {
+        guard !terms.isEmpty else { return [] }
+        if termIndexCache.isEnabled { return try await keywordIndex(record).candidates(weighted: terms, limit: limit) }
+        let store = self.store
+        async let postingsRead = store.postings(tenant: record.tenant, user: record.user, terms: terms.map(\.term))
+        async let statisticsRead = store.termStatistics(tenant: record.tenant, user: record.user)
+        let postings = try await postingsRead
+        let stats = try await statisticsRead
+        var byTerm: [Data: [TermPosting]] = [:]
+        for posting in postings { byTerm[posting.term, default: []].append(posting) }
+        var scores: [String: Double] = [:]
+        var seen = Set<Data>()
+        for (term, weight) in terms.sorted(by: { $0.term.lexicographicallyPrecedes($1.term) }) where weight > 0 {
+            guard seen.insert(term).inserted, let list = byTerm[term], !list.isEmpty else { continue }
+            for posting in list {
+                scores[posting.memoryID, default: 0] +=
+                    weight
+                    * Scoring.bm25Term(
+                        tf: posting.frequency, df: list.count, documentLength: posting.documentLength, averageLength: stats.averageLength,
+                        documentCount: stats.documentCount)
+            }
+        }
+        let ranked = scores.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key > $1.key) }
+        return ranked.prefix(limit).map { ($0.key, $0.value) }
+    }
+}
