@@ -60,18 +60,13 @@ extension MemoryVault {
         }
         guard !expansion.isEmpty else { return nil }
 
-        // s1 / best1 + λ · s2 / best2, as one weighted query; best2 from the expansion alone.
+        // question / best + λ · expansion / best, over every memory.
         let expansionTerms = expansion.compactMap { term in hashes[term.term].map { (term: $0, weight: term.weight) } }
-        let expansionBest = try await weightedCandidates(first.record, terms: expansionTerms, limit: 1).first?.score ?? 0
-        guard expansionBest > 0 else { return nil }
-        let questionTerms = Array(Self.termHashes(first.query, key: keys).keys).map { (term: $0, weight: 1 / first.bestBM25) }
-        let lambda = MemoryModelConstants.feedbackWeight / expansionBest
-        let combined = try await weightedCandidates(
-            first.record, terms: questionTerms + expansionTerms.map { ($0.term, lambda * $0.weight) },
-            limit: MemoryModelConstants.keywordCandidates)
-        let best = combined.first?.score ?? 1
+        let questionTerms = Array(Self.termHashes(first.query, key: keys).keys).map { (term: $0, weight: 1.0) }
+        let combined = try await feedbackCandidates(first.record, question: questionTerms, expansion: expansionTerms)
+        guard let best = combined.first?.score, best > 0 else { return nil }
         var bm25: [String: Double] = [:]
-        for (id, score) in combined { bm25[id] = best > 0 ? score / best : 0 }
+        for (id, score) in combined { bm25[id] = score / best }
 
         // Memories already read keep their rows; only new candidates are read.
         var memories = Dictionary(first.hits.map { ($0.memory.id, $0.memory) }, uniquingKeysWith: { a, _ in a })
@@ -100,30 +95,45 @@ extension MemoryVault {
         Data(Data(HMAC<SHA256>.authenticationCode(for: Data(term.utf8), using: key.termKey)).prefix(16))
     }
 
-    /// Weighted BM25 candidates, from the index or (index off) from the store's postings, ranked alike.
-    func weightedCandidates(_ record: UserRecord, terms: [(term: Data, weight: Double)], limit: Int) async throws -> [(id: String, score: Double)] {
-        guard !terms.isEmpty else { return [] }
-        if termIndexCache.isEnabled { return try await keywordIndex(record).candidates(weighted: terms, limit: limit) }
+    /// The second step's keyword candidates (`TermIndex.feedbackCandidates`), from the index or
+    /// (index off) from the store's postings, ranked alike.
+    func feedbackCandidates(_ record: UserRecord, question: [(term: Data, weight: Double)], expansion: [(term: Data, weight: Double)])
+        async throws -> [(id: String, score: Double)]
+    {
+        let lambda = MemoryModelConstants.feedbackWeight
+        let limit = MemoryModelConstants.keywordCandidates
+        if termIndexCache.isEnabled {
+            return try await keywordIndex(record).feedbackCandidates(question: question, expansion: expansion, expansionWeight: lambda, limit: limit)
+        }
         let store = self.store
-        async let postingsRead = store.postings(tenant: record.tenant, user: record.user, terms: terms.map(\.term))
+        let wanted = Array(Set(question.map(\.term) + expansion.map(\.term)))
+        async let postingsRead = store.postings(tenant: record.tenant, user: record.user, terms: wanted)
         async let statisticsRead = store.termStatistics(tenant: record.tenant, user: record.user)
         let postings = try await postingsRead
         let stats = try await statisticsRead
         var byTerm: [Data: [TermPosting]] = [:]
         for posting in postings { byTerm[posting.term, default: []].append(posting) }
-        var scores: [String: Double] = [:]
-        var seen = Set<Data>()
-        for (term, weight) in terms.sorted(by: { $0.term.lexicographicallyPrecedes($1.term) }) where weight > 0 {
-            guard seen.insert(term).inserted, let list = byTerm[term], !list.isEmpty else { continue }
-            for posting in list {
-                scores[posting.memoryID, default: 0] +=
-                    weight
-                    * Scoring.bm25Term(
-                        tf: posting.frequency, df: list.count, documentLength: posting.documentLength, averageLength: stats.averageLength,
-                        documentCount: stats.documentCount)
+        func scores(_ terms: [(term: Data, weight: Double)]) -> [String: Double] {
+            var scores: [String: Double] = [:]
+            var seen = Set<Data>()
+            for (term, weight) in terms.sorted(by: { $0.term.lexicographicallyPrecedes($1.term) }) where weight > 0 {
+                guard seen.insert(term).inserted, let list = byTerm[term], !list.isEmpty else { continue }
+                for posting in list {
+                    scores[posting.memoryID, default: 0] +=
+                        weight
+                        * Scoring.bm25Term(
+                            tf: posting.frequency, df: list.count, documentLength: posting.documentLength, averageLength: stats.averageLength,
+                            documentCount: stats.documentCount)
+                }
             }
+            return scores
         }
-        let ranked = scores.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key > $1.key) }
+        let q = scores(question)
+        let e = scores(expansion)
+        guard let questionBest = q.values.max(), let expansionBest = e.values.max(), questionBest > 0, expansionBest > 0 else { return [] }
+        var combined: [String: Double] = [:]
+        for id in Set(q.keys).union(e.keys) { combined[id] = (q[id] ?? 0) / questionBest + lambda / expansionBest * (e[id] ?? 0) }
+        let ranked = combined.filter { $0.value > 0 }.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key > $1.key) }
         return ranked.prefix(limit).map { ($0.key, $0.value) }
     }
 }

@@ -41,7 +41,7 @@ struct QueryFeedbackTests {
     }
 
     @Test("a weighted keyword query with weight 1 ranks as the plain one, and weights scale the scores")
-    func weightedIndexQuery() {
+    func weightedIndexQuery() throws {
         let key = UserDataKey.generate()
         let texts = ["dog park on Friday", "dog grooming", "cleaning on Friday", "violin lessons", "dog dog dog"]
         var postings: [TermPosting] = []
@@ -62,6 +62,18 @@ struct QueryFeedbackTests {
         #expect(index.candidates(weighted: terms.map { ($0, 0.0) }, limit: 10).isEmpty)
         #expect(index.candidates(weighted: terms.map { ($0, 1.0) }, limit: 0).isEmpty)
         #expect(index.documentFrequency(MemoryVault.termHash("dog", key: key)) == 3)
+
+        // The second step: question / its best + λ · expansion / its best; no expansion match, no answer.
+        let violin = [(term: MemoryVault.termHash("violin", key: key), weight: 1.0)]
+        let fused = index.feedbackCandidates(question: terms.map { ($0, 1.0) }, expansion: violin, expansionWeight: 0.5, limit: 10)
+        let best = try #require(plain.first?.score)
+        #expect(fused.first?.id == plain.first?.id && abs((fused.first?.score ?? 0) - 1) <= 1e-9)
+        #expect(fused.contains { $0.id == "m3" && abs($0.score - 0.5) <= 1e-9 }, "the violin memory has only the expansion's part")
+        for candidate in plain {
+            #expect(fused.contains { $0.id == candidate.id && abs($0.score - candidate.score / best) <= 1e-9 })
+        }
+        let nothing = [(term: MemoryVault.termHash("zzzz", key: key), weight: 1.0)]
+        #expect(index.feedbackCandidates(question: terms.map { ($0, 1.0) }, expansion: nothing, expansionWeight: 0.5, limit: 10).isEmpty)
         #expect(MemoryVault.termHash("dog", key: key) == MemoryVault.termHashes("dog", key: key).keys.first)
     }
 
