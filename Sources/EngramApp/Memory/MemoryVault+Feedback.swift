@@ -41,8 +41,9 @@ extension MemoryVault {
         let documentCount: Int
         var frequencies: [Data: Int] = [:]
         var hashes: [String: Data] = [:]
+        let hasher = TermHasher(key: keys)
         for text in top {
-            for term in TextNormalizer.terms(text) where hashes[term] == nil { hashes[term] = Self.termHash(term, key: keys) }
+            for term in TextNormalizer.terms(text) where hashes[term] == nil { hashes[term] = hasher.hash(term) }
         }
         if let index {
             documentCount = index.statistics.documentCount
@@ -91,8 +92,20 @@ extension MemoryVault {
 
     /// The keyed hash of one already normalised term, as `termHashes` makes them (the term is
     /// not normalised again: stemming twice would change it).
-    static func termHash(_ term: String, key: UserDataKey) -> Data {
-        Data(Data(HMAC<SHA256>.authenticationCode(for: Data(term.utf8), using: key.termKey)).prefix(16))
+    static func termHash(_ term: String, key: UserDataKey) -> Data { TermHasher(key: key).hash(term) }
+
+    /// Hashes many terms under one user's term key: the key is derived and the keyed state
+    /// computed once, then copied per term.
+    struct TermHasher {
+        private let base: HMAC<SHA256>
+
+        init(key: UserDataKey) { base = HMAC<SHA256>(key: key.termKey) }
+
+        func hash(_ term: String) -> Data {
+            var mac = base
+            mac.update(data: Data(term.utf8))
+            return Data(Data(mac.finalize()).prefix(16))
+        }
     }
 
     /// The second step's keyword candidates (`TermIndex.feedbackCandidates`), from the index or
