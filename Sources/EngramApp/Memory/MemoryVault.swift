@@ -175,6 +175,11 @@ public struct MemoryVault: Sendable {
             hits.append(SearchHit(memory: memory, breakdown: breakdown))
         }
         hits.sort { $0.breakdown.score > $1.breakdown.score || ($0.breakdown.score == $1.breakdown.score && $0.memory.id > $1.memory.id) }
+        // Second step: the first hits' rare terms as a second keyword query (MemoryVault+Feedback).
+        let first = FirstStep(
+            query: query, record: record, key: key, hits: hits, cosine: cosine, bestBM25: top.first?.score ?? 0, read: Set(candidateIDs),
+            includeSensitive: includeSensitive, now: now, weights: embedder.scoringWeights, entry: entry)
+        if let second = try await feedback(first) { hits = second }
         return collapse(hits, entry: entry, limit: limit)
     }
 

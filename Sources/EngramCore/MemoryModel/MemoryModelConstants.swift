@@ -27,6 +27,15 @@ public enum MemoryModelConstants {
     /// (issue 13) every point of weight moved from BM25 to cosine, salience or recency cost
     /// recall on conversations 0-2; salience and recency keep a tie-breaking share.
     public static let localEmbedderWeights = ScoringWeights(cosine: 0.05, bm25: 0.91, salience: 0.02, recency: 0.02)
+    /// Search's second step (pseudo-relevance feedback, `QueryFeedback`): the rare terms of the
+    /// first `feedbackHits` hits, at most `feedbackTerms` of them, each of inverse document
+    /// frequency at least `feedbackMinimumIDF`, make a second keyword query whose normalised
+    /// BM25 counts `feedbackWeight` beside the question's own. Tuned on LoCoMo conversations 0-2
+    /// within 2,000 characters (BENCHMARKS.md, "second retrieval step").
+    public static let feedbackHits = 10
+    public static let feedbackTerms = 10
+    public static let feedbackMinimumIDF = 2.0
+    public static let feedbackWeight = 0.2
     public static let bm25K1 = 1.2
     public static let bm25B = 0.75
 

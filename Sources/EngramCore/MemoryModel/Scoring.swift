@@ -41,6 +41,15 @@ public enum Scoring {
         return ScoreBreakdown(cosine: c, bm25: bm25, salience: salience, recency: recency, score: total)
     }
 
+    /// One query term's Okapi BM25 part in one document: idf × saturated term frequency.
+    public static func bm25Term(tf: Int, df: Int, documentLength: Int, averageLength: Double, documentCount: Int) -> Double {
+        guard tf > 0 else { return 0 }
+        let k1 = MemoryModelConstants.bm25K1
+        let b = MemoryModelConstants.bm25B
+        let idf = log(1 + (Double(documentCount) - Double(df) + 0.5) / (Double(df) + 0.5))
+        return idf * Double(tf) * (k1 + 1) / (Double(tf) + k1 * (1 - b + b * Double(documentLength) / max(averageLength, 1)))
+    }
+
     /// Okapi BM25 for one document, given per-term document frequencies.
     public static func bm25(termFrequencies: [(tf: Int, df: Int)], documentLength: Int, averageLength: Double, documentCount: Int) -> Double {
         let k1 = MemoryModelConstants.bm25K1
