@@ -60,11 +60,12 @@ public struct PostCallIntake: Sendable {
             if Self.declaresType("post_call_audio", in: kept) { return .ignore(reason: "audio_oversize") }
             throw IntakeError.tooLarge
         }
-        // The same typed parse as the worker's (`EventIngestor`): what is accepted here is the
-        // conversation the worker will read.
-        let webhook: PostCallWebhook
+        // The same strict check as the worker's parse (`EventIngestor`), then only the fields read
+        // here (`PostCallFields`: a scanner, or Foundation's typed decoding where the scanner is
+        // not sure): what is accepted here is the conversation the worker will read.
+        let webhook: PostCallFields
         do {
-            webhook = try PostCallWebhook.parse(kept)
+            webhook = try PostCallWebhook.intakeFields(kept)
         } catch StrictJSONError.duplicateKey {
             throw IntakeError.duplicateKey
         } catch StrictJSONError.tooDeep(let limit) {
@@ -77,7 +78,7 @@ public struct PostCallIntake: Sendable {
         switch type {
         case EventType.postCallTranscription, EventType.callInitiationFailure:
             guard let data = webhook.data else { throw IntakeError.missingField("data") }
-            guard let conversation = data.conversationID, !conversation.isEmpty else {
+            guard let conversation = webhook.conversationID, !conversation.isEmpty else {
                 throw IntakeError.missingField("data.conversation_id")
             }
             guard conversation.utf8.count <= PostCallData.maxConversationIDBytes else {

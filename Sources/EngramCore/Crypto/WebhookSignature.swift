@@ -20,7 +20,7 @@ public struct SignatureHeader: Sendable, Equatable {
         var timestamp: Int64?
         var signatures: [Data] = []
         for part in header.split(separator: ",") {
-            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let pair = part.split(separator: "=", maxSplits: 1).map(Self.trimmed)
             guard pair.count == 2 else { continue }
             switch pair[0] {
             case "t": timestamp = Int64(pair[1])
@@ -31,6 +31,16 @@ public struct SignatureHeader: Sendable, Equatable {
         guard let timestamp, !signatures.isEmpty else { throw SignatureError.malformedHeader }
         self.timestamp = timestamp
         self.signatures = signatures
+    }
+
+    /// `trimmingCharacters(in: .whitespaces)`, without bridging to NSString for ASCII text (the
+    /// header ElevenLabs sends), where that set is the space and the tab.
+    static func trimmed(_ text: Substring) -> String {
+        guard text.utf8.allSatisfy({ $0 < 0x80 }) else { return text.trimmingCharacters(in: .whitespaces) }
+        let isBlank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        let bytes = text.utf8
+        guard let first = bytes.firstIndex(where: { !isBlank($0) }), let last = bytes.lastIndex(where: { !isBlank($0) }) else { return "" }
+        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 
     /// Checks the timestamp window: 30 minutes in the past (the SDKs' tolerance), 5 in the future.
@@ -85,6 +95,8 @@ public enum WebhookSigner {
     }
 }
 
+private let hexDigitTable: [UInt8] = Array("0123456789abcdef".utf8)
+
 /// Compares two byte strings in time that depends only on their lengths.
 public func constantTimeEquals(_ a: Data, _ b: Data) -> Bool {
     guard a.count == b.count else { return false }
@@ -122,7 +134,21 @@ extension Data {
         self.init(bytes)
     }
 
-    public var hexString: String { map { String(format: "%02x", $0) }.joined() }
+    /// Lowercase hex, two digits a byte (a table, not `String(format:)` per byte: this runs for
+    /// every dedupe mark and erasure tag on the post-call path).
+    public var hexString: String {
+        let count = self.count
+        guard count > 0 else { return "" }
+        return String(unsafeUninitializedCapacity: count * 2) { out in
+            var index = 0
+            for byte in self {
+                out[index] = hexDigitTable[Int(byte >> 4)]
+                out[index + 1] = hexDigitTable[Int(byte & 0x0F)]
+                index += 2
+            }
+            return index
+        }
+    }
 }
 
 extension Duration {
