@@ -150,12 +150,12 @@ struct BenchCommand: AsyncParsableCommand {
         let before = try? await queue.stats()
         let tracker = LagTracker(store: store, tenant: tenant)
         let poller = Task { await tracker.poll(every: Self.lagPollInterval) }
-        note(
-            "driving \(load.base) for \(Int(duration)) s: post-call \(ratePostcall)/s, conversation-init \(ratePrecall)/s, search-memory \(rateSearch)/s (open loop)"
-        )
         let postRequests = load.prepareRun(.postCall, label: "m", rate: ratePostcall, duration: duration)
         let preRequests = load.prepareRun(.conversationInit, label: "m", rate: ratePrecall, duration: duration)
         let searchRequests = load.prepareRun(.searchMemory, label: "m", rate: rateSearch, duration: duration)
+        note(
+            "driving \(load.base) for \(Int(duration)) s: post-call \(ratePostcall)/s, conversation-init \(ratePrecall)/s, search-memory \(rateSearch)/s (open loop)"
+        )
         let start = ContinuousClock.now + .milliseconds(50)
         async let post = load.drive(postRequests, rate: ratePostcall, start: start, tracker: tracker)
         async let pre = load.drive(preRequests, rate: ratePrecall, start: start, tracker: nil)
