@@ -32,6 +32,8 @@ public struct PostCallIntake: Sendable {
     public let maxBodyBytes: Int
     public let cipher: FieldCipher
     public let clock: WallClock
+    /// HMACs keyed by `secrets`, once: every request copies them.
+    private let keyedSecrets: [HMAC<SHA256>]
 
     public init(secrets: [String], tolerancePast: Duration, toleranceFuture: Duration, maxBodyBytes: Int, cipher: FieldCipher, clock: WallClock) {
         self.secrets = secrets
@@ -40,13 +42,14 @@ public struct PostCallIntake: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.cipher = cipher
         self.clock = clock
+        keyedSecrets = StreamingSignatureVerifier.keyed(secrets)
     }
 
     /// Parses the header and checks its timestamp before a byte of the body is read.
     public func begin(header: String?) throws -> StreamingSignatureVerifier {
         let parsed = try SignatureHeader(parsing: header)
         try parsed.checkFreshness(now: clock.now(), past: tolerancePast, future: toleranceFuture)
-        return StreamingSignatureVerifier(header: parsed, secrets: secrets)
+        return StreamingSignatureVerifier(header: parsed, keyed: keyedSecrets)
     }
 
     /// Classifies a verified body. `kept` is at most `maxBodyBytes`; `oversize` says more came.

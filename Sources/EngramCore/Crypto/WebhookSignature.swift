@@ -58,12 +58,23 @@ public struct StreamingSignatureVerifier {
     private let header: SignatureHeader
 
     public init(header: SignatureHeader, secrets: [String]) {
+        self.init(header: header, keyed: Self.keyed(secrets))
+    }
+
+    /// With HMACs already keyed by the secrets (`keyed(_:)`, once per configuration): keying
+    /// one costs as much as hashing a short body.
+    public init(header: SignatureHeader, keyed: [HMAC<SHA256>]) {
         self.header = header
-        macs = secrets.map { secret in
-            var mac = HMAC<SHA256>(key: SymmetricKey(data: Data(secret.utf8)))
-            mac.update(data: Data("\(header.timestamp).".utf8))
+        let prefix = Data("\(header.timestamp).".utf8)
+        macs = keyed.map { keyedMac in
+            var mac = keyedMac
+            mac.update(data: prefix)
             return mac
         }
+    }
+
+    public static func keyed(_ secrets: [String]) -> [HMAC<SHA256>] {
+        secrets.map { HMAC<SHA256>(key: SymmetricKey(data: Data($0.utf8))) }
     }
 
     public mutating func update<Bytes: ContiguousBytes>(_ chunk: Bytes) {
@@ -96,6 +107,16 @@ public enum WebhookSigner {
 }
 
 private let hexDigitTable: [UInt8] = Array("0123456789abcdef".utf8)
+
+/// `trimmingCharacters(in: .whitespacesAndNewlines)` without bridging to NSString for ASCII text
+/// (where that set is U+0009 to U+000D and the space); other text goes through Foundation.
+func trimmedWhitespaceAndNewlines(_ text: String) -> String {
+    let bytes = text.utf8
+    guard bytes.allSatisfy({ $0 < 0x80 }) else { return text.trimmingCharacters(in: .whitespacesAndNewlines) }
+    let isBlank: (UInt8) -> Bool = { $0 == 0x20 || (0x09...0x0D).contains($0) }
+    guard let first = bytes.firstIndex(where: { !isBlank($0) }), let last = bytes.lastIndex(where: { !isBlank($0) }) else { return "" }
+    return String(decoding: bytes[first...last], as: UTF8.self)
+}
 
 /// Compares two byte strings in time that depends only on their lengths.
 public func constantTimeEquals(_ a: Data, _ b: Data) -> Bool {
