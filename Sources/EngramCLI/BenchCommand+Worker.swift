@@ -51,8 +51,9 @@ extension BenchCommand {
     {
         _ = await Self.waitForDrain(queue, deadline: Self.drainDeadline)
         note("worker burst: \(count) \(label) at \(Int(rate))/s, then until the queue is empty")
+        let requests = load.prepareRun(path, label: "burst-\(label)", rate: rate, duration: Double(count) / rate)
         let start = ContinuousClock.now + .milliseconds(50)
-        let recorded = await load.drive(path, label: "burst-\(label)", rate: rate, duration: Double(count) / rate, start: start, tracker: nil)
+        let recorded = await load.drive(requests, rate: rate, start: start, tracker: nil)
         let summary = recorded.summary(path: label, offered: rate, start: start, targetMs: 5)
         let stats = try? await queue.stats()
         let left = stats.map { $0.pending + $0.processing } ?? 0

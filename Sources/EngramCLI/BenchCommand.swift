@@ -150,13 +150,16 @@ struct BenchCommand: AsyncParsableCommand {
         let before = try? await queue.stats()
         let tracker = LagTracker(store: store, tenant: tenant)
         let poller = Task { await tracker.poll(every: Self.lagPollInterval) }
+        let postRequests = load.prepareRun(.postCall, label: "m", rate: ratePostcall, duration: duration)
+        let preRequests = load.prepareRun(.conversationInit, label: "m", rate: ratePrecall, duration: duration)
+        let searchRequests = load.prepareRun(.searchMemory, label: "m", rate: rateSearch, duration: duration)
         note(
             "driving \(load.base) for \(Int(duration)) s: post-call \(ratePostcall)/s, conversation-init \(ratePrecall)/s, search-memory \(rateSearch)/s (open loop)"
         )
         let start = ContinuousClock.now + .milliseconds(50)
-        async let post = load.drive(.postCall, label: "m", rate: ratePostcall, duration: duration, start: start, tracker: tracker)
-        async let pre = load.drive(.conversationInit, label: "m", rate: ratePrecall, duration: duration, start: start, tracker: nil)
-        async let search = load.drive(.searchMemory, label: "m", rate: rateSearch, duration: duration, start: start, tracker: nil)
+        async let post = load.drive(postRequests, rate: ratePostcall, start: start, tracker: tracker)
+        async let pre = load.drive(preRequests, rate: ratePrecall, start: start, tracker: nil)
+        async let search = load.drive(searchRequests, rate: rateSearch, start: start, tracker: nil)
         let (postResult, preResult, searchResult) = await (post, pre, search)
 
         note("load done; waiting for the queue to drain (deadline \(Int(Self.drainDeadline.seconds)) s)")
@@ -189,8 +192,9 @@ struct BenchCommand: AsyncParsableCommand {
         for rate in Self.maxPostcallSteps {
             try await Task.sleep(for: .seconds(1))
             note("find-max-postcall: \(Int(rate))/s for \(Int(stepDuration)) s")
+            let requests = load.prepareRun(.postCall, label: "max\(Int(rate))", rate: rate, duration: stepDuration)
             let start = ContinuousClock.now + .milliseconds(50)
-            let recorded = await load.drive(.postCall, label: "max\(Int(rate))", rate: rate, duration: stepDuration, start: start, tracker: nil)
+            let recorded = await load.drive(requests, rate: rate, start: start, tracker: nil)
             let step = recorded.summary(path: "post-call ack", offered: rate, start: start, targetMs: Self.maxPostcallP99Ms)
             let passed = step.errors == 0 && step.p99Ms < Self.maxPostcallP99Ms && step.achievedRate >= 0.95 * rate
             result.steps.append(
@@ -363,21 +367,25 @@ struct LoadGenerator: Sendable {
         return String(text.prefix(80))
     }
 
+    /// Every request of a run at `rate` for `duration`, built before it starts: building them
+    /// (transcripts, HMAC signatures) during the run would take CPU from the server on the same
+    /// cores, and at thousands per second that is the generator measuring itself.
+    func prepareRun(_ path: BenchPath, label: String, rate: Double, duration: Double) -> [Prepared] {
+        guard rate > 0 else { return [] }
+        let count = Int((rate * duration).rounded())
+        var rng = SplitMix64.derived(seed, path.streamID, UInt64(rate.rounded()))
+        return (0..<count).map { i in prepare(path, id: "\(label)-\(i)", rng: &rng) }
+    }
+
     /// Open loop: request i is due at start + i/rate; it is sent then (or at once when the
     /// generator is late) without waiting for earlier answers, and its latency counts from its
     /// due time, so a server that stalls is charged for the requests that queued behind it.
-    func drive(_ path: BenchPath, label: String, rate: Double, duration: Double, start: ContinuousClock.Instant, tracker: LagTracker?) async
-        -> PathRecorder
-    {
+    func drive(_ requests: [Prepared], rate: Double, start: ContinuousClock.Instant, tracker: LagTracker?) async -> PathRecorder {
         let recorder = PathRecorder()
         guard rate > 0 else { return recorder }
-        let count = Int((rate * duration).rounded())
-        var rng = SplitMix64.derived(seed, path.streamID, UInt64(rate.rounded()))
         await withDiscardingTaskGroup { group in
-            for i in 0..<count {
+            for (i, prepared) in requests.enumerated() {
                 let due = start + .nanoseconds(Int64((Double(i) * 1e9 / rate).rounded()))
-                // Built before its due time, so building is not charged to the server.
-                let prepared = prepare(path, id: "\(label)-\(i)", rng: &rng)
                 if ContinuousClock.now < due { try? await Task.sleep(until: due, tolerance: .microseconds(100), clock: .continuous) }
                 group.addTask {
                     let sent = ContinuousClock.now
@@ -541,7 +549,12 @@ actor LagTracker {
                 if misses >= Self.maxMisses { break }
             }
         }
-        if !seen.isEmpty { outstanding.removeAll { seen.contains($0.key) } }
+        // Only the window can hold what was seen: the rest of a long backlog is not rehashed on every poll.
+        if !seen.isEmpty {
+            let head = min(window.count, outstanding.count)
+            let kept = outstanding.prefix(head).filter { !seen.contains($0.key) }
+            outstanding.replaceSubrange(0..<head, with: kept)
+        }
     }
 
     func result(offeredRate: Double, start: ContinuousClock.Instant) -> PathResult {

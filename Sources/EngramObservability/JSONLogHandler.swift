@@ -33,14 +33,14 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var object: [String: String] = [
-            "time": ISO8601DateFormatter.shared.string(from: Date()), "level": event.level.rawValue, "service": service,
+            "time": JSONLogLine.timestamp(Date()), "level": event.level.rawValue, "service": service,
             "logger": label, "message": event.message.description,
         ]
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided, uniquingKeysWith: { $1 }) }
         merged.merge(event.metadata ?? [:], uniquingKeysWith: { $1 })
         for (key, value) in merged where !droppedKeys.contains(key) { object[key] = "\(value)" }
-        guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        var line = JSONLogLine.render(object)
         line.append(0x0a)
         sink.write(line)
     }

@@ -107,9 +107,8 @@ final class RedisConnection {
         if let blockingFor { redisSetTimeout(ctx, Self.timeval(blockingFor + timeout)) }
         defer { if blockingFor != nil, let ctx = context { redisSetTimeout(ctx, Self.timeval(timeout)) } }
 
-        let buffers = arguments.map(\.bytes)
-        let raw: UnsafeMutableRawPointer? = withPointers(buffers) { argv, lengths in
-            redisCommandArgv(ctx, Int32(buffers.count), argv, lengths)
+        let raw: UnsafeMutableRawPointer? = Self.withArgv(arguments) { argc, argv, lengths in
+            redisCommandArgv(ctx, argc, argv, lengths)
         }
         guard let raw else {
             let message = ctx.pointee.err != 0 ? Self.errorString(ctx) : "no reply"
@@ -121,24 +120,72 @@ final class RedisConnection {
         return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
     }
 
-    private func withPointers<R>(_ buffers: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-        var lengths = buffers.map(\.count)
-        let pointers = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(buffers.count, 1))
+    /// Runs `commands` pipelined: all written at once, then the replies read in order, so a
+    /// batch of concurrent callers costs one round trip and one write instead of one each. A
+    /// connection failure fails every command not answered yet and drops the context (a command
+    /// written but not answered may have run, as with `execute`: the enqueue's dedupe marks make
+    /// a retry of it a duplicate).
+    func executePipelined(_ commands: [[RedisArgument]]) -> [Result<RedisReply, any Error>] {
+        do {
+            if context == nil { try connect() }
+        } catch {
+            return commands.map { _ in .failure(error) }
+        }
+        guard let ctx = context else { return commands.map { _ in .failure(RedisError.connection("\(place): not connected")) } }
+        var results: [Result<RedisReply, any Error>] = []
+        results.reserveCapacity(commands.count)
+        func dropConnection() -> RedisError {
+            let message = ctx.pointee.err != 0 ? Self.errorString(ctx) : "no reply"
+            redisFree(ctx)
+            context = nil
+            return RedisError.connection("\(place): \(message)")
+        }
+        for command in commands {
+            let status = Self.withArgv(command) { argc, argv, lengths in redisAppendCommandArgv(ctx, argc, argv, lengths) }
+            guard status == REDIS_OK else {
+                let error = dropConnection()
+                return commands.map { _ in .failure(error) }
+            }
+        }
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(ctx, &raw) == REDIS_OK, let reply = raw else {
+                if let raw { freeReplyObject(raw) }
+                let error = dropConnection()
+                while results.count < commands.count { results.append(.failure(error)) }
+                return results
+            }
+            results.append(.success(Self.convert(reply.assumingMemoryBound(to: redisReply.self))))
+            freeReplyObject(reply)
+        }
+        return results
+    }
+
+    /// hiredis' argv: every argument copied once into one buffer (hiredis copies them again
+    /// into its output buffer while the call runs, so nothing outlives it).
+    private static func withArgv<R>(
+        _ arguments: [RedisArgument], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
+    ) -> R {
+        var total = 0
+        for argument in arguments { total += argument.bytes.count }
+        let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: max(total, 1))
+        defer { storage.deallocate() }
+        let pointers = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(arguments.count, 1))
         defer { pointers.deallocate() }
-        var storage: [UnsafeMutablePointer<UInt8>] = []
-        defer { storage.forEach { $0.deallocate() } }
-        for (i, buffer) in buffers.enumerated() {
-            let copy = UnsafeMutablePointer<UInt8>.allocate(capacity: max(buffer.count, 1))
-            buffer.withUnsafeBufferPointer { if let base = $0.baseAddress { copy.update(from: base, count: buffer.count) } }
-            storage.append(copy)
-            pointers[i] = UnsafeRawPointer(copy).assumingMemoryBound(to: CChar.self)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(arguments.count, 1))
+        defer { lengths.deallocate() }
+        lengths.initialize(to: 0)  // a valid length for hiredis even with no arguments
+        var offset = 0
+        for (i, argument) in arguments.enumerated() {
+            let count = argument.bytes.count
+            argument.bytes.withUnsafeBufferPointer { source in
+                if let from = source.baseAddress, count > 0 { (storage + offset).update(from: from, count: count) }
+            }
+            pointers[i] = UnsafeRawPointer(storage + offset).assumingMemoryBound(to: CChar.self)
+            lengths[i] = count
+            offset += count
         }
-        var fallback = 0
-        return lengths.withUnsafeMutableBufferPointer { buffer in
-            // No arguments: hiredis is given a valid pointer it will not read.
-            guard let base = buffer.baseAddress else { return withUnsafePointer(to: &fallback) { body(pointers, $0) } }
-            return body(pointers, base)
-        }
+        return body(Int32(clamping: arguments.count), pointers, UnsafePointer(lengths))
     }
 
     private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
@@ -172,6 +219,7 @@ public struct RedisArgument: ExpressibleByStringLiteral, Sendable {
     public let bytes: [UInt8]
     public init(_ string: String) { bytes = Array(string.utf8) }
     public init(_ data: Data) { bytes = Array(data) }
+    public init(bytes: [UInt8]) { self.bytes = bytes }
     public init(stringLiteral value: String) { self.init(value) }
 }
 
@@ -181,12 +229,64 @@ public final class RedisClient: Sendable {
     private let lanes: [Lane]
     private let next = NIOLockedCounter()
 
+    /// One connection and the commands waiting for it. Commands that arrive while the lane is
+    /// busy are sent together, pipelined, when it is free again: under concurrency the round
+    /// trips are shared instead of queued one behind the other.
     final class Lane: @unchecked Sendable {
         let queue: DispatchQueue
         let connection: RedisConnection
+        private let lock = NSLock()
+        private var pending: [Job] = []
+        private var draining = false
+        /// The most commands written in one pipelined batch.
+        static let maxBatch = 128
+
+        struct Job {
+            let arguments: [RedisArgument]
+            let blockingFor: Duration?
+            let continuation: CheckedContinuation<RedisReply, any Error>
+        }
+
         init(index: Int, endpoint: RedisEndpoint, timeout: Duration) {
             queue = DispatchQueue(label: "engram.redis.\(index)")
             connection = RedisConnection(endpoint: endpoint, timeout: timeout)
+        }
+
+        func submit(_ job: Job) {
+            lock.lock()
+            pending.append(job)
+            let start = !draining
+            draining = true
+            lock.unlock()
+            if start { queue.async { self.drain() } }
+        }
+
+        /// On the lane's queue: runs what is pending, in arrival order, until nothing is.
+        private func drain() {
+            while true {
+                lock.lock()
+                let batch = pending
+                pending.removeAll(keepingCapacity: true)
+                if batch.isEmpty { draining = false }
+                lock.unlock()
+                if batch.isEmpty { return }
+                var start = 0
+                while start < batch.count {
+                    // A blocking command (BLMOVE) runs alone, with its own timeout.
+                    if batch[start].blockingFor != nil || start + 1 == batch.count {
+                        let job = batch[start]
+                        job.continuation.resume(with: Result { try connection.execute(job.arguments, blockingFor: job.blockingFor) })
+                        start += 1
+                        continue
+                    }
+                    var end = start
+                    while end < batch.count, end - start < Self.maxBatch, batch[end].blockingFor == nil { end += 1 }
+                    let jobs = batch[start..<end]
+                    let results = connection.executePipelined(jobs.map(\.arguments))
+                    for (job, result) in zip(jobs, results) { job.continuation.resume(with: result) }
+                    start = end
+                }
+            }
         }
     }
 
@@ -199,9 +299,7 @@ public final class RedisClient: Sendable {
     public func command(_ arguments: [RedisArgument], blockingFor: Duration? = nil) async throws -> RedisReply {
         let lane = lanes[Int(UInt(bitPattern: next.increment()) % UInt(lanes.count))]
         let reply: RedisReply = try await withCheckedThrowingContinuation { continuation in
-            lane.queue.async {
-                continuation.resume(with: Result { try lane.connection.execute(arguments, blockingFor: blockingFor) })
-            }
+            lane.submit(Lane.Job(arguments: arguments, blockingFor: blockingFor, continuation: continuation))
         }
         if case .error(let message) = reply { throw RedisError.server(message) }
         return reply

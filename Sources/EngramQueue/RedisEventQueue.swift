@@ -42,7 +42,8 @@ public struct RedisEventQueue: EventQueue {
         var keyArguments: [RedisArgument] = [RedisArgument(keys.events), RedisArgument(keys.erased)]
         keyArguments += dedupe.map { RedisArgument(keys.seen($0)) }
         var arguments: [RedisArgument] = [
-            RedisArgument(try envelope.encoded()), RedisArgument(String(ttlSeconds)), RedisArgument(String(format: "%.6f", envelope.receivedAt)),
+            RedisArgument(bytes: try envelope.wireBytes()), RedisArgument(String(ttlSeconds)),
+            RedisArgument(String(format: "%.6f", envelope.receivedAt)),
         ]
         arguments += (envelope.userTags ?? []).map { RedisArgument($0) }
         return try await Self.enqueue.run(on: client, keys: keyArguments, arguments: arguments).int == 1

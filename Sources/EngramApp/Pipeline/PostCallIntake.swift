@@ -32,6 +32,8 @@ public struct PostCallIntake: Sendable {
     public let maxBodyBytes: Int
     public let cipher: FieldCipher
     public let clock: WallClock
+    /// HMACs keyed by `secrets`, once: every request copies them.
+    private let keyedSecrets: [HMAC<SHA256>]
 
     public init(secrets: [String], tolerancePast: Duration, toleranceFuture: Duration, maxBodyBytes: Int, cipher: FieldCipher, clock: WallClock) {
         self.secrets = secrets
@@ -40,13 +42,14 @@ public struct PostCallIntake: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.cipher = cipher
         self.clock = clock
+        keyedSecrets = StreamingSignatureVerifier.keyed(secrets)
     }
 
     /// Parses the header and checks its timestamp before a byte of the body is read.
     public func begin(header: String?) throws -> StreamingSignatureVerifier {
         let parsed = try SignatureHeader(parsing: header)
         try parsed.checkFreshness(now: clock.now(), past: tolerancePast, future: toleranceFuture)
-        return StreamingSignatureVerifier(header: parsed, secrets: secrets)
+        return StreamingSignatureVerifier(header: parsed, keyed: keyedSecrets)
     }
 
     /// Classifies a verified body. `kept` is at most `maxBodyBytes`; `oversize` says more came.
@@ -60,11 +63,12 @@ public struct PostCallIntake: Sendable {
             if Self.declaresType("post_call_audio", in: kept) { return .ignore(reason: "audio_oversize") }
             throw IntakeError.tooLarge
         }
-        // The same typed parse as the worker's (`EventIngestor`): what is accepted here is the
-        // conversation the worker will read.
-        let webhook: PostCallWebhook
+        // The same strict check as the worker's parse (`EventIngestor`), then only the fields read
+        // here (`PostCallFields`: a scanner, or Foundation's typed decoding where the scanner is
+        // not sure): what is accepted here is the conversation the worker will read.
+        let webhook: PostCallFields
         do {
-            webhook = try PostCallWebhook.parse(kept)
+            webhook = try PostCallWebhook.intakeFields(kept)
         } catch StrictJSONError.duplicateKey {
             throw IntakeError.duplicateKey
         } catch StrictJSONError.tooDeep(let limit) {
@@ -77,7 +81,7 @@ public struct PostCallIntake: Sendable {
         switch type {
         case EventType.postCallTranscription, EventType.callInitiationFailure:
             guard let data = webhook.data else { throw IntakeError.missingField("data") }
-            guard let conversation = data.conversationID, !conversation.isEmpty else {
+            guard let conversation = webhook.conversationID, !conversation.isEmpty else {
                 throw IntakeError.missingField("data.conversation_id")
             }
             guard conversation.utf8.count <= PostCallData.maxConversationIDBytes else {

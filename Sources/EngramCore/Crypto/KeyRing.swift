@@ -26,9 +26,14 @@ public struct KeyRing: Sendable {
     public let master: MasterKey
     public let previous: [MasterKey]
 
+    /// The erasure-tag keys of `master` and then `previous`, derived once (HKDF on every
+    /// post-call acknowledgement cost more than the HMAC it keys).
+    private let tagKeys: [SymmetricKey]
+
     public init(master: MasterKey, previous: [MasterKey] = []) {
         self.master = master
         self.previous = previous
+        tagKeys = ([master] + previous).map(Self.userTagKey)
     }
 
     /// Encrypts queue envelopes' bodies.
@@ -40,16 +45,20 @@ public struct KeyRing: Sendable {
     /// The caller's erasure tag on queued envelopes and spool records: HMAC-SHA256 of
     /// `tenant NUL user` under a key derived from the master key, 32 hex characters. It links a
     /// caller's events to each other (as the user key does), never to a phone number or a name.
-    public func userTag(tenant: String, user: UserKey) -> String { Self.userTag(master, tenant: tenant, user: user) }
+    public func userTag(tenant: String, user: UserKey) -> String {
+        Self.userTag(tagKeys.first ?? Self.userTagKey(master), tenant: tenant, user: user)
+    }
 
     /// The tag under the current and each previous master key: a purge after a rotation must
     /// also find envelopes tagged before it.
     public func userTags(tenant: String, user: UserKey) -> [String] {
-        ([master] + previous).map { Self.userTag($0, tenant: tenant, user: user) }
+        tagKeys.map { Self.userTag($0, tenant: tenant, user: user) }
     }
 
-    static func userTag(_ key: MasterKey, tenant: String, user: UserKey) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(tenant)\u{0}\(user.rawValue)".utf8), using: key.derived("engram-user-tag-v1"))
+    static func userTagKey(_ master: MasterKey) -> SymmetricKey { master.derived("engram-user-tag-v1") }
+
+    static func userTag(_ key: SymmetricKey, tenant: String, user: UserKey) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(tenant)\u{0}\(user.rawValue)".utf8), using: key)
         return Data(mac).prefix(16).hexString
     }
 

@@ -20,7 +20,7 @@ public struct SignatureHeader: Sendable, Equatable {
         var timestamp: Int64?
         var signatures: [Data] = []
         for part in header.split(separator: ",") {
-            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let pair = part.split(separator: "=", maxSplits: 1).map(Self.trimmed)
             guard pair.count == 2 else { continue }
             switch pair[0] {
             case "t": timestamp = Int64(pair[1])
@@ -31,6 +31,16 @@ public struct SignatureHeader: Sendable, Equatable {
         guard let timestamp, !signatures.isEmpty else { throw SignatureError.malformedHeader }
         self.timestamp = timestamp
         self.signatures = signatures
+    }
+
+    /// `trimmingCharacters(in: .whitespaces)`, without bridging to NSString for ASCII text (the
+    /// header ElevenLabs sends), where that set is the space and the tab.
+    static func trimmed(_ text: Substring) -> String {
+        guard text.utf8.allSatisfy({ $0 < 0x80 }) else { return text.trimmingCharacters(in: .whitespaces) }
+        let isBlank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        let bytes = text.utf8
+        guard let first = bytes.firstIndex(where: { !isBlank($0) }), let last = bytes.lastIndex(where: { !isBlank($0) }) else { return "" }
+        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 
     /// Checks the timestamp window: 30 minutes in the past (the SDKs' tolerance), 5 in the future.
@@ -48,12 +58,23 @@ public struct StreamingSignatureVerifier {
     private let header: SignatureHeader
 
     public init(header: SignatureHeader, secrets: [String]) {
+        self.init(header: header, keyed: Self.keyed(secrets))
+    }
+
+    /// With HMACs already keyed by the secrets (`keyed(_:)`, once per configuration): keying
+    /// one costs as much as hashing a short body.
+    public init(header: SignatureHeader, keyed: [HMAC<SHA256>]) {
         self.header = header
-        macs = secrets.map { secret in
-            var mac = HMAC<SHA256>(key: SymmetricKey(data: Data(secret.utf8)))
-            mac.update(data: Data("\(header.timestamp).".utf8))
+        let prefix = Data("\(header.timestamp).".utf8)
+        macs = keyed.map { keyedMac in
+            var mac = keyedMac
+            mac.update(data: prefix)
             return mac
         }
+    }
+
+    public static func keyed(_ secrets: [String]) -> [HMAC<SHA256>] {
+        secrets.map { HMAC<SHA256>(key: SymmetricKey(data: Data($0.utf8))) }
     }
 
     public mutating func update<Bytes: ContiguousBytes>(_ chunk: Bytes) {
@@ -83,6 +104,18 @@ public enum WebhookSigner {
         mac.update(data: body)
         return "t=\(timestamp),v0=\(Data(mac.finalize()).hexString)"
     }
+}
+
+private let hexDigitTable: [UInt8] = Array("0123456789abcdef".utf8)
+
+/// `trimmingCharacters(in: .whitespacesAndNewlines)` without bridging to NSString for ASCII text
+/// (where that set is U+0009 to U+000D and the space); other text goes through Foundation.
+func trimmedWhitespaceAndNewlines(_ text: String) -> String {
+    let bytes = text.utf8
+    guard bytes.allSatisfy({ $0 < 0x80 }) else { return text.trimmingCharacters(in: .whitespacesAndNewlines) }
+    let isBlank: (UInt8) -> Bool = { $0 == 0x20 || (0x09...0x0D).contains($0) }
+    guard let first = bytes.firstIndex(where: { !isBlank($0) }), let last = bytes.lastIndex(where: { !isBlank($0) }) else { return "" }
+    return String(decoding: bytes[first...last], as: UTF8.self)
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -122,7 +155,21 @@ extension Data {
         self.init(bytes)
     }
 
-    public var hexString: String { map { String(format: "%02x", $0) }.joined() }
+    /// Lowercase hex, two digits a byte (a table, not `String(format:)` per byte: this runs for
+    /// every dedupe mark and erasure tag on the post-call path).
+    public var hexString: String {
+        let count = self.count
+        guard count > 0 else { return "" }
+        return String(unsafeUninitializedCapacity: count * 2) { out in
+            var index = 0
+            for byte in self {
+                out[index] = hexDigitTable[Int(byte >> 4)]
+                out[index + 1] = hexDigitTable[Int(byte & 0x0F)]
+                index += 2
+            }
+            return index
+        }
+    }
 }
 
 extension Duration {

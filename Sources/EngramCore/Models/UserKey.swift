@@ -74,7 +74,7 @@ public struct UserKeyDeriver: Sendable {
 /// Phone numbers to E.164; withheld or invalid numbers give nil (never a shared user).
 public enum PhoneNumber {
     public static func normalize(_ raw: String?) -> String? {
-        guard var text = raw?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else { return nil }
+        guard var text = raw.map(trimmedWhitespaceAndNewlines), !text.isEmpty else { return nil }
         if text.lowercased().hasPrefix("tel:") { text = String(text.dropFirst(4)) }
         var digits = ""
         var hasPlus = false

@@ -6,6 +6,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 
 /// `POST /v1/elevenlabs/post-call` and `/v1/elevenlabs/{tenant}/post-call`, behind
 /// `WebhookSignatureMiddleware` (which verifies the signature on the raw body as it streams and
@@ -55,6 +56,13 @@ struct PostCallController {
                     headers: [.retryAfter: "5"])
             }
         }
-        return try Response.json(["status": "accepted"])
+        return Self.accepted()
+    }
+
+    /// `{"status":"accepted"}`, as `Response.json` writes it, encoded once (not per acknowledgement).
+    static let acceptedBody = ByteBuffer(string: #"{"status":"accepted"}"#)
+
+    static func accepted() -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: acceptedBody))
     }
 }
