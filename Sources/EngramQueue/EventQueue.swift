@@ -72,6 +72,9 @@ public protocol EventQueue: Sendable {
     func ack(worker: String, raw: Data) async throws
     /// Acknowledges several in-flight events (`ack` for each).
     func ack(worker: String, raws: [Data]) async throws
+    /// Returns in-flight events not started (a worker shutting down mid-batch) to the front of
+    /// the pending list, oldest next, their attempt unchanged. False if this queue cannot.
+    func giveBack(worker: String, raws: [Data]) async throws -> Bool
     func scheduleRetry(worker: String, raw: Data, next: Envelope, dueAt: Date) async throws
     func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws
     func heartbeat(worker: String, ttl: Duration) async throws
@@ -101,4 +104,7 @@ extension EventQueue {
     public func ack(worker: String, raws: [Data]) async throws {
         for raw in raws { try await ack(worker: worker, raw: raw) }
     }
+
+    /// Left in flight: the worker's in-flight check or the reaper returns them.
+    public func giveBack(worker: String, raws: [Data]) async throws -> Bool { false }
 }

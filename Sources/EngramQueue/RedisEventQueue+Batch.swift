@@ -24,6 +24,23 @@ extension RedisEventQueue {
         return #ARGV
         """)
 
+    /// KEYS: in-flight list, pending list; ARGV: items, oldest first. Each goes back to the end
+    /// `take` pops from, so the oldest is taken next, as if never taken.
+    static let giveBackScript = RedisScript(
+        """
+        for i = #ARGV, 1, -1 do
+            if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then redis.call('RPUSH', KEYS[2], ARGV[i]) end
+        end
+        return #ARGV
+        """)
+
+    public func giveBack(worker: String, raws: [Data]) async throws -> Bool {
+        guard !raws.isEmpty else { return true }
+        _ = try await Self.giveBackScript.run(
+            on: client, keys: [RedisArgument(keys.processing(worker)), RedisArgument(keys.events)], arguments: raws.map { RedisArgument($0) })
+        return true
+    }
+
     public func takeReady(worker: String, limit: Int) async throws -> [TakenEvent] {
         guard limit > 0 else { return [] }
         let reply = try await Self.takeReadyScript.run(

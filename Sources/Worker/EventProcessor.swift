@@ -91,25 +91,33 @@ struct EventProcessor: Service {
 
     /// Handles a batch in order under one group commit, then acknowledges what it stored. If the
     /// flush fails, nothing is acknowledged: the events stay in flight and are returned on the
-    /// next turn, where the processed-event ledger finds those whose writes did land.
+    /// next turn, where the processed-event ledger finds those whose writes did land. Once a
+    /// graceful shutdown has begun, events not yet started are given back to the queue.
     func handle(_ batch: [TakenEvent]) async {
-        let processed: [ProcessedEvent]
+        let result: BatchResult
         do {
             let lanes = await self.split(batch)
-            processed = try await ingestor.vault.withGroupCommit {
-                await withTaskGroup(of: [ProcessedEvent].self) { group in
+            result = try await ingestor.vault.withGroupCommit {
+                await withTaskGroup(of: BatchResult.self) { group in
                     for lane in lanes {
                         group.addTask {
-                            var processed: [ProcessedEvent] = []
+                            var result = BatchResult()
                             for taken in lane {
-                                if let event = await handleOne(taken) { processed.append(event) }
+                                if Task.isShuttingDownGracefully {
+                                    result.unstarted.append(taken.raw)
+                                } else if let event = await handleOne(taken) {
+                                    result.processed.append(event)
+                                }
                             }
-                            return processed
+                            return result
                         }
                     }
-                    var processed: [ProcessedEvent] = []
-                    for await done in group { processed += done }
-                    return processed
+                    var result = BatchResult()
+                    for await done in group {
+                        result.processed += done.processed
+                        result.unstarted += done.unstarted
+                    }
+                    return result
                 }
             }
         } catch {
@@ -119,7 +127,30 @@ struct EventProcessor: Service {
                 metadata: ["error_class": "\(type(of: error))", "events": "\(batch.count)"])
             return
         }
-        await acknowledge(processed)
+        await acknowledge(result.processed)
+        if !result.unstarted.isEmpty { await giveBack(result.unstarted, order: batch.map(\.raw)) }
+    }
+
+    /// What a batch's lanes did: events to acknowledge, and events not started (shutdown).
+    struct BatchResult: Sendable {
+        var processed: [ProcessedEvent] = []
+        var unstarted: [Data] = []
+    }
+
+    /// Returns events not started to the front of the queue, in their order.
+    private func giveBack(_ unstarted: [Data], order: [Data]) async {
+        let unstartedSet = Set(unstarted)
+        let inOrder = order.filter { unstartedSet.contains($0) }
+        do {
+            let returned = try await queue.giveBack(worker: worker, raws: inOrder)
+            if !returned { inFlightCheck.isNeeded = true }
+            logger.info("shutting down: events not started were returned to the queue", metadata: ["events": "\(inOrder.count)"])
+        } catch {
+            inFlightCheck.isNeeded = true
+            logger.error(
+                "cannot return events not started; they are returned by the next start or the reaper",
+                metadata: ["error_class": "\(type(of: error))", "events": "\(inOrder.count)"])
+        }
     }
 
     /// The batch in at most `lanes` lanes: events of one caller (`EventIngestor.laneKey`) in one
@@ -148,6 +179,8 @@ struct EventProcessor: Service {
         let outcome: IngestOutcome
         let started: ContinuousClock.Instant
         let logger: Logger
+        /// The event's span context: its log line, written after the batch's ack, carries its trace.
+        let context: ServiceContext
     }
 
     private func acknowledge(_ processed: [ProcessedEvent]) async {
@@ -167,13 +200,15 @@ struct EventProcessor: Service {
             let now = Date().timeIntervalSince1970
             let lag = now - (Date(checkedUnixSeconds: event.envelope.receivedAt)?.timeIntervalSince1970 ?? now)
             EngramMetrics.eventProcessed(outcome: Self.label(event.outcome), lag: lag)
-            event.logger.info(
-                "event processed",
-                metadata: [
-                    "outcome": "\(event.outcome)", "attempt": "\(event.envelope.attempt)",
-                    "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - event.started).seconds * 1000))",
-                    "lag_ms": "\(String(format: "%.1f", lag * 1000))",
-                ])
+            ServiceContext.withValue(event.context) {
+                event.logger.info(
+                    "event processed",
+                    metadata: [
+                        "outcome": "\(event.outcome)", "attempt": "\(event.envelope.attempt)",
+                        "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - event.started).seconds * 1000))",
+                        "lag_ms": "\(String(format: "%.1f", lag * 1000))",
+                    ])
+            }
         }
     }
 
@@ -223,7 +258,8 @@ struct EventProcessor: Service {
                     attributes["engram.memories.superseded"] = superseded
                 }
             }
-            return ProcessedEvent(raw: taken.raw, envelope: envelope, outcome: outcome, started: started, logger: logger)
+            return ProcessedEvent(
+                raw: taken.raw, envelope: envelope, outcome: outcome, started: started, logger: logger, context: span.context)
         } catch let error as PermanentEventError {
             span.attributes["engram.outcome"] = "dead_letter"
             span.attributes["error.type"] = error.errorClass

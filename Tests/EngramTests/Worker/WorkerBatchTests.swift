@@ -153,6 +153,69 @@ struct WorkerBatchTests {
         await env.cleanUp()
     }
 
+    @Test("a worker process given SIGTERM mid-batch finishes the events it started, gives the others back to the queue in order, and exits 0")
+    func sigtermMidBatch() async throws {
+        let env = try TestEnvironment()
+        try await withFakeOpenAI { server in
+            // Each extraction takes a while, so SIGTERM lands while a batch is in flight.
+            server.setDefault(.slow(.milliseconds(200)))
+            let cipher = KeyRing(master: env.masterKey).envelopeCipher
+            let queue = env.queue()
+            var conversations: [String] = []
+            for i in 0..<40 {
+                let conversation = "conv_bterm_\(i)_\(UUID().uuidString.prefix(6))"
+                let envelope = try Envelope.seal(
+                    try fixtureTranscript(conversationID: conversation, phone: "+1415555\(String(format: "%04d", 2000 + i))"), tenant: "default",
+                    type: EventType.postCallTranscription, receivedAt: Date(), cipher: cipher)
+                #expect(try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
+                conversations.append(conversation)
+            }
+            let workerID = "sigterm-batch-\(UUID().uuidString.prefix(6))"
+            var environment = env.processEnvironment(httpPort: try freePort())
+            environment["ENGRAM_WORKER_ID"] = workerID
+            environment["ENGRAM_EXTRACTOR"] = "openai"
+            environment["ENGRAM_EMBEDDER"] = "local"
+            environment["OPENAI_API_KEY"] = "sk-test"
+            environment["ENGRAM_LLM_BASE_URL"] = server.baseURL
+            environment["ENGRAM_LLM_TIMEOUT_MS"] = "5000"
+            environment["ENGRAM_WORKER_BATCH"] = "32"
+            environment["ENGRAM_WORKER_CONCURRENCY"] = "2"
+            let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
+            defer { worker.kill9() }
+
+            let store = try SQLiteMemoryStore(path: env.databasePath)
+            let redis = env.redisClient()
+            let processingKey = RedisArgument(env.keys.processing(workerID))
+            try await waitUntil(timeout: .seconds(60), "the worker is mid-batch after finishing a few") {
+                guard try await ShutdownUnderLoadTests.processedCount(store) >= 2 else { return false }
+                return try await redis.command("LLEN", processingKey).int ?? 0 > 1
+            }
+            let status = await worker.terminate(within: .seconds(30))
+            #expect(status == 0, "worker exit status; log: \(worker.output.suffix(2000))")
+
+            // Nothing stranded in its in-flight list, and its heartbeat is gone.
+            #expect(try await redis.command("LLEN", processingKey).int == 0)
+            #expect(try await redis.command("EXISTS", RedisArgument(env.keys.heartbeat(workerID))).int == 0)
+            // Every event is either processed or back in the queue, never both, never neither.
+            var processed: Set<String> = []
+            for conversation in conversations {
+                if try await store.isProcessed(tenant: "default", idempotencyKey: "post_call_transcription:\(conversation)") {
+                    processed.insert(conversation)
+                }
+            }
+            let pending = try await ShutdownUnderLoadTests.durableConversations(env)
+            #expect(processed.isDisjoint(with: pending))
+            #expect(processed.union(pending) == Set(conversations))
+            #expect(processed.count < conversations.count, "SIGTERM came before the queue was empty")
+
+            // A new worker takes the rest; each event is recorded exactly once.
+            let runtime = try await buildWorker(configuration: env.configuration(), logger: testLogger)
+            try await runtime.drain()
+            #expect(try await ShutdownUnderLoadTests.processedCount(store) == conversations.count)
+        }
+        await env.cleanUp()
+    }
+
     @Test("a batch stored but not acknowledged (Redis gone before the ack) comes back whole and is stored once", arguments: Backend.available)
     func lostBatchAck(backend: Backend) async throws {
         let env = try await TestEnvironment.make(backend)
