@@ -59,6 +59,8 @@ let package = Package(
             dependencies: [
                 "EngramCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The SQLite C API, for the write-ahead log's flush of group commit.
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -66,7 +66,15 @@ public protocol EventQueue: Sendable {
     /// Returns false for a duplicate.
     func enqueue(_ envelope: Envelope, dedupe: [String], ttlSeconds: Int) async throws -> Bool
     func take(worker: String, timeout: Duration) async throws -> TakenEvent?
+    /// Takes up to `limit` events that are already waiting, without blocking, in the order
+    /// `take` would (the worker's batch after its first event).
+    func takeReady(worker: String, limit: Int) async throws -> [TakenEvent]
     func ack(worker: String, raw: Data) async throws
+    /// Acknowledges several in-flight events (`ack` for each).
+    func ack(worker: String, raws: [Data]) async throws
+    /// Returns in-flight events not started (a worker shutting down mid-batch) to the front of
+    /// the pending list, oldest next, their attempt unchanged. False if this queue cannot.
+    func giveBack(worker: String, raws: [Data]) async throws -> Bool
     func scheduleRetry(worker: String, raw: Data, next: Envelope, dueAt: Date) async throws
     func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws
     func heartbeat(worker: String, ttl: Duration) async throws
@@ -87,4 +95,16 @@ public protocol EventQueue: Sendable {
     /// Dead letters, newest first.
     func deadLetters(limit: Int) async throws -> [DeadLetter]
     func ping() async throws
+}
+
+/// Queues without batch support take one event at a time and acknowledge one by one.
+extension EventQueue {
+    public func takeReady(worker: String, limit: Int) async throws -> [TakenEvent] { [] }
+
+    public func ack(worker: String, raws: [Data]) async throws {
+        for raw in raws { try await ack(worker: worker, raw: raw) }
+    }
+
+    /// Left in flight: the worker's in-flight check or the reaper returns them.
+    public func giveBack(worker: String, raws: [Data]) async throws -> Bool { false }
 }

@@ -12,6 +12,11 @@ import Tracing
 /// pop → decrypt → extract → embed → resolve → store → ack. Failures go to the retry schedule
 /// with backoff, or to the dead letters with their error class once attempts run out or the
 /// event can never succeed.
+///
+/// Events already waiting are taken together, up to `batchLimit` (issue 14): each is handled in
+/// turn exactly as alone (its own store transaction, so it sees the ones before it and a failure
+/// rolls back only itself; its own retry or dead letter at once), under one group commit: one
+/// disk flush makes the batch's writes durable, then the stored events are acknowledged together.
 struct EventProcessor: Service {
     let queue: any EventQueue
     let ingestor: EventIngestor
@@ -20,6 +25,11 @@ struct EventProcessor: Service {
     let retryBase: Duration
     let retryMax: Duration
     let logger: Logger
+    /// Most events taken and stored together (`ENGRAM_WORKER_BATCH`); 1: one at a time.
+    var batchLimit = 1
+    /// Lanes a batch runs in side by side (`ENGRAM_WORKER_CONCURRENCY`); each caller's events
+    /// stay in one lane, in queue order.
+    var lanes = 1
     /// Set while this worker's in-flight list may hold an event it is not handling: at start (an
     /// earlier process may have used the same id, e.g. a container restarted in place) and after
     /// a queue call failed mid-event (Redis down: the ack, retry or dead letter was not written).
@@ -35,7 +45,8 @@ struct EventProcessor: Service {
         }
     }
 
-    /// Takes and handles one event; false when none came within `wait` or the queue failed.
+    /// Takes and handles one event, with those waiting behind it up to `batchLimit`; false when
+    /// none came within `wait` or the queue failed.
     @discardableResult
     func processNext(wait: Duration) async -> Bool {
         if inFlightCheck.isNeeded {
@@ -61,18 +72,156 @@ struct EventProcessor: Service {
         }
         queueFailures.succeeded(logger: logger)
         guard let taken else { return false }
-        await handle(taken)
+        var batch = [taken]
+        if batchLimit > 1 {
+            do {
+                batch += try await queue.takeReady(worker: worker, limit: batchLimit - 1)
+            } catch {
+                // Items may have moved with only the reply lost: returned on the next turn.
+                inFlightCheck.isNeeded = true
+                queueFailures.failed(error, logger: logger, metadata: ["step": "take the waiting events"])
+            }
+        }
+        await handle(batch)
         return true
     }
 
-    func handle(_ taken: TakenEvent) async {
+    /// Handles one taken event (a batch of one).
+    func handle(_ taken: TakenEvent) async { await handle([taken]) }
+
+    /// Handles a batch in order under one group commit, then acknowledges what it stored. If the
+    /// flush fails, nothing is acknowledged: the events stay in flight and are returned on the
+    /// next turn, where the processed-event ledger finds those whose writes did land. Once a
+    /// graceful shutdown has begun, events not yet started are given back to the queue.
+    func handle(_ batch: [TakenEvent]) async {
+        let result: BatchResult
+        do {
+            let lanes = await self.split(batch)
+            result = try await ingestor.vault.withGroupCommit {
+                await withTaskGroup(of: BatchResult.self) { group in
+                    for lane in lanes {
+                        group.addTask {
+                            var result = BatchResult()
+                            for taken in lane {
+                                if Task.isShuttingDownGracefully {
+                                    result.unstarted.append(taken.raw)
+                                } else if let event = await handleOne(taken) {
+                                    result.processed.append(event)
+                                }
+                            }
+                            return result
+                        }
+                    }
+                    var result = BatchResult()
+                    for await done in group {
+                        result.processed += done.processed
+                        result.unstarted += done.unstarted
+                    }
+                    return result
+                }
+            }
+        } catch {
+            inFlightCheck.isNeeded = true
+            logger.error(
+                "cannot make the batch's writes durable; its events are returned to the queue",
+                metadata: ["error_class": "\(type(of: error))", "events": "\(batch.count)"])
+            return
+        }
+        await acknowledge(result.processed)
+        if !result.unstarted.isEmpty { await giveBack(result.unstarted, order: batch.map(\.raw)) }
+    }
+
+    /// What a batch's lanes did: events to acknowledge, and events not started (shutdown).
+    struct BatchResult: Sendable {
+        var processed: [ProcessedEvent] = []
+        var unstarted: [Data] = []
+    }
+
+    /// Returns events not started to the front of the queue, in their order.
+    private func giveBack(_ unstarted: [Data], order: [Data]) async {
+        let unstartedSet = Set(unstarted)
+        let inOrder = order.filter { unstartedSet.contains($0) }
+        do {
+            let returned = try await queue.giveBack(worker: worker, raws: inOrder)
+            if !returned { inFlightCheck.isNeeded = true }
+            logger.info("shutting down: events not started were returned to the queue", metadata: ["events": "\(inOrder.count)"])
+        } catch {
+            inFlightCheck.isNeeded = true
+            logger.error(
+                "cannot return events not started; they are returned by the next start or the reaper",
+                metadata: ["error_class": "\(type(of: error))", "events": "\(inOrder.count)"])
+        }
+    }
+
+    /// The batch in at most `lanes` lanes: events of one caller (`EventIngestor.laneKey`) in one
+    /// lane, in queue order; events whose caller cannot be told all in the first lane.
+    func split(_ batch: [TakenEvent]) async -> [[TakenEvent]] {
+        guard lanes > 1, batch.count > 1 else { return [batch] }
+        var result = [[TakenEvent]](repeating: [], count: lanes)
+        var laneOf: [String: Int] = [:]
+        for taken in batch {
+            guard let envelope = taken.envelope, let key = await ingestor.laneKey(envelope) else {
+                result[0].append(taken)
+                continue
+            }
+            // A new caller goes to the shortest lane.
+            let lane = laneOf[key] ?? result.indices.min { result[$0].count < result[$1].count } ?? 0
+            laneOf[key] = lane
+            result[lane].append(taken)
+        }
+        return result.filter { !$0.isEmpty }
+    }
+
+    /// An event whose effect is committed; acknowledged once the batch is durable.
+    struct ProcessedEvent: Sendable {
+        let raw: Data
+        let envelope: Envelope
+        let outcome: IngestOutcome
+        let started: ContinuousClock.Instant
+        let logger: Logger
+        /// The event's span context: its log line, written after the batch's ack, carries its trace.
+        let context: ServiceContext
+    }
+
+    private func acknowledge(_ processed: [ProcessedEvent]) async {
+        guard !processed.isEmpty else { return }
+        do {
+            try await withRetries { try await queue.ack(worker: worker, raws: processed.map(\.raw)) }
+        } catch {
+            // Stored, but not acknowledged: not a failure of the events (no retry, no dead
+            // letter). They are returned on this worker's next turn and found already processed.
+            inFlightCheck.isNeeded = true
+            logger.error(
+                "cannot acknowledge processed events; they will be redelivered as duplicates",
+                metadata: ["error_class": "\(type(of: error))", "events": "\(processed.count)"])
+        }
+        for event in processed {
+            // `received_at` comes from Redis: a time that is not a plausible date gives no lag.
+            let now = Date().timeIntervalSince1970
+            let lag = now - (Date(checkedUnixSeconds: event.envelope.receivedAt)?.timeIntervalSince1970 ?? now)
+            EngramMetrics.eventProcessed(outcome: Self.label(event.outcome), lag: lag)
+            ServiceContext.withValue(event.context) {
+                event.logger.info(
+                    "event processed",
+                    metadata: [
+                        "outcome": "\(event.outcome)", "attempt": "\(event.envelope.attempt)",
+                        "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - event.started).seconds * 1000))",
+                        "lag_ms": "\(String(format: "%.1f", lag * 1000))",
+                    ])
+            }
+        }
+    }
+
+    /// Processes one event of a batch; the processed event if it is to be acknowledged (a failed
+    /// one is retried or dead-lettered here).
+    private func handleOne(_ taken: TakenEvent) async -> ProcessedEvent? {
         guard let envelope = taken.envelope else {
             // Not an envelope: its bytes are not known to be encrypted, so only their digest is kept.
             await deadLetter(
                 taken.raw, id: "unknown", errorClass: taken.decodeError ?? "DecodingError",
                 message: "queue item is not a valid envelope (sha256 prefix \(PostCallIntake.digest(String(decoding: taken.raw, as: UTF8.self))))",
                 keepBytes: false, reason: "invalid_envelope")
-            return
+            return nil
         }
         // A child of the gateway's "enqueue event" span when the envelope carries its context, so
         // one trace runs from the webhook through Redis to the store.
@@ -87,29 +236,19 @@ struct EventProcessor: Service {
             attributes["engram.attempt"] = envelope.attempt
             attributes["engram.worker"] = worker
         }
-        await ServiceContext.withValue(span.context) { await process(envelope, taken: taken, span: span) }
+        return await ServiceContext.withValue(span.context) { await process(envelope, taken: taken, span: span) }
     }
 
-    private func process(_ envelope: Envelope, taken: TakenEvent, span: any Span) async {
+    private func process(_ envelope: Envelope, taken: TakenEvent, span: any Span) async -> ProcessedEvent? {
         var logger = self.logger
         logger[metadataKey: "event_id"] = "\(envelope.id)"
         logger[metadataKey: "tenant"] = "\(envelope.tenant)"
         let started = ContinuousClock.now
         do {
             let outcome = try await ingestor.ingest(envelope, logger: logger)
-            do {
-                try await withRetries { try await queue.ack(worker: worker, raw: taken.raw) }
-            } catch {
-                // Stored, but not acknowledged: not a failure of the event (no retry, no dead
-                // letter). It is returned on this worker's next turn and found already processed.
-                inFlightCheck.isNeeded = true
-                logger.error(
-                    "cannot acknowledge a processed event; it will be redelivered as a duplicate", metadata: ["error_class": "\(type(of: error))"])
-            }
             // `received_at` comes from Redis: a time that is not a plausible date gives no lag.
             let now = Date().timeIntervalSince1970
             let lag = now - (Date(checkedUnixSeconds: envelope.receivedAt)?.timeIntervalSince1970 ?? now)
-            EngramMetrics.eventProcessed(outcome: Self.label(outcome), lag: lag)
             span.updateAttributes { attributes in
                 attributes["engram.outcome"] = Self.label(outcome)
                 attributes["engram.lag_ms"] = SafeNumber.clampedInt(lag * 1000)
@@ -119,19 +258,15 @@ struct EventProcessor: Service {
                     attributes["engram.memories.superseded"] = superseded
                 }
             }
-            logger.info(
-                "event processed",
-                metadata: [
-                    "outcome": "\(outcome)", "attempt": "\(envelope.attempt)",
-                    "duration_ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))",
-                    "lag_ms": "\(String(format: "%.1f", lag * 1000))",
-                ])
+            return ProcessedEvent(
+                raw: taken.raw, envelope: envelope, outcome: outcome, started: started, logger: logger, context: span.context)
         } catch let error as PermanentEventError {
             span.attributes["engram.outcome"] = "dead_letter"
             span.attributes["error.type"] = error.errorClass
             span.setStatus(SpanStatus(code: .error, message: error.errorClass))
             EngramMetrics.eventProcessed(outcome: "dead_letter", lag: nil)
             await deadLetter(taken.raw, id: envelope.id, errorClass: error.errorClass, message: error.message, reason: "permanent")
+            return nil
         } catch {
             let errorClass = String(describing: type(of: error))
             let message = (error as? ExtractionError)?.description ?? (error as? RedisError)?.description ?? errorClass
@@ -142,7 +277,7 @@ struct EventProcessor: Service {
             span.attributes["engram.outcome"] = lastAttempt ? "dead_letter" : "retry"
             if lastAttempt {
                 await deadLetter(taken.raw, id: envelope.id, errorClass: errorClass, message: message, reason: "attempts_exhausted")
-                return
+                return nil
             }
             var next = envelope
             next.attempt = max(0, envelope.attempt) + 1
@@ -163,6 +298,7 @@ struct EventProcessor: Service {
                 inFlightCheck.isNeeded = true
                 logger.error("cannot schedule retry; the event is returned on the next turn", metadata: ["error_class": "\(type(of: error))"])
             }
+            return nil
         }
     }
 

@@ -33,7 +33,8 @@ func buildWorker(configuration: EngramConfiguration, clock: WallClock = .system,
     processorLogger[metadataKey: "worker"] = "\(configuration.workerID)"
     let processor = EventProcessor(
         queue: queue, ingestor: ingestor, worker: configuration.workerID, maxAttempts: configuration.maxAttempts,
-        retryBase: configuration.retryBase, retryMax: configuration.retryMax, logger: processorLogger)
+        retryBase: configuration.retryBase, retryMax: configuration.retryMax, logger: processorLogger, batchLimit: configuration.workerBatch,
+        lanes: configuration.workerConcurrency)
     let services: [any Service] =
         StoreFactory.services(for: store) + [
             Heartbeat(queue: queue, worker: configuration.workerID, ttl: configuration.heartbeatTTL, logger: logger),

@@ -83,6 +83,10 @@ public struct EngramConfiguration: Sendable {
     public var firstMessageTemplate: String?
     public var promptTemplate: String?
     public var maxAttempts = 5
+    /// Events the worker takes and stores together (one group commit, acknowledged together).
+    public var workerBatch = 32
+    /// Callers whose events the worker handles side by side within a batch.
+    public var workerConcurrency = 2
     /// Memories one event may produce (the most important kept); the rest are counted and dropped.
     public var maxMemoriesPerEvent = ExtractionBudget.defaultMaxMemories
     /// Transcript turns of one event given to the extractor; later turns are counted and dropped.
@@ -212,6 +216,8 @@ public struct EngramConfiguration: Sendable {
         c.firstMessageTemplate = reader.string("ENGRAM_FIRST_MESSAGE_TEMPLATE")
         c.promptTemplate = reader.string("ENGRAM_PROMPT_TEMPLATE")
         c.maxAttempts = try reader.int("ENGRAM_MAX_ATTEMPTS", range: 1...100) ?? c.maxAttempts
+        c.workerBatch = try reader.int("ENGRAM_WORKER_BATCH", range: 1...1000) ?? c.workerBatch
+        c.workerConcurrency = try reader.int("ENGRAM_WORKER_CONCURRENCY", range: 1...64) ?? c.workerConcurrency
         c.maxMemoriesPerEvent = try reader.int("ENGRAM_MAX_MEMORIES_PER_EVENT", range: 1...10_000) ?? c.maxMemoriesPerEvent
         c.maxTurnsPerEvent = try reader.int("ENGRAM_MAX_TURNS_PER_EVENT", range: 1...100_000) ?? c.maxTurnsPerEvent
         c.retryBase = try reader.milliseconds("ENGRAM_RETRY_BASE_MS") ?? c.retryBase

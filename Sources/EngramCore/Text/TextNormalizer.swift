@@ -8,7 +8,7 @@ public enum TextNormalizer {
         var out: [String] = []
         var current = ""
         for scalar in text.lowercased().unicodeScalars {
-            if CharacterSet.alphanumerics.contains(scalar) {
+            if alphanumerics.contains(scalar) {
                 current.unicodeScalars.append(scalar)
             } else if scalar == "'" || scalar == "’" {
                 // drop possessive / contraction tails: dana's → dana, don't → don
@@ -39,6 +39,10 @@ public enum TextNormalizer {
         }
         return result
     }
+
+    /// Built once: Foundation makes a new set on every read of `CharacterSet.alphanumerics`,
+    /// which was the largest cost of tokenising (issue 14 profile).
+    private static let alphanumerics = CharacterSet.alphanumerics
 
     /// Index terms: words without stop words, stemmed.
     public static func terms(_ text: String) -> [String] {

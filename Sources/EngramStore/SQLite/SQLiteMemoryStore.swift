@@ -53,7 +53,17 @@ public struct SQLiteMemoryStore: MemoryStore {
     }
 
     private func writing<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await bounded(operation) { [pool] in try await pool.write(body) }
+        if let group = GroupCommit.current {
+            // Group commit: durable at the group's `syncGroup` (SQLiteMemoryStore+GroupCommit).
+            return try await bounded(operation) { [pool] in
+                try await pool.writeWithoutTransaction { db in try Self.commitDeferred(db, group: group, body) }
+            }
+        }
+        return try await bounded(operation) { [pool] in try await pool.write(body) }
+    }
+
+    func syncWriteAheadLog() async throws {
+        try await writingWithoutTransaction { db in try Self.syncWriteAheadLog(db) }
     }
 
     private func writingWithoutTransaction<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T)

@@ -134,6 +134,8 @@ struct ShutdownUnderLoadTests {
             environment["OPENAI_API_KEY"] = "sk-test"
             environment["ENGRAM_LLM_BASE_URL"] = server.baseURL
             environment["ENGRAM_LLM_TIMEOUT_MS"] = "5000"
+            // One event at a time, so one is in flight at SIGTERM (batches: WorkerBatchTests).
+            environment["ENGRAM_WORKER_BATCH"] = "1"
             let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
             defer { worker.kill9() }
 
