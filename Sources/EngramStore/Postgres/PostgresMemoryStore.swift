@@ -852,7 +852,7 @@ public struct PostgresMemoryStore: MemoryStore, Service {
             sensitive: try row["sensitive"].decode(Bool.self), validFrom: try row["valid_from"].decode(Date.self),
             validTo: try row["valid_to"].decode(Date?.self), supersededBy: try row["superseded_by"].decode(String?.self),
             status: MemoryStatus(rawValue: try row["status"].decode(String.self)) ?? .active,
-            sources: (try? JSONDecoder().decode([MemorySource].self, from: Data(rawSources.utf8))) ?? [],
+            sources: MemorySource.decodeList(rawSources),
             createdAt: try row["created_at"].decode(Date.self), lastRecalledAt: try row["last_recalled_at"].decode(Date?.self),
             needsReextraction: try row["needs_reextraction"].decode(Bool.self), termCount: try row["term_count"].decode(Int.self))
     }

@@ -298,7 +298,7 @@ public struct SQLiteMemoryStore: MemoryStore {
                     db, sql: "SELECT sources FROM memories WHERE id = ? AND tenant_id = ? AND user_key = ?",
                     arguments: [reinforcement.id, batch.tenant, batch.user.rawValue])
             else { continue }
-            var sources = (try? JSONDecoder().decode([MemorySource].self, from: Data(raw.utf8))) ?? []
+            var sources = MemorySource.decodeList(raw)
             if !sources.contains(reinforcement.source) { sources.append(reinforcement.source) }
             try db.execute(
                 sql: "UPDATE memories SET salience0 = ?, reinforced_at = ?, sources = ? WHERE id = ?",
@@ -712,7 +712,7 @@ public struct SQLiteMemoryStore: MemoryStore {
             validFrom: Date(timeIntervalSince1970: row[10]),
             validTo: (row[11] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row[12],
             status: MemoryStatus(rawValue: row[13]) ?? .active,
-            sources: (try? JSONDecoder().decode([MemorySource].self, from: Data(rawSources.utf8))) ?? [],
+            sources: MemorySource.decodeList(rawSources),
             createdAt: Date(timeIntervalSince1970: row[15]),
             lastRecalledAt: (row[16] as Double?).map(Date.init(timeIntervalSince1970:)),
             needsReextraction: row[17], termCount: row[18])
