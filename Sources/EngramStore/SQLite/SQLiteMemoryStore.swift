@@ -701,8 +701,12 @@ public struct SQLiteMemoryStore: MemoryStore {
         superseded_by, status, sources, created_at, last_recalled_at, needs_reextraction, term_count
         """
 
-    /// A row of `SELECT \(memoryColumns)`.
+    static let memoryColumnCount = 19
+
+    /// A memory row: by position when it is a row of `SELECT \(memoryColumns)` (the reads of
+    /// this store), by name otherwise (`StoreCopy` selects `rowid AS copy_rowid, *`).
     static func memory(_ row: Row) -> MemoryRow {
+        guard row.count == memoryColumnCount, row.columnNames.first == "id" else { return memoryByName(row) }
         let rawSources: String = row[14]
         return MemoryRow(
             id: row[0], tenant: row[1], user: UserKey(unchecked: row[2]),
@@ -716,5 +720,22 @@ public struct SQLiteMemoryStore: MemoryStore {
             createdAt: Date(timeIntervalSince1970: row[15]),
             lastRecalledAt: (row[16] as Double?).map(Date.init(timeIntervalSince1970:)),
             needsReextraction: row[17], termCount: row[18])
+    }
+
+    /// A memory row whatever its column order, looked up by name.
+    static func memoryByName(_ row: Row) -> MemoryRow {
+        let rawSources: String = row["sources"]
+        return MemoryRow(
+            id: row["id"], tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]),
+            sector: Sector(rawValue: row["sector"]) ?? .episodic, sealedContent: row["content"], slot: row["slot"],
+            importance: row["importance"], salience0: row["salience0"],
+            reinforcedAt: Date(timeIntervalSince1970: row["reinforced_at"]), sensitive: row["sensitive"],
+            validFrom: Date(timeIntervalSince1970: row["valid_from"]),
+            validTo: (row["valid_to"] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row["superseded_by"],
+            status: MemoryStatus(rawValue: row["status"]) ?? .active,
+            sources: MemorySource.decodeList(rawSources),
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            lastRecalledAt: (row["last_recalled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            needsReextraction: row["needs_reextraction"], termCount: row["term_count"])
     }
 }
