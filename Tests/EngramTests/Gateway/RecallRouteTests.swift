@@ -221,8 +221,9 @@ struct RecallRouteTests {
         try await withIngested(
             [try fixtureTranscript()],
             store: { env in
-                // Long enough for the setup calls on a loaded machine; the stall below outlasts it.
-                let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .seconds(5))
+                // Long enough for the setup calls while the whole suite starts at once on two cores
+                // (5 s was not, on a clean-clone run); the stall below outlasts it.
+                let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .seconds(15))
                 opened.withLock { $0 = store }
                 return store
             }
