@@ -701,41 +701,31 @@ public struct SQLiteMemoryStore: MemoryStore {
         superseded_by, status, sources, created_at, last_recalled_at, needs_reextraction, term_count
         """
 
-    static let memoryColumnCount = 19
+    static let memoryColumnNames = memoryColumns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    static let memoryColumnPositions = Array(memoryColumnNames.indices)
 
     /// A memory row: by position when it is a row of `SELECT \(memoryColumns)` (the reads of
-    /// this store), by name otherwise (`StoreCopy` selects `rowid AS copy_rowid, *`).
+    /// this store), else by the positions of those names (`StoreCopy` selects `rowid AS copy_rowid, *`).
     static func memory(_ row: Row) -> MemoryRow {
-        guard row.count == memoryColumnCount, row.columnNames.first == "id" else { return memoryByName(row) }
-        let rawSources: String = row[14]
+        let at: [Int]
+        if row.count == memoryColumnNames.count, row.columnNames.first == "id" {
+            at = memoryColumnPositions
+        } else {
+            let names = Array(row.columnNames)
+            at = memoryColumnNames.map { names.firstIndex(of: $0) ?? 0 }
+        }
+        let rawSources: String = row[at[14]]
         return MemoryRow(
-            id: row[0], tenant: row[1], user: UserKey(unchecked: row[2]),
-            sector: Sector(rawValue: row[3]) ?? .episodic, sealedContent: row[4], slot: row[5],
-            importance: row[6], salience0: row[7],
-            reinforcedAt: Date(timeIntervalSince1970: row[8]), sensitive: row[9],
-            validFrom: Date(timeIntervalSince1970: row[10]),
-            validTo: (row[11] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row[12],
-            status: MemoryStatus(rawValue: row[13]) ?? .active,
+            id: row[at[0]], tenant: row[at[1]], user: UserKey(unchecked: row[at[2]]),
+            sector: Sector(rawValue: row[at[3]]) ?? .episodic, sealedContent: row[at[4]], slot: row[at[5]],
+            importance: row[at[6]], salience0: row[at[7]],
+            reinforcedAt: Date(timeIntervalSince1970: row[at[8]]), sensitive: row[at[9]],
+            validFrom: Date(timeIntervalSince1970: row[at[10]]),
+            validTo: (row[at[11]] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row[at[12]],
+            status: MemoryStatus(rawValue: row[at[13]]) ?? .active,
             sources: MemorySource.decodeList(rawSources),
-            createdAt: Date(timeIntervalSince1970: row[15]),
-            lastRecalledAt: (row[16] as Double?).map(Date.init(timeIntervalSince1970:)),
-            needsReextraction: row[17], termCount: row[18])
-    }
-
-    /// A memory row whatever its column order, looked up by name.
-    static func memoryByName(_ row: Row) -> MemoryRow {
-        let rawSources: String = row["sources"]
-        return MemoryRow(
-            id: row["id"], tenant: row["tenant_id"], user: UserKey(unchecked: row["user_key"]),
-            sector: Sector(rawValue: row["sector"]) ?? .episodic, sealedContent: row["content"], slot: row["slot"],
-            importance: row["importance"], salience0: row["salience0"],
-            reinforcedAt: Date(timeIntervalSince1970: row["reinforced_at"]), sensitive: row["sensitive"],
-            validFrom: Date(timeIntervalSince1970: row["valid_from"]),
-            validTo: (row["valid_to"] as Double?).map(Date.init(timeIntervalSince1970:)), supersededBy: row["superseded_by"],
-            status: MemoryStatus(rawValue: row["status"]) ?? .active,
-            sources: MemorySource.decodeList(rawSources),
-            createdAt: Date(timeIntervalSince1970: row["created_at"]),
-            lastRecalledAt: (row["last_recalled_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-            needsReextraction: row["needs_reextraction"], termCount: row["term_count"])
+            createdAt: Date(timeIntervalSince1970: row[at[15]]),
+            lastRecalledAt: (row[at[16]] as Double?).map(Date.init(timeIntervalSince1970:)),
+            needsReextraction: row[at[17]], termCount: row[at[18]])
     }
 }
