@@ -17,25 +17,25 @@ extension MemoryVault {
         var query: String
         var record: UserRecord
         var key: UserDataKey
-        /// Every candidate scored (filtered, sorted best first), before near-duplicates collapse.
-        var hits: [SearchHit]
+        /// Every candidate scored from its head, best first, before near-duplicates collapse.
+        var ranked: [Ranked]
+        /// The texts of the first hits after near-duplicates collapse (at most `feedbackHits`).
+        var leadingTexts: [String]
         /// Raw cosine of the vector candidates.
         var cosine: [String: Double]
         /// The question's best raw BM25 (what normalised the first step's keyword scores).
         var bestBM25: Double
-        /// Candidate ids already read from the store (also those the filter dropped).
-        var read: Set<String>
+        var heads: HeadIndex
         var includeSensitive: Bool
         var now: Date
         var weights: ScoringWeights
-        var entry: VectorCache.Entry
     }
 
     /// The candidates scored again with the feedback query, best first; nil when there is no
     /// feedback to give (no hits, no keyword match, no rare term in the first hits).
-    func feedback(_ first: FirstStep) async throws -> [SearchHit]? {
-        guard MemoryModelConstants.feedbackWeight > 0, first.bestBM25 > 0, !first.hits.isEmpty else { return nil }
-        let top = collapse(first.hits, entry: first.entry, limit: MemoryModelConstants.feedbackHits).map(\.memory.content)
+    func feedback(_ first: FirstStep) async throws -> [Ranked]? {
+        guard MemoryModelConstants.feedbackWeight > 0, first.bestBM25 > 0, !first.leadingTexts.isEmpty else { return nil }
+        let top = first.leadingTexts
         let keys = first.key
         let index = termIndexCache.isEnabled ? try await keywordIndex(first.record) : nil
         let documentCount: Int
@@ -69,25 +69,12 @@ extension MemoryVault {
         var bm25: [String: Double] = [:]
         for (id, score) in combined { bm25[id] = score / best }
 
-        // Memories already read keep their rows; only new candidates are read.
-        var memories = Dictionary(first.hits.map { ($0.memory.id, $0.memory) }, uniquingKeysWith: { a, _ in a })
-        let missing = bm25.keys.filter { !first.read.contains($0) }
-        if !missing.isEmpty {
-            let rows = try await store.memories(tenant: first.record.tenant, user: first.record.user, ids: Array(missing))
-            for row in rows where row.status == .active && row.validTo == nil && (first.includeSensitive || !row.sensitive) {
-                memories[row.id] = try decrypt(row, key: keys)
-            }
-        }
-        var hits: [SearchHit] = []
-        hits.reserveCapacity(memories.count)
-        for memory in memories.values where first.cosine[memory.id] != nil || bm25[memory.id] != nil {
-            let breakdown = Scoring.score(
-                cosine: first.cosine[memory.id] ?? 0, bm25: bm25[memory.id] ?? 0, salience: Salience.of(memory, at: first.now),
-                eventDate: memory.validFrom, now: first.now, weights: first.weights)
-            hits.append(SearchHit(memory: memory, breakdown: breakdown))
-        }
-        hits.sort { $0.breakdown.score > $1.breakdown.score || ($0.breakdown.score == $1.breakdown.score && $0.memory.id > $1.memory.id) }
-        return hits
+        // Every first-step candidate that is a vector candidate or among the new keyword ones,
+        // and the new ones, scored again from their heads (no row is read here).
+        let ids = (first.ranked.map(\.id) + combined.map(\.id)).filter { first.cosine[$0] != nil || bm25[$0] != nil }
+        return Self.rank(
+            ids, heads: first.heads, cosine: first.cosine, bm25: bm25, includeSensitive: first.includeSensitive, now: first.now,
+            weights: first.weights)
     }
 
     /// The keyed hash of one already normalised term, as `termHashes` makes them (the term is

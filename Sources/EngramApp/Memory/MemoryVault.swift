@@ -141,12 +141,13 @@ public struct MemoryVault: Sendable {
         let key = try dataKey(of: record)
         let now = clock.now()
 
-        // The vector and keyword reads do not depend on each other: issued together. Both come
-        // from per-user caches of the record's version (read from the store only when it changed).
+        // The vector, keyword and head reads do not depend on each other: issued together. All
+        // come from per-user caches of the record's version (read from the store only when it changed).
         let queryTerms = Array(Self.termHashes(query, key: key).keys)
         let embedder = try await self.embedder(forTenant: tenant)
         async let vectorRead = vectorEntry(record, embedder: embedder)
         async let keywordRead = keywordCandidates(record, terms: queryTerms)
+        async let headsRead = headIndex(record)
         async let queryVectorRead = try? embedder.embed([query]).first
 
         // Vector candidates; an unavailable query embedding falls back to keywords only.
@@ -164,46 +165,24 @@ public struct MemoryVault: Sendable {
         let best = top.first?.score ?? 1
         for (id, score) in top { bm25[id] = best > 0 ? score / best : 0 }
 
-        let candidateIDs = Array(Set(cosine.keys).union(bm25.keys))
-        let rows = try await store.memories(tenant: tenant, user: user, ids: candidateIDs)
-        var hits: [SearchHit] = []
-        for row in rows where row.status == .active && row.validTo == nil && (includeSensitive || !row.sensitive) {
-            let memory = try decrypt(row, key: key)
-            let breakdown = Scoring.score(
-                cosine: cosine[row.id] ?? 0, bm25: bm25[row.id] ?? 0, salience: Salience.of(memory, at: now),
-                eventDate: memory.validFrom, now: now, weights: embedder.scoringWeights)
-            hits.append(SearchHit(memory: memory, breakdown: breakdown))
-        }
-        hits.sort { $0.breakdown.score > $1.breakdown.score || ($0.breakdown.score == $1.breakdown.score && $0.memory.id > $1.memory.id) }
+        // Every candidate scored from its head; rows are read for the first hits and the answer
+        // only (MemoryVault+Ranking).
+        let heads = try await headsRead
+        var ranked = Self.rank(
+            Array(cosine.keys) + top.map(\.id), heads: heads, cosine: cosine, bm25: bm25, includeSensitive: includeSensitive, now: now,
+            weights: embedder.scoringWeights)
+        var memories: [String: Memory] = [:]
+        let leading = collapse(ranked, entry: entry, limit: MemoryModelConstants.feedbackHits)
+        try await read(leading.map(\.id), into: &memories, record: record, key: key, includeSensitive: includeSensitive)
+
         // Second step: the first hits' rare terms as a second keyword query (MemoryVault+Feedback).
         let first = FirstStep(
-            query: query, record: record, key: key, hits: hits, cosine: cosine, bestBM25: top.first?.score ?? 0, read: Set(candidateIDs),
-            includeSensitive: includeSensitive, now: now, weights: embedder.scoringWeights, entry: entry)
-        if let second = try await feedback(first) { hits = second }
-        return collapse(hits, entry: entry, limit: limit)
-    }
-
-    /// Near-duplicates among the results (cosine above the embedder's threshold) collapse to the newest.
-    func collapse(_ hits: [SearchHit], entry: VectorCache.Entry, limit: Int) -> [SearchHit] {
-        var kept: [SearchHit] = []
-        var keptVectors: [[Float]?] = []
-        for hit in hits {
-            if kept.count >= limit { break }
-            let vector = entry.vector(for: hit.memory.id)
-            if let vector,
-                let index = keptVectors.firstIndex(where: { other in
-                    other.map { VectorMath.dot($0, vector) > embedder.collapseThreshold } ?? false
-                })
-            {
-                if hit.memory.validFrom > kept[index].memory.validFrom {
-                    kept[index] = SearchHit(memory: hit.memory, breakdown: kept[index].breakdown)
-                }
-                continue
-            }
-            kept.append(hit)
-            keptVectors.append(vector)
-        }
-        return kept
+            query: query, record: record, key: key, ranked: ranked, leadingTexts: leading.compactMap { memories[$0.id]?.content }, cosine: cosine,
+            bestBM25: top.first?.score ?? 0, heads: heads, includeSensitive: includeSensitive, now: now, weights: embedder.scoringWeights)
+        if let second = try await feedback(first) { ranked = second }
+        let answer = collapse(ranked, entry: entry, limit: limit)
+        try await read(answer.map(\.id), into: &memories, record: record, key: key, includeSensitive: includeSensitive)
+        return answer.compactMap { item in memories[item.id].map { SearchHit(memory: $0, breakdown: item.breakdown) } }
     }
 
     /// The cache version of a user: changes whenever the searchable set does, in any process.

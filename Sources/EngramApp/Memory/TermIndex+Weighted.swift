@@ -25,33 +25,39 @@ extension TermIndex {
         let questionBest = q.touched.reduce(0) { max($0, q.scores[$1]) }
         let expansionBest = e.touched.reduce(0) { max($0, e.scores[$1]) }
         guard questionBest > 0, expansionBest > 0 else { return [] }
+        // A document the question already touched has a question score; the expansion's others follow.
         var touched = q.touched
-        var seen = Set(q.touched)
-        for document in e.touched where seen.insert(document).inserted { touched.append(document) }
+        for document in e.touched where !q.isTouched[document] { touched.append(document) }
         let lambda = expansionWeight / expansionBest
         return best(touched, limit: limit) { q.scores[$0] / questionBest + lambda * e.scores[$0] }
     }
 
-    /// Each memory's weighted BM25 (indexed by document) and the documents that hold a term.
-    private func weightedScores(_ terms: [(term: Data, weight: Double)]) -> (scores: [Double], touched: [Int]) {
-        guard !terms.isEmpty, !ids.isEmpty else { return ([], []) }
+    /// Each memory's weighted BM25 (indexed by document) and the documents that hold a term, in
+    /// the order first touched.
+    private func weightedScores(_ terms: [(term: Data, weight: Double)]) -> (scores: [Double], touched: [Int], isTouched: [Bool]) {
+        guard !terms.isEmpty, !ids.isEmpty else { return ([], [], []) }
         var scores = [Double](repeating: 0, count: ids.count)
+        var isTouched = [Bool](repeating: false, count: ids.count)
         var touched: [Int] = []
         var seen = Set<Term>()
         for (term, weight) in terms.sorted(by: { $0.term.lexicographicallyPrecedes($1.term) }) where weight > 0 {
             let key = Term(term)
             guard seen.insert(key).inserted, let list = postings[key], !list.isEmpty else { continue }
+            let idf = Scoring.idf(df: list.count, documentCount: statistics.documentCount)
             for posting in list {
                 let document = Int(posting.document)
-                if scores[document] == 0 { touched.append(document) }
+                guard document < ids.count else { continue }
+                if !isTouched[document] {
+                    isTouched[document] = true
+                    touched.append(document)
+                }
                 scores[document] +=
                     weight
                     * Scoring.bm25Term(
-                        tf: Int(posting.frequency), df: list.count, documentLength: lengths[document], averageLength: statistics.averageLength,
-                        documentCount: statistics.documentCount)
+                        tf: Int(posting.frequency), idf: idf, documentLength: lengths[document], averageLength: statistics.averageLength)
             }
         }
-        return (scores, touched)
+        return (scores, touched, isTouched)
     }
 
     /// The best `limit` of `documents` by `score` (positive scores only), best first, equal scores

@@ -100,33 +100,31 @@ public struct TermIndex: Sendable {
         var head = [Int](repeating: -1, count: ids.count)
         var next: [Int] = []
         var frequencies: [Int] = []
-        var documentFrequencies: [Int] = []
+        var idfs: [Double] = []
         var touched: [Int32] = []
         for list in lists.reversed() {
-            let df = list.count
+            let idf = Scoring.idf(df: list.count, documentCount: statistics.documentCount)
             for posting in list {
                 let document = Int(posting.document)
                 if head[document] < 0 { touched.append(posting.document) }
                 next.append(head[document])
                 head[document] = frequencies.count
                 frequencies.append(Int(posting.frequency))
-                documentFrequencies.append(df)
+                idfs.append(idf)
             }
         }
 
-        var buffer: [(tf: Int, df: Int)] = []
+        var buffer: [(tf: Int, idf: Double)] = []
         var best: [(document: Int32, score: Double)] = []
         best.reserveCapacity(limit + 1)
         for document in touched {
             buffer.removeAll(keepingCapacity: true)
             var entry = head[Int(document)]
             while entry >= 0 {
-                buffer.append((tf: frequencies[entry], df: documentFrequencies[entry]))
+                buffer.append((tf: frequencies[entry], idf: idfs[entry]))
                 entry = next[entry]
             }
-            let score = Scoring.bm25(
-                termFrequencies: buffer, documentLength: lengths[Int(document)], averageLength: statistics.averageLength,
-                documentCount: statistics.documentCount)
+            let score = Scoring.bm25(termIDFs: buffer, documentLength: lengths[Int(document)], averageLength: statistics.averageLength)
             // A small sorted buffer of the best: O(n log k), not a sort of every score.
             if best.count == limit, let last = best.last, !ranksBefore(score, document, last.score, last.document) { continue }
             let at = best.firstIndex { ranksBefore(score, document, $0.score, $0.document) } ?? best.count

@@ -1,5 +1,6 @@
 import EngramCore
 import EngramStore
+import Foundation
 
 /// Per-user vectors in memory, Float32 in blocks (`Entry`), for exact SIMD search. An entry is valid for
 /// one `memory_version` of its user, which every process bumps when it changes the searchable
@@ -110,16 +111,28 @@ public actor VectorCache {
         }
     }
 
-    private var heads: [String: (version: String, heads: [MemoryHead])] = [:]
+    private var heads: [String: HeadIndex] = [:]
 
     /// A user's content-free memory heads, valid for one version of the user (like the vectors).
     public func heads(tenant: String, user: UserKey, version: String, load: @Sendable () async throws -> [MemoryHead]) async throws -> [MemoryHead] {
+        try await headIndex(tenant: tenant, user: user, version: version, load: load).heads
+    }
+
+    /// The same heads by id (search scores its candidates from them).
+    func headIndex(tenant: String, user: UserKey, version: String, load: @Sendable () async throws -> [MemoryHead]) async throws -> HeadIndex {
         let key = "\(tenant)|\(user.rawValue)"
-        if let cached = heads[key], cached.version == version { return cached.heads }
-        let loaded = try await load()
+        if let cached = heads[key], cached.version == version { return cached }
+        let loaded = HeadIndex(version: version, heads: try await load())
         if heads.count > 10_000 { heads.removeAll(keepingCapacity: true) }
-        heads[key] = (version, loaded)
+        heads[key] = loaded
         return loaded
+    }
+
+    /// Recall's reinforcement, once written to the store, in this process's cached heads: it does
+    /// not change the user's version (a search would otherwise reload every cache of a caller it
+    /// answered), so the heads would keep the salience they were read with until the next write.
+    public func reinforce(tenant: String, user: UserKey, _ updates: [(id: String, salience0: Double, at: Date)]) {
+        heads["\(tenant)|\(user.rawValue)"]?.reinforce(updates)
     }
 
     private var entries: [String: Entry] = [:]

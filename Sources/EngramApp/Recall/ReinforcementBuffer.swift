@@ -6,10 +6,20 @@ import ServiceLifecycle
 
 /// Collects recall reinforcements off the request path and writes them in batches.
 public actor ReinforcementBuffer {
-    private var pending: [String: [String: (salience0: Double, at: Date)]] = [:]  // tenant → memory → update
+    private struct Update {
+        var user: UserKey
+        var salience0: Double
+        var at: Date
+    }
+    private var pending: [String: [String: Update]] = [:]  // tenant → memory → update
     private let store: any MemoryWriteStore
+    /// The cached heads of this process, which search ranks by: written once the store has it.
+    private let cache: VectorCache?
 
-    init(store: any MemoryWriteStore) { self.store = store }
+    init(store: any MemoryWriteStore, cache: VectorCache? = nil) {
+        self.store = store
+        self.cache = cache
+    }
 
     /// `salience0 = s + 0.18 (1 - s)`, `reinforced_at = now`, for each memory returned to an agent.
     public func reinforce(_ memories: [Memory], at now: Date) {
@@ -19,7 +29,7 @@ public actor ReinforcementBuffer {
                 current.salience0 = earlier.salience0
                 current.reinforcedAt = earlier.at
             }
-            pending[memory.tenant, default: [:]][memory.id] = (Salience.reinforced(current, at: now), now)
+            pending[memory.tenant, default: [:]][memory.id] = Update(user: memory.user, salience0: Salience.reinforced(current, at: now), at: now)
         }
     }
 
@@ -28,6 +38,10 @@ public actor ReinforcementBuffer {
         pending = [:]
         for (tenant, updates) in batch {
             try await store.reinforce(tenant: tenant, updates.map { ($0.key, $0.value.salience0, $0.value.at) })
+            guard let cache else { continue }
+            for (user, memories) in Dictionary(grouping: updates, by: { $0.value.user }) {
+                await cache.reinforce(tenant: tenant, user: user, memories.map { ($0.key, $0.value.salience0, $0.value.at) })
+            }
         }
     }
 }
@@ -55,5 +69,5 @@ public struct ReinforcementFlusher: Service {
 
 extension MemoryVault {
     /// The buffer that writes recall's reinforcement to this vault's store in batches.
-    public func reinforcementBuffer() -> ReinforcementBuffer { ReinforcementBuffer(store: store) }
+    public func reinforcementBuffer() -> ReinforcementBuffer { ReinforcementBuffer(store: store, cache: vectorCache) }
 }

@@ -41,22 +41,37 @@ public enum Scoring {
         return ScoreBreakdown(cosine: c, bm25: bm25, salience: salience, recency: recency, score: total)
     }
 
+    /// Inverse document frequency of a term held by `df` of `documentCount` documents (BM25's, never negative for df ≤ count).
+    public static func idf(df: Int, documentCount: Int) -> Double {
+        log(1 + (Double(documentCount) - Double(df) + 0.5) / (Double(df) + 0.5))
+    }
+
     /// One query term's Okapi BM25 part in one document: idf × saturated term frequency.
     public static func bm25Term(tf: Int, df: Int, documentLength: Int, averageLength: Double, documentCount: Int) -> Double {
+        bm25Term(tf: tf, idf: idf(df: df, documentCount: documentCount), documentLength: documentLength, averageLength: averageLength)
+    }
+
+    /// The same, with the term's idf computed once for a whole posting list.
+    public static func bm25Term(tf: Int, idf: Double, documentLength: Int, averageLength: Double) -> Double {
         guard tf > 0 else { return 0 }
         let k1 = MemoryModelConstants.bm25K1
         let b = MemoryModelConstants.bm25B
-        let idf = log(1 + (Double(documentCount) - Double(df) + 0.5) / (Double(df) + 0.5))
         return idf * Double(tf) * (k1 + 1) / (Double(tf) + k1 * (1 - b + b * Double(documentLength) / max(averageLength, 1)))
     }
 
     /// Okapi BM25 for one document, given per-term document frequencies.
     public static func bm25(termFrequencies: [(tf: Int, df: Int)], documentLength: Int, averageLength: Double, documentCount: Int) -> Double {
+        bm25(
+            termIDFs: termFrequencies.map { (tf: $0.tf, idf: idf(df: $0.df, documentCount: documentCount)) }, documentLength: documentLength,
+            averageLength: averageLength)
+    }
+
+    /// The same, with each term's idf computed once for a whole posting list; summed in the order given.
+    public static func bm25(termIDFs: [(tf: Int, idf: Double)], documentLength: Int, averageLength: Double) -> Double {
         let k1 = MemoryModelConstants.bm25K1
         let b = MemoryModelConstants.bm25B
         var total = 0.0
-        for (tf, df) in termFrequencies where tf > 0 {
-            let idf = log(1 + (Double(documentCount) - Double(df) + 0.5) / (Double(df) + 0.5))
+        for (tf, idf) in termIDFs where tf > 0 {
             let norm = Double(tf) * (k1 + 1) / (Double(tf) + k1 * (1 - b + b * Double(documentLength) / max(averageLength, 1)))
             total += idf * norm
         }

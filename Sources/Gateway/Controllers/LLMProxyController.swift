@@ -70,12 +70,6 @@ struct LLMProxyController {
         let tenant = caller.tenant
         guard let raw = turn.engramUser, raw.utf8.count <= 256, let identity = CallerReference.parse(raw) else { return .none }
         let user = tenant.userKeys.key(for: identity)
-        // The search tool's budget, per key; over it the turn goes on without memory (a 429 would
-        // fail the caller's turn, not protect anything: the upstream call costs Engram nothing).
-        guard await rateLimiter.check(caller.keyID).allowed else {
-            EngramMetrics.llmMemoryMiss(reason: "rate_limited")
-            return .miss
-        }
         let includeSensitive = tenant.includeSensitive(configuration)
         let query = ChatTurn.clipped(turn.latestUserText, maxBytes: ToolsController.maxQueryBytes)
         let firstTurn = turn.userMessageCount <= 1
@@ -95,6 +89,15 @@ struct LLMProxyController {
                     ? [] : vault.search(tenant: tenant.id, user: user, query: query, limit: 8, includeSensitive: includeSensitive)
                 // The best for the question first, then who the caller is.
                 return try await hits.map(\.memory) + profile
+            }
+            // The search tool's budget, per key, asked while retrieval starts (its Redis round trip
+            // is off the turn's path); over it, retrieval is cancelled and the turn goes on without
+            // memory (a 429 would fail the caller's turn, not protect anything: the upstream call
+            // costs Engram nothing).
+            guard await rateLimiter.check(caller.keyID).allowed else {
+                retrieval.cancel()
+                EngramMetrics.llmMemoryMiss(reason: "rate_limited")
+                return .miss
             }
             candidates = try await withTimeout(configuration.llmMemoryDeadline) { try await retrieval.value }
         } catch {
