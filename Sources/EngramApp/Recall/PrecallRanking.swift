@@ -7,7 +7,7 @@ import Foundation
 /// `salience(now)`, equal saliences in the heads' order: exactly what sorting every head gives,
 /// but ranked lazily. A caller can hold 20,000 memories while pre-call reads a few dozen, so the
 /// others are selected a page at a time, and sorted whole only when the walk goes deep.
-struct PrecallRanking {
+struct PrecallRanking: Sendable {
     let slots: [MemoryHead]
     let lastSummary: MemoryHead?
     private let heads: [MemoryHead]

@@ -50,6 +50,8 @@ public struct PrecallVariables: Codable, Sendable, Equatable {
 public struct PrecallContextBuilder: Sendable {
     public let vault: MemoryVault
     public let characterBudget: Int
+    /// Recent pre-call orders (ids and saliences, no content), reused for a minute per caller version.
+    let rankings = PrecallRankingCache()
 
     public init(vault: MemoryVault, characterBudget: Int) {
         self.vault = vault
@@ -66,7 +68,12 @@ public struct PrecallContextBuilder: Sendable {
 
         // Slots, the last summary, then the others by salience: ranked lazily (PrecallRanking), as
         // the walk below reads a few dozen of a caller's thousands.
-        var ordered = PrecallRanking(heads: heads, includeSensitive: includeSensitive, now: now)
+        // Reused for a minute (PrecallRankingCache): a call's first LLM turn follows its pre-call.
+        let rankingKey = PrecallRankingCache.key(tenant: tenant.id, user: user, includeSensitive: includeSensitive)
+        let version = MemoryVault.cacheVersion(record)
+        let cached = rankings.ranking(key: rankingKey, version: version, now: now)
+        var ordered = cached?.ranking ?? PrecallRanking(heads: heads, includeSensitive: includeSensitive, now: now)
+        defer { rankings.keep(ordered, key: rankingKey, version: version, rankedAt: cached?.rankedAt ?? now) }
         let slots = ordered.slots
         let lastSummary = ordered.lastSummary
 
