@@ -187,6 +187,11 @@ public actor VectorCache {
         return true
     }
 
+    /// Whether the caller's heads and vectors for `embedder` are held at `version`.
+    func holds(tenant: String, user: UserKey, embedder: String, version: String) -> Bool {
+        heads["\(tenant)|\(user.rawValue)"]?.version == version && entries["\(tenant)|\(user.rawValue)|\(embedder)"]?.version == version
+    }
+
     public func invalidate(tenant: String, user: UserKey) {
         heads.removeValue(forKey: "\(tenant)|\(user.rawValue)")
         let prefix = "\(tenant)|\(user.rawValue)|"

@@ -124,6 +124,10 @@ struct ConversationInitController {
                 try await builder.variables(tenant: tenant, user: user, includeSensitive: includeSensitive)
             }
             await reinforcement.reinforce(injected, at: clock.now())
+            // The call's first search or proxy turn should not load the caller's search caches
+            // (about 1 s at 20,000 memories after a write): loaded now, while the call connects.
+            let vault = precall.vault
+            Task(priority: .utility) { await vault.warmSearch(tenant: tenant.id, user: user) }
             return variables
         } catch {
             let reason = error is TimeoutError ? "budget" : "store_error"
