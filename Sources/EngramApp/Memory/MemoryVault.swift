@@ -362,7 +362,7 @@ public struct MemoryVault: Sendable {
         callAt: Date?, now: Date, to batch: inout WriteBatch
     ) throws {
         let sealed = try key.cipher.sealString(extracted.content, context: Self.contentContext(batch.tenant, batch.user, id))
-        let terms = Self.termHashes(extracted.content, key: key)
+        let terms = Self.termHashes(extracted.indexText ?? extracted.content, key: key)
         batch.inserts.append(
             MemoryRow(
                 id: id, tenant: batch.tenant, user: batch.user, sector: extracted.sector, sealedContent: sealed, slot: extracted.slot,

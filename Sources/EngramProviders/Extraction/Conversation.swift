@@ -64,6 +64,9 @@ public struct ExtractedMemory: Sendable, Equatable {
     public var sensitive: Bool
     /// `conversation`, `summary`, `data_collection`, `tool`.
     public var kind: String
+    /// What the keyword index reads instead of `content` when set (`SpeakerNames.indexText`);
+    /// never shown, never stored apart from the index's keyed term hashes.
+    public var indexText: String?
 
     public init(
         content: String, sector: Sector, slot: String? = nil, importance: Double, validFrom: Date? = nil, sourceTurns: [Int], sensitive: Bool = false,

@@ -4,7 +4,8 @@ import Foundation
 /// Offline extraction (MEMORY-MODEL.md): the call summary, data-collection results as slot
 /// facts, every substantive turn as an episode (a window of turns, one line each, citing them),
 /// pattern facts (name, likes, allergies, family, work, places, contact preferences) from the
-/// caller's words, dated bookings (`DatedFacts`) and stated facts (`StatedFacts`).
+/// caller's words, dated bookings (`DatedFacts`) and stated facts (`StatedFacts`). Each memory of
+/// the transcript is indexed with its speaker's names (`SpeakerNames`).
 public struct LocalExtractor: Extractor {
     public let id = "local-v1"
 
@@ -16,6 +17,7 @@ public struct LocalExtractor: Extractor {
         let day = Self.dayFormatter.string(from: conversation.startedAt)
         var memories: [ExtractedMemory] = []
         var userName: String?
+        var centres: [Int: Conversation.Speaker] = [:]  // episode position in `memories` → its centre turn's speaker
 
         if let summary = conversation.summary {
             memories.append(
@@ -33,14 +35,18 @@ public struct LocalExtractor: Extractor {
         let turns = conversation.turns
         for (position, turn) in turns.enumerated() {
             let text = RelativeDates.annotate(turn.text, callStart: conversation.startedAt)
-            // A turn alone is rarely self-contained on the phone ("Friday works."): the turns
-            // around it travel with it, and the memory cites them too.
+            // A turn alone is rarely self-contained on the phone ("Friday works."): the turn
+            // before travels with it, the turn after only when this one asks something (its
+            // answer), and the memory cites them too. A statement's reply is mostly a reaction;
+            // leaving it out lets more memories fit an answer's budget (BENCHMARKS.md, issue 13,
+            // fourth pass).
             let before = position > 0 ? turns[position - 1] : nil
-            let after = position + 1 < turns.count ? turns[position + 1] : nil
+            let after = position + 1 < turns.count && turn.text.contains("?") ? turns[position + 1] : nil
             let sensitive = Self.isSensitive(text)
             switch turn.speaker {
             case .caller:
                 if Self.isSubstantive(text) {
+                    centres[memories.count] = turn.speaker
                     memories.append(
                         ExtractedMemory(
                             content: Self.episode(
@@ -65,6 +71,7 @@ public struct LocalExtractor: Extractor {
                 }
                 let statements = Self.statements(text)
                 if Self.isSubstantive(statements) {
+                    centres[memories.count] = turn.speaker
                     memories.append(
                         ExtractedMemory(
                             content: Self.episode(
@@ -77,7 +84,24 @@ public struct LocalExtractor: Extractor {
         }
         memories.append(contentsOf: DatedFacts.bookings(in: conversation, day: day))
         memories.append(contentsOf: StatedFacts.facts(in: conversation, day: day))
+        Self.index(&memories, turns: turns, centres: centres)
         return Extraction(memories: memories, summary: conversation.summary, userName: userName, extractor: id)
+    }
+
+    /// Index texts (`SpeakerNames`): each memory is indexed with its speaker's names and without
+    /// the names the two sides address each other by.
+    static func index(_ memories: inout [ExtractedMemory], turns: [Conversation.Turn], centres: [Int: Conversation.Speaker]) {
+        let names = SpeakerNames.learn(from: turns)
+        let all = Set(names.caller + names.agent)
+        guard !all.isEmpty else { return }
+        let speakers = Dictionary(turns.map { ($0.index, $0.speaker) }, uniquingKeysWith: { a, _ in a })
+        for position in memories.indices where memories[position].kind == "conversation" {
+            var speaker = centres[position]
+            if speaker == nil, memories[position].sourceTurns.count == 1 { speaker = speakers[memories[position].sourceTurns[0]] }
+            let own = speaker.map { names.names(of: $0) } ?? []
+            let text = SpeakerNames.indexText(memories[position].content, addressedNames: all, speakerNames: own)
+            if text != memories[position].content { memories[position].indexText = text }
+        }
     }
 
     static let dayFormatter: DateFormatter = {
@@ -89,7 +113,8 @@ public struct LocalExtractor: Extractor {
     }()
 
     /// A window of turns, one line each, in turn order (what `AnswerPacker` merges and de-duplicates):
-    /// "On 21 November 2025:\nagent: …\ncaller: …\nagent: …". The centre turn carries `text`
+    /// "On 21 November 2025:\nagent: …\ncaller: …\nagent: …" (the turn before, the turn, and the
+    /// turn after when the turn asks something). The centre turn carries `text`
     /// (up to 700 characters), its neighbours their own words (up to 300).
     static func episode(day: String, speaker: Conversation.Speaker, text: String, before: Conversation.Turn?, after: Conversation.Turn?, start: Date)
         -> String
