@@ -31,6 +31,10 @@ struct EvalCommand: AsyncParsableCommand {
             print(row("overall", report.overall))
             print("mean characters in the top 10: \(Int(report.meanCharsAt10))")
             print("≤1k/≤2k/≤4k: recall of the answer cut at 1,000/2,000/4,000 characters (shared/eval/README.md)")
+            let strict = LoCoMoEvaluation.characterBudgets.map {
+                String(format: "≤%dk %.1f", $0 / 1000, report.overall.recallWithinCharsStrict[String($0)] ?? 0)
+            }
+            print("overall, the walk stopped at the first memory that does not fit: " + strict.joined(separator: "  "))
         }
 
         func row(_ name: String, _ r: LoCoMoEvaluation.Report.Recall) -> String {

@@ -18,12 +18,16 @@ public struct LoCoMoEvaluation {
             public var recallAt25: Double
             /// Recall of the answer cut at a character budget, keyed by the budget ("1000", "2000", "4000").
             public var recallWithinChars: [String: Double]
+            /// The same walk stopped at the first memory that does not fit (the tool's answer passes over
+            /// it and goes on with smaller ones): `shared/eval/README.md`'s walk read strictly.
+            public var recallWithinCharsStrict: [String: Double]
             public var questions: Int
             enum CodingKeys: String, CodingKey {
                 case recallAt5 = "recall_at_5"
                 case recallAt10 = "recall_at_10"
                 case recallAt25 = "recall_at_25"
                 case recallWithinChars = "recall_within_chars"
+                case recallWithinCharsStrict = "recall_within_chars_strict"
                 case questions
             }
         }
@@ -159,6 +163,10 @@ public struct LoCoMoEvaluation {
                     let answer = AnswerPacker.pack(memories, budget: budget)
                     let cited = Set(answer.citedTurns.compactMap { turnIDs["\($0.conversationID ?? "")#\($0.turn)"] })
                     sum.withinChars[budget, default: 0] += Double(evidence.intersection(cited).count) / Double(evidence.count)
+                    var strict = AnswerPacker(budget: budget)
+                    for memory in memories where strict.add(memory) == .overBudget { break }
+                    let strictCited = Set(strict.citedTurns.compactMap { turnIDs["\($0.conversationID ?? "")#\($0.turn)"] })
+                    sum.withinCharsStrict[budget, default: 0] += Double(evidence.intersection(strictCited).count) / Double(evidence.count)
                 }
                 sum.n += 1
                 sums[question.category] = sum
@@ -171,9 +179,14 @@ public struct LoCoMoEvaluation {
         func recall(_ s: Sums) -> Report.Recall {
             let n = Double(max(1, s.n))
             var within: [String: Double] = [:]
-            for budget in Self.characterBudgets { within[String(budget)] = 100 * (s.withinChars[budget] ?? 0) / n }
+            var strict: [String: Double] = [:]
+            for budget in Self.characterBudgets {
+                within[String(budget)] = 100 * (s.withinChars[budget] ?? 0) / n
+                strict[String(budget)] = 100 * (s.withinCharsStrict[budget] ?? 0) / n
+            }
             return Report.Recall(
-                recallAt5: 100 * s.r5 / n, recallAt10: 100 * s.r10 / n, recallAt25: 100 * s.r25 / n, recallWithinChars: within, questions: s.n)
+                recallAt5: 100 * s.r5 / n, recallAt10: 100 * s.r10 / n, recallAt25: 100 * s.r25 / n, recallWithinChars: within,
+                recallWithinCharsStrict: strict, questions: s.n)
         }
         let total = sums.values.reduce(Sums()) { $0.adding($1) }
         var byCategory: [String: Report.Recall] = [:]
@@ -188,11 +201,15 @@ public struct LoCoMoEvaluation {
     struct Sums {
         var r5 = 0.0, r10 = 0.0, r25 = 0.0
         var withinChars: [Int: Double] = [:]
+        var withinCharsStrict: [Int: Double] = [:]
         var n = 0
 
         func adding(_ other: Sums) -> Sums {
-            var sum = Sums(r5: r5 + other.r5, r10: r10 + other.r10, r25: r25 + other.r25, withinChars: withinChars, n: n + other.n)
+            var sum = Sums(
+                r5: r5 + other.r5, r10: r10 + other.r10, r25: r25 + other.r25, withinChars: withinChars, withinCharsStrict: withinCharsStrict,
+                n: n + other.n)
             for (budget, value) in other.withinChars { sum.withinChars[budget, default: 0] += value }
+            for (budget, value) in other.withinCharsStrict { sum.withinCharsStrict[budget, default: 0] += value }
             return sum
         }
     }
