@@ -46,7 +46,11 @@ final class OwnRedis: @unchecked Sendable {
                 try await waitUntil(timeout: .seconds(4), "own redis answers") { (try? await client.ping()) != nil }
                 return
             } catch {
-                kill(process.processIdentifier, SIGKILL)
+                // What the silent server was doing, to tell the causes apart (killed by a signal,
+                // stopped, blocked, or listening while the client's PING did not get through).
+                print("OwnRedis: redis-server on port \(port), start \(attempt), silent for 4 s: \(Self.diagnose(process, port: port, log: log))")
+                // Only while not reaped: once reaped, its pid may be another process's.
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
                 process.waitUntilExit()
                 self.process = nil
                 guard attempt < 3 else {
@@ -56,6 +60,30 @@ final class OwnRedis: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// The process's state (or how it ended), whether its port accepts a TCP connection, and
+    /// the end of its log.
+    static func diagnose(_ process: ChildProcess, port: Int, log: URL) -> String {
+        let pid = process.processIdentifier
+        var state = "exited with \(process.isRunning ? -1 : process.terminationStatus) (128+n: signal n)"
+        if process.isRunning {
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "?"
+            let wchan = (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8)) ?? "?"
+            let field = stat.split(separator: ")").last?.split(separator: " ").first ?? "?"
+            state = "running, state \(field), wchan \(wchan)"
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        close(fd)
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? "no log"
+        return "pid \(pid) \(state); TCP connect to the port \(connected ? "accepted" : "refused"); log: \(text.suffix(600))"
     }
 
     /// kill -9 (what an outage looks like), then wait until the port stops answering.
