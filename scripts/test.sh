@@ -54,10 +54,11 @@ stop_test_session() {
   [[ -n "$test_session" ]] || return 0
   local session=$test_session left pids
   test_session=""
-  left=$(ps -eo pid=,sid=,comm= 2>/dev/null | awk -v s="$session" '$2 == s {printf "%s%s (%s)", sep, $3, $1; sep=", "}')
+  # Zombies (dead, not yet reaped by init) are not listed: they hold nothing.
+  left=$(ps -eo pid=,sid=,stat=,comm= 2>/dev/null | awk -v s="$session" '$2 == s && $3 !~ /^Z/ {printf "%s%s (%s)", sep, $4, $1; sep=", "}')
   if [[ -n "$left" ]]; then
     log "processes left by swift test (session $session), stopping them: $left"
-    pids=$(ps -eo pid=,sid= | awk -v s="$session" '$2 == s {print $1}')
+    pids=$(ps -eo pid=,sid=,stat= | awk -v s="$session" '$2 == s && $3 !~ /^Z/ {print $1}')
     # shellcheck disable=SC2086 # one pid per word
     kill -TERM $pids 2>/dev/null || true
     local deadline=$((SECONDS + 10))
@@ -149,8 +150,9 @@ test_timeout=${ENGRAM_TEST_TIMEOUT:-40m}
 # A test past its time limit that does not end on cancellation (it awaits something that never
 # comes) keeps Swift Testing waiting for it, and the process sits idle for ever (its main thread
 # in libdispatch's sigsuspend). So the run is watched: once a time limit was exceeded, the run
-# gets ENGRAM_TEST_STUCK_GRACE seconds to end; once it printed its summary, ENGRAM_TEST_EXIT_GRACE
-# seconds to exit. Past either, it is killed and fails with that reason.
+# gets ENGRAM_TEST_STUCK_GRACE seconds to end (60 s if it prints nothing meanwhile); once it
+# printed its summary, ENGRAM_TEST_EXIT_GRACE seconds to exit. Past either, it is killed and fails
+# with that reason.
 stuck_grace=${ENGRAM_TEST_STUCK_GRACE:-180}
 exit_grace=${ENGRAM_TEST_EXIT_GRACE:-60}
 [[ -n "$tmpdir" ]] || tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/engram-test.XXXXXX")
@@ -167,6 +169,10 @@ tail_pid=$!
 verdict=""
 summary_at=""
 limit_at=""
+last_size=""
+quiet_since=$SECONDS
+# After a time limit was exceeded, a run that prints nothing for this long is stuck too.
+quiet_grace=$((stuck_grace < 60 ? stuck_grace : 60))
 while kill -0 "$test_session" 2>/dev/null; do
   if [[ -z "$limit_at" ]] && grep -q 'Time limit was exceeded' "$test_log"; then limit_at=$SECONDS; fi
   if [[ -z "$summary_at" ]] && grep -qE 'Test run with [0-9]+ tests?.* (passed|failed)' "$test_log"; then summary_at=$SECONDS; fi
@@ -174,8 +180,13 @@ while kill -0 "$test_session" 2>/dev/null; do
     verdict="the test process did not exit within ${exit_grace}s of its summary (ENGRAM_TEST_EXIT_GRACE): killed"
     break
   fi
-  if [[ -z "$summary_at" && -n "$limit_at" ]] && ((SECONDS - limit_at >= stuck_grace)); then
-    verdict="a test exceeded its time limit and the run did not end within ${stuck_grace}s (ENGRAM_TEST_STUCK_GRACE): killed; $(grep -m 3 'Time limit was exceeded' "$test_log" | tr '\n' ' ')"
+  size=$(stat -c %s "$test_log")
+  if [[ "$size" != "$last_size" ]]; then
+    last_size=$size
+    quiet_since=$SECONDS
+  fi
+  if [[ -z "$summary_at" && -n "$limit_at" ]] && ((SECONDS - limit_at >= stuck_grace || SECONDS - quiet_since >= quiet_grace)); then
+    verdict="a test exceeded its time limit and the run did not end (${stuck_grace}s after it, or ${quiet_grace}s without output; ENGRAM_TEST_STUCK_GRACE): killed; $(grep -m 3 'Time limit was exceeded' "$test_log" | tr '\n' ' ')"
     break
   fi
   sleep 1
