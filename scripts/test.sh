@@ -28,6 +28,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started_at=$SECONDS
 bash scripts/deps.sh
 require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
+require_cmd setsid "util-linux"
+require_cmd stdbuf "coreutils"
 # The layering (no cycle, arrows down, executables off the store) is checked before anything starts.
 bash scripts/module-graph.sh
 
