@@ -87,9 +87,9 @@ struct BenchSearchCommand: AsyncParsableCommand {
                         tenant: tenant.id, user: user, embedder: embedder.id, query: vector, limit: 25, exact: exact
                     ).count
                     histogram.record((ContinuousClock.now - started).microseconds)
-                    // Exact search sees every vector of the caller: fewer than 25 (every caller
-                    // seeded here holds more) means the query missed the stored vectors and the
-                    // timing is of an empty search, which must not pass for a figure.
+                    // Exact search sees every vector of the caller: fewer rows than the caller
+                    // holds (up to 25) means the query missed the stored vectors, and the timing
+                    // is of an empty search, which must not pass for a figure.
                     if exact, found < min(25, kind == "heavy" ? heavy : memories) {
                         throw ValidationError(
                             "pgvector exact search returned \(found) of 25 rows for a \(kind) caller: the query does not match the stored vectors (embedder \(embedder.id))"
