@@ -28,6 +28,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started_at=$SECONDS
 bash scripts/deps.sh
 require_cmd swift "install the Swift toolchain: https://www.swift.org/install/"
+require_cmd setsid "util-linux"
+require_cmd stdbuf "coreutils"
 # The layering (no cycle, arrows down, executables off the store) is checked before anything starts.
 bash scripts/module-graph.sh
 
@@ -39,9 +41,46 @@ python3 scripts/check-doc-links.py
 
 tmpdir=""
 redis_pid=""
+test_session=""
+tail_pid=""
+
+# `swift test` runs in a session of its own (setsid), and everything it starts stays in that
+# session: SwiftPM puts the test process in a process group of its own (so killing swift test's
+# group, as timeout(1) does, left the test process and its children running), but not in another
+# session. Whatever is left of the session when the run ends (a test process that crashed or
+# hung, a child a failing test did not stop) is listed and killed here, so no run leaves
+# processes behind. (Each child of the test process also dies with it: PR_SET_PDEATHSIG, set by
+# Tests/EngramTests/Support/ChildProcess.swift.)
+# shellcheck disable=SC2329 # called from cleanup and below
+stop_test_session() {
+  [[ -n "$test_session" ]] || return 0
+  local session=$test_session left pids
+  test_session=""
+  # Zombies (dead, not yet reaped by init) are not listed: they hold nothing.
+  left=$(ps -eo pid=,sid=,stat=,comm= 2>/dev/null | awk -v s="$session" '$2 == s && $3 !~ /^Z/ {printf "%s%s (%s)", sep, $4, $1; sep=", "}')
+  if [[ -n "$left" ]]; then
+    log "processes left by swift test (session $session), stopping them: $left"
+    pids=$(ps -eo pid=,sid=,stat= | awk -v s="$session" '$2 == s && $3 !~ /^Z/ {print $1}')
+    # shellcheck disable=SC2086 # one pid per word
+    kill -TERM $pids 2>/dev/null || true
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)); do
+      pids=$(ps -eo pid=,sid=,stat= | awk -v s="$session" '$2 == s && $3 !~ /^Z/ {print $1}')
+      [[ -n "$pids" ]] || break
+      sleep 0.2
+    done
+    # shellcheck disable=SC2086
+    [[ -z "$pids" ]] || kill -KILL $pids 2>/dev/null || true
+  fi
+}
 
 # shellcheck disable=SC2329 # called from the traps below
 cleanup() {
+  stop_test_session
+  if [[ -n "$tail_pid" ]]; then
+    kill "$tail_pid" 2>/dev/null || true
+    tail_pid=""
+  fi
   stop_test_postgres
   if [[ -n "$redis_pid" ]]; then
     stop_pid "$redis_pid" redis-server 10
@@ -110,8 +149,64 @@ set +e
 # Each test has a time limit of its own; this bounds the whole run too, so that a hang fails
 # CI with a message instead of holding it until CI's own limit.
 test_timeout=${ENGRAM_TEST_TIMEOUT:-40m}
-timeout --kill-after=30s "$test_timeout" swift test --skip-build "$@"
-status=$?
+# A test past its time limit that does not end on cancellation (it awaits something that never
+# comes) keeps Swift Testing waiting for it, and the process sits idle for ever (its main thread
+# in libdispatch's sigsuspend). So the run is watched: once a time limit was exceeded, the run
+# gets ENGRAM_TEST_STUCK_GRACE seconds to end (60 s if it prints nothing meanwhile); once it
+# printed its summary, ENGRAM_TEST_EXIT_GRACE seconds to exit. Past either, it is killed and fails
+# with that reason.
+stuck_grace=${ENGRAM_TEST_STUCK_GRACE:-180}
+exit_grace=${ENGRAM_TEST_EXIT_GRACE:-60}
+[[ -n "$tmpdir" ]] || tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/engram-test.XXXXXX")
+test_log="$tmpdir/swift-test.log"
+: >"$test_log"
+# stdbuf: line-buffered, so the log (and the watch) sees each line when it is written; a pipe
+# otherwise gets the test process's output only at its exit. In the background with a polling
+# loop, so that the INT/TERM traps run at once (bash runs a trap only after a foreground child
+# has exited).
+setsid timeout --kill-after=30s "$test_timeout" stdbuf -oL -eL swift test --skip-build "$@" >"$test_log" 2>&1 &
+test_session=$!
+tail -n +1 -f --pid="$test_session" "$test_log" &
+tail_pid=$!
+verdict=""
+summary_at=""
+limit_at=""
+last_size=""
+quiet_since=$SECONDS
+# After a time limit was exceeded, a run that prints nothing for this long is stuck too.
+quiet_grace=$((stuck_grace < 60 ? stuck_grace : 60))
+while kill -0 "$test_session" 2>/dev/null; do
+  if [[ -z "$limit_at" ]] && grep -q 'Time limit was exceeded' "$test_log"; then limit_at=$SECONDS; fi
+  if [[ -z "$summary_at" ]] && grep -qE 'Test run with [0-9]+ tests?.* (passed|failed)' "$test_log"; then summary_at=$SECONDS; fi
+  if [[ -n "$summary_at" ]] && ((SECONDS - summary_at >= exit_grace)); then
+    verdict="the test process did not exit within ${exit_grace}s of its summary (ENGRAM_TEST_EXIT_GRACE): killed"
+    break
+  fi
+  size=$(stat -c %s "$test_log")
+  if [[ "$size" != "$last_size" ]]; then
+    last_size=$size
+    quiet_since=$SECONDS
+  fi
+  if [[ -z "$summary_at" && -n "$limit_at" ]] && ((SECONDS - limit_at >= stuck_grace || SECONDS - quiet_since >= quiet_grace)); then
+    verdict="a test exceeded its time limit and the run did not end (${stuck_grace}s after it, or ${quiet_grace}s without output; ENGRAM_TEST_STUCK_GRACE): killed; $(grep -m 3 'Time limit was exceeded' "$test_log" | tr '\n' ' ')"
+    break
+  fi
+  sleep 1
+done
+session_leader=$test_session
+if [[ -n "$verdict" ]]; then
+  stop_test_session
+  wait "$session_leader" 2>/dev/null
+  status=1
+else
+  wait "$session_leader"
+  status=$?
+fi
+# Let tail print the last lines, then stop whatever is left of the run.
+wait "$tail_pid" 2>/dev/null
+tail_pid=""
+stop_test_session
+[[ -z "$verdict" ]] || log "$verdict"
 if ((status == 124 || status == 137)); then
   log "swift test did not finish within $test_timeout (ENGRAM_TEST_TIMEOUT): a test hangs"
 fi

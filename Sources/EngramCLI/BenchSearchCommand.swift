@@ -37,7 +37,6 @@ struct BenchSearchCommand: AsyncParsableCommand {
             let report = try await seeder.seed { note($0) }
             note("seeded \(report.memoriesWritten) memories in \(String(format: "%.0f", report.seconds)) s")
         }
-        let embedder = LocalEmbedder()
         print(
             "backend \(backend), \(profile.totalMemories) memories (\(callers) callers × \(memories) + one with \(heavy)), \(queries) searches per row, sequential"
         )
@@ -70,6 +69,10 @@ struct BenchSearchCommand: AsyncParsableCommand {
             print(row("tool answer, \(kind) caller", histogram))
         }
         guard let postgres = context.store as? PostgresMemoryStore else { return }
+        // The tenant's own embedder, as the vault wrote the vectors: the keyed local embedder
+        // stores them under another id (`local-keyed-384-v2`) with other buckets, so the unkeyed
+        // one matched no row and these rows timed empty searches (0 of 25 rows).
+        let embedder = try await context.vault.embedder(forTenant: tenant.id)
         for exact in noHnsw ? [true] : [true, false] {
             for kind in ["regular", "heavy"] {
                 var rng = SplitMix64.derived(seed, kind == "heavy" ? 4 : 3)
@@ -78,12 +81,21 @@ struct BenchSearchCommand: AsyncParsableCommand {
                 let runs = exact ? queries : min(queries, 100)
                 for _ in 0..<runs {
                     let user = kind == "heavy" ? seeder.heavyUser : seeder.user(caller: rng.below(callers))
-                    let vector = embedder.vector(BenchVocabulary.query(&rng))
+                    let vector = try await embedder.embed([BenchVocabulary.query(&rng)]).first ?? []
                     let started = ContinuousClock.now
-                    returned += try await postgres.nearest(
+                    let found = try await postgres.nearest(
                         tenant: tenant.id, user: user, embedder: embedder.id, query: vector, limit: 25, exact: exact
                     ).count
                     histogram.record((ContinuousClock.now - started).microseconds)
+                    // Exact search sees every vector of the caller: fewer rows than the caller
+                    // holds (up to 25) means the query missed the stored vectors, and the timing
+                    // is of an empty search, which must not pass for a figure.
+                    if exact, found < min(25, kind == "heavy" ? heavy : memories) {
+                        throw ValidationError(
+                            "pgvector exact search returned \(found) of 25 rows for a \(kind) caller: the query does not match the stored vectors (embedder \(embedder.id))"
+                        )
+                    }
+                    returned += found
                 }
                 print(
                     row("pgvector \(exact ? "exact" : "hnsw "), \(kind) caller", histogram)

@@ -38,7 +38,9 @@ public enum StoreFactory {
         sqliteMapBytes: Int = AppDatabase.defaultMapBytes, logger: Logger
     ) async throws -> any MemoryStore {
         switch location {
-        case .sqlite(let path): return try SQLiteMemoryStore(path: path, mapBytes: sqliteMapBytes, callTimeout: callTimeout, logger: logger)
+        case .sqlite(let path):
+            // Opening migrates and fsyncs synchronously: off the concurrency pool (OwnThread.swift).
+            return try await onOwnThread { try SQLiteMemoryStore(path: path, mapBytes: sqliteMapBytes, callTimeout: callTimeout, logger: logger) }
         case .postgres(let url):
             return try await PostgresMemoryStore.connect(
                 try PostgresSettings.parse(url), embeddingDimension: embeddingDimension, callTimeout: callTimeout, logger: logger)
