@@ -43,7 +43,7 @@ struct PoisonProcessTests {
         #expect(try await post(try fixtureTranscript(phone: other), env: env, port: port) == 200)
 
         let vault = MemoryVault(
-            store: try SQLiteMemoryStore(path: env.databasePath), keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
+            store: try await openSQLiteStore(path: env.databasePath), keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
         try await waitUntil(timeout: .seconds(60), "the normal call stored by the worker process") {
             guard let tenant = try await vault.tenant("default") else { return false }
             return try await !vault.memories(tenant: "default", user: tenant.userKeys.key(for: .phone(other))).isEmpty

@@ -139,7 +139,7 @@ struct ShutdownUnderLoadTests {
             let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
             defer { worker.kill9() }
 
-            let store = try SQLiteMemoryStore(path: env.databasePath)
+            let store = try await openSQLiteStore(path: env.databasePath)
             let redis = env.redisClient()
             let processingKey = RedisArgument(env.keys.processing(workerID))
             var inFlight: [Data] = []

@@ -41,7 +41,7 @@ struct IntakeHardeningTests {
         try await withGateway { client, env in
             // An existing tenant with its own webhook secret.
             let keyRing = KeyRing(master: env.masterKey)
-            let vault = MemoryVault(store: try SQLiteMemoryStore(path: env.databasePath), keyRing: keyRing, embedder: LocalEmbedder())
+            let vault = MemoryVault(store: try await openSQLiteStore(path: env.databasePath), keyRing: keyRing, embedder: LocalEmbedder())
             _ = try #require(try await vault.tenant("acme", create: true))
             let wrapped = try keyRing.wrap(Data("wsec_acme_0123456789".utf8), context: "webhook:acme")
             try await vault.store.setTenantWebhookSecrets(tenant: "acme", current: wrapped.wrapped, previous: nil, keyID: wrapped.keyID)

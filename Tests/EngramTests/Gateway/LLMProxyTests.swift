@@ -21,7 +21,7 @@ struct LLMProxyTests {
 
     /// A live gateway whose upstream is `fake`; with `ingest`, the signed fixture is stored first.
     func withProxy(
-        ingest: Bool = false, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
+        ingest: Bool = false, store: (@Sendable (TestEnvironment) async throws -> any MemoryStore)? = nil,
         configure: (inout EngramConfiguration) -> Void = { _ in },
         _ body: @Sendable (_ port: Int, TestEnvironment, FakeStreamingUpstream) async throws -> Void
     ) async throws {
@@ -35,7 +35,7 @@ struct LLMProxyTests {
         configuration.llmUpstreamTimeout = .seconds(60)
         configure(&configuration)
         let worker = ingest ? try await buildWorker(configuration: configuration, logger: testLogger) : nil
-        let app = try await buildApplication(configuration: configuration, store: try store?(env), logger: testLogger)
+        let app = try await buildApplication(configuration: configuration, store: try await store?(env), logger: testLogger)
         do {
             try await app.test(.live) { client in
                 let port = try #require(client.port)
@@ -287,7 +287,7 @@ struct LLMProxyTests {
     @Test("retrieval past its deadline: the turn goes on without memory, and says so", .timeLimit(.minutes(1)))
     func memoryDeadline() async throws {
         try await withProxy(
-            store: { StalledStore(base: try SQLiteMemoryStore(path: $0.databasePath), delay: .seconds(30)) },
+            store: { StalledStore(base: try await openSQLiteStore(path: $0.databasePath), delay: .seconds(30)) },
             configure: { $0.llmMemoryDeadline = .milliseconds(50) }
         ) { port, env, fake in
             fake.enqueue(.stream([FakeStreamingUpstream.event("ok", index: 0)]))

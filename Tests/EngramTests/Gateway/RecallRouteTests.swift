@@ -103,7 +103,7 @@ struct StalledStore: MemoryStore {
 struct RecallRouteTests {
     /// Ingests signed fixtures through the real gateway and worker, then runs `body` against the gateway.
     func withIngested(
-        _ bodies: [Data], backend: Backend = .sqlite, store: (@Sendable (TestEnvironment) throws -> any MemoryStore)? = nil,
+        _ bodies: [Data], backend: Backend = .sqlite, store: (@Sendable (TestEnvironment) async throws -> any MemoryStore)? = nil,
         configure: (inout EngramConfiguration) -> Void = { _ in },
         _ body: @Sendable (any TestClientProtocol, TestEnvironment, WorkerRuntime) async throws -> Void
     ) async throws {
@@ -111,7 +111,7 @@ struct RecallRouteTests {
         var configuration = env.configuration()
         configure(&configuration)
         let worker = try await buildWorker(configuration: configuration, logger: testLogger)
-        let app = try await buildApplication(configuration: configuration, store: try store?(env), logger: testLogger)
+        let app = try await buildApplication(configuration: configuration, store: try await store?(env), logger: testLogger)
         try await app.test(.router) { client in
             for data in bodies {
                 try await client.execute(
@@ -204,7 +204,7 @@ struct RecallRouteTests {
     @Test("a stalled store answers the neutral set within the budget")
     func precallStalled() async throws {
         try await withIngested(
-            [try fixtureTranscript()], store: { env in StalledStore(base: try SQLiteMemoryStore(path: env.databasePath), delay: .seconds(3)) },
+            [try fixtureTranscript()], store: { env in StalledStore(base: try await openSQLiteStore(path: env.databasePath), delay: .seconds(3)) },
             configure: { $0.precallBudget = .milliseconds(200) }
         ) { client, env, _ in
             let started = ContinuousClock.now
@@ -223,7 +223,7 @@ struct RecallRouteTests {
             store: { env in
                 // Long enough for the setup calls while the whole suite starts at once on two cores
                 // (5 s was not, on a clean-clone run); the stall below outlasts it.
-                let store = try SQLiteMemoryStore(path: env.databasePath, callTimeout: .seconds(15))
+                let store = try await openSQLiteStore(path: env.databasePath, callTimeout: .seconds(15))
                 opened.withLock { $0 = store }
                 return store
             }
@@ -449,7 +449,7 @@ struct SweepTests {
     func archival() async throws {
         let env = try TestEnvironment()
         let t0 = Date(timeIntervalSince1970: 1_700_000_000)
-        let store = try SQLiteMemoryStore(path: env.databasePath)
+        let store = try await openSQLiteStore(path: env.databasePath)
         let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder(), clock: .fixed(t0))
         let tenant = try #require(try await vault.tenant("default", create: true))
         let user = tenant.userKeys.key(for: .phone("+12523960448"))

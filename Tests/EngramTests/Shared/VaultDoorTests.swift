@@ -11,7 +11,7 @@ import Testing
 @Suite("One door to the data", .timeLimit(.minutes(1)))
 struct VaultDoorTests {
     func vault(_ env: TestEnvironment) async throws -> (MemoryVault, TenantContext) {
-        let store = try SQLiteMemoryStore(path: env.databasePath)
+        let store = try await openSQLiteStore(path: env.databasePath)
         let vault = MemoryVault(store: store, keyRing: KeyRing(master: env.masterKey), embedder: LocalEmbedder())
         let tenant = try #require(try await vault.tenant("default", create: true))
         return (vault, tenant)

@@ -491,7 +491,7 @@ struct StoreCopyTests {
             #expect(try await worker.queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
         }
         try await worker.drain()
-        let sqlite = try SQLiteMemoryStore(path: env.databasePath)
+        let sqlite = try await openSQLiteStore(path: env.databasePath)
         let erased = try await worker.userKey(phone: "+14155550122")
         try await sqlite.erase(tenant: "default", user: erased, at: Date(timeIntervalSince1970: 1_764_000_000))
         try await sqlite.insertAPIKey(

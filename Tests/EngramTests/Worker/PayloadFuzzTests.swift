@@ -241,7 +241,7 @@ struct PayloadFuzzTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let keyRing = KeyRing(master: MasterKey.generate())
-        let store = try SQLiteMemoryStore(path: directory.appendingPathComponent("fuzz.sqlite").path)
+        let store = try await openSQLiteStore(path: directory.appendingPathComponent("fuzz.sqlite").path)
         let vault = MemoryVault(store: store, keyRing: keyRing, embedder: LocalEmbedder())
         var ingestor = EventIngestor(
             vault: vault, extractor: LocalExtractor(), policy: .retryThenLocal, maxAttempts: 5, envelopeCipher: keyRing.envelopeCipher)

@@ -183,7 +183,7 @@ struct WorkerBatchTests {
             let worker = try ServiceProcess("engram-worker", environment: environment, directory: env.directory)
             defer { worker.kill9() }
 
-            let store = try SQLiteMemoryStore(path: env.databasePath)
+            let store = try await openSQLiteStore(path: env.databasePath)
             let redis = env.redisClient()
             let processingKey = RedisArgument(env.keys.processing(workerID))
             try await waitUntil(timeout: .seconds(60), "the worker is mid-batch after finishing a few") {
@@ -259,7 +259,7 @@ struct GroupCommitTests {
     @Test("writes under a group commit are flushed by one sync, and the connection keeps its synchronous level")
     func deferredThenSynced() async throws {
         let env = try TestEnvironment()
-        let store = try SQLiteMemoryStore(path: env.databasePath)
+        let store = try await openSQLiteStore(path: env.databasePath)
         let level = { try await store.database.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } }
         let before = try await level()
 
