@@ -194,7 +194,8 @@ struct ErasurePropagationTests {
 
         // Restoring the operator's pre-erasure copy into a fresh database (the live one lost)
         // re-applies the erasure from the retained backups' tombstones.
-        let fresh = try AppDatabase(path: env.directory.appendingPathComponent("restored.sqlite").path)
+        let restoredPath = env.directory.appendingPathComponent("restored.sqlite").path
+        let fresh = try await onOwnThread { try AppDatabase(path: restoredPath) }
         let restored = try await SQLiteBackup.restore(operatorCopy.path, into: fresh, backupDirectory: configuration.backupDirectory)
         #expect(restored.tombstonesReapplied == 1)
         let afterRestore = try audit.memories(inDatabase: fresh.path)
@@ -366,7 +367,8 @@ struct ErasureProcessTests {
             #expect(try await HTTPClient.shared.execute(post, timeout: .seconds(5)).status == .ok)
         }
         let keyRing = KeyRing(master: env.masterKey)
-        let database = try AppDatabase(path: env.databasePath)
+        let databasePath = env.databasePath
+        let database = try await onOwnThread { try AppDatabase(path: databasePath) }
         let vault = MemoryVault(store: SQLiteMemoryStore(database: database), keyRing: keyRing, embedder: LocalEmbedder())
         try await waitUntil(timeout: .seconds(30), "the worker process stored both callers' calls") {
             guard let tenant = try await vault.tenant("default") else { return false }
