@@ -34,6 +34,8 @@ public struct MemoryVault: Sendable {
     let tenantEmbedders = TenantEmbedders()
     /// Slots and ids of each user's current memories, for conflict resolution (write path).
     public let conflictIndexes = ConflictIndexCache()
+    /// Recent pre-call orders, shared by the copies of this vault (PrecallContextBuilder).
+    let precallRankings = PrecallRankingCache()
 
     public init(
         store: any MemoryStore, keyRing: KeyRing, embedder: any Embedder, vectorCache: VectorCache = VectorCache(),

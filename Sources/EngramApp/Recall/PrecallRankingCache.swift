@@ -20,6 +20,7 @@ final class PrecallRankingCache: @unchecked Sendable {  // state behind `lock`
 
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
+    private var sweptAt = Date.distantPast
 
     static func key(tenant: String, user: UserKey, includeSensitive: Bool) -> String { "\(tenant)|\(user.rawValue)|\(includeSensitive)" }
 
@@ -33,11 +34,34 @@ final class PrecallRankingCache: @unchecked Sendable {  // state behind `lock`
         }
     }
 
-    /// Keeps `ranking` (as far as it was ranked) for the next pre-call of the same caller.
-    func keep(_ ranking: PrecallRanking, key: String, version: String, rankedAt: Date) {
+    /// Keeps `ranking` (as far as it was ranked) for the next pre-call of the same caller. Orders
+    /// past their lifetime are dropped at most a lifetime later (swept here, once per lifetime):
+    /// without it a caller who does not call again kept its order, and the heads it holds, until
+    /// `maxEntries` others had called.
+    func keep(_ ranking: PrecallRanking, key: String, version: String, rankedAt: Date, now: Date? = nil) {
+        let now = now ?? rankedAt
         lock.withLock {
+            if abs(now.timeIntervalSince(sweptAt)) >= Self.lifetime {
+                entries = entries.filter { _, entry in
+                    let age = now.timeIntervalSince(entry.rankedAt)
+                    return age >= 0 && age < Self.lifetime
+                }
+                sweptAt = now
+            }
             if entries.count >= Self.maxEntries, entries[key] == nil { entries.removeAll(keepingCapacity: true) }
             entries[key] = Entry(version: version, rankedAt: rankedAt, ranking: ranking)
         }
     }
+
+    /// Drops a caller's orders (erasure: an erased caller's entries go at once, docs/privacy.md).
+    func forget(tenant: String, user: UserKey) {
+        lock.withLock {
+            for includeSensitive in [false, true] {
+                entries.removeValue(forKey: Self.key(tenant: tenant, user: user, includeSensitive: includeSensitive))
+            }
+        }
+    }
+
+    /// Orders held (tests).
+    var count: Int { lock.withLock { entries.count } }
 }

@@ -50,8 +50,9 @@ public struct PrecallVariables: Codable, Sendable, Equatable {
 public struct PrecallContextBuilder: Sendable {
     public let vault: MemoryVault
     public let characterBudget: Int
-    /// Recent pre-call orders (ids and saliences, no content), reused for a minute per caller version.
-    let rankings = PrecallRankingCache()
+    /// Recent pre-call orders (ids and saliences, no content), reused for a minute per caller version;
+    /// the vault's, so that erasing a caller drops them (`MemoryVault.forgetCached`).
+    var rankings: PrecallRankingCache { vault.precallRankings }
 
     public init(vault: MemoryVault, characterBudget: Int) {
         self.vault = vault
@@ -73,7 +74,7 @@ public struct PrecallContextBuilder: Sendable {
         let version = MemoryVault.cacheVersion(record)
         let cached = rankings.ranking(key: rankingKey, version: version, now: now)
         var ordered = cached?.ranking ?? PrecallRanking(heads: heads, includeSensitive: includeSensitive, now: now)
-        defer { rankings.keep(ordered, key: rankingKey, version: version, rankedAt: cached?.rankedAt ?? now) }
+        defer { rankings.keep(ordered, key: rankingKey, version: version, rankedAt: cached?.rankedAt ?? now, now: now) }
         let slots = ordered.slots
         let lastSummary = ordered.lastSummary
 

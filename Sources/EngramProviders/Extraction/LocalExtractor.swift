@@ -43,6 +43,8 @@ public struct LocalExtractor: Extractor {
             let before = position > 0 ? turns[position - 1] : nil
             let after = position + 1 < turns.count && turn.text.contains("?") ? turns[position + 1] : nil
             let sensitive = Self.isSensitive(text)
+            // An episode quotes its neighbours: any of them sensitive makes it sensitive, whichever side speaks.
+            let episodeSensitive = sensitive || Self.isSensitive(before?.text ?? "") || Self.isSensitive(after?.text ?? "")
             switch turn.speaker {
             case .caller:
                 if Self.isSubstantive(text) {
@@ -52,7 +54,7 @@ public struct LocalExtractor: Extractor {
                             content: Self.episode(
                                 day: day, speaker: turn.speaker, text: text, before: before, after: after, start: conversation.startedAt),
                             sector: Self.sector(of: text), importance: 0.5, validFrom: conversation.startedAt,
-                            sourceTurns: Self.cited(turn, before, after), sensitive: sensitive))
+                            sourceTurns: Self.cited(turn, before, after), sensitive: episodeSensitive))
                 }
                 for fact in PatternFacts.find(in: turn.text) {
                     if fact.slot == "name" { userName = fact.value }
@@ -77,8 +79,7 @@ public struct LocalExtractor: Extractor {
                             content: Self.episode(
                                 day: day, speaker: turn.speaker, text: statements, before: before, after: after, start: conversation.startedAt),
                             sector: .episodic, importance: 0.35, validFrom: conversation.startedAt,
-                            sourceTurns: Self.cited(turn, before, after),
-                            sensitive: sensitive || Self.isSensitive(before?.text ?? "") || Self.isSensitive(after?.text ?? "")))
+                            sourceTurns: Self.cited(turn, before, after), sensitive: episodeSensitive))
                 }
             }
         }
