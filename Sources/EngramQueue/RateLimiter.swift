@@ -15,6 +15,8 @@ public struct RateLimiter: Sendable {
     public let perMinute: Int
     public let burst: Int
     let local = LocalGCRA()
+    /// Keys this process saw refused, until they may pass again.
+    let refusals = RecentRefusals()
 
     public init(client: RedisClient, keys: QueueKeys, perMinute: Int, burst: Int) {
         self.client = client
@@ -48,9 +50,41 @@ public struct RateLimiter: Sendable {
             guard let parts = reply.array, parts.count == 2 else { return local.check(bucket, now: t, interval: interval, burst: burst) }
             let allowed = parts[0].int == 1
             let after = parts[1].data.flatMap { Double(String(decoding: $0, as: UTF8.self)) } ?? 0
-            return Decision(allowed: allowed, retryAfter: after)
+            return noted(Decision(allowed: allowed, retryAfter: after), bucket: bucket, now: t)
         } catch {
-            return local.check(bucket, now: t, interval: interval, burst: burst)
+            return noted(local.check(bucket, now: t, interval: interval, burst: burst), bucket: bucket, now: t)
+        }
+    }
+
+    /// Whether this process saw `bucket` refused and its wait is not over yet: a caller that runs
+    /// work beside the check (the proxy) then asks first.
+    public func refusedLately(_ bucket: String, now: Date = Date()) -> Bool {
+        refusals.contains(bucket, now: now.timeIntervalSince1970)
+    }
+
+    private func noted(_ decision: Decision, bucket: String, now: Double) -> Decision {
+        if !decision.allowed { refusals.note(bucket, until: now + max(0, decision.retryAfter.isFinite ? decision.retryAfter : 0) + 1, now: now) }
+        return decision
+    }
+}
+
+/// Buckets refused lately, with the time their wait ends (bounded: past 100,000 the ended ones go).
+final class RecentRefusals: @unchecked Sendable {
+    private let lock = NSLock()
+    private var until: [String: Double] = [:]
+
+    func note(_ bucket: String, until end: Double, now: Double) {
+        lock.withLock {
+            until[bucket] = end
+            if until.count > 100_000 { until = until.filter { $0.value > now } }
+        }
+    }
+
+    func contains(_ bucket: String, now: Double) -> Bool {
+        lock.withLock {
+            guard let end = until[bucket] else { return false }
+            if end <= now { until[bucket] = nil }
+            return end > now
         }
     }
 }

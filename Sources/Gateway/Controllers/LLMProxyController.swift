@@ -76,6 +76,16 @@ struct LLMProxyController {
         let precall = self.precall
         let vault = self.vault
         let candidates: [Memory]
+        // The search tool's budget, per key; over it the turn goes on without memory (a 429 would
+        // fail the caller's turn, not protect anything: the upstream call costs Engram nothing).
+        // A key refused lately waits for the limiter before any retrieval work (an OpenAI query
+        // embedding costs money); any other asks while retrieval starts, so the Redis round trip is
+        // off the turn's path, and retrieval is cancelled if the answer is no.
+        let waitForLimiter = rateLimiter.refusedLately(caller.keyID)
+        if waitForLimiter, await !rateLimiter.check(caller.keyID).allowed {
+            EngramMetrics.llmMemoryMiss(reason: "rate_limited")
+            return .miss
+        }
         do {
             // Retrieval runs to its end even when the turn stops waiting for it: cut short, it would
             // leave the caller's vector cache cold, and every later turn would miss again
@@ -90,11 +100,7 @@ struct LLMProxyController {
                 // The best for the question first, then who the caller is.
                 return try await hits.map(\.memory) + profile
             }
-            // The search tool's budget, per key, asked while retrieval starts (its Redis round trip
-            // is off the turn's path); over it, retrieval is cancelled and the turn goes on without
-            // memory (a 429 would fail the caller's turn, not protect anything: the upstream call
-            // costs Engram nothing).
-            guard await rateLimiter.check(caller.keyID).allowed else {
+            if !waitForLimiter, await !rateLimiter.check(caller.keyID).allowed {
                 retrieval.cancel()
                 EngramMetrics.llmMemoryMiss(reason: "rate_limited")
                 return .miss
