@@ -51,7 +51,11 @@ public struct PostgresMemoryStore: MemoryStore, Service {
     }
 
     /// Stops the pool and returns once its connections are closed. The store cannot be used afterwards.
-    public func close() async { await runner.close() }
+    public func close() async {
+        if await !runner.close() {
+            logger.warning("PostgreSQL pool still closing after 10 s; the store is closed, its connections close in the background")
+        }
+    }
 
     /// Holds the pool open until graceful shutdown, then closes it.
     public func run() async throws {
