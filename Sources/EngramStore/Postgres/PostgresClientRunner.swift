@@ -21,7 +21,7 @@ final class PostgresClientRunner: Sendable {
 
     /// Cancels the pool and waits for it to close its connections, for `limit` at most: in the full
     /// test suite, with hundreds of connections opened at once, postgres-nio's `run()` did not
-    /// always end after cancellation (twice in one store of ~150), and a store's close must not
+    /// always end after cancellation (three full runs in a row, one store of about 150 each), and a store's close must not
     /// hold a shutdown for ever. Past the limit the pool goes on closing in the background.
     /// True when it closed in time.
     @discardableResult
