@@ -6,8 +6,12 @@ import Foundation
 /// with, so that only the memories it answers with are read from the store and decrypted.
 struct HeadIndex: Sendable {
     let version: String
-    private(set) var heads: [MemoryHead]
+    let heads: [MemoryHead]
     private let positions: [String: Int]
+    /// Recall's reinforcement since the heads were read, by position: kept apart so that a patch
+    /// copies this small table, not the caller's 20,000 heads (which a search or a pre-call order
+    /// in flight may share).
+    private var reinforced: [Int: (salience0: Double, at: Date)] = [:]
 
     init(version: String, heads: [MemoryHead]) {
         self.version = version
@@ -19,14 +23,21 @@ struct HeadIndex: Sendable {
     }
 
     /// The head of a current memory; nil for an id that is not one (archived, superseded, gone).
-    func head(_ id: String) -> MemoryHead? { positions[id].map { heads[$0] } }
+    func head(_ id: String) -> MemoryHead? {
+        guard let position = positions[id] else { return nil }
+        var head = heads[position]
+        if let update = reinforced[position] {
+            head.salience0 = update.salience0
+            head.reinforcedAt = update.at
+        }
+        return head
+    }
 
     /// Recall's reinforcement of some of these memories (ids it does not hold are passed over).
     mutating func reinforce(_ updates: [(id: String, salience0: Double, at: Date)]) {
         for update in updates {
             guard let position = positions[update.id] else { continue }
-            heads[position].salience0 = update.salience0
-            heads[position].reinforcedAt = update.at
+            reinforced[position] = (update.salience0, update.at)
         }
     }
 }

@@ -175,7 +175,11 @@ public struct MemoryVault: Sendable {
             weights: embedder.scoringWeights)
         var memories: [String: Memory] = [:]
         let leading = collapse(ranked, entry: entry, limit: MemoryModelConstants.feedbackHits)
-        try await read(leading.map(\.id), into: &memories, record: record, key: key, includeSensitive: includeSensitive)
+        // The first step's answer is read with them: the second step mostly reorders it, so the
+        // read after it has little or nothing left to fetch (one store round trip, not two).
+        let firstAnswer = limit > leading.count ? collapse(ranked, entry: entry, limit: limit) : leading
+        try await read(
+            Array(Set(leading.map(\.id) + firstAnswer.map(\.id))), into: &memories, record: record, key: key, includeSensitive: includeSensitive)
 
         // Second step: the first hits' rare terms as a second keyword query (MemoryVault+Feedback).
         let first = FirstStep(

@@ -128,9 +128,10 @@ public actor VectorCache {
         return loaded
     }
 
-    /// Recall's reinforcement, once written to the store, in this process's cached heads: it does
-    /// not change the user's version (a search would otherwise reload every cache of a caller it
-    /// answered), so the heads would keep the salience they were read with until the next write.
+    /// Recall's reinforcement, once written to the store, for this process's searches (`HeadIndex`):
+    /// it does not change the user's version (a search would otherwise reload every cache of a
+    /// caller it answered), so search would rank with the salience read until the next write. The
+    /// pre-call order reads the heads as loaded, and lags as it always has.
     public func reinforce(tenant: String, user: UserKey, _ updates: [(id: String, salience0: Double, at: Date)]) {
         heads["\(tenant)|\(user.rawValue)"]?.reinforce(updates)
     }

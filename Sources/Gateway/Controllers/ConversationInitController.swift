@@ -110,6 +110,9 @@ struct ConversationInitController {
             customLLMExtraBody: user.map { ["engram_user": $0.rawValue] })
     }
 
+    /// Callers with at least this many memories get their search caches loaded at the pre-call.
+    static let warmFromMemories = 1_000
+
     /// The variables within the budget, or the neutral set.
     func variables(tenant: TenantContext, user: UserKey?, logger: Logger) async -> PrecallVariables {
         guard let user else {
@@ -124,10 +127,13 @@ struct ConversationInitController {
                 try await builder.variables(tenant: tenant, user: user, includeSensitive: includeSensitive)
             }
             await reinforcement.reinforce(injected, at: clock.now())
-            // The call's first search or proxy turn should not load the caller's search caches
+            // The call's first search or proxy turn should not load a large caller's search caches
             // (about 1 s at 20,000 memories after a write): loaded now, while the call connects.
-            let vault = precall.vault
-            Task(priority: .utility) { await vault.warmSearch(tenant: tenant.id, user: user) }
+            // A small caller's load costs a few milliseconds: not worth doing for calls that never search.
+            if variables.memoryCount >= Self.warmFromMemories {
+                let vault = precall.vault
+                Task(priority: .utility) { await vault.warmSearch(tenant: tenant.id, user: user) }
+            }
             return variables
         } catch {
             let reason = error is TimeoutError ? "budget" : "store_error"
