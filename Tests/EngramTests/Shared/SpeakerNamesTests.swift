@@ -98,4 +98,22 @@ struct SpeakerNamesTests {
         #expect(byCentre[[3, 4]] != nil)
         #expect(!episodes.contains { $0.sourceTurns == [0, 1, 2] || $0.sourceTurns == [1, 2, 3] })
     }
+    @Test("the quick word check before the patterns passes every text a pattern finds a name in", .timeLimit(.minutes(1)))
+    func quickCheckLosesNothing() {
+        let pieces = [
+            "Hey Mel!", "thanks, Dana.", "Maria, that's great", "this is Jon", "I'm Sam here", "wow Caroline", "Yes, sure.", "ok",
+            "McDonald,", "Zoë!", "Paris", "BOB,", "a", ",", "!", " ", "Friday at ten.", "call me Al.", "Hi Supercalifragilisticexpi!",
+            "über", "— Jo.", "(Ann)", "\n", "😀 Eve!",
+        ]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let text = (0..<Int.random(in: 1...6, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined(
+                separator: [" ", "", ", ", ". "].randomElement(using: &rng)!)
+            let found = SpeakerNames.addressed(in: text, quickCheck: false).union(SpeakerNames.introduced(in: text, quickCheck: false))
+            if !found.isEmpty { #expect(SpeakerNames.mayHoldName(text), "\(text)") }
+            #expect(SpeakerNames.addressed(in: text) == SpeakerNames.addressed(in: text, quickCheck: false))
+        }
+        #expect(!SpeakerNames.mayHoldName("yes, Friday works. Thanks!"))
+        #expect(SpeakerNames.mayHoldName("Thanks, Dana."))
+    }
 }
