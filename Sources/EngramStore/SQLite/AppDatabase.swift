@@ -10,6 +10,12 @@ import GRDB
 public struct AppDatabase: Sendable {
     public let pool: DatabasePool
     public let path: String
+    /// Read-only connections for point reads made on the calling thread
+    /// (`SQLiteMemoryStore.pointReading`), apart from `pool`: a thread blocked on one of them
+    /// waits only for other such reads (microseconds), never for an async read that needs a
+    /// Swift concurrency thread to finish (sharing `pool`'s readers deadlocked the gateway under
+    /// load). They never wait for a lock: busy, a read fails at once. Closed, a read throws.
+    let pointReader: DatabasePool
 
     /// Bytes of the file SQLite reads through a memory map (`ENGRAM_SQLITE_MMAP_MB`): a page
     /// read is then a memory access, not a `pread` copying the page out of the kernel's cache.
@@ -32,6 +38,11 @@ public struct AppDatabase: Sendable {
             try AppDatabase.migrator.migrate(pool)
             return pool
         }
+        var readOnly = configuration
+        readOnly.readonly = true
+        readOnly.busyMode = .immediateError
+        readOnly.maximumReaderCount = 4
+        pointReader = try DatabasePool(path: path, configuration: readOnly)
     }
 
     /// `flock` on a side file: one process migrates, the others wait for it.

@@ -39,6 +39,31 @@ struct StoreDeadlineTests {
         await f.finish()
     }
 
+    @Test(
+        "SQLite's point reads (a user, memories by id) see what was just written and answer while the writer is held; closed, they fail"
+    )
+    func sqlitePointReads() async throws {
+        let f = try await StoreContractTests.Fixture.make(.sqlite)
+        let rows = (0..<3).map { f.row("m_point_\($0)") }
+        #expect(try await f.store.apply(f.batch("point", rows: rows)))
+        let version = try #require(try await f.store.user(tenant: f.tenant, user: f.user)).memoryVersion
+        // Many ids go the ordinary way (a write's conflict candidates), few on the calling thread: both answer alike.
+        let many = rows.map(\.id) + (0..<200).map { "m_absent_\($0)" }
+        #expect(Set(try await f.store.memories(tenant: f.tenant, user: f.user, ids: many).map(\.id)) == Set(rows.map(\.id)))
+        #expect(Set(try await f.store.memories(tenant: f.tenant, user: f.user, ids: Array(many.prefix(4))).map(\.id)) == Set(rows.map(\.id)))
+
+        // WAL readers take no lock: with the writer held the point reads still answer, at once.
+        let stall = try await Stall.begin(on: f.store)
+        #expect(try await f.store.user(tenant: f.tenant, user: f.user)?.memoryVersion == version)
+        #expect(try await f.store.memories(tenant: f.tenant, user: f.user, ids: [rows[0].id]).count == 1)
+        await stall.end()
+
+        await StoreFactory.close(f.store)
+        await #expect(throws: (any Error).self) { try await f.store.user(tenant: f.tenant, user: f.user) }
+        await #expect(throws: (any Error).self) { try await f.store.memories(tenant: f.tenant, user: f.user, ids: [rows[0].id]) }
+        await f.env.cleanUp()
+    }
+
     @Test("withTimeout answers with the value, the timeout, or the caller's cancellation, whichever comes first")
     func withTimeoutRaces() async throws {
         #expect(try await withTimeout(.seconds(30)) { 42 } == 42)
