@@ -11,7 +11,7 @@ public actor TermIndexCache {
     /// The bound in estimated bytes; 0 turns the cache off (keyword search reads the store).
     public nonisolated let maxBytes: Int
     private var entries: [String: (index: TermIndex, lastUse: UInt64)] = [:]
-    private var loads: [String: (version: String, generation: UInt64, task: Task<TermIndex, any Error>)] = [:]
+    private var loads = SharedLoads<TermIndex>()
     private var bytes = 0
     private var clock: UInt64 = 0
 
@@ -31,24 +31,17 @@ public actor TermIndexCache {
             entries[key]?.lastUse = clock
             return cached.index
         }
-        if let pending = loads[key], pending.version == version { return try await pending.task.value }
-        clock &+= 1
-        let generation = clock
-        // Unstructured: a search that stops waiting (a deadline) does not cancel the load, so the
-        // next search finds the index built.
-        let task = Task { try await load() }
-        loads[key] = (version, generation, task)
+        let pending = loads.join(key: key, version: version, load: load)
         let index: TermIndex
         do {
-            index = try await task.value
+            index = try await pending.task.value
         } catch {
-            if loads[key]?.generation == generation { loads[key] = nil }
+            loads.fail(key: key, pending)
             throw error
         }
         // Invalidated (erasure) or superseded by a newer load while this one ran: answer this
         // search, keep nothing.
-        guard loads[key]?.generation == generation else { return index }
-        loads[key] = nil
+        guard loads.finish(key: key, pending) else { return index }
         store(index, key: key)
         return index
     }
@@ -57,7 +50,7 @@ public actor TermIndexCache {
     public func invalidate(tenant: String, user: UserKey) {
         let key = Self.key(tenant, user)
         if let old = entries.removeValue(forKey: key) { bytes -= old.index.estimatedBytes }
-        loads[key] = nil
+        loads.forget(key)
     }
 
     /// Users held and their estimated bytes (metrics, tests).

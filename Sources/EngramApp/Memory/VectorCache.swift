@@ -114,15 +114,27 @@ public actor VectorCache {
     private var heads: [String: HeadIndex] = [:]
 
     /// A user's content-free memory heads, valid for one version of the user (like the vectors).
-    public func heads(tenant: String, user: UserKey, version: String, load: @Sendable () async throws -> [MemoryHead]) async throws -> [MemoryHead] {
+    public func heads(tenant: String, user: UserKey, version: String, load: @escaping @Sendable () async throws -> [MemoryHead]) async throws
+        -> [MemoryHead]
+    {
         try await headIndex(tenant: tenant, user: user, version: version, load: load).heads
     }
 
     /// The same heads by id (search scores its candidates from them).
-    func headIndex(tenant: String, user: UserKey, version: String, load: @Sendable () async throws -> [MemoryHead]) async throws -> HeadIndex {
+    func headIndex(tenant: String, user: UserKey, version: String, load: @escaping @Sendable () async throws -> [MemoryHead]) async throws
+        -> HeadIndex
+    {
         let key = "\(tenant)|\(user.rawValue)"
         if let cached = heads[key], cached.version == version { return cached }
-        let loaded = HeadIndex(version: version, heads: try await load())
+        let pending = headLoads.join(key: key, version: version) { HeadIndex(version: version, heads: try await load()) }
+        let loaded: HeadIndex
+        do {
+            loaded = try await pending.task.value
+        } catch {
+            headLoads.fail(key: key, pending)
+            throw error
+        }
+        guard headLoads.finish(key: key, pending) else { return loaded }
         if heads.count > 10_000 { heads.removeAll(keepingCapacity: true) }
         heads[key] = loaded
         return loaded
@@ -137,6 +149,8 @@ public actor VectorCache {
     }
 
     private var entries: [String: Entry] = [:]
+    private var entryLoads = SharedLoads<Entry>()
+    private var headLoads = SharedLoads<HeadIndex>()
     private var useOrder: [String] = []
     private let maxFloats: Int
     private var floats = 0
@@ -145,15 +159,25 @@ public actor VectorCache {
 
     public func entry(
         tenant: String, user: UserKey, embedder: String, dimension: Int, version: String,
-        load: @Sendable () async throws -> (ids: [String], flat: [Float])
+        load: @escaping @Sendable () async throws -> (ids: [String], flat: [Float])
     ) async throws -> Entry {
         let key = "\(tenant)|\(user.rawValue)|\(embedder)"
         if let entry = entries[key], entry.version == version {
             touch(key)
             return entry
         }
-        let loaded = try await load()
-        let entry = Entry(version: version, ids: loaded.ids, flat: loaded.flat, dimension: dimension)
+        let pending = entryLoads.join(key: key, version: version) {
+            let loaded = try await load()
+            return Entry(version: version, ids: loaded.ids, flat: loaded.flat, dimension: dimension)
+        }
+        let entry: Entry
+        do {
+            entry = try await pending.task.value
+        } catch {
+            entryLoads.fail(key: key, pending)
+            throw error
+        }
+        guard entryLoads.finish(key: key, pending) else { return entry }
         if let old = entries[key] { floats -= old.storedFloats }
         entries[key] = entry
         floats += entry.storedFloats
@@ -195,7 +219,9 @@ public actor VectorCache {
 
     public func invalidate(tenant: String, user: UserKey) {
         heads.removeValue(forKey: "\(tenant)|\(user.rawValue)")
+        headLoads.forget("\(tenant)|\(user.rawValue)")
         let prefix = "\(tenant)|\(user.rawValue)|"
+        entryLoads.forget(where: { $0.hasPrefix(prefix) })
         for key in entries.keys where key.hasPrefix(prefix) {
             if let evicted = entries.removeValue(forKey: key) { floats -= evicted.storedFloats }
             useOrder.removeAll { $0 == key }
