@@ -15,6 +15,8 @@ extension MemoryVault {
     /// What the first step found, as `search` holds it.
     struct FirstStep {
         var query: String
+        /// The question's keyed term hashes (`termHashes`), as the first step searched them.
+        var queryTermHashes: [Data]
         var record: UserRecord
         var key: UserDataKey
         /// Every candidate scored from its head, best first, before near-duplicates collapse.
@@ -35,35 +37,39 @@ extension MemoryVault {
     /// feedback to give (no hits, no keyword match, no rare term in the first hits).
     func feedback(_ first: FirstStep) async throws -> [Ranked]? {
         guard MemoryModelConstants.feedbackWeight > 0, first.bestBM25 > 0, !first.leadingTexts.isEmpty else { return nil }
-        let top = first.leadingTexts
-        let keys = first.key
-        let index = termIndexCache.isEnabled ? try await keywordIndex(first.record) : nil
-        let documentCount: Int
-        var frequencies: [Data: Int] = [:]
+        let hitTerms = first.leadingTexts.map(TextNormalizer.terms)
+        let queryTerms = Set(TextNormalizer.terms(first.query))
+        let hasher = TermHasher(key: first.key)
         var hashes: [String: Data] = [:]
-        let hasher = TermHasher(key: keys)
-        for text in top {
-            for term in TextNormalizer.terms(text) where hashes[term] == nil { hashes[term] = hasher.hash(term) }
-        }
-        if let index {
-            documentCount = index.statistics.documentCount
-            for hash in hashes.values { frequencies[hash] = index.documentFrequency(hash) }
+        let expansion: [QueryFeedback.Term]
+        if termIndexCache.isEnabled {
+            // Only the terms that can be chosen are hashed (a keyed hash each), as they are met.
+            let index = try await keywordIndex(first.record)
+            expansion = QueryFeedback.terms(queryTerms: queryTerms, hitTerms: hitTerms, documentCount: index.statistics.documentCount) { term in
+                let hash = hashes[term] ?? hasher.hash(term)
+                hashes[term] = hash
+                return index.documentFrequency(hash)
+            }
         } else {
+            for terms in hitTerms {
+                for term in terms where hashes[term] == nil { hashes[term] = hasher.hash(term) }
+            }
             let store = self.store
             let wanted = Array(Set(hashes.values))
             async let postingsRead = store.postings(tenant: first.record.tenant, user: first.record.user, terms: wanted)
             async let statisticsRead = store.termStatistics(tenant: first.record.tenant, user: first.record.user)
+            var frequencies: [Data: Int] = [:]
             for posting in try await postingsRead { frequencies[posting.term, default: 0] += 1 }
-            documentCount = try await statisticsRead.documentCount
-        }
-        let expansion = QueryFeedback.terms(query: first.query, hits: top, documentCount: documentCount) { term in
-            hashes[term].map { frequencies[$0] ?? 0 }
+            let documentCount = try await statisticsRead.documentCount
+            expansion = QueryFeedback.terms(queryTerms: queryTerms, hitTerms: hitTerms, documentCount: documentCount) { term in
+                hashes[term].map { frequencies[$0] ?? 0 }
+            }
         }
         guard !expansion.isEmpty else { return nil }
 
         // question / best + λ · expansion / best, over every memory.
         let expansionTerms = expansion.compactMap { term in hashes[term.term].map { (term: $0, weight: term.weight) } }
-        let questionTerms = Array(Self.termHashes(first.query, key: keys).keys).map { (term: $0, weight: 1.0) }
+        let questionTerms = first.queryTermHashes.map { (term: $0, weight: 1.0) }
         let combined = try await feedbackCandidates(first.record, question: questionTerms, expansion: expansionTerms)
         guard let best = combined.first?.score, best > 0 else { return nil }
         var bm25: [String: Double] = [:]

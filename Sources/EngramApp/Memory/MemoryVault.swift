@@ -119,12 +119,9 @@ public struct MemoryVault: Sendable {
 
     /// Keyed hashes of normalised terms with their frequencies: the index never holds words.
     public static func termHashes(_ text: String, key: UserDataKey) -> [Data: Int] {
-        let termKey = key.termKey
+        let hasher = TermHasher(key: key)
         var counts: [Data: Int] = [:]
-        for term in TextNormalizer.terms(text) {
-            let mac = Data(HMAC<SHA256>.authenticationCode(for: Data(term.utf8), using: termKey)).prefix(16)
-            counts[Data(mac), default: 0] += 1
-        }
+        for term in TextNormalizer.terms(text) { counts[hasher.hash(term), default: 0] += 1 }
         return counts
     }
 
@@ -183,7 +180,8 @@ public struct MemoryVault: Sendable {
 
         // Second step: the first hits' rare terms as a second keyword query (MemoryVault+Feedback).
         let first = FirstStep(
-            query: query, record: record, key: key, ranked: ranked, leadingTexts: leading.compactMap { memories[$0.id]?.content }, cosine: cosine,
+            query: query, queryTermHashes: queryTerms, record: record, key: key, ranked: ranked,
+            leadingTexts: leading.compactMap { memories[$0.id]?.content }, cosine: cosine,
             bestBM25: top.first?.score ?? 0, heads: heads, includeSensitive: includeSensitive, now: now, weights: embedder.scoringWeights)
         if let second = try await feedback(first) { ranked = second }
         let answer = collapse(ranked, entry: entry, limit: limit)

@@ -19,13 +19,23 @@ public enum QueryFeedback {
         query: String, hits: [String], documentCount: Int, limit: Int = MemoryModelConstants.feedbackTerms,
         minimumIDF: Double = MemoryModelConstants.feedbackMinimumIDF, documentFrequency: (String) -> Int?
     ) -> [Term] {
+        terms(
+            queryTerms: Set(TextNormalizer.terms(query)), hitTerms: hits.map(TextNormalizer.terms), documentCount: documentCount, limit: limit,
+            minimumIDF: minimumIDF, documentFrequency: documentFrequency)
+    }
+
+    /// The same from terms already normalised (`TextNormalizer.terms`): the question's, and each
+    /// hit's in order. `documentFrequency` is asked once per term that can be chosen (not a
+    /// question term, not a number), in the order met.
+    public static func terms(
+        queryTerms: Set<String>, hitTerms: [[String]], documentCount: Int, limit: Int = MemoryModelConstants.feedbackTerms,
+        minimumIDF: Double = MemoryModelConstants.feedbackMinimumIDF, documentFrequency: (String) -> Int?
+    ) -> [Term] {
         guard limit > 0, documentCount > 0 else { return [] }
-        let queryTerms = Set(TextNormalizer.terms(query))
         var idfs: [String: Double?] = [:]
         var weights: [String: Double] = [:]
-        for (rank, text) in hits.enumerated() {
+        for (rank, terms) in hitTerms.enumerated() {
             var counts: [String: Int] = [:]
-            let terms = TextNormalizer.terms(text)
             for term in terms { counts[term, default: 0] += 1 }
             guard !terms.isEmpty else { continue }
             let length = Double(terms.count)
