@@ -81,6 +81,7 @@ public struct AnswerPacker: Sendable {
                 guard !fuller.isEmpty else { return .redundant }
                 guard used + fullerCost <= budget else { return .overBudget }
                 lengthen(fuller, memory: memory)
+                takeBack(fuller.map(\.turn), of: episode.conversationID)
                 return .merged
             }
             let freshTurns = Set(fresh.map(\.turn))
@@ -97,6 +98,7 @@ public struct AnswerPacker: Sendable {
                 items[index].cited.append(contentsOf: fresh.map { TurnRef(conversationID: episode.conversationID, turn: $0.turn) })
                 deliver(fresh.map(\.turn), of: episode.conversationID)
                 used += cost - fullerCost
+                takeBack(fresh.map(\.turn) + fuller.map(\.turn), of: episode.conversationID)
                 return .merged
             }
             if let maxItems, items.count >= maxItems { return .itemLimit }
@@ -108,6 +110,7 @@ public struct AnswerPacker: Sendable {
             items.append(item)
             deliver(fresh.map(\.turn), of: episode.conversationID)
             used += separatorCost + item.length
+            takeBack(fresh.map(\.turn) + fuller.map(\.turn), of: episode.conversationID)
             return .added
         }
         guard !memory.content.allSatisfy(\.isWhitespace) else { return .redundant }
@@ -155,6 +158,32 @@ public struct AnswerPacker: Sendable {
             used += line.extra
         }
         if let memory, let first = lines.first { items[first.item].memories.append(memory) }
+    }
+
+    /// Takes back the entries that cite one of `turns` alone and say nothing its line (with the
+    /// day it was said) does not: a stated fact ("On 9 June 2023 the caller said: I went …") whose
+    /// turn an episode has now given whole. The answer then says it once, and what it frees is
+    /// left for the memories after.
+    private mutating func takeBack(_ turns: [Int], of conversationID: String?) {
+        guard items.count > 1, !turns.isEmpty else { return }
+        let given = Set(turns)
+        var passages: [Int: String] = [:]  // turn → its item's day and line
+        for item in items where item.plain == nil && item.conversationID == conversationID {
+            for line in item.lines where given.contains(line.turn) { passages[line.turn] = (item.header ?? "") + " " + line.text }
+        }
+        guard !passages.isEmpty else { return }
+        var index = items.count - 1
+        while index >= 0, items.count > 1 {
+            let item = items[index]
+            if let plain = item.plain, item.cited.count == 1, item.cited[0].conversationID == conversationID,
+                let passage = passages[item.cited[0].turn],
+                Set(TextNormalizer.terms(passage)).isSuperset(of: TextNormalizer.terms(plain))
+            {
+                items.remove(at: index)
+                used -= item.length + Self.separator.count
+            }
+            index -= 1
+        }
     }
 
     /// The same turn or the next one either way; turn numbers come from stored sources, so no

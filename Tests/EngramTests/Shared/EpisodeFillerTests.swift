@@ -96,3 +96,64 @@ struct EpisodeFillerTests {
         }
     }
 }
+
+@Suite("A stated fact is taken back when an episode gives its whole turn: the answer says it once", .timeLimit(.minutes(1)))
+struct AnswerTakeBackTests {
+    let t0 = Date(timeIntervalSince1970: 1_763_759_979)  // 21 November 2025
+    let user = UserKey("u_aaaaaaaaaaaaaaaaaaaaaaaaaa")!
+
+    func memory(_ id: String, _ content: String, turns: [Int], conversation: String = "c1") -> Memory {
+        Memory(
+            id: id, tenant: "t", user: user, sector: .episodic, content: content, importance: 0.5, salience0: 0.6, reinforcedAt: t0,
+            validFrom: t0, sources: [MemorySource(conversationID: conversation, turns: turns, kind: "conversation", extractor: "local-v1")],
+            createdAt: t0)
+    }
+
+    @Test("the fact goes when its turn comes whole, and what it frees is left for the memories after")
+    func factTakenBack() {
+        let fact = memory("f", "On 21 November 2025 the caller said: I went to a pottery class.", turns: [3])
+        let episode = memory("e", "On 21 November 2025:\nagent: How was your week?\ncaller: I went to a pottery class. It was fun.", turns: [2, 3])
+        let later = memory("l", "On 21 November 2025:\ncaller: My sister visits on Sunday.", turns: [9])
+        let budget = fact.content.count + 1 + episode.content.count + 1 + later.content.count - 5
+        var packer = AnswerPacker(budget: budget)
+        #expect(packer.add(fact) == .added)
+        #expect(packer.add(episode) == .added)
+        #expect(packer.items.count == 1)
+        #expect(packer.text == episode.content)
+        #expect(packer.used == packer.text.count)
+        #expect(packer.add(fact) == .redundant)
+        #expect(packer.add(later) == .added)
+        #expect(packer.text.count <= budget)
+        #expect(packer.text.count == packer.used)
+        #expect(packer.citedTurns.contains(AnswerPacker.TurnRef(conversationID: "c1", turn: 3)))
+    }
+
+    @Test("a fact that says more than the line, cites other turns, or comes from another call stays")
+    func factsThatStay() {
+        var packer = AnswerPacker(budget: 2000)
+        #expect(packer.add(memory("n", "The caller's name is Dana.", turns: [0])) == .added)
+        #expect(packer.add(memory("two", "On 21 November 2025 the caller said: Hi.", turns: [0, 1])) == .added)
+        #expect(packer.add(memory("other", "On 21 November 2025 the caller said: Hi there Alex.", turns: [0], conversation: "c2")) == .added)
+        #expect(packer.add(memory("e", "On 21 November 2025:\ncaller: Hi there Alex.\nagent: Hi Dana!", turns: [0, 1])) == .added)
+        #expect(packer.items.count == 4)
+        #expect(packer.used == packer.text.count)
+    }
+
+    @Test("shuffled facts and episodes: the budget holds, the text is what is counted, no turn's line twice")
+    func budgetHolds() {
+        let memories = [
+            memory("f1", "On 21 November 2025 the caller said: I went to a pottery class.", turns: [3]),
+            memory("f2", "On 21 November 2025 the agent said: That sounds fun.", turns: [4]),
+            memory("e1", "On 21 November 2025:\nagent: How was your week?\ncaller: I went to a pottery class. It was fun.", turns: [2, 3]),
+            memory("e2", "On 21 November 2025:\ncaller: I went to a pottery class. It was fun.\nagent: That sounds fun.", turns: [3, 4]),
+            memory("e3", "On 21 November 2025:\nagent: That sounds fun. [shared an image: a bowl]", turns: [4]),
+        ]
+        for budget in [0, 30, 60, 90, 120, 160, 200, 260, 400] {
+            for _ in 0..<30 {
+                let answer = AnswerPacker.pack(memories.shuffled(), budget: budget)
+                #expect(answer.text.count <= budget)
+                #expect(answer.text.count == answer.used)
+            }
+        }
+    }
+}
