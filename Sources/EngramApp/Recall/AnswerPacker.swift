@@ -160,9 +160,9 @@ public struct AnswerPacker: Sendable {
         if let memory, let first = lines.first { items[first.item].memories.append(memory) }
     }
 
-    /// Takes back the entries that cite one of `turns` alone and say nothing its line (with the
-    /// day it was said) does not: a stated fact ("On 9 June 2023 the caller said: I went …") whose
-    /// turn an episode has now given whole. The answer then says it once, and what it frees is
+    /// Takes back the entries without a slot that cite one of `turns` alone and say nothing its
+    /// line (with the day it was said) does not: a stated fact ("On 9 June 2023 the caller said: I
+    /// went …") whose turn an episode has now given whole. The answer then says it once, and what it frees is
     /// left for the memories after.
     private mutating func takeBack(_ turns: [Int], of conversationID: String?) {
         guard items.count > 1, !turns.isEmpty else { return }
@@ -175,7 +175,8 @@ public struct AnswerPacker: Sendable {
         var index = items.count - 1
         while index >= 0, items.count > 1 {
             let item = items[index]
-            if let plain = item.plain, item.cited.count == 1, item.cited[0].conversationID == conversationID,
+            // A slot's fact stays: it is the current value, what supersession keeps first.
+            if let plain = item.plain, item.first.slot == nil, item.cited.count == 1, item.cited[0].conversationID == conversationID,
                 let passage = passages[item.cited[0].turn],
                 Set(TextNormalizer.terms(passage)).isSuperset(of: TextNormalizer.terms(plain))
             {

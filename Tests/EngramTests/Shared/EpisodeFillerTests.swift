@@ -128,8 +128,14 @@ struct AnswerTakeBackTests {
         #expect(packer.citedTurns.contains(AnswerPacker.TurnRef(conversationID: "c1", turn: 3)))
     }
 
-    @Test("a fact that says more than the line, cites other turns, or comes from another call stays")
+    @Test("a fact that says more than the line, cites other turns, comes from another call or holds a slot stays")
     func factsThatStay() {
+        var slotted = AnswerPacker(budget: 2000)
+        var current = memory("s", "The caller's favourite colour is green.", turns: [0])
+        current.slot = "favourite.colour"
+        #expect(slotted.add(current) == .added)
+        #expect(slotted.add(memory("e0", "On 21 November 2025:\ncaller: My favourite colour is green now.", turns: [0])) == .added)
+        #expect(slotted.items.first?.text == "The caller's favourite colour is green.")
         var packer = AnswerPacker(budget: 2000)
         #expect(packer.add(memory("n", "The caller's name is Dana.", turns: [0])) == .added)
         #expect(packer.add(memory("two", "On 21 November 2025 the caller said: Hi.", turns: [0, 1])) == .added)
