@@ -45,6 +45,8 @@ public struct AnswerPacker: Sendable {
     /// search time (near-duplicate collapse compares each kept hit with the others) for little:
     /// on LoCoMo 0-2, 100 hits gave 75.8 within 2,000 characters, 30 or 50 hits 75.6.
     public static let searchCandidates = 40
+    /// How `Conversation` marks an image caption inside a turn's text.
+    static let captionOpening = "[shared an image:"
     /// Characters between two items of an answer.
     public static let separator = "\n"
 
@@ -72,30 +74,43 @@ public struct AnswerPacker: Sendable {
         let separatorCost = items.isEmpty ? 0 : Self.separator.count
         if let episode = Episode(memory) {
             let fresh = episode.lines.filter { !deliveredLines.contains(TurnRef(conversationID: episode.conversationID, turn: $0.turn)) }
-            guard !fresh.isEmpty else { return .redundant }
+            // A turn given shorter before (a neighbour line without its caption) is given whole now.
+            let fuller = fuller(episode)
+            let fullerCost = fuller.reduce(0) { $0 + $1.extra }
+            guard !fresh.isEmpty else {
+                guard !fuller.isEmpty else { return .redundant }
+                guard used + fullerCost <= budget else { return .overBudget }
+                lengthen(fuller, memory: memory)
+                takeBack(fuller.map(\.turn), of: episode.conversationID)
+                return .merged
+            }
             let freshTurns = Set(fresh.map(\.turn))
             // Into the item of the same call that it touches (shares or borders a turn).
             if let index = items.firstIndex(where: { item in
                 item.plain == nil && item.conversationID == episode.conversationID && item.header == episode.header
                     && item.lines.contains { line in freshTurns.contains { Self.borders($0, line.turn) } || episode.turns.contains(line.turn) }
             }) {
-                let cost = fresh.reduce(0) { $0 + 1 + $1.text.count }
+                let cost = fresh.reduce(0) { $0 + 1 + $1.text.count } + fullerCost
                 guard used + cost <= budget else { return .overBudget }
+                lengthen(fuller, memory: nil)
                 items[index].lines.append(contentsOf: fresh)
                 items[index].memories.append(memory)
                 items[index].cited.append(contentsOf: fresh.map { TurnRef(conversationID: episode.conversationID, turn: $0.turn) })
                 deliver(fresh.map(\.turn), of: episode.conversationID)
-                used += cost
+                used += cost - fullerCost
+                takeBack(fresh.map(\.turn) + fuller.map(\.turn), of: episode.conversationID)
                 return .merged
             }
             if let maxItems, items.count >= maxItems { return .itemLimit }
             let item = Item(
                 memories: [memory], cited: fresh.map { TurnRef(conversationID: episode.conversationID, turn: $0.turn) },
                 header: episode.header, lines: fresh, plain: nil, conversationID: episode.conversationID)
-            guard used + separatorCost + item.length <= budget else { return .overBudget }
+            guard used + separatorCost + item.length + fullerCost <= budget else { return .overBudget }
+            lengthen(fuller, memory: nil)
             items.append(item)
             deliver(fresh.map(\.turn), of: episode.conversationID)
             used += separatorCost + item.length
+            takeBack(fresh.map(\.turn) + fuller.map(\.turn), of: episode.conversationID)
             return .added
         }
         guard !memory.content.allSatisfy(\.isWhitespace) else { return .redundant }
@@ -114,6 +129,62 @@ public struct AnswerPacker: Sendable {
         cited.formUnion(refs)
         used += separatorCost + item.length
         return .added
+    }
+
+    /// Lines of `episode` already given in a shorter form whose words the new form all carries
+    /// (a neighbour line given without its image caption, now offered with it): where
+    /// each is in the answer and the characters it adds.
+    private func fuller(_ episode: Episode) -> [(item: Int, line: Int, text: String, extra: Int, turn: Int)] {
+        var out: [(item: Int, line: Int, text: String, extra: Int, turn: Int)] = []
+        for offered in episode.lines where deliveredLines.contains(TurnRef(conversationID: episode.conversationID, turn: offered.turn)) {
+            for (i, item) in items.enumerated() where item.plain == nil && item.conversationID == episode.conversationID {
+                guard let j = item.lines.firstIndex(where: { $0.turn == offered.turn }) else { continue }
+                let given = item.lines[j].text
+                if offered.text.count > given.count, offered.text.contains(Self.captionOpening), !given.contains(Self.captionOpening),
+                    Set(TextNormalizer.words(offered.text)).isSuperset(of: TextNormalizer.words(given))
+                {
+                    out.append((i, j, offered.text, offered.text.count - given.count, offered.turn))
+                }
+                break
+            }
+        }
+        return out
+    }
+
+    /// Replaces lines with their fuller forms (`fuller`), counting the characters they add.
+    private mutating func lengthen(_ lines: [(item: Int, line: Int, text: String, extra: Int, turn: Int)], memory: Memory?) {
+        for line in lines {
+            items[line.item].lines[line.line].text = line.text
+            used += line.extra
+        }
+        if let memory, let first = lines.first { items[first.item].memories.append(memory) }
+    }
+
+    /// Takes back the entries without a slot that cite one of `turns` alone and say nothing its
+    /// line (with the day it was said) does not: a stated fact ("On 9 June 2023 the caller said: I
+    /// went …") whose turn an episode has now given whole. The answer then says it once, and what it frees is
+    /// left for the memories after.
+    private mutating func takeBack(_ turns: [Int], of conversationID: String?) {
+        guard items.count > 1, !turns.isEmpty else { return }
+        let given = Set(turns)
+        var passages: [Int: String] = [:]  // turn → its item's day and line
+        for item in items where item.plain == nil && item.conversationID == conversationID {
+            for line in item.lines where given.contains(line.turn) { passages[line.turn] = (item.header ?? "") + " " + line.text }
+        }
+        guard !passages.isEmpty else { return }
+        var index = items.count - 1
+        while index >= 0, items.count > 1 {
+            let item = items[index]
+            // A slot's fact stays: it is the current value, what supersession keeps first.
+            if let plain = item.plain, item.first.slot == nil, item.cited.count == 1, item.cited[0].conversationID == conversationID,
+                let passage = passages[item.cited[0].turn],
+                Set(TextNormalizer.terms(passage)).isSuperset(of: TextNormalizer.terms(plain))
+            {
+                items.remove(at: index)
+                used -= item.length + Self.separator.count
+            }
+            index -= 1
+        }
     }
 
     /// The same turn or the next one either way; turn numbers come from stored sources, so no

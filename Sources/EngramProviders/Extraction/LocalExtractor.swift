@@ -116,14 +116,22 @@ public struct LocalExtractor: Extractor {
     /// A window of turns, one line each, in turn order (what `AnswerPacker` merges and de-duplicates):
     /// "On 21 November 2025:\nagent: …\ncaller: …\nagent: …" (the turn before, the turn, and the
     /// turn after when the turn asks something). The centre turn carries `text`
-    /// (up to 700 characters), its neighbours their own words (up to 300).
+    /// (up to 700 characters), its neighbours their own words (up to 300); no line keeps its
+    /// reaction-only sentences, and the neighbours leave their image captions to their own
+    /// episodes (`EpisodeFiller`).
     static func episode(day: String, speaker: Conversation.Speaker, text: String, before: Conversation.Turn?, after: Conversation.Turn?, start: Date)
         -> String
     {
         var lines = ["On \(day):"]
-        if let before { lines.append(line(before.speaker, clip(RelativeDates.annotate(before.text, callStart: start), limit: contextLimit))) }
-        lines.append(line(speaker, clip(text)))
-        if let after { lines.append(line(after.speaker, clip(RelativeDates.annotate(after.text, callStart: start), limit: contextLimit))) }
+        if let before {
+            lines.append(
+                line(before.speaker, clip(EpisodeFiller.neighbour(RelativeDates.annotate(before.text, callStart: start)), limit: contextLimit)))
+        }
+        lines.append(line(speaker, clip(EpisodeFiller.trimmed(text))))
+        if let after {
+            lines.append(
+                line(after.speaker, clip(EpisodeFiller.neighbour(RelativeDates.annotate(after.text, callStart: start)), limit: contextLimit)))
+        }
         return lines.joined(separator: "\n")
     }
 
