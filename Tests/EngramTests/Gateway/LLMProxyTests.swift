@@ -258,7 +258,9 @@ struct LLMProxyTests {
 
     @Test("an upstream 429 or 500 comes back with its status and Retry-After; a hung one is cut at the timeout", .timeLimit(.minutes(1)))
     func upstreamFailures() async throws {
-        try await withProxy(configure: { $0.llmUpstreamTimeout = .milliseconds(500) }) { port, env, fake in
+        // Long enough that an upstream answering at once is never cut on a loaded machine (at 500 ms
+        // a full run saw the 500 come back as a 504), short enough for the hung one.
+        try await withProxy(configure: { $0.llmUpstreamTimeout = .seconds(3) }) { port, env, fake in
             fake.enqueue(.status(429, retryAfter: "7"), .status(500), .status(401), .hang)
             let (limited, limitedHeaders, limitedText) = try await send(port, chatBody("hello"), key: env.apiKey)
             #expect(limited == 429)
