@@ -81,3 +81,66 @@ final class DeadlineRace<T: Sendable>: @unchecked Sendable {
         claimed.continuation?.resume(with: result)
     }
 }
+
+/// Work started at once in a task of its own and awaited later (`value()`), within a deadline
+/// counted from its start: whichever of the work and the deadline ends first resumes the waiter
+/// itself. Awaiting `Task.value` under `withTimeout` instead cost two hops between threads after
+/// the work ended (the racing task woke, then the waiter), on the custom-LLM proxy's path. Past
+/// the deadline the work goes on to its end; `cancel()` stops it.
+public final class StartedWork<T: Sendable>: @unchecked Sendable {  // state under `lock`
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+    private var waiter: CheckedContinuation<T, any Error>?
+    private var work: Task<Void, Never>?
+    private var timer: Task<Void, Never>?
+
+    private init() {}
+
+    /// Starts `body` now; `value()` throws `TimeoutError` once `deadline` has passed without it.
+    public static func start(deadline: Duration, _ body: @escaping @Sendable () async throws -> T) -> StartedWork {
+        let started = StartedWork()
+        let work = Task {
+            do { started.settle(.success(try await body()), endsWork: true) } catch { started.settle(.failure(error), endsWork: true) }
+        }
+        let timer = Task {
+            do { try await Task.sleep(for: deadline) } catch { return }
+            started.settle(.failure(TimeoutError()), endsWork: false)
+        }
+        started.lock.withLock {
+            started.work = work
+            started.timer = timer
+        }
+        return started
+    }
+
+    /// The work's value, its error, `TimeoutError` past the deadline, or `CancellationError` after `cancel()`.
+    public func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = lock.withLock { () -> Result<T, any Error>? in
+                if let result { return result }
+                waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    /// Stops the work (and the deadline): a waiter gets `CancellationError`.
+    public func cancel() {
+        let work = lock.withLock { self.work }
+        work?.cancel()
+        settle(.failure(CancellationError()), endsWork: true)
+    }
+
+    /// The first answer wins. The work's end stops the timer; the deadline leaves the work running.
+    private func settle(_ answer: Result<T, any Error>, endsWork: Bool) {
+        let (waiter, timer) = lock.withLock { () -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            guard result == nil else { return (nil, nil) }
+            result = answer
+            defer { self.waiter = nil }
+            return (self.waiter, endsWork ? self.timer : nil)
+        }
+        timer?.cancel()
+        waiter?.resume(with: answer)
+    }
+}

@@ -90,7 +90,8 @@ struct LLMProxyController {
             // Retrieval runs to its end even when the turn stops waiting for it: cut short, it would
             // leave the caller's vector cache cold, and every later turn would miss again
             // (measured: a heavy caller missed 300 turns of 300 at 30 ms, and 0 once the cache was warm).
-            let retrieval = Task {
+            // Its deadline counts from its start; its end resumes this turn directly (`StartedWork`).
+            let retrieval = StartedWork.start(deadline: configuration.llmMemoryDeadline) {
                 async let profile: [Memory] =
                     firstTurn
                     ? precall.variables(tenant: tenant, user: user, includeSensitive: includeSensitive).1 : []
@@ -105,7 +106,7 @@ struct LLMProxyController {
                 EngramMetrics.llmMemoryMiss(reason: "rate_limited")
                 return .miss
             }
-            candidates = try await withTimeout(configuration.llmMemoryDeadline) { try await retrieval.value }
+            candidates = try await retrieval.value()
         } catch {
             let reason = error is TimeoutError ? "deadline" : "store_error"
             logger.warning("LLM turn forwarded without memory", metadata: ["reason": "\(reason)", "tenant": "\(tenant.id)"])
