@@ -61,11 +61,6 @@ public actor ConflictIndexCache {
         return loaded
     }
 
-    /// Drops the user's index (erasure: `MemoryVault.forgetCached`); its slots name what was said.
-    public func invalidate(tenant: String, user: UserKey) {
-        if let old = entries.removeValue(forKey: "\(tenant)|\(user.rawValue)") { held -= old.ids.count }
-    }
-
     /// Moves the user's index from `from` to `to` in place (see `VectorCache.advance`).
     @discardableResult
     public func advance(tenant: String, user: UserKey, from: String, to: String, inserting: [(id: String, slot: String?)], removing: [String]) -> Bool
