@@ -76,11 +76,16 @@ struct TermHashTests {
         ]
         let texts = Self.oddTexts.filter { $0.count < 200 }
         for round in 0..<200 {
-            let hits = (0..<Int.random(in: 0...10, using: &rng)).map { _ in
-                (0..<Int.random(in: 0...12, using: &rng)).map { _ in words.randomElement(using: &rng)! }.joined(separator: " ")
-                    + (round % 3 == 0 ? " " + texts.randomElement(using: &rng)! : "")
+            var hits: [String] = []
+            for _ in 0..<Int.random(in: 0...10, using: &rng) {
+                var hit: [String] = []
+                for _ in 0..<Int.random(in: 0...12, using: &rng) { hit.append(words.randomElement(using: &rng) ?? "") }
+                if round % 3 == 0 { hit.append(texts.randomElement(using: &rng) ?? "") }
+                hits.append(hit.joined(separator: " "))
             }
-            let query = (0..<Int.random(in: 0...4, using: &rng)).map { _ in words.randomElement(using: &rng)! }.joined(separator: " ")
+            var queryWords: [String] = []
+            for _ in 0..<Int.random(in: 0...4, using: &rng) { queryWords.append(words.randomElement(using: &rng) ?? "") }
+            let query = queryWords.joined(separator: " ")
             var frequencies: [String: Int] = [:]
             for term in Set(hits.flatMap(TextNormalizer.terms)) where Int.random(in: 0..<5, using: &rng) > 0 {
                 frequencies[term] = Int.random(in: 0...40, using: &rng)
