@@ -158,13 +158,18 @@ struct SharedLoadsOrderTests {
         await env.cleanUp()
     }
 
+    /// The busy timeout of a reader of `pool`, read synchronously as `SQLiteMemoryStore.pointReading` reads.
+    static func busyTimeoutOnThisThread(_ pool: DatabasePool) throws -> Int? {
+        try pool.read { try Int.fetchOne($0, sql: "PRAGMA busy_timeout") }
+    }
+
     @Test("SQLite's point-read connections never wait on a busy database (GRDB gives pool readers a 10 s busy timeout otherwise)")
     func pointReaderDoesNotWait() async throws {
         let f = try await StoreContractTests.Fixture.make(.sqlite)
         let sqlite = try #require(f.store as? SQLiteMemoryStore)
         // A read on the calling thread may not sleep in SQLite's busy handler: it fails, and the
         // ordinary read (GRDB's queue, under the deadline) answers instead.
-        #expect(try sqlite.database.pointReader.read { try Int.fetchOne($0, sql: "PRAGMA busy_timeout") } == 0)
+        #expect(try Self.busyTimeoutOnThisThread(sqlite.database.pointReader) == 0)
         #expect(try await sqlite.database.pool.read { try Int.fetchOne($0, sql: "PRAGMA busy_timeout") } == 10_000)
         #expect(try await sqlite.database.pool.write { try Int.fetchOne($0, sql: "PRAGMA busy_timeout") } == 10_000)
         let rows = [f.row("m_busy_0")]
