@@ -58,12 +58,13 @@ extension MemoryVault {
         return Array(raw.prefix(limit))
     }
 
-    /// Drops what this process caches of a user (vectors, heads, keyword index, pre-call order). Other processes
+    /// Drops what this process caches of a user (vectors, heads, keyword index, conflict index, pre-call order). Other processes
     /// notice a change through the user's version; this is for changes that do not bump it
     /// (erasure deletes the user row) and to free the memory at once.
     public func forgetCached(tenant: String, user: UserKey) async {
         await vectorCache.invalidate(tenant: tenant, user: user)
         await termIndexCache.invalidate(tenant: tenant, user: user)
+        await conflictIndexes.invalidate(tenant: tenant, user: user)
         precallRankings.forget(tenant: tenant, user: user)
     }
 }

@@ -41,6 +41,11 @@ public struct AppDatabase: Sendable {
         var readOnly = configuration
         readOnly.readonly = true
         readOnly.busyMode = .immediateError
+        // GRDB gives a pool's readers a 10 s busy timeout whatever `busyMode` says (its
+        // `readonlyBusyMode`, not settable): a busy database would then hold a Swift concurrency
+        // thread for up to 10 s, outside the call deadline. Set after GRDB's own setup, this turns
+        // the handler off, so busy fails at once and the read goes the ordinary way.
+        readOnly.prepareDatabase { db in try db.execute(sql: "PRAGMA busy_timeout = 0") }
         readOnly.maximumReaderCount = 4
         pointReader = try DatabasePool(path: path, configuration: readOnly)
     }
