@@ -1,4 +1,5 @@
 import EngramCore
+import EngramProviders
 import Foundation
 
 /// Builds every answer made of memories (the search tool's, pre-call `memory_context`, the
@@ -46,7 +47,7 @@ public struct AnswerPacker: Sendable {
     /// on LoCoMo 0-2, 100 hits gave 75.8 within 2,000 characters, 30 or 50 hits 75.6.
     public static let searchCandidates = 40
     /// How `Conversation` marks an image caption inside a turn's text.
-    static let captionOpening = "[shared an image:"
+    static let captionOpening = Conversation.imageCaptionOpening
     /// Characters between two items of an answer.
     public static let separator = "\n"
 

@@ -3,6 +3,9 @@ import Foundation
 
 /// A finished call, as extraction sees it: turns keep their transcript index.
 public struct Conversation: Sendable {
+    /// How a turn's text carries the image the speaker shared: "[shared an image: <caption>]".
+    public static let imageCaptionOpening = "[shared an image:"
+
     public enum Speaker: String, Sendable, Codable { case caller, agent }
 
     public struct Turn: Sendable {
@@ -38,7 +41,7 @@ public struct Conversation: Sendable {
         turns = data.transcript.enumerated().compactMap { index, turn in
             var text = turn.message?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             if let caption = turn.imageCaption, !caption.isEmpty {
-                text += text.isEmpty ? "[shared an image: \(caption)]" : " [shared an image: \(caption)]"
+                text += (text.isEmpty ? "" : " ") + Self.imageCaptionOpening + " \(caption)]"
             }
             guard !text.isEmpty else { return nil }
             return Turn(index: index, speaker: turn.role == "user" ? .caller : .agent, text: text)

@@ -39,27 +39,10 @@ enum EpisodeFiller {
         return out.split(whereSeparator: \.isWhitespace).joined(separator: " ")
     }
 
-    static let captionOpening = "[shared an image:"
+    static let captionOpening = Conversation.imageCaptionOpening
 
-    /// Every sentence of a text, questions included, split at . ! ? followed by a space or the
-    /// end, as `StatedFacts.sentences` splits ("a.m." stays whole). A caption stays with its sentence.
-    static func sentences(_ text: String) -> [String] {
-        var out: [String] = []
-        var current = ""
-        var depth = 0
-        let characters = Array(text)
-        for (i, character) in characters.enumerated() {
-            current.append(character)
-            if character == "[" { depth += 1 } else if character == "]" { depth = max(0, depth - 1) }
-            guard depth == 0, ".!?".contains(character), i + 1 == characters.count || characters[i + 1].isWhitespace else { continue }
-            let sentence = current.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !sentence.isEmpty { out.append(sentence) }
-            current = ""
-        }
-        let tail = current.trimmingCharacters(in: .whitespacesAndNewlines)
-        if !tail.isEmpty { out.append(tail) }
-        return out
-    }
+    /// Every sentence of a text, questions included; a caption stays with its sentence.
+    static func sentences(_ text: String) -> [String] { StatedFacts.sentences(text, questions: true, bracketsWhole: true) }
 
     /// A statement (not a question) whose words are all reactions, stop words or names (a
     /// capitalised word after the first): nothing in it a later question could ask about.

@@ -57,17 +57,22 @@ enum StatedFacts {
         statement.regex.firstMatch(in: sentence, range: NSRange(sentence.startIndex..., in: sentence)) != nil
     }
 
-    /// The sentences of a turn that state something (questions dropped), split as
-    /// `LocalExtractor.statements` does: at . ! ? followed by a space or the end.
-    static func sentences(_ text: String) -> [String] {
+    /// The sentences of a turn that state something (questions dropped unless `questions`), split
+    /// as `LocalExtractor.statements` does: at . ! ? followed by a space or the end ("a.m." stays
+    /// whole). With `bracketsWhole`, nothing inside [ … ] ends a sentence (an image caption).
+    static func sentences(_ text: String, questions: Bool = false, bracketsWhole: Bool = false) -> [String] {
         var out: [String] = []
         var current = ""
+        var depth = 0
         let characters = Array(text)
         for (i, character) in characters.enumerated() {
             current.append(character)
-            guard ".!?".contains(character), i + 1 == characters.count || characters[i + 1].isWhitespace else { continue }
+            if bracketsWhole {
+                if character == "[" { depth += 1 } else if character == "]" { depth = max(0, depth - 1) }
+            }
+            guard depth == 0, ".!?".contains(character), i + 1 == characters.count || characters[i + 1].isWhitespace else { continue }
             let sentence = current.trimmingCharacters(in: .whitespacesAndNewlines)
-            if character != "?", !sentence.isEmpty { out.append(sentence) }
+            if questions || character != "?", !sentence.isEmpty { out.append(sentence) }
             current = ""
         }
         let tail = current.trimmingCharacters(in: .whitespacesAndNewlines)
