@@ -57,7 +57,7 @@ let package = Package(
         .target(
             name: "EngramStore",
             dependencies: [
-                "EngramCore",
+                "EngramCore", "EngramObservability",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // The SQLite C API, for the write-ahead log's flush of group commit.
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

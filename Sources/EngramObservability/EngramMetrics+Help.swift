@@ -15,6 +15,8 @@ extension EngramMetrics {
         "engram_llm_memory_misses_total": "Custom-LLM proxy turns forwarded without memory, by reason (deadline, store_error, rate_limited).",
         "engram_mcp_messages_total":
             "MCP messages at /mcp, by method (initialize, ping, tools/list, tools/call, other, notification, invalid) and outcome (ok, error, tool_error).",
+        "engram_store_point_read_fallbacks_total":
+            "SQLite point reads (a user, memories by id) that went the ordinary way, by reason (busy, error); the read itself still answers.",
         "engram_events_processed_total": "Queue events handled by the worker, by outcome.",
         "engram_events_dead_lettered_total":
             "Events moved to the dead letters, by reason (worker_died, permanent, attempts_exhausted, invalid_envelope).",
@@ -38,6 +40,10 @@ extension EngramMetrics {
     /// Creates the series whose label values are known in advance, at zero, so `rate()` and
     /// `increase()` have a starting point before the first event.
     public static func initialiseAtZero(_ role: Role) {
+        // Both processes read users and memories by id through the SQLite point reader.
+        for reason in ["busy", "error"] {
+            Counter(label: "engram_store_point_read_fallbacks_total", dimensions: [("reason", reason)]).increment(by: 0)
+        }
         switch role {
         case .gateway:
             Counter(label: "engram_unverified_body_refused_total").increment(by: 0)

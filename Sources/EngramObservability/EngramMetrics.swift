@@ -37,6 +37,12 @@ public enum EngramMetrics {
         Counter(label: "engram_llm_memory_misses_total", dimensions: [("reason", reason)]).increment()
     }
 
+    /// A SQLite point read that went the ordinary way instead (`SQLiteMemoryStore.pointReading`):
+    /// `busy` (the file was locked), `error` (any other failure of the point reader).
+    public static func pointReadFallback(reason: String) {
+        Counter(label: "engram_store_point_read_fallbacks_total", dimensions: [("reason", reason)]).increment()
+    }
+
     /// One MCP message at `/mcp`: `method` (initialize, ping, tools/list, tools/call, other,
     /// notification, invalid) and `outcome` (ok, error, tool_error).
     public static func mcpMessage(method: String, outcome: String) {

@@ -1,4 +1,5 @@
 import EngramCore
+import EngramObservability
 import Foundation
 import GRDB
 import Logging
@@ -11,6 +12,8 @@ public struct SQLiteMemoryStore: MemoryStore {
     public let database: AppDatabase
     public let callTimeout: Duration
     private let logger: Logger
+    /// A point reader that keeps failing is logged once, then at most every 30 s.
+    private let pointReadFailures = RepeatingFailureLog("SQLite point read failed; read the ordinary way")
     private var pool: DatabasePool { database.pool }
 
     public init(database: AppDatabase, callTimeout: Duration = StoreDeadline.defaultTimeout, logger: Logger = Logger(label: "engram-store")) {
@@ -57,12 +60,31 @@ public struct SQLiteMemoryStore: MemoryStore {
     /// read, not a hop to GRDB's queue and back: on a loaded machine that hop was 0.35 ms of a
     /// 0.4 ms user read, and a custom-LLM proxy turn makes four or five such reads in a row. The
     /// connection takes no lock in WAL mode and fails at once when the database is busy; then,
-    /// and on any other failure, the read goes the ordinary way, under the call deadline.
+    /// and on any other failure, the read goes the ordinary way, under the call deadline. Each
+    /// such fallback is counted (`engram_store_point_read_fallbacks_total`), and a failure other
+    /// than busy is logged: a point reader that always failed would otherwise show only as slowness.
     private func pointReading<T: Sendable>(operation: String = #function, _ body: @escaping @Sendable (Database) throws -> T) async throws
         -> T
     {
-        if let value = try? readHere(body) { return value }
+        do {
+            return try readHere(body)
+        } catch {
+            let reason = Self.pointReadFallbackReason(error)
+            EngramMetrics.pointReadFallback(reason: reason)
+            if reason != "busy" {
+                var metadata: Logger.Metadata = ["backend": "sqlite", "operation": "\(operation)"]
+                if let error = error as? DatabaseError { metadata["sqlite_code"] = "\(error.extendedResultCode.rawValue)" }
+                pointReadFailures.failed(error, logger: logger, metadata: metadata)
+            }
+        }
         return try await reading(operation: operation, body)
+    }
+
+    /// How `engram_store_point_read_fallbacks_total` names a point reader's failure: `busy` when
+    /// SQLite found the file locked (`SQLITE_BUSY`, `SQLITE_LOCKED`), `error` for anything else.
+    static func pointReadFallbackReason(_ error: any Error) -> String {
+        guard let error = error as? DatabaseError else { return "error" }
+        return error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED ? "busy" : "error"
     }
 
     private func readHere<T>(_ body: (Database) throws -> T) throws -> T {
