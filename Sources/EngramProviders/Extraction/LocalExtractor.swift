@@ -163,23 +163,9 @@ public struct LocalExtractor: Extractor {
         return terms.count >= 3 || (terms.count >= 1 && !TextNormalizer.specifics(text).isEmpty)
     }
 
-    /// The agent's sentences that state something: questions dropped.
+    /// The agent's sentences that state something: questions dropped, line breaks kept.
     static func statements(_ text: String) -> String {
-        var kept: [String] = []
-        var current = ""
-        let characters = Array(text)
-        for (i, character) in characters.enumerated() {
-            current.append(character)
-            // A sentence ends at . ! ? followed by a space or the end ("a.m." stays whole).
-            let atBoundary = ".!?".contains(character) && (i + 1 == characters.count || characters[i + 1].isWhitespace)
-            if atBoundary {
-                if character != "?" { kept.append(current.trimmingCharacters(in: .whitespaces)) }
-                current = ""
-            }
-        }
-        let tail = current.trimmingCharacters(in: .whitespaces)
-        if !tail.isEmpty { kept.append(tail) }
-        return kept.joined(separator: " ")
+        StatedFacts.sentences(text, trimming: .whitespaces).joined(separator: " ")
     }
 
     package static func sector(of text: String) -> Sector {

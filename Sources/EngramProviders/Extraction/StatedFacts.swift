@@ -57,10 +57,13 @@ enum StatedFacts {
         statement.regex.firstMatch(in: sentence, range: NSRange(sentence.startIndex..., in: sentence)) != nil
     }
 
-    /// The sentences of a turn that state something (questions dropped unless `questions`), split
-    /// as `LocalExtractor.statements` does: at . ! ? followed by a space or the end ("a.m." stays
-    /// whole). With `bracketsWhole`, nothing inside [ … ] ends a sentence (an image caption).
-    static func sentences(_ text: String, questions: Bool = false, bracketsWhole: Bool = false) -> [String] {
+    /// The sentences of a turn that state something (questions dropped unless `questions`): a
+    /// sentence ends at . ! ? followed by a space or the end ("a.m." stays whole). With
+    /// `bracketsWhole`, nothing inside [ … ] ends a sentence (an image caption). Each sentence is
+    /// trimmed of `trimming` (`LocalExtractor.statements` keeps line breaks: its text is stored).
+    static func sentences(
+        _ text: String, questions: Bool = false, bracketsWhole: Bool = false, trimming: CharacterSet = .whitespacesAndNewlines
+    ) -> [String] {
         var out: [String] = []
         var current = ""
         var depth = 0
@@ -71,11 +74,11 @@ enum StatedFacts {
                 if character == "[" { depth += 1 } else if character == "]" { depth = max(0, depth - 1) }
             }
             guard depth == 0, ".!?".contains(character), i + 1 == characters.count || characters[i + 1].isWhitespace else { continue }
-            let sentence = current.trimmingCharacters(in: .whitespacesAndNewlines)
+            let sentence = current.trimmingCharacters(in: trimming)
             if questions || character != "?", !sentence.isEmpty { out.append(sentence) }
             current = ""
         }
-        let tail = current.trimmingCharacters(in: .whitespacesAndNewlines)
+        let tail = current.trimmingCharacters(in: trimming)
         if !tail.isEmpty { out.append(tail) }
         return out
     }
