@@ -63,6 +63,7 @@ func buildGateway(
             client: RedisClient(endpoint: configuration.redis, timeout: configuration.redisTimeout, connections: 2),
             keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
         hasStoredDefaultWebhookSecret: try await vault.webhookSecretsStored(tenant: defaultTenant.id).current,
+        webhookDecoy: try vault.webhookDecoy(),
         unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes),
         erasure: ErasurePurge(
             vault: vault, queue: queue, backupDirectory: nil, deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400))

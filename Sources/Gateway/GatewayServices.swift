@@ -19,6 +19,8 @@ struct GatewayServices: Sendable {
     let rateLimiter: RateLimiter
     /// The default tenant also has secrets stored with `engram tenant set-webhook-secret default`.
     let hasStoredDefaultWebhookSecret: Bool
+    /// Secrets no tenant has, for post-call lookups that find none (`MemoryVault.webhookTenant`).
+    let webhookDecoy: WebhookDecoy
     /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
     let unverifiedBodies: UnverifiedBodyBudget
     /// Carries an erasure to the queue at once (the worker's run does Redis' files and backups).

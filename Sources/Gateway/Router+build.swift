@@ -33,7 +33,8 @@ func buildRouter(_ services: GatewayServices) -> Router<GatewayRequestContext> {
         .add(
             middleware: WebhookSignatureMiddleware(
                 configuration: configuration, vault: services.vault, intake: services.intake, defaultTenant: services.defaultTenant,
-                hasStoredDefaultWebhookSecret: services.hasStoredDefaultWebhookSecret, unverifiedBodies: services.unverifiedBodies)
+                hasStoredDefaultWebhookSecret: services.hasStoredDefaultWebhookSecret, decoy: services.webhookDecoy,
+                unverifiedBodies: services.unverifiedBodies)
         )
         .group(context: WebhookRequestContext.self)
         .addRoutes(PostCallController(vault: services.vault, ingest: services.ingest).endpoints)
