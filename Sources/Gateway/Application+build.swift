@@ -58,11 +58,10 @@ func buildGateway(
     let services = GatewayServices(
         configuration: configuration, vault: vault, queue: queue, ingest: ingest, intake: intake,
         precall: PrecallContextBuilder(vault: vault, characterBudget: configuration.precallContextChars),
-        reinforcement: reinforcement, defaultTenant: defaultTenant, clock: clock,
+        reinforcement: reinforcement, defaultTenant: FreshTenant(defaultTenant, vault: vault), clock: clock,
         rateLimiter: RateLimiter(
             client: RedisClient(endpoint: configuration.redis, timeout: configuration.redisTimeout, connections: 2),
             keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
-        hasStoredDefaultWebhookSecret: try await vault.webhookSecretsStored(tenant: defaultTenant.id).current,
         webhookDecoy: try vault.webhookDecoy(),
         unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes),
         erasure: ErasurePurge(

@@ -40,22 +40,20 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
     let vault: MemoryVault
     /// The default tenant's intake: the environment's secrets, tolerances, limits, cipher, clock.
     let intake: PostCallIntake
-    let defaultTenant: TenantContext
-    /// The default tenant also has secrets stored with `engram tenant set-webhook-secret default`.
-    let hasStoredDefaultWebhookSecret: Bool
+    /// The tenant of the path without one: its stored secrets (`engram tenant set-webhook-secret
+    /// default`) and its record are read per request like any tenant's, so a change is seen at once.
+    let defaultTenantID: String
     /// Secrets no tenant has, unwrapped in place of missing ones (`MemoryVault.webhookTenant`).
     let decoy: WebhookDecoy
     /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
     let unverifiedBodies: UnverifiedBodyBudget
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let id = context.parameters.get("tenant") else {
-            return try await verify(request, context: context, tenant: defaultTenant, next: next)
-        }
-        guard !id.isEmpty, id.utf8.count <= 64 else { return try await verify(request, context: context, tenant: nil, next: next) }
+        let id = context.parameters.get("tenant") ?? defaultTenantID
+        guard !id.isEmpty, id.utf8.count <= 64 else { return try await verify(request, context: context, lookup: nil, next: next) }
         // The same reads and unwraps for an id that names no tenant (no enumeration by timing).
         let lookup = try await vault.webhookTenant(id, decoy: decoy)
-        return try await verify(request, context: context, tenant: lookup.tenant, lookup: lookup, next: next)
+        return try await verify(request, context: context, lookup: lookup, next: next)
     }
 
     /// Verification against a random secret, for a tenant that does not exist or has no secret.
@@ -67,27 +65,11 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
             cipher: base.cipher, clock: base.clock)
     }
 
-    /// The tenant's HMAC secrets: stored ones (wrapped), and for the default tenant the environment's.
-    func intake(for tenant: TenantContext, logger: Logger) async throws -> PostCallIntake {
-        var secrets: [String] = []
-        if tenant.id == defaultTenant.id { secrets = intake.secrets }
-        secrets += try await vault.webhookSecrets(tenant: tenant.id)
-        guard !secrets.isEmpty else {
-            // Answered as a wrong signature, like an unknown tenant; the operator sees why here.
-            logger.warning("post-call refused: no webhook secret is configured for this tenant", metadata: ["tenant": "\(tenant.id)"])
-            return unverifiableIntake()
-        }
-        let base = intake
-        return PostCallIntake(
-            secrets: secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes,
-            cipher: base.cipher, clock: base.clock)
-    }
-
     /// The secrets of a looked-up tenant: its stored ones, and for the default tenant the
     /// environment's too; the decoy's when it has none (refused even if they matched).
     func intake(for lookup: WebhookTenantLookup, logger: Logger) -> (intake: PostCallIntake, verifiable: Bool) {
         var secrets = lookup.secretsAreDecoy ? [] : lookup.secrets
-        if lookup.tenant?.id == defaultTenant.id { secrets = intake.secrets + secrets }
+        if lookup.tenant?.id == defaultTenantID { secrets = intake.secrets + secrets }
         if secrets.isEmpty, let tenant = lookup.tenant { NoSecretWarning.log(tenant: tenant.id, logger: logger) }
         let base = intake
         return (
@@ -98,26 +80,16 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
         )
     }
 
-    /// `tenant` nil: the path named no existing tenant; the body is read and verified as for any
-    /// tenant and refused as a signature mismatch. `lookup`: the tenant the path named, found by
-    /// `MemoryVault.webhookTenant` (nil on the path without a tenant).
+    /// `lookup`: the tenant the path names, found by `MemoryVault.webhookTenant`; nil when the id
+    /// cannot name one. A tenant that does not exist (or has no secret) has its body read and
+    /// verified as any tenant's and refused as a signature mismatch.
     func verify(
-        _ request: Request, context: Context, tenant: TenantContext?, lookup: WebhookTenantLookup? = nil,
-        next: (Request, Context) async throws -> Response
+        _ request: Request, context: Context, lookup: WebhookTenantLookup?, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         let started = ContinuousClock.now
         let header = request.headers[Self.signatureField]
-        var intake: PostCallIntake
-        var verifiable = tenant != nil
-        if let lookup {
-            (intake, verifiable) = self.intake(for: lookup, logger: context.logger)
-        } else if let tenant {
-            intake =
-                tenant.id == defaultTenant.id && !hasStoredDefaultWebhookSecret
-                ? self.intake : try await self.intake(for: tenant, logger: context.logger)
-        } else {
-            intake = unverifiableIntake()
-        }
+        let tenant = lookup?.tenant
+        let (intake, verifiable) = lookup.map { self.intake(for: $0, logger: context.logger) } ?? (unverifiableIntake(), false)
         var verifier: StreamingSignatureVerifier
         do {
             verifier = try intake.begin(header: header)
