@@ -14,8 +14,11 @@ struct GatewayServices: Sendable {
     let intake: PostCallIntake
     let precall: PrecallContextBuilder
     let reinforcement: ReinforcementBuffer
-    /// The default tenant (the environment's keys), re-read at most a second after the last read.
-    let defaultTenant: FreshTenant
+    /// The default tenant (the environment's keys), read again at most a second after the last read.
+    let defaultTenant: RecentValue<TenantContext>
+    /// The default tenant and its stored webhook secrets, for the post-call path without a tenant.
+    let defaultWebhook: RecentValue<WebhookTenantLookup>
+    let defaultTenantID: String
     let clock: WallClock
     let rateLimiter: RateLimiter
     /// Secrets no tenant has, for post-call lookups that find none (`MemoryVault.webhookTenant`).

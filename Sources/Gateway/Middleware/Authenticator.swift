@@ -23,7 +23,7 @@ struct Authenticator: RouterMiddleware {
     let configuration: EngramConfiguration
     let vault: MemoryVault
     /// The environment's keys' tenant, re-read at most a second after the last read.
-    let defaultTenant: FreshTenant
+    let defaultTenant: RecentValue<TenantContext>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context

@@ -40,16 +40,19 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
     let vault: MemoryVault
     /// The default tenant's intake: the environment's secrets, tolerances, limits, cipher, clock.
     let intake: PostCallIntake
-    /// The tenant of the path without one: its stored secrets (`engram tenant set-webhook-secret
-    /// default`) and its record are read per request like any tenant's, so a change is seen at once.
     let defaultTenantID: String
+    /// The path without a tenant: the default tenant and its stored secrets (`engram tenant
+    /// set-webhook-secret default`), read again at most a second after the last read.
+    let defaultWebhook: RecentValue<WebhookTenantLookup>
     /// Secrets no tenant has, unwrapped in place of missing ones (`MemoryVault.webhookTenant`).
     let decoy: WebhookDecoy
     /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
     let unverifiedBodies: UnverifiedBodyBudget
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let id = context.parameters.get("tenant") ?? defaultTenantID
+        guard let id = context.parameters.get("tenant") else {
+            return try await verify(request, context: context, lookup: await defaultWebhook.current(), next: next)
+        }
         guard !id.isEmpty, id.utf8.count <= 64 else { return try await verify(request, context: context, lookup: nil, next: next) }
         // The same reads and unwraps for an id that names no tenant (no enumeration by timing).
         let lookup = try await vault.webhookTenant(id, decoy: decoy)

@@ -10,7 +10,7 @@ import Testing
 
 /// A tenant setting changed with the `engram` CLI while the gateway runs reaches it without a
 /// restart, for the default tenant (the environment's keys, held since the start and re-read at
-/// most a second after the last read: `FreshTenant`) as for a tenant with stored keys (read per
+/// most a second after the last read: `RecentValue`) as for a tenant with stored keys (read per
 /// request): trust of client ids on the pre-call route, the consent mode on the management API,
 /// and a webhook secret stored for the default tenant. Real gateway process, real CLI; polled
 /// with a deadline.
