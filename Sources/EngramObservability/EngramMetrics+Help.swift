@@ -10,6 +10,8 @@ extension EngramMetrics {
         "engram_http_client_aborts_total": "Requests whose client went away before the answer, by route template.",
         "engram_postcall_events_total": "Post-call webhooks acknowledged, by outcome (queued, duplicate, spooled, ignored_<reason>).",
         "engram_postcall_ack_seconds": "Time from receiving a post-call webhook to its acknowledgement.",
+        "engram_postcall_tenant_steps_total":
+            "Steps of the post-call tenant lookup (tenant_read, secrets_read, unwrap): the same for an unknown tenant as for a known one.",
         "engram_unverified_body_refused_total": "Post-call uploads refused with 503 because unverified bodies held the whole byte budget.",
         "engram_precall_fallback_total": "Pre-call requests answered with neutral defaults, by reason.",
         "engram_llm_memory_misses_total": "Custom-LLM proxy turns forwarded without memory, by reason (deadline, store_error, rate_limited).",
@@ -47,6 +49,9 @@ extension EngramMetrics {
         switch role {
         case .gateway:
             Counter(label: "engram_unverified_body_refused_total").increment(by: 0)
+            for step in ["tenant_read", "secrets_read", "unwrap"] {
+                Counter(label: "engram_postcall_tenant_steps_total", dimensions: [("step", step)]).increment(by: 0)
+            }
             for outcome in ["queued", "duplicate", "spooled"] {
                 Counter(label: "engram_postcall_events_total", dimensions: [("outcome", outcome)]).increment(by: 0)
             }

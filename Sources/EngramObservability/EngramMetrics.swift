@@ -18,6 +18,12 @@ public enum EngramMetrics {
         Metrics.Timer(label: "engram_postcall_ack_seconds").recordNanoseconds(duration.nanoseconds)
     }
 
+    /// One step of the post-call tenant lookup (tenant_read, secrets_read, unwrap): the same
+    /// steps for an unknown tenant as for a known one (`MemoryVault.webhookTenant`).
+    public static func postCallTenantStep(_ step: String) {
+        Counter(label: "engram_postcall_tenant_steps_total", dimensions: [("step", step)]).increment()
+    }
+
     /// A post-call upload refused because unverified bodies already hold the whole budget.
     public static func unverifiedBodyRefused() {
         Counter(label: "engram_unverified_body_refused_total").increment()

@@ -53,16 +53,25 @@ func buildGateway(
         tolerancePast: configuration.signatureTolerancePast, toleranceFuture: configuration.signatureToleranceFuture,
         maxBodyBytes: configuration.maxBodyBytes, cipher: keyRing.envelopeCipher, clock: clock)
     let reinforcement = vault.reinforcementBuffer()
+    let decoy = try vault.webhookDecoy()
+    // What the environment's keys and the post-call path without a tenant know of the default
+    // tenant: read again at most a second after the last read, so `engram tenant` changes need no restart.
+    let defaultID = defaultTenant.id
+    let recentDefault = RecentValue(defaultTenant) { try await vault.tenant(defaultID) }
+    let recentDefaultWebhook = RecentValue(try await vault.webhookTenant(defaultID, decoy: decoy)) {
+        try await vault.webhookTenant(defaultID, decoy: decoy)
+    }
     let ingest = DurableIngest(
         queue: queue, spool: try Spool(directory: configuration.spoolDirectory, logger: logger), ttlSeconds: configuration.dedupeTTLSeconds)
     let services = GatewayServices(
         configuration: configuration, vault: vault, queue: queue, ingest: ingest, intake: intake,
         precall: PrecallContextBuilder(vault: vault, characterBudget: configuration.precallContextChars),
-        reinforcement: reinforcement, defaultTenant: defaultTenant, clock: clock,
+        reinforcement: reinforcement, defaultTenant: recentDefault, defaultWebhook: recentDefaultWebhook,
+        defaultTenantID: defaultID, clock: clock,
         rateLimiter: RateLimiter(
             client: RedisClient(endpoint: configuration.redis, timeout: configuration.redisTimeout, connections: 2),
             keys: QueueKeys(prefix: configuration.queuePrefix), perMinute: configuration.rateLimitPerMinute, burst: configuration.rateLimitBurst),
-        hasStoredDefaultWebhookSecret: try await vault.webhookSecretsStored(tenant: defaultTenant.id).current,
+        webhookDecoy: decoy,
         unverifiedBodies: UnverifiedBodyBudget(limit: configuration.unverifiedBodyBudgetBytes),
         erasure: ErasurePurge(
             vault: vault, queue: queue, backupDirectory: nil, deadLetterRetention: Double(configuration.deadLetterRetentionDays) * 86_400))

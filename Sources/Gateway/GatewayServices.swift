@@ -14,11 +14,15 @@ struct GatewayServices: Sendable {
     let intake: PostCallIntake
     let precall: PrecallContextBuilder
     let reinforcement: ReinforcementBuffer
-    let defaultTenant: TenantContext
+    /// The default tenant (the environment's keys), read again at most a second after the last read.
+    let defaultTenant: RecentValue<TenantContext>
+    /// The default tenant and its stored webhook secrets, for the post-call path without a tenant.
+    let defaultWebhook: RecentValue<WebhookTenantLookup>
+    let defaultTenantID: String
     let clock: WallClock
     let rateLimiter: RateLimiter
-    /// The default tenant also has secrets stored with `engram tenant set-webhook-secret default`.
-    let hasStoredDefaultWebhookSecret: Bool
+    /// Secrets no tenant has, for post-call lookups that find none (`MemoryVault.webhookTenant`).
+    let webhookDecoy: WebhookDecoy
     /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
     let unverifiedBodies: UnverifiedBodyBudget
     /// Carries an erasure to the queue at once (the worker's run does Redis' files and backups).

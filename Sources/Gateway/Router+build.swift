@@ -32,8 +32,8 @@ func buildRouter(_ services: GatewayServices) -> Router<GatewayRequestContext> {
     router.group()
         .add(
             middleware: WebhookSignatureMiddleware(
-                configuration: configuration, vault: services.vault, intake: services.intake, defaultTenant: services.defaultTenant,
-                hasStoredDefaultWebhookSecret: services.hasStoredDefaultWebhookSecret, unverifiedBodies: services.unverifiedBodies)
+                configuration: configuration, vault: services.vault, intake: services.intake, defaultTenantID: services.defaultTenantID,
+                defaultWebhook: services.defaultWebhook, decoy: services.webhookDecoy, unverifiedBodies: services.unverifiedBodies)
         )
         .group(context: WebhookRequestContext.self)
         .addRoutes(PostCallController(vault: services.vault, ingest: services.ingest).endpoints)

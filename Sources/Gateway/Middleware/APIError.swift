@@ -18,7 +18,10 @@ struct APIError: HTTPResponseError {
     func response(from request: Request, context: some RequestContext) throws -> Response {
         var fields = headers
         fields[.contentType] = "application/json"
-        let body = try JSONEncoder().encode(["error": ["code": code, "message": message]])
+        // Sorted keys: the same error is the same bytes every time (a dictionary's order is not fixed).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let body = try encoder.encode(["error": ["code": code, "message": message]])
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 

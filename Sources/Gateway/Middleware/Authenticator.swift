@@ -22,7 +22,8 @@ struct Authenticator: RouterMiddleware {
     let scope: APIKeyRecord.Scope
     let configuration: EngramConfiguration
     let vault: MemoryVault
-    let defaultTenant: TenantContext
+    /// The environment's keys' tenant, re-read at most a second after the last read.
+    let defaultTenant: RecentValue<TenantContext>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -34,7 +35,7 @@ struct Authenticator: RouterMiddleware {
         guard let token = BearerAuth.token(request), !token.isEmpty, token.utf8.count <= 512 else { throw APIError.unauthorized() }
         let environmentKey = scope == .tool ? configuration.apiKey : configuration.adminKey
         if let environmentKey, secretsEqual(token, environmentKey) {
-            return Caller(tenant: defaultTenant, scope: scope, keyID: "env:\(scope.rawValue)")
+            return Caller(tenant: await defaultTenant.current(), scope: scope, keyID: "env:\(scope.rawValue)")
         }
         let hash = Data(SHA256.hash(data: Data(token.utf8)))
         guard let record = try await vault.apiKey(hash: hash), record.revokedAt == nil, record.scope == scope,

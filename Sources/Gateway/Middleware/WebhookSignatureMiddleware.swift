@@ -7,6 +7,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// A post-call body whose HMAC signature checked out: what `WebhookSignatureMiddleware` hands
 /// to the post-call handler.
@@ -39,20 +40,23 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
     let vault: MemoryVault
     /// The default tenant's intake: the environment's secrets, tolerances, limits, cipher, clock.
     let intake: PostCallIntake
-    let defaultTenant: TenantContext
-    /// The default tenant also has secrets stored with `engram tenant set-webhook-secret default`.
-    let hasStoredDefaultWebhookSecret: Bool
+    let defaultTenantID: String
+    /// The path without a tenant: the default tenant and its stored secrets (`engram tenant
+    /// set-webhook-secret default`), read again at most a second after the last read.
+    let defaultWebhook: RecentValue<WebhookTenantLookup>
+    /// Secrets no tenant has, unwrapped in place of missing ones (`MemoryVault.webhookTenant`).
+    let decoy: WebhookDecoy
     /// Bytes held by post-call bodies whose signature is not verified yet, across all requests.
     let unverifiedBodies: UnverifiedBodyBudget
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let tenant: TenantContext?
-        if let id = context.parameters.get("tenant") {
-            tenant = id.isEmpty || id.utf8.count > 64 ? nil : try await vault.tenant(id)
-        } else {
-            tenant = defaultTenant
+        guard let id = context.parameters.get("tenant") else {
+            return try await verify(request, context: context, lookup: await defaultWebhook.current(), next: next)
         }
-        return try await verify(request, context: context, tenant: tenant, next: next)
+        guard !id.isEmpty, id.utf8.count <= 64 else { return try await verify(request, context: context, lookup: nil, next: next) }
+        // The same reads and unwraps for an id that names no tenant (no enumeration by timing).
+        let lookup = try await vault.webhookTenant(id, decoy: decoy)
+        return try await verify(request, context: context, lookup: lookup, next: next)
     }
 
     /// Verification against a random secret, for a tenant that does not exist or has no secret.
@@ -64,37 +68,31 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
             cipher: base.cipher, clock: base.clock)
     }
 
-    /// The tenant's HMAC secrets: stored ones (wrapped), and for the default tenant the environment's.
-    func intake(for tenant: TenantContext, logger: Logger) async throws -> PostCallIntake {
-        var secrets: [String] = []
-        if tenant.id == defaultTenant.id { secrets = intake.secrets }
-        secrets += try await vault.webhookSecrets(tenant: tenant.id)
-        guard !secrets.isEmpty else {
-            // Answered as a wrong signature, like an unknown tenant; the operator sees why here.
-            logger.warning("post-call refused: no webhook secret is configured for this tenant", metadata: ["tenant": "\(tenant.id)"])
-            return unverifiableIntake()
-        }
+    /// The secrets of a looked-up tenant: its stored ones, and for the default tenant the
+    /// environment's too; the decoy's when it has none (refused even if they matched).
+    func intake(for lookup: WebhookTenantLookup, logger: Logger) -> (intake: PostCallIntake, verifiable: Bool) {
+        var secrets = lookup.secretsAreDecoy ? [] : lookup.secrets
+        if lookup.tenant?.id == defaultTenantID { secrets = intake.secrets + secrets }
+        if secrets.isEmpty, let tenant = lookup.tenant { NoSecretWarning.log(tenant: tenant.id, logger: logger) }
         let base = intake
-        return PostCallIntake(
-            secrets: secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture, maxBodyBytes: base.maxBodyBytes,
-            cipher: base.cipher, clock: base.clock)
+        return (
+            PostCallIntake(
+                secrets: secrets.isEmpty ? lookup.secrets : secrets, tolerancePast: base.tolerancePast, toleranceFuture: base.toleranceFuture,
+                maxBodyBytes: base.maxBodyBytes, cipher: base.cipher, clock: base.clock),
+            !secrets.isEmpty
+        )
     }
 
-    /// `tenant` nil: the path named no existing tenant; the body is read and verified as for any
-    /// tenant and refused as a signature mismatch.
+    /// `lookup`: the tenant the path names, found by `MemoryVault.webhookTenant`; nil when the id
+    /// cannot name one. A tenant that does not exist (or has no secret) has its body read and
+    /// verified as any tenant's and refused as a signature mismatch.
     func verify(
-        _ request: Request, context: Context, tenant: TenantContext?, next: (Request, Context) async throws -> Response
+        _ request: Request, context: Context, lookup: WebhookTenantLookup?, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         let started = ContinuousClock.now
         let header = request.headers[Self.signatureField]
-        let intake: PostCallIntake
-        if let tenant {
-            intake =
-                tenant.id == defaultTenant.id && !hasStoredDefaultWebhookSecret
-                ? self.intake : try await self.intake(for: tenant, logger: context.logger)
-        } else {
-            intake = unverifiableIntake()
-        }
+        let tenant = lookup?.tenant
+        let (intake, verifiable) = lookup.map { self.intake(for: $0, logger: context.logger) } ?? (unverifiableIntake(), false)
         var verifier: StreamingSignatureVerifier
         do {
             verifier = try intake.begin(header: header)
@@ -130,11 +128,28 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
         } catch let error as SignatureError {
             throw APIError.from(error)
         }
-        // Unreachable for an unknown tenant (nobody signs with a random secret); kept as a guard.
-        guard let tenant else { throw APIError.from(SignatureError.mismatch) }
+        // Unreachable for an unknown tenant or one without secrets (nobody signs with a random
+        // secret); kept as a guard.
+        guard let tenant, verifiable else { throw APIError.from(SignatureError.mismatch) }
         var context = context
         context.webhook = VerifiedWebhook(
             tenant: tenant, intake: intake, kept: kept, oversize: total > limit, signatureHeader: header, started: started)
         return try await next(request, context)
+    }
+}
+
+/// The warning that a tenant has no webhook secret, at most once a minute: a line per refused
+/// request would make a tenant without secrets slower to refuse than an unknown one.
+enum NoSecretWarning {
+    private static let last = Mutex<ContinuousClock.Instant?>(nil)
+
+    static func log(tenant: String, logger: Logger, now: ContinuousClock.Instant = .now) {
+        let due = last.withLock { last in
+            guard last.map({ now - $0 >= .seconds(60) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        // Answered as a wrong signature, like an unknown tenant; the operator sees why here.
+        if due { logger.warning("post-call refused: no webhook secret is configured for this tenant", metadata: ["tenant": "\(tenant)"]) }
     }
 }
