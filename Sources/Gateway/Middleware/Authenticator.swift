@@ -35,7 +35,7 @@ struct Authenticator: RouterMiddleware {
         guard let token = BearerAuth.token(request), !token.isEmpty, token.utf8.count <= 512 else { throw APIError.unauthorized() }
         let environmentKey = scope == .tool ? configuration.apiKey : configuration.adminKey
         if let environmentKey, secretsEqual(token, environmentKey) {
-            return Caller(tenant: await defaultTenant.current(), scope: scope, keyID: "env:\(scope.rawValue)")
+            return Caller(tenant: defaultTenant.current(), scope: scope, keyID: "env:\(scope.rawValue)")
         }
         let hash = Data(SHA256.hash(data: Data(token.utf8)))
         guard let record = try await vault.apiKey(hash: hash), record.revokedAt == nil, record.scope == scope,

@@ -51,7 +51,7 @@ struct WebhookSignatureMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let id = context.parameters.get("tenant") else {
-            return try await verify(request, context: context, lookup: await defaultWebhook.current(), next: next)
+            return try await verify(request, context: context, lookup: defaultWebhook.current(), next: next)
         }
         guard !id.isEmpty, id.utf8.count <= 64 else { return try await verify(request, context: context, lookup: nil, next: next) }
         // The same reads and unwraps for an id that names no tenant (no enumeration by timing).
