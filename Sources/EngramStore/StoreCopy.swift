@@ -4,6 +4,7 @@ import GRDB
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// `engram migrate --from sqlite://... --to postgres://...`: copies every table of an SQLite
 /// store into an empty PostgreSQL store in one transaction. Bytes are copied as they are: content
@@ -17,14 +18,60 @@ public enum StoreCopy {
         }
     }
 
+    /// How far a copy is, reported after each page of rows (about `chunk`), at each table's end,
+    /// and once before the vector indexes are built (`indexing`, the last and longest quiet step).
+    public struct Progress: Sendable, Equatable {
+        public enum Phase: String, Sendable { case copying, indexing }
+        public var phase: Phase
+        /// The table being copied, and its rows copied so far of its rows in the source.
+        public var table: String
+        public var tableRows: Int
+        public var tableTotal: Int
+        /// Rows copied so far of the source's rows, all tables together.
+        public var copied: Int
+        public var total: Int
+    }
+
+    /// Counts the rows copied per table and hands each step to the caller's `report`.
+    final class Tracker: Sendable {
+        private let report: @Sendable (Progress) -> Void
+        private let totals: [String: Int]
+        private let total: Int
+        private let state = Mutex<(copied: Int, byTable: [String: Int])>((0, [:]))
+
+        init(totals: [String: Int], report: @escaping @Sendable (Progress) -> Void) {
+            self.totals = totals
+            self.total = totals.values.reduce(0, +)
+            self.report = report
+        }
+
+        func add(_ table: String, rows: Int) {
+            let (copied, tableRows) = state.withLock { state in
+                state.copied += rows
+                state.byTable[table, default: 0] += rows
+                return (state.copied, state.byTable[table] ?? 0)
+            }
+            report(Progress(phase: .copying, table: table, tableRows: tableRows, tableTotal: totals[table] ?? 0, copied: copied, total: total))
+        }
+
+        func indexing() {
+            let copied = state.withLock { $0.copied }
+            report(Progress(phase: .indexing, table: "memory_vectors", tableRows: 0, tableTotal: 0, copied: copied, total: total))
+        }
+    }
+
     static let tables = ["tenants", "users", "processed_events", "memories", "memory_vectors", "memory_terms", "tombstones", "api_keys", "audit_log"]
     static let chunk = 2_000
 
-    public static func copy(from source: SQLiteMemoryStore, to target: PostgresMemoryStore, logger: Logger) async throws -> Report {
+    /// `progress` is called after each page of rows and once before the indexes are built.
+    public static func copy(
+        from source: SQLiteMemoryStore, to target: PostgresMemoryStore, logger: Logger, progress: @escaping @Sendable (Progress) -> Void = { _ in }
+    ) async throws -> Report {
         let pool = source.database.pool
         let sourceCounts = try await pool.read { db in
             try tables.map { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \($0)") ?? 0 }
         }
+        let tracker = Tracker(totals: Dictionary(uniqueKeysWithValues: zip(tables, sourceCounts)), report: progress)
         try await target.transactionWithoutDeadline { pg in
             for table in tables {
                 let rows = try await pg.rows(PostgresQuery(unsafeSQL: "SELECT count(*) AS n FROM \(table)"), logger: logger)
@@ -41,13 +88,14 @@ public enum StoreCopy {
                 hnsw.append(try row["indexdef"].decode(String.self))
                 try await pg.query(PostgresQuery(unsafeSQL: "DROP INDEX \(try row["indexname"].decode(String.self))"), logger: logger)
             }
-            try await copyTenants(pool, pg, logger)
-            try await copyUsers(pool, pg, logger)
-            try await copyEvents(pool, pg, logger)
-            try await copyMemories(pool, pg, logger)
-            try await copyVectors(pool, pg, logger)
-            try await copyTerms(pool, pg, logger)
-            try await copySmallTables(pool, pg, logger)
+            try await copyTenants(pool, pg, logger, tracker)
+            try await copyUsers(pool, pg, logger, tracker)
+            try await copyEvents(pool, pg, logger, tracker)
+            try await copyMemories(pool, pg, logger, tracker)
+            try await copyVectors(pool, pg, logger, tracker)
+            try await copyTerms(pool, pg, logger, tracker)
+            try await copySmallTables(pool, pg, logger, tracker)
+            tracker.indexing()
             try await pg.query("SET LOCAL maintenance_work_mem = '1GB'", logger: logger)
             for definition in hnsw { try await pg.query(PostgresQuery(unsafeSQL: definition), logger: logger) }
         }
@@ -68,7 +116,7 @@ public enum StoreCopy {
 
     /// Reads a table in pages of `chunk` rows by rowid (keyset, not OFFSET: each page is an index
     /// seek, so a table of millions of rows costs linear time), handing each page to `body`.
-    static func pages(_ pool: DatabasePool, table: String, _ body: ([Row]) async throws -> Void) async throws {
+    static func pages(_ pool: DatabasePool, table: String, _ tracker: Tracker, _ body: ([Row]) async throws -> Void) async throws {
         var last: Int64 = .min
         while true {
             let page = try await pool.read { db in
@@ -77,12 +125,14 @@ public enum StoreCopy {
             }
             guard let end = page.last?["copy_rowid"] as Int64? else { return }
             try await body(page)
+            tracker.add(table, rows: page.count)
             last = end
         }
     }
 
-    static func copyTenants(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        for row in try await pool.read({ db in try Row.fetchAll(db, sql: "SELECT * FROM tenants") }) {
+    static func copyTenants(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger, _ tracker: Tracker) async throws {
+        let rows = try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tenants") }
+        for row in rows {
             let retention: Int? = row["retention_days"]
             let current: Data? = row["webhook_secret_wrapped"]
             let previous: Data? = row["webhook_secret_previous_wrapped"]
@@ -96,10 +146,11 @@ public enum StoreCopy {
                     \(retention), \(trustClientUserIDs))
                 """, logger: logger)
         }
+        tracker.add("tenants", rows: rows.count)
     }
 
-    static func copyUsers(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, table: "users") { rows in
+    static func copyUsers(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger, _ tracker: Tracker) async throws {
+        try await pages(pool, table: "users", tracker) { rows in
             for row in rows {
                 let consent: Bool? = row["consent"]
                 try await pg.query(
@@ -112,8 +163,8 @@ public enum StoreCopy {
         }
     }
 
-    static func copyEvents(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, table: "processed_events") { rows in
+    static func copyEvents(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger, _ tracker: Tracker) async throws {
+        try await pages(pool, table: "processed_events", tracker) { rows in
             let tenants: [String] = rows.map { $0["tenant_id"] }
             let keys: [String] = rows.map { $0["idempotency_key"] }
             let ids: [String] = rows.map { $0["event_id"] }
@@ -130,16 +181,16 @@ public enum StoreCopy {
         }
     }
 
-    static func copyMemories(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, table: "memories") { rows in
+    static func copyMemories(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger, _ tracker: Tracker) async throws {
+        try await pages(pool, table: "memories", tracker) { rows in
             if let json = try PostgresMemoryStore.memoriesJSON(rows.map(SQLiteMemoryStore.memory)) {
                 try await PostgresMemoryStore.insertMemories(json, on: pg, logger: logger)
             }
         }
     }
 
-    static func copyVectors(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        try await pages(pool, table: "memory_vectors") { rows in
+    static func copyVectors(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger, _ tracker: Tracker) async throws {
+        try await pages(pool, table: "memory_vectors", tracker) { rows in
             let decoded = rows.map { row -> (id: String, embedder: String, tenant: String, user: String, vector: [Float]) in
                 let blob: Data = row["vector"]
                 return (row["memory_id"], row["embedder"], row["tenant_id"], row["user_key"], VectorMath.fromBytes([UInt8](blob)))
@@ -156,7 +207,7 @@ public enum StoreCopy {
         }
     }
 
-    static func copyTerms(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
+    static func copyTerms(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger, _ tracker: Tracker) async throws {
         // memory_terms has no rowid: keyset over its primary key.
         var last: (String, String, Data, String)? = nil
         while true {
@@ -183,16 +234,20 @@ public enum StoreCopy {
                 INSERT INTO memory_terms (tenant_id, user_key, term, memory_id, frequency)
                 SELECT * FROM unnest(\(tenants)::text[], \(users)::text[], \(terms)::bytea[], \(ids)::text[], \(frequencies)::int8[])
                 """, logger: logger)
+            tracker.add("memory_terms", rows: rows.count)
         }
     }
 
-    static func copySmallTables(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger) async throws {
-        for row in try await pool.read({ db in try Row.fetchAll(db, sql: "SELECT * FROM tombstones") }) {
+    static func copySmallTables(_ pool: DatabasePool, _ pg: PostgresConnection, _ logger: Logger, _ tracker: Tracker) async throws {
+        let tombstones = try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tombstones") }
+        for row in tombstones {
             try await pg.query(
                 "INSERT INTO tombstones (tenant_id, user_key, erased_at) VALUES (\(row["tenant_id"] as String), \(row["user_key"] as String), \(date(row["erased_at"])!))",
                 logger: logger)
         }
-        for row in try await pool.read({ db in try Row.fetchAll(db, sql: "SELECT * FROM api_keys") }) {
+        tracker.add("tombstones", rows: tombstones.count)
+        let keys = try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM api_keys") }
+        for row in keys {
             try await pg.query(
                 """
                 INSERT INTO api_keys (id, tenant_id, scope, key_hash, created_at, revoked_at)
@@ -200,7 +255,8 @@ public enum StoreCopy {
                     \(date(row["created_at"])!), \(date(row["revoked_at"])))
                 """, logger: logger)
         }
-        try await pages(pool, table: "audit_log") { rows in
+        tracker.add("api_keys", rows: keys.count)
+        try await pages(pool, table: "audit_log", tracker) { rows in
             for row in rows {
                 try await pg.query(
                     """

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import EngramApp
@@ -503,8 +504,20 @@ struct StoreCopyTests {
 
         let target = try await TestEnvironment.make(.postgres)
         let postgres = try #require(try await target.openStore() as? PostgresMemoryStore)
-        let report = try await StoreCopy.copy(from: sqlite, to: postgres, logger: testLogger)
+        let steps = Mutex<[StoreCopy.Progress]>([])
+        let report = try await StoreCopy.copy(from: sqlite, to: postgres, logger: testLogger) { step in steps.withLock { $0.append(step) } }
         #expect(report.tables.first { $0.name == "memories" }?.rows ?? 0 > 0)
+        // Progress: every table with rows ends at its row count, the overall count only grows and
+        // ends at the sum, and the index build is announced last.
+        let reported = steps.withLock { $0 }
+        let total = report.tables.map(\.rows).reduce(0, +)
+        #expect(reported.last?.phase == .indexing)
+        #expect(reported.last?.copied == total)
+        #expect(reported.allSatisfy { $0.total == total })
+        #expect(zip(reported, reported.dropFirst()).allSatisfy { $0.copied <= $1.copied })
+        for table in report.tables where table.rows > 0 {
+            #expect(reported.last { $0.phase == .copying && $0.table == table.name }?.tableRows == table.rows, "\(table.name)")
+        }
         #expect(report.tables.first { $0.name == "tombstones" }?.rows == 1)
         // A second copy into the same database is refused (it is no longer empty).
         await #expect(throws: StoreError.self) { try await StoreCopy.copy(from: sqlite, to: postgres, logger: testLogger) }
@@ -524,8 +537,22 @@ struct StoreCopyTests {
         #expect(try await postgres.tombstone(tenant: "default", user: erased) == Date(timeIntervalSince1970: 1_764_000_000))
         #expect(try await postgres.apiKeys(tenant: "default").map(\.id) == ["key_1"])
         await postgres.close()
+
+        // The same copy through the real `engram migrate`: progress on stderr (counts and table
+        // names, nothing of the rows), the report on stdout.
+        let second = try await TestEnvironment.make(.postgres)
+        let secondURL = try #require(second.postgres?.url)
+        let run = try await runEngram(
+            ["migrate", "--from", "sqlite://\(env.databasePath)", "--to", secondURL], environment: [:], directory: env.directory)
+        #expect(run.status == 0, "\(run.stderr)")
+        let memories = try #require(report.tables.first { $0.name == "memories" }?.rows)
+        #expect(run.errorLines.contains { $0.hasPrefix("memories: \(memories) of \(memories) rows (") && $0.hasSuffix("% of all rows)") })
+        #expect(run.errorLines.contains { $0.contains("building the vector indexes") })
+        #expect(run.stdout.contains("row counts match"))
+        #expect(!run.stderr.contains(Fixtures.fixturePhone) && !run.stderr.contains("Friday"))
         await env.cleanUp()
         await target.cleanUp()
+        await second.cleanUp()
     }
 }
 
