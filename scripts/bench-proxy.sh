@@ -75,12 +75,7 @@ main() {
   cd "$work"
   spawn "$bin_dir/engram-gateway" >"$work/gateway.log" 2>&1
   gateway_pid=$!
-  deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null --max-time 2 "$base_url/health/ready" 2>/dev/null; do
-    kill -0 "$gateway_pid" 2>/dev/null || { tail -n 20 "$work/gateway.log" >&2; die "engram-gateway exited (log: $work/gateway.log)"; }
-    ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s (log: $work/gateway.log)"
-    sleep 0.2
-  done
+  await_gateway_ready "$base_url" "$gateway_pid" "$work/gateway.log"
   log "gateway $base_url ready; upstream 127.0.0.1:$upstream_port; store $work/db"
 
   set +e

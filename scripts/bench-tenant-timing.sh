@@ -64,12 +64,7 @@ main() {
   printf 'wsec_acme_%s\n' "$(rand_hex 32)" | "$bin_dir/engram" tenant set-webhook-secret acme >/dev/null
   spawn "$service_dir/engram-gateway" >"$work/gateway.log" 2>&1
   gateway_pid=$!
-  deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$ENGRAM_HTTP_PORT/health/ready" 2>/dev/null; do
-    kill -0 "$gateway_pid" 2>/dev/null || { tail -n 20 "$work/gateway.log" >&2; die "engram-gateway exited"; }
-    ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s"
-    sleep 0.2
-  done
+  await_gateway_ready "http://127.0.0.1:$ENGRAM_HTTP_PORT" "$gateway_pid" "$work/gateway.log"
   log "gateway ready ($service_dir/engram-gateway); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   set +e
   python3 "$root/scripts/tenant_timing.py" --port "$ENGRAM_HTTP_PORT" \

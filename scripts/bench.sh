@@ -82,13 +82,7 @@ main() {
   spawn "$service_dir/engram-worker" >"$work/worker.log" 2>&1
   worker_pid=$!
 
-  deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null --max-time 2 "$base_url/health/ready" 2>/dev/null; do
-    kill -0 "$gateway_pid" 2>/dev/null || { tail -n 20 "$work/gateway.log" >&2; die "engram-gateway exited (log: $work/gateway.log)"; }
-    kill -0 "$worker_pid" 2>/dev/null || { tail -n 20 "$work/worker.log" >&2; die "engram-worker exited (log: $work/worker.log)"; }
-    ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s (log: $work/gateway.log)"
-    sleep 0.2
-  done
+  await_gateway_ready "$base_url" "$gateway_pid" "$work/gateway.log" "$worker_pid" "$work/worker.log"
   log "gateway $base_url ready; worker running; redis 127.0.0.1:$redis_port; store $work/db"
 
   set +e

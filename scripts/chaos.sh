@@ -204,12 +204,7 @@ main() {
 
   spawn "$bin_dir/engram-gateway" >"$work/logs/gateway.log" 2>&1
   gateway_pid=$!
-  deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null --max-time 2 "$base_url/health/ready" 2>/dev/null; do
-    kill -0 "$gateway_pid" 2>/dev/null || { tail -n 20 "$work/logs/gateway.log" >&2; die "engram-gateway exited"; }
-    ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s"
-    sleep 0.2
-  done
+  await_gateway_ready "$base_url" "$gateway_pid" "$work/logs/gateway.log"
   start_worker
   start_worker
   say "gateway $base_url, 2 workers, redis 127.0.0.1:$redis_port (appendfsync $appendfsync), fake LLM $fake_url, policy $policy"

@@ -60,6 +60,24 @@ wait_for_redis() { # port pid logfile timeout_seconds
 }
 
 # Sends SIGTERM (once; a second one could escalate a graceful shutdown).
+# Polls BASE_URL/health/ready for up to 60 s. Each PID LOG pair is a service that must stay up:
+# if one exits, the tail of its log is shown and the script stops.
+await_gateway_ready() { # base_url [pid logfile]...
+  local url=$1 deadline=$((SECONDS + 60)) i
+  shift
+  local services=("$@")
+  until curl -fsS -o /dev/null --max-time 2 "$url/health/ready" 2>/dev/null; do
+    for ((i = 0; i + 1 < ${#services[@]}; i += 2)); do
+      if ! kill -0 "${services[i]}" 2>/dev/null; then
+        tail -n 20 "${services[i + 1]}" >&2
+        die "$(basename "${services[i + 1]}" .log) exited (log: ${services[i + 1]})"
+      fi
+    done
+    ((SECONDS < deadline)) || die "the gateway did not become ready within 60 s"
+    sleep 0.2
+  done
+}
+
 terminate() { # pid
   kill -TERM "$1" 2>/dev/null || true
 }
