@@ -48,7 +48,7 @@ public struct InFlightReturn: Sendable, Equatable {
     }
 }
 
-/// The dead-letter error class of an event whose worker stopped while holding it, `maxAttempts` times.
+/// The dead-letter error class of an event whose workers stopped while holding it, `maxAttempts` times.
 public let workerDiedErrorClass = "worker_died"
 
 /// Queue depths for `engram queue stats`.
@@ -79,14 +79,15 @@ public protocol EventQueue: Sendable {
     func deadLetter(worker: String, raw: Data, letter: DeadLetter) async throws
     func heartbeat(worker: String, ttl: Duration) async throws
     func clearHeartbeat(worker: String) async throws
-    /// Returns the in-flight events of workers whose heartbeat expired. Each return counts as an
-    /// attempt: an event taken `maxAttempts` times without finishing goes to the dead letters
+    /// Returns the in-flight events of workers whose heartbeat expired. Each return counts as a
+    /// death (`Envelope.deaths`, apart from the processing attempts that LLM retries use): an
+    /// event whose workers died `maxAttempts` times holding it goes to the dead letters
     /// (`worker_died`) instead of back to the queue, so one event that kills its worker cannot
     /// kill every worker after it.
     func reap(maxAttempts: Int) async throws -> InFlightReturn
     /// Returns this worker's own in-flight events to the pending list: those stranded when a
     /// queue call failed mid-event, or left by an earlier process under the same id (a worker
-    /// restarted in place after a crash). Counted as attempts, as in `reap`. The reaper never
+    /// restarted in place after a crash). Counted as deaths, as in `reap`. The reaper never
     /// takes them while this worker heartbeats. Call only while the worker holds no event.
     func requeueInFlight(worker: String, maxAttempts: Int) async throws -> InFlightReturn
     /// Moves due retries back to the pending list. Returns how many moved.

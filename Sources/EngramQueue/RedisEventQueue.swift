@@ -129,9 +129,12 @@ public struct RedisEventQueue: EventQueue {
         try await returnInFlight(worker: worker, onlyIfDead: false, maxAttempts: maxAttempts)
     }
 
-    /// Returns one worker's in-flight items, oldest first, each with its attempt count raised:
-    /// the worker died holding it (or lost track of it), which is a failed attempt. An item
-    /// that is not an envelope goes back as it is (the next worker dead-letters it).
+    /// Returns one worker's in-flight items, oldest first, each with its death count raised: the
+    /// worker died holding it (or lost track of it). Its processing attempts (`attempt`, which
+    /// LLM retries use) are left as they are, so a crash during an outage that used an event's
+    /// retries does not dead-letter it; an event held by `maxAttempts` dying workers (a poison
+    /// event) goes to the dead letters as `worker_died`. An item that is not an envelope goes
+    /// back as it is (the next worker dead-letters it).
     private func returnInFlight(worker: String, onlyIfDead: Bool, maxAttempts: Int) async throws -> InFlightReturn {
         let list = keys.processing(worker)
         var result = InFlightReturn()
@@ -141,16 +144,17 @@ public struct RedisEventQueue: EventQueue {
             var replacement = raw
             var toDead = false
             if var envelope = try? Envelope.decode(raw) {
-                // `attempt` comes from Redis: compared without arithmetic that could overflow.
-                if envelope.attempt >= maxAttempts - 1 {
+                // `deaths` comes from Redis: compared without arithmetic that could overflow.
+                let deaths = envelope.deaths ?? 0
+                if deaths >= maxAttempts - 1 {
                     toDead = true
                     let letter = DeadLetter(
                         id: envelope.id, envelope: String(decoding: raw, as: UTF8.self), errorClass: workerDiedErrorClass,
-                        errorMessage: "the worker stopped while handling the event, on each of its \(maxAttempts) attempts (ENGRAM_MAX_ATTEMPTS)",
+                        errorMessage: "a worker stopped while holding the event, \(maxAttempts) times (ENGRAM_MAX_ATTEMPTS)",
                         failedAt: Date().timeIntervalSince1970, worker: worker)
                     replacement = try JSONEncoder().encode(letter)
                 } else {
-                    envelope.attempt = max(0, envelope.attempt) + 1
+                    envelope.deaths = max(0, deaths) + 1
                     replacement = try envelope.encoded()
                 }
             }
@@ -226,6 +230,7 @@ public struct RedisEventQueue: EventQueue {
                 var envelope = try? Envelope.decode(Data(letter.envelope.utf8))
             else { continue }
             envelope.attempt = 0
+            envelope.deaths = nil
             let moved = try await client.command([
                 "EVAL", RedisArgument(Self.replayScript), "2", RedisArgument(keys.dead), RedisArgument(keys.events),
                 RedisArgument(raw), RedisArgument(try envelope.encoded()),

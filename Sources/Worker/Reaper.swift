@@ -4,8 +4,9 @@ import Logging
 import ServiceLifecycle
 
 /// Returns the in-flight events of workers whose heartbeat expired to the pending list, each
-/// return counted as an attempt; an event whose workers died `maxAttempts` times goes to the
-/// dead letters as `worker_died` (a poison event stops there instead of killing every worker).
+/// return counted as a death of its worker (`Envelope.deaths`, apart from its processing
+/// attempts); an event whose workers died `maxAttempts` times goes to the dead letters as
+/// `worker_died` (a poison event stops there instead of killing every worker).
 enum Reaper {
     static func job(queue: any EventQueue, interval: Duration, maxAttempts: Int, logger: Logger) -> PeriodicJob {
         PeriodicJob(name: "reaper", interval: interval, logger: logger) {
@@ -21,7 +22,7 @@ enum Reaper {
         if returned.deadLettered > 0 {
             EngramMetrics.eventDeadLettered(reason: workerDiedErrorClass, count: returned.deadLettered)
             logger.error(
-                "dead-lettered events whose worker died on every attempt",
+                "dead-lettered events whose workers died holding them ENGRAM_MAX_ATTEMPTS times",
                 metadata: [
                     "count": "\(returned.deadLettered)", "error_class": "\(workerDiedErrorClass)",
                 ])

@@ -23,6 +23,10 @@ extension Envelope {
         out.append(contentsOf: "\(receivedAt)".utf8)
         Self.appendKey("attempt", to: &out)
         out.append(contentsOf: String(attempt).utf8)
+        if let deaths {
+            Self.appendKey("deaths", to: &out)
+            out.append(contentsOf: String(deaths).utf8)
+        }
         if let trace {
             Self.appendKey("trace", to: &out)
             Self.appendString(trace, to: &out)

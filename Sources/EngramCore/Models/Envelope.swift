@@ -1,6 +1,6 @@
 import Foundation
 
-/// What travels on the queue: `{id, tenant, type, received_at, attempt, trace, trace_state, user_tags, body}`,
+/// What travels on the queue: `{id, tenant, type, received_at, attempt, deaths, trace, trace_state, user_tags, body}`,
 /// the body being the raw webhook (or tool event) encrypted with the envelope key. The trace
 /// fields are left out when tracing is off, and envelopes without them still decode. `user_tags`
 /// are keyed pseudonyms (`KeyRing.userTag`) of every caller identity the event names (the
@@ -12,7 +12,12 @@ public struct Envelope: Codable, Sendable, Equatable {
     public var type: String
     /// Unix seconds with fractions.
     public var receivedAt: Double
+    /// Processing attempts made (a failed one is retried with this raised: LLM retries use it).
     public var attempt: Int
+    /// Times a worker stopped while holding the event (crashed, killed, reaped), counted apart
+    /// from `attempt`: an outage that used the event's retries must not make one worker crash
+    /// look like a poison event. Absent (nil) is none; left out of the JSON then.
+    public var deaths: Int?
     /// W3C `traceparent` of the request that produced it, if tracing is on.
     public var trace: String?
     /// W3C `tracestate` that goes with `trace`, if any.
@@ -25,7 +30,7 @@ public struct Envelope: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, tenant, type
         case receivedAt = "received_at"
-        case attempt, trace
+        case attempt, deaths, trace
         case traceState = "trace_state"
         case userTags = "user_tags"
         case body

@@ -76,15 +76,15 @@ struct PoisonProcessTests {
             try fixtureTranscript(), tenant: "default", type: EventType.postCallTranscription, receivedAt: Date(),
             cipher: KeyRing(master: env.masterKey).envelopeCipher)
         #expect(try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
-        // Taken by workers that die holding it (no heartbeat): each return is an attempt.
-        for attempt in 0..<(maxAttempts - 1) {
-            let taken = try #require(try await queue.take(worker: "doomed-\(attempt)", timeout: .seconds(1)))
-            #expect(taken.envelope?.attempt == attempt)
+        // Taken by workers that die holding it (no heartbeat): each return is a death.
+        for death in 0..<(maxAttempts - 1) {
+            let taken = try #require(try await queue.take(worker: "doomed-\(death)", timeout: .seconds(1)))
+            #expect((taken.envelope?.deaths ?? 0) == death)
             #expect(try await queue.reap(maxAttempts: maxAttempts) == InFlightReturn(requeued: 1))
         }
         // The last take: its worker dies too, and a real worker process's reaper finds it.
         let last = try #require(try await queue.take(worker: "doomed-last", timeout: .seconds(1)))
-        #expect(last.envelope?.attempt == maxAttempts - 1)
+        #expect(last.envelope?.deaths == maxAttempts - 1)
 
         var environment = env.processEnvironment(httpPort: 0)
         environment["ENGRAM_MAX_ATTEMPTS"] = String(maxAttempts)

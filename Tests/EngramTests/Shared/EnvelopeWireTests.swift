@@ -21,6 +21,7 @@ struct EnvelopeWireTests {
                 receivedAt: Date(timeIntervalSince1970: [0, 1e-7, 1_764_500_000.123456, 253_402_300_799.999][i % 4]),
                 cipher: cipher, id: text, userTags: i % 3 == 0 ? nil : Array(repeating: text, count: i % 3))
             envelope.attempt = [0, 1, -1, Int.max, Int.min][i % 5]
+            envelope.deaths = [nil, 0, 2, Int.max, Int.min, -1][i % 6]
             envelope.trace = i % 2 == 0 ? nil : text
             envelope.traceState = i % 4 == 1 ? text : nil
             envelopes.append(envelope)

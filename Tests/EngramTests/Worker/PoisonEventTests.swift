@@ -29,7 +29,7 @@ struct PoisonEventTests {
     }
 
     @Test(
-        "a worker restarted in place after dying counts its in-flight event as an attempt, and dead-letters it as worker_died after ENGRAM_MAX_ATTEMPTS"
+        "a worker restarted in place after dying counts its in-flight event as a death, and dead-letters it as worker_died after ENGRAM_MAX_ATTEMPTS"
     )
     func restartedInPlace() async throws {
         let env = try TestEnvironment()
@@ -39,11 +39,12 @@ struct PoisonEventTests {
         let envelope = try seal(try fixtureTranscript(), env)
         #expect(try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
         // The same worker id dies holding the event on every attempt (a container restarted in place).
-        for attempt in 0..<configuration.maxAttempts {
+        for death in 0..<configuration.maxAttempts {
             let taken = try #require(try await queue.take(worker: configuration.workerID, timeout: .seconds(1)))
-            #expect(taken.envelope?.attempt == attempt)
+            #expect((taken.envelope?.deaths ?? 0) == death)
+            #expect(taken.envelope?.attempt == 0, "a death is not a processing attempt")
             let returned = try await queue.requeueInFlight(worker: configuration.workerID, maxAttempts: configuration.maxAttempts)
-            #expect(returned == (attempt < configuration.maxAttempts - 1 ? InFlightReturn(requeued: 1) : InFlightReturn(deadLettered: 1)))
+            #expect(returned == (death < configuration.maxAttempts - 1 ? InFlightReturn(requeued: 1) : InFlightReturn(deadLettered: 1)))
         }
         let stats = try await queue.stats()
         #expect(stats.pending == 0 && stats.processing == 0 && stats.dead == 1)
@@ -57,7 +58,37 @@ struct PoisonEventTests {
         await env.cleanUp()
     }
 
-    @Test("an envelope from Redis with an absurd attempt count or receive time is handled, not trapped")
+    @Test(
+        "a worker that dies holding an event which used its processing attempts (an LLM outage) returns it to the queue: only deaths count toward worker_died"
+    )
+    func deathsApartFromAttempts() async throws {
+        let env = try TestEnvironment()
+        var configuration = env.configuration()
+        configuration.maxAttempts = 3
+        let queue = env.queue()
+        var envelope = try seal(try fixtureTranscript(), env)
+        // Its last processing attempt (the earlier ones failed on the LLM), and one death already.
+        envelope.attempt = configuration.maxAttempts - 1
+        envelope.deaths = 1
+        #expect(try await queue.enqueue(envelope, dedupe: [], ttlSeconds: 60))
+        _ = try #require(try await queue.take(worker: "doomed", timeout: .seconds(1)))
+        #expect(try await queue.reap(maxAttempts: configuration.maxAttempts) == InFlightReturn(requeued: 1))
+        let again = try #require(try await queue.take(worker: "doomed-too", timeout: .seconds(1)))
+        #expect(again.envelope?.attempt == configuration.maxAttempts - 1 && again.envelope?.deaths == 2)
+        // A third death is the limit: a poison event still stops in the dead letters.
+        #expect(try await queue.reap(maxAttempts: configuration.maxAttempts) == InFlightReturn(deadLettered: 1))
+        let letter = try #require(try await queue.deadLetters(limit: 5).first)
+        #expect(letter.errorClass == workerDiedErrorClass)
+        // A replay starts it afresh (no attempts, no deaths), and a worker stores it.
+        #expect(try await queue.replayDead(id: envelope.id) == 1)
+        let runtime = try await buildWorker(configuration: configuration, logger: testLogger)
+        try await runtime.drain()
+        #expect(try await runtime.queue.stats().dead == 0)
+        #expect(try await !runtime.vault.memories(tenant: "default", user: runtime.userKey(phone: Fixtures.fixturePhone)).isEmpty)
+        await env.cleanUp()
+    }
+
+    @Test("an envelope from Redis with an absurd attempt count, death count or receive time is handled, not trapped")
     func absurdEnvelopeFields() async throws {
         let env = try TestEnvironment()
         let runtime = try await buildWorker(configuration: env.configuration(), logger: testLogger)
@@ -65,6 +96,7 @@ struct PoisonEventTests {
         for (attempt, receivedAt) in [(Int.max, 1e300), (Int.min, -1e300), (0, 1.7976931348623157e308)] {
             var envelope = try seal(try fixtureTranscript(phone: "+1415555\(String(format: "%04d", abs(attempt % 9000))))"), env)
             envelope.attempt = attempt
+            envelope.deaths = attempt
             envelope.receivedAt = receivedAt
             try await client.command("LPUSH", RedisArgument(env.keys.events), RedisArgument(try envelope.encoded()))
         }
