@@ -73,7 +73,7 @@ struct EventProcessor: Service {
         queueFailures.succeeded(logger: logger)
         guard let taken else { return false }
         var batch = [taken]
-        if batchLimit > 1 {
+        if batchLimit > 1, !Self.isSuspect(taken) {
             do {
                 batch += try await queue.takeReady(worker: worker, limit: batchLimit - 1)
             } catch {
@@ -81,10 +81,22 @@ struct EventProcessor: Service {
                 inFlightCheck.isNeeded = true
                 queueFailures.failed(error, logger: logger, metadata: ["step": "take the waiting events"])
             }
+            // An event a worker died holding is handled alone: if it is what kills workers, its
+            // next death is its own, not one more for every event of a batch (which would send
+            // them all to the dead letters with it). It and the events after it go back, in order
+            // (one caller's events stay in queue order); the next take starts with it.
+            if let first = batch.firstIndex(where: Self.isSuspect) {
+                let later = batch[first...].map(\.raw)
+                batch.removeSubrange(first...)
+                await giveBack(later, order: later, reason: "events a worker died holding are handled alone")
+            }
         }
         await handle(batch)
         return true
     }
+
+    /// An event some worker stopped while holding (`Envelope.deaths`): it may be what stops them.
+    static func isSuspect(_ taken: TakenEvent) -> Bool { (taken.envelope?.deaths ?? 0) > 0 }
 
     /// Handles one taken event (a batch of one).
     func handle(_ taken: TakenEvent) async { await handle([taken]) }
@@ -128,7 +140,9 @@ struct EventProcessor: Service {
             return
         }
         await acknowledge(result.processed)
-        if !result.unstarted.isEmpty { await giveBack(result.unstarted, order: batch.map(\.raw)) }
+        if !result.unstarted.isEmpty {
+            await giveBack(result.unstarted, order: batch.map(\.raw), reason: "shutting down: events not started were returned to the queue")
+        }
     }
 
     /// What a batch's lanes did: events to acknowledge, and events not started (shutdown).
@@ -137,14 +151,14 @@ struct EventProcessor: Service {
         var unstarted: [Data] = []
     }
 
-    /// Returns events not started to the front of the queue, in their order.
-    private func giveBack(_ unstarted: [Data], order: [Data]) async {
+    /// Returns events not started to the front of the queue, in their order, as if never taken.
+    private func giveBack(_ unstarted: [Data], order: [Data], reason: Logger.Message) async {
         let unstartedSet = Set(unstarted)
         let inOrder = order.filter { unstartedSet.contains($0) }
         do {
             let returned = try await queue.giveBack(worker: worker, raws: inOrder)
             if !returned { inFlightCheck.isNeeded = true }
-            logger.info("shutting down: events not started were returned to the queue", metadata: ["events": "\(inOrder.count)"])
+            logger.info(reason, metadata: ["events": "\(inOrder.count)"])
         } catch {
             inFlightCheck.isNeeded = true
             logger.error(

@@ -88,6 +88,38 @@ struct PoisonEventTests {
         await env.cleanUp()
     }
 
+    @Test(
+        "after a worker dies holding a batch, each of its events is handled alone: a batch stops before the first of them, which the next take handles by itself"
+    )
+    func suspectsHandledAlone() async throws {
+        let env = try TestEnvironment()
+        let runtime = try await buildWorker(configuration: env.configuration(), logger: testLogger)
+        let queue = env.queue()
+        let phones = (0..<5).map { "+1415555020\($0)" }
+        // A worker takes all five as one batch and dies holding them: each comes back with one death.
+        for phone in phones { #expect(try await queue.enqueue(try seal(try fixtureTranscript(phone: phone), env), dedupe: [], ttlSeconds: 60)) }
+        _ = try #require(try await queue.take(worker: "doomed", timeout: .seconds(1)))
+        #expect(try await queue.takeReady(worker: "doomed", limit: 10).count == 4)
+        #expect(try await queue.reap(maxAttempts: 5) == InFlightReturn(requeued: 5))
+        // Two new events behind them, never held by a dying worker.
+        for phone in ["+14155550210", "+14155550211"] {
+            #expect(try await queue.enqueue(try seal(try fixtureTranscript(phone: phone), env), dedupe: [], ttlSeconds: 60))
+        }
+        // Each of the five is taken and handled alone (its batch stops at once), then the two together.
+        for remaining in [6, 5, 4, 3, 2] {
+            #expect(await runtime.processor.processNext(wait: .seconds(1)))
+            let stats = try await queue.stats()
+            #expect(stats.pending == remaining && stats.processing == 0, "after one suspect: \(stats)")
+        }
+        #expect(await runtime.processor.processNext(wait: .seconds(1)))
+        let stats = try await queue.stats()
+        #expect(stats.pending == 0 && stats.processing == 0 && stats.dead == 0)
+        for phone in phones + ["+14155550210", "+14155550211"] {
+            #expect(try await !runtime.vault.memories(tenant: "default", user: runtime.userKey(phone: phone)).isEmpty, "\(phone)")
+        }
+        await env.cleanUp()
+    }
+
     @Test("an envelope from Redis with an absurd attempt count, death count or receive time is handled, not trapped")
     func absurdEnvelopeFields() async throws {
         let env = try TestEnvironment()
