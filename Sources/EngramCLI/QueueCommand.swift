@@ -41,19 +41,21 @@ struct QueueCommand: AsyncParsableCommand {
                 var tenant: String
                 var type: String
                 var attempt: Int
+                /// Times a worker stopped while holding it (handled alone after one).
+                var deaths: Int
                 var receivedAt: String
                 var body: String
             }
             let rows = envelopes.map { e in
                 Row(
-                    id: e.id, tenant: e.tenant, type: e.type, attempt: e.attempt,
+                    id: e.id, tenant: e.tenant, type: e.type, attempt: e.attempt, deaths: e.deaths ?? 0,
                     receivedAt: isoDay.string(from: Date(timeIntervalSince1970: e.receivedAt)),
                     body: cipher.flatMap { try? e.openBody(cipher: $0) }.map { String(decoding: $0, as: UTF8.self) }
                         ?? "<encrypted \(e.body.count) bytes>")
             }
             if json { return try printJSON(rows) }
             if rows.isEmpty { print("queue is empty") }
-            for row in rows { print("\(row.id)  \(row.tenant)  \(row.type)  attempt \(row.attempt)  \(row.body)") }
+            for row in rows { print("\(row.id)  \(row.tenant)  \(row.type)  attempt \(row.attempt)  deaths \(row.deaths)  \(row.body)") }
         }
     }
 

@@ -101,6 +101,12 @@ struct PoisonEventTests {
         _ = try #require(try await queue.take(worker: "doomed", timeout: .seconds(1)))
         #expect(try await queue.takeReady(worker: "doomed", limit: 10).count == 4)
         #expect(try await queue.reap(maxAttempts: 5) == InFlightReturn(requeued: 5))
+        // An operator sees the death on each of them (`engram queue peek`).
+        var cli = env.processEnvironment(httpPort: 0)
+        cli["ENGRAM_HTTP_PORT"] = nil
+        let peek = try await runEngram(["queue", "peek", "5"], environment: cli, directory: env.directory)
+        #expect(peek.status == 0, "\(peek.stderr)")
+        #expect(peek.stdout.split(separator: "\n").filter { $0.contains("attempt 0  deaths 1") }.count == 5, "\(peek.stdout)")
         // Two new events behind them, never held by a dying worker.
         for phone in ["+14155550210", "+14155550211"] {
             #expect(try await queue.enqueue(try seal(try fixtureTranscript(phone: phone), env), dedupe: [], ttlSeconds: 60))
