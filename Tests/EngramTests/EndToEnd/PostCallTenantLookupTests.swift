@@ -36,9 +36,11 @@ struct PostCallTenantLookupTests {
         return "\(response.status.code) \(headers.joined(separator: " ")) \(answer)"
     }
 
-    @Test("unknown tenant, tenant without secret, wrong signature: byte-identical 401s after one tenant read, one secrets read and two unwraps")
-    func sameStepsSameAnswer() async throws {
-        let env = try TestEnvironment()
+    @Test(
+        "unknown tenant, tenant without secret, wrong signature: byte-identical 401s after one tenant read, one secrets read and two unwraps",
+        arguments: Backend.available)
+    func sameStepsSameAnswer(backend: Backend) async throws {
+        let env = try await TestEnvironment.make(backend)
         let port = try freePort()
         let environment = serviceEnvironment(env, port: port)
         let acmeSecret = "wsec_acme_" + UUID().uuidString

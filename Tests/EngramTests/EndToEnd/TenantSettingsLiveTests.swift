@@ -31,9 +31,11 @@ struct TenantSettingsLiveTests {
         return (response.status.code, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
     }
 
-    @Test("trust-client-ids, consent mode and a stored webhook secret of the default tenant (and trust of another) apply without a restart")
-    func settingsApplyWithoutRestart() async throws {
-        let env = try TestEnvironment()
+    @Test(
+        "trust-client-ids, consent mode and a stored webhook secret of the default tenant (and trust of another) apply without a restart",
+        arguments: Backend.available)
+    func settingsApplyWithoutRestart(backend: Backend) async throws {
+        let env = try await TestEnvironment.make(backend)
         let port = try freePort()
         var environment = serviceEnvironment(env, port: port)
         environment["ENGRAM_ADMIN_KEY"] = env.adminKey
